@@ -1,0 +1,23 @@
+"""Engine errors that carry a message meant for the user."""
+
+
+class EngineError(Exception):
+    """Base class; ``str(err)`` is shown to the user as is."""
+
+
+class UnknownModelError(EngineError):
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        self.available = available
+        super().__init__(f"unknown model {name!r}; available: {', '.join(available)}")
+
+
+class UnknownHardwareError(EngineError):
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        self.available = available
+        super().__init__(f"hardware {name!r} is not present on this machine; present: {', '.join(available)}")
+
+
+class ModelLoadError(EngineError):
+    """A model exists by name but cannot be built here (offline Hub id, bad checkpoint)."""

@@ -1,0 +1,1 @@
+"""Model registry: built-in families, local checkpoints, Hub ids and entry points."""

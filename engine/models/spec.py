@@ -1,0 +1,46 @@
+"""The registry's unit: how to build a model and make inputs for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ARCHITECTURE_TYPES = ("encoder", "decoder", "encoder-decoder", "vision", "audio", "multimodal", "custom")
+TIERS = ("critical", "high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered workload.
+
+    ``build()`` returns a ``torch.nn.Module`` (in eval mode, on CPU, fp32).
+    ``make_inputs(batch_size, sequence_length, image_size)`` returns the keyword
+    arguments for ``module(**inputs)``, as CPU tensors; the worker moves them.
+    ``tokens_per_item(sequence_length)`` is the token count one item carries, or
+    None where tokens/s means nothing (vision).
+    """
+
+    name: str
+    family: str
+    architecture: str
+    modality: str
+    parameters_million: float
+    build: Callable[[], Any]
+    make_inputs: Callable[[int, int, int], dict]
+    source: str = "builtin"  # builtin | local | hub | entry_point | custom
+    weights: str = "random"  # random | pretrained
+    tier: str = "low"
+    tokens_per_item: Callable[[int], int] | None = None
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "type": self.architecture,
+            "modality": self.modality,
+            "parameters_million": round(self.parameters_million, 3),
+            "source": self.source,
+            "weights": self.weights,
+            "tier": self.tier,
+        }
