@@ -1,0 +1,1 @@
+"""Python client for a benchboard server. Imports only httpx and websockets."""

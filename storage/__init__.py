@@ -1,0 +1,1 @@
+"""DuckDB storage: schema and migrations, serialised writes, typed reads, the SQL guard."""
