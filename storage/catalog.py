@@ -1,0 +1,44 @@
+"""The models and hardware_platforms rows that results point at."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+
+def ensure_model(cursor: duckdb.DuckDBPyConnection, model: dict) -> int:
+    """Id of the model row named ``model["name"]``, inserted or refreshed from ``model``."""
+    row = cursor.execute(
+        """INSERT INTO models (model_name, model_family, model_type, modality, parameters_million, source)
+           VALUES ($name, $family, $type, $modality, $parameters_million, $source)
+           ON CONFLICT (model_name) DO UPDATE SET
+               model_family = excluded.model_family, model_type = excluded.model_type,
+               modality = excluded.modality, parameters_million = excluded.parameters_million,
+               source = excluded.source
+           RETURNING model_id""",
+        {key: model.get(key) for key in ("name", "family", "type", "modality", "parameters_million", "source")},
+    ).fetchone()
+    return row[0]
+
+
+def ensure_hardware(cursor: duckdb.DuckDBPyConnection, hardware: dict) -> int:
+    """Id of the hardware row for ``hardware["name"]`` on its device, inserted if new."""
+    row = cursor.execute(
+        """INSERT INTO hardware_platforms
+               (hardware_type, device_name, platform, memory_gb, compute_units, driver_version, capabilities)
+           VALUES ($type, $device, $name, $memory_gb, $compute_units, $driver_version, $capabilities)
+           ON CONFLICT (platform, device_name) DO UPDATE SET
+               memory_gb = excluded.memory_gb, capabilities = excluded.capabilities
+           RETURNING hardware_id""",
+        {
+            "type": hardware["type"],
+            "device": hardware.get("device") or hardware["name"],
+            "name": hardware["name"],
+            "memory_gb": hardware.get("memory_gb"),
+            "compute_units": hardware.get("compute_units"),
+            "driver_version": hardware.get("driver_version"),
+            "capabilities": json.dumps(hardware, default=str),
+        },
+    ).fetchone()
+    return row[0]

@@ -1,0 +1,106 @@
+"""One DuckDB file: opened locked-down, migrated, with serialised writes and a cursor per read."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from storage.schema import LATEST_VERSION, MIGRATIONS
+
+
+class StorageError(Exception):
+    """A storage problem with a message meant for the user."""
+
+
+class DatabaseLockedError(StorageError):
+    def __init__(self, path: str, detail: str):
+        holder = re.search(r"PID (\d+)", detail)
+        who = f"process {holder.group(1)}" if holder else "another process"
+        super().__init__(
+            f"the database {path} is in use by {who}. Only one process may open it read-write: "
+            "stop that process (a running `benchboard serve`?), use the server's API instead, "
+            "or pass another --db-path."
+        )
+
+
+class Database:
+    """The process's single read-write connection to a benchboard DuckDB file.
+
+    External access (files, extensions, network) is disabled and the configuration
+    locked before anything else runs, so not even a query that slipped past the SQL
+    guard could re-enable it.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, migrate_to: int = LATEST_VERSION):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = duckdb.connect(self.path, config={"enable_external_access": False})
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise DatabaseLockedError(self.path, str(error)) from None
+            raise StorageError(f"cannot open the database {self.path}: {error}") from None
+        self._connection.execute("SET lock_configuration = true")
+        self._write_lock = threading.Lock()
+        self._migrate(migrate_to)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor: DuckDB cursors are not thread-safe, so each reader takes its own."""
+        return self._connection.cursor()
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction that holds the process-wide write lock; rolled back on error."""
+        with self._write_lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+
+    def interrupt_all(self) -> None:
+        self._connection.interrupt()
+
+    @property
+    def schema_version(self) -> int:
+        return self._current_version(self.cursor())
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @staticmethod
+    def _current_version(cursor: duckdb.DuckDBPyConnection) -> int:
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = cursor.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def _migrate(self, target: int) -> None:
+        with self.writing() as cursor:
+            current = self._current_version(cursor)
+            if current > LATEST_VERSION:
+                raise StorageError(
+                    f"the database {self.path} has schema v{current}, newer than this benchboard "
+                    f"(v{LATEST_VERSION}); upgrade benchboard"
+                )
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    cursor.execute(statement)
+                cursor.execute("INSERT INTO schema_version VALUES (?)", [version])

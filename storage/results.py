@@ -1,0 +1,207 @@
+"""Writes and typed reads of measurements (performance_results) and failures (hardware_compatibility)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+
+from storage.catalog import ensure_hardware, ensure_model
+from storage.database import Database
+
+# Column name -> Arrow type of every measured value a result row carries.
+RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
+    "run_id": pa.string(),
+    "config_key": pa.string(),
+    "fingerprint": pa.string(),
+    "batch_size": pa.int32(),
+    "precision": pa.string(),
+    "sequence_length": pa.int32(),
+    "image_size": pa.int32(),
+    "weights": pa.string(),
+    "n_samples": pa.int32(),
+    "average_latency_ms": pa.float64(),
+    "std_latency_ms": pa.float64(),
+    "min_latency_ms": pa.float64(),
+    "p50_latency_ms": pa.float64(),
+    "p90_latency_ms": pa.float64(),
+    "p95_latency_ms": pa.float64(),
+    "p99_latency_ms": pa.float64(),
+    "max_latency_ms": pa.float64(),
+    "ci_low_ms": pa.float64(),
+    "ci_high_ms": pa.float64(),
+    "ci_met": pa.bool_(),
+    "throughput_items_per_second": pa.float64(),
+    "throughput_tokens_per_second": pa.float64(),
+    "memory_peak_mb": pa.float64(),
+    "load_time_ms": pa.float64(),
+    "cold_latency_ms": pa.float64(),
+    "threads": pa.int32(),
+    "torch_version": pa.string(),
+    "samples_ms": pa.list_(pa.float64()),
+    "stop_reason": pa.string(),
+}
+_INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
+_INSERT_SCHEMA = pa.schema([("model_id", pa.int32()), ("hardware_id", pa.int32()), *RESULT_VALUE_COLUMNS.items()])
+
+# What API rows show: results_view without the raw samples, which can be long.
+RESULT_ROW_COLUMNS = (
+    "result_id", "run_id", "model_name", "model_family", "model_type", "hardware_type", "hardware",
+    "device_name", "batch_size", "precision", "sequence_length", "weights", "n_samples",
+    "average_latency_ms", "std_latency_ms", "min_latency_ms", "p50_latency_ms", "p90_latency_ms",
+    "p95_latency_ms", "p99_latency_ms", "max_latency_ms", "ci_low_ms", "ci_high_ms", "ci_met",
+    "throughput_items_per_second", "throughput_tokens_per_second", "memory_peak_mb", "load_time_ms",
+    "cold_latency_ms", "threads", "torch_version", "stop_reason", "created_at",
+)
+
+
+def insert_results(db: Database, rows: list[dict]) -> int:
+    """Bulk-insert result rows in one transaction through Arrow.
+
+    Each row holds ``model`` and ``hardware`` description dicts plus RESULT_VALUE_COLUMNS.
+    """
+    if not rows:
+        return 0
+    with db.writing() as cursor:
+        model_ids: dict[str, int] = {}
+        hardware_ids: dict[str, int] = {}
+        columns: dict[str, list] = {name: [] for name in _INSERT_COLUMNS}
+        for row in rows:
+            model, hardware = row["model"], row["hardware"]
+            if model["name"] not in model_ids:
+                model_ids[model["name"]] = ensure_model(cursor, model)
+            if hardware["name"] not in hardware_ids:
+                hardware_ids[hardware["name"]] = ensure_hardware(cursor, hardware)
+            columns["model_id"].append(model_ids[model["name"]])
+            columns["hardware_id"].append(hardware_ids[hardware["name"]])
+            for name in RESULT_VALUE_COLUMNS:
+                columns[name].append(row.get(name))
+        batch = pa.table(columns, schema=_INSERT_SCHEMA)
+        cursor.register("incoming_results", batch)
+        try:
+            names = ", ".join(_INSERT_COLUMNS)
+            cursor.execute(f"INSERT INTO performance_results ({names}) SELECT {names} FROM incoming_results")
+        finally:
+            cursor.unregister("incoming_results")
+    return len(rows)
+
+
+def record_failure(db: Database, failure: dict) -> None:
+    """Record a failed, refused or incompatible config with its reason."""
+    with db.writing() as cursor:
+        model_id = ensure_model(cursor, failure["model"]) if failure.get("model") else None
+        hardware_id = ensure_hardware(cursor, failure["hardware"]) if failure.get("hardware") else None
+        cursor.execute(
+            """INSERT INTO hardware_compatibility
+                   (run_id, model_id, hardware_id, batch_size, precision, is_compatible,
+                    error_type, error_message, config_key)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                failure["run_id"], model_id, hardware_id, failure["batch_size"], failure["precision"],
+                failure.get("is_compatible", False), failure["error_type"], failure["error_message"],
+                failure["config_key"],
+            ],
+        )
+
+
+def _rows(cursor, columns: tuple[str, ...]) -> list[dict]:
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def results_for_run(db: Database, run_id: str) -> list[dict]:
+    cursor = db.cursor().execute(
+        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view WHERE run_id = ? ORDER BY result_id",
+        [run_id],
+    )
+    return _rows(cursor, RESULT_ROW_COLUMNS)
+
+
+FAILURE_COLUMNS = ("run_id", "model_name", "hardware", "batch_size", "precision", "error_type", "error_message", "created_at")
+
+
+def failures_for_run(db: Database, run_id: str) -> list[dict]:
+    cursor = db.cursor().execute(
+        f"SELECT {', '.join(FAILURE_COLUMNS)} FROM failures_view WHERE run_id = ? ORDER BY compatibility_id",
+        [run_id],
+    )
+    return _rows(cursor, FAILURE_COLUMNS)
+
+
+def samples_for_result(db: Database, result_id: int) -> list[float] | None:
+    row = db.cursor().execute("SELECT samples_ms FROM performance_results WHERE result_id = ?", [result_id]).fetchone()
+    return row[0] if row else None
+
+
+def _filters(model: str | None, hardware: str | None, batch_size: int | None, precision: str | None) -> tuple[str, dict]:
+    clauses, params = [], {}
+    if model:
+        clauses.append("(model_name = $model OR model_family = $model)")
+        params["model"] = model
+    if hardware:
+        clauses.append("(hardware = $hardware OR hardware_type = $hardware)")
+        params["hardware"] = hardware
+    if batch_size is not None:
+        clauses.append("batch_size = $batch_size")
+        params["batch_size"] = batch_size
+    if precision:
+        clauses.append("precision = $precision")
+        params["precision"] = precision
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def query_results(
+    db: Database,
+    *,
+    model: str | None = None,
+    hardware: str | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """Newest results first, filtered; ``model`` matches a name or a family."""
+    where, params = _filters(model, hardware, batch_size, precision)
+    params["limit"] = limit
+    cursor = db.cursor().execute(
+        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} "
+        "ORDER BY created_at DESC, result_id DESC LIMIT $limit",
+        params,
+    )
+    return _rows(cursor, RESULT_ROW_COLUMNS)
+
+
+def export_table(
+    db: Database,
+    *,
+    model: str | None = None,
+    hardware: str | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    run_id: str | None = None,
+) -> pa.Table:
+    """Filtered results as Arrow, for CSV/Parquet/JSON export done in Python (never COPY TO)."""
+    where, params = _filters(model, hardware, batch_size, precision)
+    if run_id:
+        where = (where + " AND " if where else "WHERE ") + "run_id = $run_id"
+        params["run_id"] = run_id
+    return db.cursor().execute(
+        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY result_id", params
+    ).to_arrow_table()
+
+
+def has_recent_result(db: Database, config_key: str, fingerprint: str, max_age_days: int) -> bool:
+    cutoff = datetime.now() - timedelta(days=max_age_days)
+    row = db.cursor().execute(
+        "SELECT 1 FROM performance_results WHERE config_key = ? AND fingerprint = ? AND created_at >= ? LIMIT 1",
+        [config_key, fingerprint, cutoff],
+    ).fetchone()
+    return row is not None
+
+
+def finished_config_keys(db: Database, run_id: str) -> set[str]:
+    """Configs of a run already measured or recorded as failed: what a resume skips."""
+    rows = db.cursor().execute(
+        """SELECT config_key FROM performance_results WHERE run_id = $run_id
+           UNION SELECT config_key FROM hardware_compatibility WHERE run_id = $run_id""",
+        {"run_id": run_id},
+    ).fetchall()
+    return {row[0] for row in rows}

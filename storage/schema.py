@@ -1,0 +1,140 @@
+"""The five seed tables, their views and the versioned migrations that build them.
+
+Each migration is a list of statements applied in one transaction; ``schema_version``
+records the highest applied. Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+SEED_TABLES = ("models", "hardware_platforms", "test_runs", "performance_results", "hardware_compatibility")
+VIEWS = ("results_view", "failures_view")
+ALLOWED_QUERY_TABLES = frozenset(SEED_TABLES + VIEWS)
+
+_V1 = [
+    "CREATE SEQUENCE IF NOT EXISTS seq_models START 1",
+    "CREATE SEQUENCE IF NOT EXISTS seq_hardware START 1",
+    "CREATE SEQUENCE IF NOT EXISTS seq_test_runs START 1",
+    "CREATE SEQUENCE IF NOT EXISTS seq_results START 1",
+    "CREATE SEQUENCE IF NOT EXISTS seq_compatibility START 1",
+    """CREATE TABLE models (
+        model_id INTEGER PRIMARY KEY DEFAULT nextval('seq_models'),
+        model_name VARCHAR NOT NULL UNIQUE,
+        model_family VARCHAR,
+        model_type VARCHAR,
+        modality VARCHAR,
+        parameters_million DOUBLE,
+        source VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE hardware_platforms (
+        hardware_id INTEGER PRIMARY KEY DEFAULT nextval('seq_hardware'),
+        hardware_type VARCHAR NOT NULL,
+        device_name VARCHAR NOT NULL,
+        platform VARCHAR NOT NULL,
+        memory_gb DOUBLE,
+        compute_units INTEGER,
+        driver_version VARCHAR,
+        capabilities JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        UNIQUE (platform, device_name)
+    )""",
+    """CREATE TABLE test_runs (
+        test_run_id INTEGER PRIMARY KEY DEFAULT nextval('seq_test_runs'),
+        run_id VARCHAR NOT NULL UNIQUE,
+        status VARCHAR NOT NULL,
+        priority VARCHAR,
+        request JSON,
+        total_configs INTEGER DEFAULT 0,
+        completed_configs INTEGER DEFAULT 0,
+        current_step VARCHAR,
+        error VARCHAR,
+        environment JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        started_at TIMESTAMP,
+        completed_at TIMESTAMP
+    )""",
+    """CREATE TABLE performance_results (
+        result_id INTEGER PRIMARY KEY DEFAULT nextval('seq_results'),
+        run_id VARCHAR,
+        model_id INTEGER,
+        hardware_id INTEGER,
+        batch_size INTEGER NOT NULL,
+        precision VARCHAR NOT NULL,
+        sequence_length INTEGER,
+        average_latency_ms DOUBLE,
+        p50_latency_ms DOUBLE,
+        p90_latency_ms DOUBLE,
+        p99_latency_ms DOUBLE,
+        throughput_items_per_second DOUBLE,
+        memory_peak_mb DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE hardware_compatibility (
+        compatibility_id INTEGER PRIMARY KEY DEFAULT nextval('seq_compatibility'),
+        run_id VARCHAR,
+        model_id INTEGER,
+        hardware_id INTEGER,
+        batch_size INTEGER,
+        precision VARCHAR,
+        is_compatible BOOLEAN NOT NULL,
+        error_type VARCHAR,
+        error_message VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+]
+
+# v2: the full statistics, raw samples, the identity of a config for incremental
+# runs and resume, and the views analysts query.
+_V2 = [
+    *(
+        f"ALTER TABLE performance_results ADD COLUMN {column}"
+        for column in (
+            "config_key VARCHAR",
+            "fingerprint VARCHAR",
+            "image_size INTEGER",
+            "weights VARCHAR",
+            "n_samples INTEGER",
+            "std_latency_ms DOUBLE",
+            "min_latency_ms DOUBLE",
+            "p95_latency_ms DOUBLE",
+            "max_latency_ms DOUBLE",
+            "ci_low_ms DOUBLE",
+            "ci_high_ms DOUBLE",
+            "ci_met BOOLEAN",
+            "throughput_tokens_per_second DOUBLE",
+            "load_time_ms DOUBLE",
+            "cold_latency_ms DOUBLE",
+            "threads INTEGER",
+            "torch_version VARCHAR",
+            "samples_ms DOUBLE[]",
+            "stop_reason VARCHAR",
+        )
+    ),
+    "ALTER TABLE hardware_compatibility ADD COLUMN config_key VARCHAR",
+    "ALTER TABLE test_runs ADD COLUMN fingerprint VARCHAR",
+    "CREATE INDEX idx_results_key ON performance_results (config_key, fingerprint)",
+    "CREATE INDEX idx_results_run ON performance_results (run_id)",
+    """CREATE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.torch_version, pr.stop_reason, pr.created_at
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    """CREATE VIEW failures_view AS
+        SELECT hc.compatibility_id, hc.run_id, m.model_name, m.model_family,
+               h.hardware_type, h.platform AS hardware, hc.batch_size, hc.precision,
+               hc.is_compatible, hc.error_type, hc.error_message, hc.created_at
+        FROM hardware_compatibility hc
+        LEFT JOIN models m ON hc.model_id = m.model_id
+        LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
+LATEST_VERSION = len(MIGRATIONS)
