@@ -1,0 +1,87 @@
+import math
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.stats import median_ci, percentile, summarize
+
+latencies = st.lists(
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False), min_size=1, max_size=300
+)
+
+
+def test_summary_of_one_to_ten_matches_hand_computed_values():
+    stats = summarize([float(x) for x in range(10, 0, -1)], total_seconds=1.5, ci_target=0.5)
+
+    assert stats.n == 10
+    assert stats.mean_ms == 5.5
+    assert stats.std_ms == pytest.approx(math.sqrt(55 / 6))  # sample std, ddof=1
+    assert (stats.min_ms, stats.max_ms) == (1.0, 10.0)
+    assert stats.p50_ms == 5.5
+    assert stats.p90_ms == pytest.approx(9.1)
+    assert stats.p95_ms == pytest.approx(9.55)
+    assert stats.p99_ms == pytest.approx(9.91)
+    assert stats.total_seconds == 1.5
+
+
+def test_percentiles_agree_with_numpy_linear_method():
+    numpy = pytest.importorskip("numpy")
+    rng = random.Random(7)
+    samples = sorted(rng.lognormvariate(0, 1) for _ in range(257))
+    for q in (0, 1, 50, 90, 95, 99, 100):
+        assert percentile(samples, q) == pytest.approx(float(numpy.percentile(samples, q)), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("n", "low_rank", "high_rank"),
+    # 1-based ranks of the 95% CI of the median from published binomial tables.
+    [(6, 1, 6), (10, 2, 9), (20, 6, 15), (50, 18, 33), (100, 40, 61)],
+)
+def test_median_ci_uses_binomial_order_statistics(n, low_rank, high_rank):
+    samples = [float(i) for i in range(1, n + 1)]
+    random.Random(n).shuffle(samples)
+    assert median_ci(samples) == (float(low_rank), float(high_rank))
+
+
+def test_median_ci_of_too_few_samples_is_the_range_and_never_met():
+    assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)
+    assert summarize([5.0, 5.0, 5.0], total_seconds=0.1, ci_target=0.02).ci_met is False
+
+
+def test_median_ci_covers_the_true_median_about_95_percent_of_the_time():
+    rng = random.Random(1)
+    trials = 2000
+    covered = 0
+    for _ in range(trials):
+        # Exponential latencies (median ln 2): skewed, like real tails.
+        low, high = median_ci([rng.expovariate(1.0) for _ in range(40)])
+        covered += low <= math.log(2) <= high
+    assert 0.94 <= covered / trials <= 0.995
+
+
+def test_ci_met_compares_relative_half_width_with_target():
+    tight = [100.0 + 0.1 * (i % 7) for i in range(200)]
+    wide = [100.0 * (1 + i % 10) for i in range(200)]
+    assert summarize(tight, 1.0, ci_target=0.02).ci_met is True
+    assert summarize(wide, 1.0, ci_target=0.02).ci_met is False
+
+
+def test_summarize_refuses_empty_input():
+    with pytest.raises(ValueError, match="zero samples"):
+        summarize([], 0.0, 0.02)
+
+
+@given(latencies)
+def test_percentiles_are_ordered_and_bounded(samples):
+    stats = summarize(samples, 1.0, 0.02)
+    assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p95_ms <= stats.p99_ms <= stats.max_ms
+    assert stats.min_ms <= stats.mean_ms * (1 + 1e-12) and stats.mean_ms <= stats.max_ms * (1 + 1e-12)
+
+
+@given(latencies)
+def test_median_ci_brackets_the_median(samples):
+    low, high = median_ci(samples)
+    median = percentile(sorted(samples), 50)
+    assert min(samples) <= low <= median <= high <= max(samples)
