@@ -183,8 +183,8 @@ def export_table(
     if run_id:
         where = (where + " AND " if where else "WHERE ") + "run_id = $run_id"
         params["run_id"] = run_id
-    return db.cursor().execute(
-        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY result_id", params
+    return db.cursor().sql(
+        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY result_id", params=params
     ).to_arrow_table()
 
 
