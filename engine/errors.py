@@ -21,3 +21,18 @@ class UnknownHardwareError(EngineError):
 
 class ModelLoadError(EngineError):
     """A model exists by name but cannot be built here (offline Hub id, bad checkpoint)."""
+
+
+class InvalidRequestError(EngineError):
+    """A run request with a bad field; ``field`` names it for the API and forms."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class UnknownRunError(EngineError):
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")

@@ -1,31 +1,39 @@
-"""The two things the engine needs from outside, as protocols.
+"""What the engine needs from outside, as protocols.
 
-webapp (and the CLI in it) hands in adapters built over storage, so the engine
-never imports DuckDB or Litestar.
+webapp (and the CLI in it) hands in adapters built over storage and Channels, so the
+engine never imports DuckDB or Litestar.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from engine.config import BenchmarkConfig
 from engine.result import Result
 
 
 class EventSink(Protocol):
-    """Receives run lifecycle events. Called from scheduler threads."""
+    """Receives run events. Called from scheduler threads, never under the scheduler's lock."""
 
-    def run_updated(self, run: "RunState") -> None: ...  # noqa: F821  (engine.scheduler.RunState)
+    def run_updated(self, run_id: str, status: dict) -> None:
+        """``status`` is the run's status object (RunState.status_object())."""
 
     def result_recorded(self, run_id: str, result: Result) -> None: ...
 
 
 class ResultStore(Protocol):
-    """Persistence the scheduler needs: incremental lookup and writes."""
+    """Persistence the scheduler needs: incremental lookup, resume and writes."""
 
     def has_recent_result(self, config_key: str, fingerprint: str, max_age_days: int) -> bool: ...
 
-    def completed_keys(self, run_id: str) -> set[str]: ...
+    def finished_keys(self, run_id: str) -> set[str]:
+        """Config keys of the run already measured, failed or skipped by progressive mode."""
 
-    def record_result(self, run_id: str, result: Result, fingerprint: str, environment: dict) -> None: ...
+    def record_result(self, run_id: str, result: Result, fingerprint: str) -> None:
+        """Store a measurement, or a failure/refusal/incompatibility with its reason."""
 
-    def save_run(self, run: "RunState") -> None: ...  # noqa: F821
+    def record_progressive_stop(self, run_id: str, config: BenchmarkConfig, reason: str) -> None:
+        """Store that progressive mode left ``config`` unmeasured, and why."""
+
+    def save_run(self, record: dict) -> None:
+        """Insert or update the run's row (RunState.record())."""

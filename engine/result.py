@@ -50,6 +50,7 @@ class Result:
     error_type: str | None = None
     error_message: str | None = None
     wall_seconds: float | None = None
+    stop_reason: str | None = None  # progressive mode: why escalation stopped here
 
     @property
     def ok(self) -> bool:

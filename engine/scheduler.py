@@ -1,0 +1,320 @@
+"""Runs wait in a priority queue; each device measures one config at a time.
+
+One dispatcher thread per device pulls the next config of the best run
+(critical > high > medium > low, FIFO within a priority; a run keeps its device
+until its configs there are done), checks incremental skips and memory, hands the
+config to that device's long-lived worker process, stores the result and publishes
+the run's new status. The scheduler never runs a model in its own process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from engine.config import BenchmarkConfig, Job, MeasurementSettings
+from engine.errors import UnknownRunError
+from engine.ports import EventSink, ResultStore
+from engine.resources import refusal_reason
+from engine.result import FAILED, OK, REFUSED, Result
+from engine.runs import CANCELLED, COMPLETED, PRIORITY_RANK, QUEUED, RUNNING, RunState
+
+log = logging.getLogger(__name__)
+
+INCREMENTAL_MAX_AGE_DAYS = 30
+# A larger batch that gains less than this much throughput has plateaued.
+PLATEAU_GAIN = 1.05
+ESCALATION_STOPPERS = ("oom", "timeout", "worker_crashed")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: ResultStore,
+        sink: EventSink,
+        worker_factory: Callable[[str], object],
+        parameters_million: Callable[[str], float],
+        free_memory_bytes: Callable[[str], int],
+        settings: MeasurementSettings | None = None,
+        config_timeout_s: float | None = None,
+        models_dir: str | None = None,
+        custom_benchmarks_dir: str | None = None,
+    ):
+        self._store = store
+        self._sink = sink
+        self._worker_factory = worker_factory
+        self._parameters_million = parameters_million
+        self._free_memory_bytes = free_memory_bytes
+        self.settings = settings or MeasurementSettings()
+        self._config_timeout_s = config_timeout_s or self.settings.max_seconds * 3 + 120
+        self._models_dir = models_dir
+        self._custom_benchmarks_dir = custom_benchmarks_dir
+        self._lock = threading.Condition()
+        self._runs: dict[str, RunState] = {}
+        self._sequence = itertools.count()
+        self._threads: dict[str, threading.Thread] = {}
+        self._workers: dict[str, object] = {}
+        self._in_flight: dict[str, tuple[str, str]] = {}  # device -> (run_id, config key)
+        self._sticky: dict[str, str] = {}  # device -> run_id it is working through
+        self._stopping = False
+
+    # ---- public API -------------------------------------------------------------
+
+    def submit(self, run: RunState) -> RunState:
+        """Queue a planned run (or one to resume, whose ``finished_keys`` are already set)."""
+        with self._lock:
+            run.status = QUEUED
+            run.sequence = next(self._sequence)
+            self._runs[run.run_id] = run
+            record, status = run.record(), run.status_object()
+            for device in {c.hardware for c in run.configs}:
+                self._ensure_device_thread(device)
+            self._lock.notify_all()
+        self._store.save_run(record)
+        self._sink.run_updated(run.run_id, status)
+        if not run.configs or run.completed_configs == run.total_configs:
+            self._finish_if_done(run)
+        return run
+
+    def resume(self, run: RunState) -> RunState:
+        """Re-queue a run that was active when the process died; its stored configs are skipped."""
+        run.finished_keys = self._store.finished_keys(run.run_id)
+        return self.submit(run)
+
+    def get(self, run_id: str) -> RunState | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def status(self, run_id: str) -> dict:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise UnknownRunError(run_id)
+            return run.status_object()
+
+    def cancel(self, run_id: str) -> dict:
+        """Stop a run: the config in flight is killed, results already stored stay."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise UnknownRunError(run_id)
+            if run.terminal:
+                return run.status_object()
+            run.status = CANCELLED
+            run.current_step = None
+            run.completed_at = datetime.now()
+            devices = [d for d, (rid, _) in self._in_flight.items() if rid == run_id]
+            workers = [self._workers[d] for d in devices if d in self._workers]
+            record, status = run.record(), run.status_object()
+            self._lock.notify_all()
+        for worker in workers:
+            worker.cancel()
+        self._store.save_run(record)
+        self._sink.run_updated(run_id, status)
+        return status
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunState:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            run = self._runs[run_id]
+            while not run.terminal:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            return run
+
+    def shutdown(self) -> None:
+        """Stop dispatching, kill configs in flight and close the workers.
+
+        Runs still active stay ``running``/``queued`` in storage, so the next start resumes them.
+        """
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+            workers = list(self._workers.values())
+            threads = list(self._threads.values())
+        for worker in workers:
+            worker.cancel()
+        for thread in threads:
+            thread.join(timeout=30)
+        for worker in workers:
+            worker.close()
+
+    # ---- dispatching ------------------------------------------------------------
+
+    def _ensure_device_thread(self, device: str) -> None:
+        if device not in self._threads:
+            thread = threading.Thread(target=self._device_loop, args=(device,), name=f"device-{device}", daemon=True)
+            self._threads[device] = thread
+            thread.start()
+
+    def _next(self, device: str) -> tuple[RunState, BenchmarkConfig] | None:
+        """Best run with work for ``device``; waits until there is one. None when stopping."""
+        while not self._stopping:
+            candidates = [
+                run for run in self._runs.values()
+                if not run.terminal and self._pending(run, device)
+            ]
+            if candidates:
+                sticky = self._runs.get(self._sticky.get(device, ""))
+                run = sticky if sticky in candidates else min(
+                    candidates, key=lambda r: (PRIORITY_RANK[r.priority], r.sequence)
+                )
+                self._sticky[device] = run.run_id
+                return run, self._pending(run, device)[0]
+            self._lock.wait()
+        return None
+
+    def _pending(self, run: RunState, device: str) -> list[BenchmarkConfig]:
+        in_flight = {key for rid, key in self._in_flight.values() if rid == run.run_id}
+        return [c for c in run.pending(device) if c.key() not in in_flight]
+
+    def _device_loop(self, device: str) -> None:
+        while True:
+            with self._lock:
+                picked = self._next(device)
+                if picked is None:
+                    return
+                run, config = picked
+                self._in_flight[device] = (run.run_id, config.key())
+                if run.status == QUEUED:
+                    run.status = RUNNING
+                    run.started_at = run.started_at or datetime.now()
+                run.current_step = f"{config.model} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
+                record, status = run.record(), run.status_object()
+            self._store.save_run(record)
+            self._sink.run_updated(run.run_id, status)
+            try:
+                self._execute(run, config, device)
+            except Exception:  # a storage or sink failure must not kill the device thread
+                log.exception("config %s of run %s failed outside the worker", config.key(), run.run_id)
+                self._finish_config(run, config, measured_seconds=None, failed=True)
+            finally:
+                with self._lock:
+                    self._in_flight.pop(device, None)
+                    self._lock.notify_all()
+            self._finish_if_done(run)
+
+    def _execute(self, run: RunState, config: BenchmarkConfig, device: str) -> None:
+        fingerprint = run.fingerprints[device]
+        request = run.request
+        if request.incremental and not request.force and self._store.has_recent_result(
+            config.key(), fingerprint, INCREMENTAL_MAX_AGE_DAYS
+        ):
+            self._finish_config(run, config, measured_seconds=None, skipped=True)
+            return
+
+        reason = refusal_reason(config, self._parameters_million(config.model), self._free_memory_bytes(device))
+        if reason is not None:
+            result = Result.failure(config, REFUSED, "insufficient_memory", reason)
+        else:
+            started = time.monotonic()
+            result = self._worker(device).run(self._job(config), timeout_s=self._config_timeout_s)
+            result.wall_seconds = result.wall_seconds or time.monotonic() - started
+
+        with self._lock:
+            cancelled = run.status == CANCELLED
+        if cancelled and not result.ok:
+            return  # the kill was ours: nothing about this config is worth recording
+
+        stopped_by = self._escalation_stop(run, config, result) if request.progressive_mode else None
+        result.stop_reason = stopped_by
+        self._store.record_result(run.run_id, result, fingerprint)
+        self._sink.result_recorded(run.run_id, result)
+        self._finish_config(
+            run, config,
+            measured_seconds=result.wall_seconds if result.status in (OK, FAILED) else None,
+            failed=not result.ok,
+        )
+        if stopped_by:
+            self._skip_rest_of_escalation(run, config, stopped_by)
+
+    def _worker(self, device: str):
+        with self._lock:
+            if device not in self._workers:
+                self._workers[device] = self._worker_factory(device)
+            return self._workers[device]
+
+    def _job(self, config: BenchmarkConfig) -> Job:
+        return Job(
+            config=config,
+            settings=self.settings,
+            models_dir=self._models_dir,
+            custom_benchmarks_dir=self._custom_benchmarks_dir,
+        )
+
+    # ---- progressive mode -------------------------------------------------------
+
+    @staticmethod
+    def _escalation(run: RunState, config: BenchmarkConfig) -> list[BenchmarkConfig]:
+        return [
+            c for c in run.configs
+            if (c.model, c.hardware, c.precision, c.sequence_length)
+            == (config.model, config.hardware, config.precision, config.sequence_length)
+        ]
+
+    def _escalation_stop(self, run: RunState, config: BenchmarkConfig, result: Result) -> str | None:
+        """Why escalating this model/hardware/precision past ``config`` is pointless, if it is."""
+        larger = [c for c in self._escalation(run, config) if c.batch_size > config.batch_size]
+        if not larger:
+            return None
+        if not result.ok:
+            if result.error_type in ESCALATION_STOPPERS or result.status == REFUSED:
+                return f"stopped after batch size {config.batch_size}: {result.error_type}"
+            return None
+        previous = run.last_throughput.get((config.model, config.hardware, config.precision))
+        run.last_throughput[(config.model, config.hardware, config.precision)] = (
+            config.batch_size, result.throughput_items_per_second
+        )
+        if previous and result.throughput_items_per_second < previous[1] * PLATEAU_GAIN:
+            return (
+                f"stopped after batch size {config.batch_size}: throughput plateau "
+                f"({result.throughput_items_per_second:.1f} items/s vs {previous[1]:.1f} at batch size {previous[0]})"
+            )
+        return None
+
+    def _skip_rest_of_escalation(self, run: RunState, config: BenchmarkConfig, reason: str) -> None:
+        for skipped in self._escalation(run, config):
+            if skipped.batch_size > config.batch_size and skipped.key() not in run.finished_keys:
+                self._store.record_progressive_stop(run.run_id, skipped, reason)
+                self._finish_config(run, skipped, measured_seconds=None, skipped=True)
+
+    # ---- bookkeeping ------------------------------------------------------------
+
+    def _finish_config(
+        self, run: RunState, config: BenchmarkConfig, *, measured_seconds: float | None,
+        skipped: bool = False, failed: bool = False,
+    ) -> None:
+        with self._lock:
+            run.finished_keys.add(config.key())
+            if measured_seconds is not None:
+                run.measured_seconds += measured_seconds
+                run.measured_configs += 1
+            run.skipped_configs += skipped
+            run.failed_configs += failed
+            record, status = run.record(), run.status_object()
+        self._store.save_run(record)
+        self._sink.run_updated(run.run_id, status)
+
+    def _finish_if_done(self, run: RunState) -> None:
+        with self._lock:
+            if run.terminal or run.completed_configs < run.total_configs:
+                return
+            if any(rid == run.run_id for rid, _ in self._in_flight.values()):
+                return
+            all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
+            run.status = FAILED if all_failed else COMPLETED
+            if all_failed:
+                run.error = f"all {run.total_configs} configs failed; see hardware_compatibility for reasons"
+            run.current_step = None
+            run.completed_at = datetime.now()
+            record, status = run.record(), run.status_object()
+            self._lock.notify_all()
+        self._store.save_run(record)
+        self._sink.run_updated(run.run_id, status)
