@@ -1,0 +1,174 @@
+"""Altair chart specs (Vega-Lite dicts) built from small, already aggregated DataFrames.
+
+Each builder returns ``None`` when there is nothing to draw, so a page can show its empty
+state instead of a blank chart. The pages embed the dicts as JSON; the vendored vega-embed
+draws them in the browser.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from decimal import Decimal
+
+import altair as alt
+import pandas as pd
+
+from storage.dashboard import Metric
+
+NUMBER_FORMAT = ",.2~f"
+CHART_HEIGHT = 280
+# Beyond this many categories a bar chart of SQL results stops being readable.
+AUTO_CHART_MAX_BARS = 50
+
+
+def _finish(chart: alt.Chart | alt.LayerChart, title: str) -> dict:
+    styled = chart.properties(title=title, width="container").configure_view(strokeWidth=0).configure(
+        font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+    ).configure_title(anchor="start", fontSize=14, fontWeight=600).configure_axis(
+        labelFontSize=11, titleFontSize=12, labelLimit=180
+    )
+    return styled.to_dict()
+
+
+def _value(metric: Metric, title: str | None = None) -> alt.Y:
+    return alt.Y("value:Q", title=title or metric.label, axis=alt.Axis(format=NUMBER_FORMAT))
+
+
+def _value_tooltip(metric: Metric) -> alt.Tooltip:
+    return alt.Tooltip("value:Q", title=metric.label, format=NUMBER_FORMAT)
+
+
+def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
+    """Grouped bars: one model's ``metric`` on each hardware, a bar per batch size.
+
+    ``df`` columns: model_name, hardware, device_name, batch_size, value, n.
+    """
+    if df.empty:
+        return None
+    model = df["model_name"].iloc[0]
+    chart = alt.Chart(df).mark_bar().encode(
+        x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("batch_size:O"),
+        y=_value(metric),
+        color=alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues")),
+        tooltip=[
+            alt.Tooltip("hardware:N", title="Hardware"),
+            alt.Tooltip("device_name:N", title="Device"),
+            alt.Tooltip("batch_size:O", title="Batch size"),
+            _value_tooltip(metric),
+            alt.Tooltip("n:Q", title="Results"),
+        ],
+    ).properties(height=CHART_HEIGHT)
+    return _finish(chart, f"{model}: {metric.label} by hardware")
+
+
+def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
+    """Lines of ``metric`` against batch size (log2 axis), one per model, on one hardware.
+
+    ``df`` columns: model_name, hardware, batch_size, value.
+    """
+    if df.empty:
+        return None
+    hardware = df["hardware"].iloc[0]
+    batch_sizes = sorted(int(size) for size in df["batch_size"].unique())
+    chart = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X(
+            "batch_size:Q", title="Batch size",
+            scale=alt.Scale(type="log", base=2, domain=[batch_sizes[0], batch_sizes[-1]] if len(batch_sizes) > 1
+                            else [batch_sizes[0] / 2, batch_sizes[0] * 2]),
+            axis=alt.Axis(values=batch_sizes, format="d"),
+        ),
+        y=_value(metric),
+        color=alt.Color("model_name:N", title="Model"),
+        tooltip=[
+            alt.Tooltip("model_name:N", title="Model"),
+            alt.Tooltip("batch_size:Q", title="Batch size"),
+            _value_tooltip(metric),
+        ],
+    ).properties(height=CHART_HEIGHT)
+    return _finish(chart, f"{metric.label} vs batch size on {hardware}")
+
+
+def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
+    """A model family × hardware grid coloured by ``metric``; darker is better.
+
+    ``df`` columns: model_family, hardware, value, n.
+    """
+    if df.empty:
+        return None
+    base = alt.Chart(df).encode(
+        x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("model_family:N", title="Model family"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "value:Q", title=metric.label,
+            scale=alt.Scale(scheme="blues", reverse=not metric.higher_is_better),
+            legend=alt.Legend(format=NUMBER_FORMAT),
+        ),
+        tooltip=[
+            alt.Tooltip("model_family:N", title="Family"),
+            alt.Tooltip("hardware:N", title="Hardware"),
+            _value_tooltip(metric),
+            alt.Tooltip("n:Q", title="Results"),
+        ],
+    )
+    # Labels switch to white on the darker half of the scale so they stay legible.
+    middle = (df["value"].min() + df["value"].max()) / 2
+    dark = alt.datum.value > middle if metric.higher_is_better else alt.datum.value < middle
+    labels = base.mark_text(fontSize=11).encode(
+        text=alt.Text("value:Q", format=NUMBER_FORMAT),
+        color=alt.condition(dark, alt.value("white"), alt.value("#1f2933")),
+    )
+    height = {"step": 32}
+    return _finish(alt.layer(cells, labels).properties(height=height), f"{metric.label} by model family and hardware")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Number | Decimal) and not isinstance(value, bool)
+
+
+def _column_kind(values: list) -> str | None:
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    if all(isinstance(value, str) for value in present):
+        return "category"
+    if all(_is_number(value) for value in present):
+        return "number"
+    return None
+
+
+def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
+    """A bar chart of a SQL result: the first number column per the first text column.
+
+    A second text column, if any, colours the bars (e.g. family × hardware). ``None`` when the
+    result has no text/number pair, or too many rows to draw as bars.
+    """
+    if not rows or len(rows) > AUTO_CHART_MAX_BARS:
+        return None
+    kinds = [_column_kind([row[index] for row in rows]) for index in range(len(columns))]
+    categories = [index for index, kind in enumerate(kinds) if kind == "category"]
+    if not categories or "number" not in kinds:
+        return None
+    number = kinds.index("number")
+    df = pd.DataFrame({
+        "category": [row[categories[0]] for row in rows],
+        "value": [None if row[number] is None else float(row[number]) for row in rows],
+    })
+    tooltip = [alt.Tooltip("category:N", title=columns[categories[0]])]
+    encoding, height = {}, {"step": 22}
+    if len(categories) > 1:
+        df["group"] = [row[categories[1]] for row in rows]
+        encoding = {"color": alt.Color("group:N", title=columns[categories[1]]), "yOffset": alt.YOffset("group:N")}
+        tooltip.append(alt.Tooltip("group:N", title=columns[categories[1]]))
+        height = {"step": 14, "for": "offset"}
+    tooltip.append(alt.Tooltip("value:Q", title=columns[number], format=NUMBER_FORMAT))
+    chart = alt.Chart(df).mark_bar().encode(
+        y=alt.Y("category:N", title=columns[categories[0]], sort="-x"),
+        x=alt.X("value:Q", title=columns[number], axis=alt.Axis(format=NUMBER_FORMAT)),
+        tooltip=tooltip,
+        **encoding,
+    ).properties(height=height)
+    return _finish(chart, f"{columns[number]} by {columns[categories[0]]}")
