@@ -1,0 +1,252 @@
+"""What hardware this machine has, read from torch and psutil; nothing simulated.
+
+Memory figures are GiB (1024**3 bytes), rounded to two decimals.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import metadata
+
+import psutil
+import torch
+
+from engine.errors import UnknownHardwareError
+from engine.precision import supported_precisions
+
+GIB = 1024**3
+
+
+@dataclass
+class HardwareInfo:
+    name: str  # "cpu", "cuda:0", "mps", "xpu:0": what a request names
+    type: str  # cpu | cuda | rocm | mps | xpu
+    device_name: str
+    memory_gb: float
+    physical_cores: int | None = None
+    logical_cores: int | None = None
+    compute_units: int | None = None  # SMs on CUDA, compute units on ROCm/XPU, physical cores on CPU
+    compute_capability: str | None = None  # "8.6" on CUDA, the gfx arch on ROCm
+    driver_version: str | None = None
+    cuda_version: str | None = None  # the HIP version on ROCm
+    precisions: list[str] = field(default_factory=list)
+    torch_device: str = "cpu"  # what torch.device() accepts
+
+    def describe(self) -> dict:
+        data = asdict(self)
+        data["device"] = data.pop("device_name")
+        return data
+
+
+@cache
+def detect_hardware() -> list[HardwareInfo]:
+    """Every device torch can use here, the CPU first. Cached: devices do not come and go."""
+    return [_cpu(), *_cuda_devices(), *_mps(), *_xpu_devices()]
+
+
+def hardware_names() -> list[str]:
+    return [hw.name for hw in detect_hardware()]
+
+
+def get_hardware(name: str) -> HardwareInfo:
+    """The device a (possibly shorthand) name means, e.g. "cuda" is cuda:0."""
+    return _by_name()[resolve_hardware([name])[0]]
+
+
+def resolve_hardware(names: list[str]) -> list[str]:
+    """Canonical names for ``names``, deduplicated in order; refuses any that is not present."""
+    present = _by_name()
+    resolved: list[str] = []
+    for raw in names:
+        canonical = _canonical(str(raw).strip().lower())
+        if canonical not in present:
+            raise UnknownHardwareError(raw, list(present))
+        if canonical not in resolved:
+            resolved.append(canonical)
+    return resolved
+
+
+def free_memory_bytes(name: str) -> int:
+    """Memory a new model could use on the device now."""
+    hw = get_hardware(name)
+    if hw.type in ("cuda", "rocm"):
+        free, _total = torch.cuda.mem_get_info(torch.device(hw.torch_device))
+        return int(free)
+    if hw.type == "xpu":
+        free, _total = torch.xpu.mem_get_info(torch.device(hw.torch_device))
+        return int(free)
+    # CPU memory, and MPS, whose memory is the machine's unified memory.
+    return int(psutil.virtual_memory().available)
+
+
+def environment(hardware_name: str) -> dict:
+    """The facts that change what a measurement on ``hardware_name`` means (for the fingerprint)."""
+    hw = get_hardware(hardware_name)
+    return {
+        "hardware": hw.name,
+        "hardware_type": hw.type,
+        "device_name": hw.device_name,
+        "driver_version": hw.driver_version,
+        "cuda_version": hw.cuda_version,
+        "torch_version": torch.__version__,
+        "transformers_version": _version("transformers"),
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _by_name() -> dict[str, HardwareInfo]:
+    return {hw.name: hw for hw in detect_hardware()}
+
+
+def _canonical(name: str) -> str:
+    if name in ("cuda", "xpu"):
+        return f"{name}:0"
+    if name == "rocm" or name.startswith("rocm:"):
+        # ROCm devices are cuda:N to torch; "rocm" alone means the first of them.
+        rocm = [hw.name for hw in detect_hardware() if hw.type == "rocm"]
+        if name == "rocm":
+            return rocm[0] if rocm else name
+        index = name.partition(":")[2]
+        return f"cuda:{index}" if f"cuda:{index}" in rocm else name
+    return name
+
+
+def _cpu() -> HardwareInfo:
+    logical = psutil.cpu_count(logical=True) or os.cpu_count()
+    physical = psutil.cpu_count(logical=False) or logical
+    return HardwareInfo(
+        name="cpu",
+        type="cpu",
+        device_name=_cpu_model(),
+        memory_gb=round(psutil.virtual_memory().total / GIB, 2),
+        physical_cores=physical,
+        logical_cores=logical,
+        compute_units=physical,
+        precisions=supported_precisions("cpu"),
+        torch_device="cpu",
+    )
+
+
+def _cuda_devices() -> list[HardwareInfo]:
+    if not torch.cuda.is_available():
+        return []
+    on_hip = bool(getattr(torch.version, "hip", None))
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        kind = "rocm" if on_hip else "cuda"
+        if on_hip:
+            capability = (getattr(props, "gcnArchName", "") or "").split(":")[0] or None
+        else:
+            capability = f"{props.major}.{props.minor}"
+        devices.append(
+            HardwareInfo(
+                name=f"cuda:{index}",
+                type=kind,
+                device_name=props.name,
+                memory_gb=round(props.total_memory / GIB, 2),
+                compute_units=props.multi_processor_count,
+                compute_capability=capability,
+                driver_version=_amd_driver_version() if on_hip else _nvidia_driver_version(),
+                cuda_version=torch.version.hip if on_hip else torch.version.cuda,
+                precisions=supported_precisions(kind, {"compute_capability": capability}),
+                torch_device=f"cuda:{index}",
+            )
+        )
+    return devices
+
+
+def _mps() -> list[HardwareInfo]:
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        return []
+    return [
+        HardwareInfo(
+            name="mps",
+            type="mps",
+            device_name=f"Apple GPU ({_cpu_model()})",
+            memory_gb=round(psutil.virtual_memory().total / GIB, 2),  # unified memory
+            precisions=supported_precisions("mps"),
+            torch_device="mps",
+        )
+    ]
+
+
+def _xpu_devices() -> list[HardwareInfo]:
+    xpu = getattr(torch, "xpu", None)
+    if xpu is None or not xpu.is_available():
+        return []
+    devices = []
+    for index in range(xpu.device_count()):
+        props = xpu.get_device_properties(index)
+        devices.append(
+            HardwareInfo(
+                name=f"xpu:{index}",
+                type="xpu",
+                device_name=props.name,
+                memory_gb=round(props.total_memory / GIB, 2),
+                compute_units=getattr(props, "max_compute_units", None),
+                driver_version=getattr(props, "driver_version", None),
+                precisions=supported_precisions("xpu"),
+                torch_device=f"xpu:{index}",
+            )
+        )
+    return devices
+
+
+@cache
+def _cpu_model() -> str:
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+                for line in cpuinfo:
+                    # x86 says "model name"; some Arm kernels say "Model" or nothing at all.
+                    key, _, value = line.partition(":")
+                    if key.strip() in ("model name", "Model") and value.strip():
+                        return value.strip()
+        except OSError:
+            pass
+    if sys.platform == "darwin":
+        try:
+            brand = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            if brand:
+                return brand
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def _nvidia_driver_version() -> str | None:
+    # The kernel module states the driver version; torch only knows the CUDA driver API level.
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8") as version:
+            match = re.search(r"Kernel Module\s+(\S+)", version.read())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def _amd_driver_version() -> str | None:
+    try:
+        with open("/sys/module/amdgpu/version", encoding="utf-8") as version:
+            return version.read().strip() or None
+    except OSError:
+        return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,144 @@
+"""What a transformers config describes: its kind, its inputs, its parameter count, its builder.
+
+Built-in models and checkpoints (local or Hub) share this, so a checkpoint gets
+the same inputs a built-in of its family gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transformers
+from transformers.models.auto import modeling_auto
+
+INPUT_SEED = 0
+WEIGHT_SEED = 0
+# Model types whose learned positions start after the padding index (RoBERTa's offset of pad + 1).
+_PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+def architecture_and_modality(config: Any) -> tuple[str, str]:
+    """The architecture type (see ``ARCHITECTURE_TYPES``) and modality a config describes."""
+    if hasattr(config, "num_mel_bins"):
+        return "audio", "audio"
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder", "text"
+    if getattr(config, "vocab_size", None) is None and hasattr(config, "image_size"):
+        return "vision", "image"
+    if _is_decoder(config):
+        return "decoder", "text"
+    return "encoder", "text"
+
+
+def sequence_tokens(sequence_length: int) -> int:
+    """Tokens one item carries for text and speech models: the requested sequence length."""
+    return sequence_length
+
+
+def tokens_per_item_for(architecture: str) -> Callable[[int], int] | None:
+    return None if architecture == "vision" else sequence_tokens
+
+
+@dataclass(frozen=True)
+class ConfigInputs:
+    """``make_inputs`` for a transformers model, shaped from its config.
+
+    Text models get ``sequence_length`` tokens (encoder-decoders as many decoder
+    tokens too); speech models get the log-mel frames their encoder requires and
+    ``sequence_length`` decoder tokens. Vision models' learned position
+    embeddings fix their image size, so they take the config's ``image_size``
+    and ignore the requested one.
+
+    ``config`` returns the transformers config when called; it is asked only
+    here, so listing models never builds configs.
+    """
+
+    model_name: str
+    config: Callable[[], Any]
+
+    def __call__(self, batch_size: int, sequence_length: int, image_size: int) -> dict:
+        config = self.config()
+        generator = torch.Generator().manual_seed(INPUT_SEED)
+        architecture, _modality = architecture_and_modality(config)
+        if architecture == "vision":
+            shape = (batch_size, config.num_channels, config.image_size, config.image_size)
+            return {"pixel_values": torch.randn(shape, generator=generator)}
+        self._check_sequence_length(config, sequence_length)
+        tokens = _token_ids(config, batch_size, sequence_length, generator)
+        if architecture == "audio":
+            frames = 2 * config.max_source_positions  # the encoder's stride-2 conv halves the frames
+            features = torch.randn((batch_size, config.num_mel_bins, frames), generator=generator)
+            return {"input_features": features, "decoder_input_ids": tokens}
+        inputs = {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
+        if architecture == "encoder-decoder":
+            inputs["decoder_input_ids"] = _token_ids(config, batch_size, sequence_length, generator)
+        return inputs
+
+    def _check_sequence_length(self, config: Any, sequence_length: int) -> None:
+        limit = max_sequence_length(config)
+        if sequence_length < 1:
+            raise ValueError(f"sequence_length must be at least 1, got {sequence_length}")
+        if limit is not None and sequence_length > limit:
+            raise ValueError(
+                f"sequence_length {sequence_length} is longer than {self.model_name} accepts ({limit} tokens)"
+            )
+
+
+def _token_ids(config: Any, batch_size: int, sequence_length: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, config.vocab_size, (batch_size, sequence_length), generator=generator)
+
+
+def max_sequence_length(config: Any) -> int | None:
+    """The most tokens the model's position embeddings allow, or None where they set no limit (T5)."""
+    if hasattr(config, "max_target_positions"):
+        return config.max_target_positions
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and getattr(config, "model_type", "") in _PADDING_OFFSET_POSITIONS:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+@dataclass(frozen=True)
+class BuildFromConfig:
+    """``build`` for a randomly initialised model; seeded, so every build has the same weights."""
+
+    model_class: str
+    config: Callable[[], Any]
+
+    def __call__(self) -> torch.nn.Module:
+        torch.manual_seed(WEIGHT_SEED)
+        return getattr(transformers, self.model_class)(self.config()).eval()
+
+
+def count_parameters(model_class: str, config: Any) -> int:
+    """Parameters of the model, counted on the meta device: no memory, no initialisation."""
+    with torch.device("meta"):
+        model = getattr(transformers, model_class)(config)
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def model_class_for(config: Any) -> str:
+    """The transformers class a checkpoint was saved from, else the bare model of its type."""
+    for name in getattr(config, "architectures", None) or []:
+        if hasattr(transformers, name):
+            return name
+    bare = modeling_auto.MODEL_MAPPING_NAMES.get(config.model_type)
+    if bare is None or not hasattr(transformers, bare):
+        raise LookupError(f"transformers has no model class for model type {config.model_type!r}")
+    return bare
+
+
+def _is_decoder(config: Any) -> bool:
+    if getattr(config, "is_decoder", False):
+        return True
+    if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or []):
+        return True
+    # Types with a causal LM but no masked LM are decoders (GPT-2, Llama); BERT has both.
+    model_type = getattr(config, "model_type", None)
+    return (
+        model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
