@@ -133,6 +133,8 @@ class RunState:
             "completed_configs": self.completed_configs,
             "current_step": self.current_step,
             "error": self.error,
+            "total_models": len(self.model_names()),
+            "completed_models": self.completed_models(),
             "environment": self.environments,
             "fingerprint": ",".join(sorted(set(self.fingerprints.values()))),
             "created_at": self.created_at,

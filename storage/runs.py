@@ -9,7 +9,7 @@ from storage.database import Database
 
 RUN_COLUMNS = (
     "run_id", "status", "priority", "request", "total_configs", "completed_configs",
-    "current_step", "error", "environment", "fingerprint", "created_at", "started_at", "completed_at",
+    "current_step", "error", "environment", "fingerprint", "total_models", "completed_models", "created_at", "started_at", "completed_at",
 )
 ACTIVE_STATUSES = ("queued", "running")
 

@@ -112,6 +112,8 @@ _V2 = [
     ),
     "ALTER TABLE hardware_compatibility ADD COLUMN config_key VARCHAR",
     "ALTER TABLE test_runs ADD COLUMN fingerprint VARCHAR",
+    "ALTER TABLE test_runs ADD COLUMN total_models INTEGER",
+    "ALTER TABLE test_runs ADD COLUMN completed_models INTEGER",
     "CREATE INDEX idx_results_key ON performance_results (config_key, fingerprint)",
     "CREATE INDEX idx_results_run ON performance_results (run_id)",
     """CREATE VIEW results_view AS

@@ -1,0 +1,28 @@
+"""Report listing and downloads, which never leave results-dir."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.response import File
+
+from webapp.reports import list_reports, report_file
+from webapp.services import Services
+
+MEDIA_TYPES = {"report.html": "text/html; charset=utf-8", "report.md": "text/markdown; charset=utf-8",
+               "results.json": "application/json"}
+
+
+class ReportController(Controller):
+    path = "/api/benchmark/reports"
+    tags = ["reports"]
+
+    @get("/", operation_id="listReports", sync_to_thread=True)
+    def index(self, services: Services) -> list[dict]:
+        return list_reports(services.db, services.settings.results_path)
+
+    @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", sync_to_thread=True)
+    def download(self, services: Services, run_id: str, file_name: str) -> File:
+        path = report_file(services.settings.results_path, run_id, file_name)
+        # report.html is shown inline (the Reports page previews it); the others download.
+        disposition = "inline" if file_name == "report.html" else "attachment"
+        return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type=disposition)

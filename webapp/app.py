@@ -1,0 +1,87 @@
+"""``create_app(settings)``: the one place the Litestar app is assembled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.cors import CORSConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from webapp.api.catalog import CatalogController
+from webapp.api.data import DataController
+from webapp.api.dependencies import provide_services
+from webapp.api.reports import ReportController
+from webapp.api.runs import RunController
+from webapp.errors import EXCEPTION_HANDLERS
+from webapp.live import ChannelsPublisher, run_updates
+from webapp.logging_setup import configure_logging
+from webapp.pages import ROUTES as PAGE_ROUTES
+from webapp.services import Services
+from webapp.settings import DEFAULT_CORS_ORIGIN_REGEX, Settings
+
+HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_dir)
+    channels = ChannelsPlugin(backend=MemoryChannelsBackend(), channels=["runs"], arbitrary_channels_allowed=True)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Opening DuckDB and detecting hardware block; keep them off the event loop.
+        services = await anyio.to_thread.run_sync(Services, settings)
+        services.events.listeners.append(ChannelsPublisher(channels, asyncio.get_running_loop()))
+        app.state.services = services
+        if settings.resume:
+            await anyio.to_thread.run_sync(services.resume_interrupted_runs)
+        log.info("benchboard serving %s (results in %s)", settings.db_path, settings.results_dir)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(services.close)
+
+    cors = CORSConfig(
+        allow_origins=settings.cors_origins or ["http://localhost", "http://127.0.0.1"],
+        allow_origin_regex=None if settings.cors_origins else DEFAULT_CORS_ORIGIN_REGEX,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "HX-Request", "HX-Target", "HX-Current-URL", "HX-Trigger"],
+    )
+    return Litestar(
+        route_handlers=[
+            RunController,
+            CatalogController,
+            ReportController,
+            DataController,
+            run_updates,
+            *PAGE_ROUTES,
+            create_static_files_router(path="/static", directories=[HERE / "static"], name="static"),
+        ],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        lifespan=[lifespan],
+        plugins=[channels, HTMXPlugin()],
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        cors_config=cors,
+        csrf_config=CSRFConfig(
+            secret=secrets.token_urlsafe(32), cookie_name="csrftoken", header_name="x-csrftoken",
+            exclude=["/api/", "/schema"],
+        ),
+        openapi_config=OpenAPIConfig(title="benchboard", version="0.1.0", path="/schema"),
+        exception_handlers=EXCEPTION_HANDLERS,
+    )

@@ -1,0 +1,132 @@
+"""Per-run report files (report.html, report.md, results.json) in ``results_dir/<run_id>/``.
+
+report.html is self-contained: the vendored vega libraries are inlined, so it opens
+from disk or a download with no server and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from storage import results as result_rows
+from storage import runs as run_rows
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+REPORT_FILES = ("report.html", "report.md", "results.json")
+TERMINAL = ("completed", "failed", "cancelled")
+VENDOR = Path(__file__).parent / "static" / "vendor"
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=select_autoescape(["html"]))
+
+
+class ReportNotFound(Exception):
+    def __init__(self, run_id: str, name: str):
+        super().__init__(f"no report {name!r} for run {run_id!r}")
+
+
+class ReportWriter:
+    """EventSink listener: writes a run's reports once it reaches a terminal status."""
+
+    def __init__(self, db: Database, results_dir: Path):
+        self._db = db
+        self._results_dir = results_dir
+
+    def run_updated(self, run_id: str, status: dict) -> None:
+        if status["status"] in TERMINAL:
+            write_reports(self._db, self._results_dir, run_id)
+
+    def result_recorded(self, run_id: str, result) -> None:
+        """Reports are written once, at the end."""
+
+
+def _vendored(prefix: str) -> str:
+    matches = sorted(VENDOR.glob(f"{prefix}-[0-9]*.min.js"))
+    return matches[-1].read_text(encoding="utf-8")
+
+
+def throughput_chart(results: list[dict]) -> dict | None:
+    if not results:
+        return None
+    frame = pd.DataFrame(results)
+    frame["config"] = frame["model_name"] + " / " + frame["hardware"] + " / " + frame["precision"]
+    return (
+        alt.Chart(frame, title="Throughput by batch size")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("batch_size:O", title="Batch size"),
+            y=alt.Y("throughput_items_per_second:Q", title="Items per second"),
+            color=alt.Color("config:N", title="Model / hardware / precision"),
+            tooltip=["model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "throughput_items_per_second"],
+        )
+        .properties(width=560, height=300)
+        .to_dict()
+    )
+
+
+def _json_default(value):
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
+    run = run_rows.get_run(db, run_id)
+    results = result_rows.results_for_run(db, run_id)
+    failures = result_rows.failures_for_run(db, run_id)
+    folder = results_dir / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"run": run, "results": results, "failures": failures}
+    (folder / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    context = {"run": run, "results": results, "failures": failures, "generated_at": datetime.now()}
+    (folder / "report.md").write_text(_templates.get_template("reports/report.md.j2").render(**context), encoding="utf-8")
+    chart = throughput_chart(results)
+    html = _templates.get_template("reports/report.html.j2").render(
+        **context,
+        # "</" inside inline JSON or JS would end the <script> element early.
+        chart_json=json.dumps(chart).replace("</", "<\\/") if chart else None,
+        scripts=[_vendored("vega"), _vendored("vega-lite"), _vendored("vega-embed")] if chart else [],
+    )
+    (folder / "report.html").write_text(html, encoding="utf-8")
+    log.info("wrote reports for run %s to %s", run_id, folder)
+    return folder
+
+
+def list_reports(db: Database, results_dir: Path) -> list[dict]:
+    """Every run folder with report files, newest run first, with its status from the database."""
+    if not results_dir.is_dir():
+        return []
+    entries = []
+    for folder in results_dir.iterdir():
+        if not (folder.is_dir() and _RUN_ID.match(folder.name)):
+            continue
+        files = [name for name in REPORT_FILES if (folder / name).is_file()]
+        if not files:
+            continue
+        run = run_rows.get_run(db, folder.name)
+        entries.append({
+            "run_id": folder.name,
+            "status": run["status"] if run else "unknown",
+            "reports": files,
+            "url": f"/api/benchmark/reports/{folder.name}/report.html",
+            "modified": datetime.fromtimestamp(folder.stat().st_mtime).isoformat(),
+        })
+    return sorted(entries, key=lambda entry: entry["modified"], reverse=True)
+
+
+def report_file(results_dir: Path, run_id: str, name: str) -> Path:
+    """The path of a report, refusing anything but a known file name in a run's own folder."""
+    if not _RUN_ID.match(run_id) or name not in REPORT_FILES:
+        raise ReportNotFound(run_id, name)
+    root = results_dir.resolve()
+    path = (root / run_id / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ReportNotFound(run_id, name)
+    return path

@@ -1,0 +1,59 @@
+"""Server settings: flags override environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+# Electron apps load from file:// (Origin "null") or a custom app:// scheme, and dev
+# servers from localhost on any port.
+DEFAULT_CORS_ORIGINS = ["null", "file://", "app://.", "http://localhost", "http://127.0.0.1"]
+DEFAULT_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*|null)$"
+ENV_PREFIX = "BENCHBOARD_"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_path: str = "benchmarks.duckdb"
+    results_dir: str = "results"
+    log_dir: str = "logs"
+    token: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    models_dir: str | None = None
+    custom_benchmarks_dir: str | None = None
+    sql_timeout_s: float = 5.0
+    sql_row_cap: int = 10_000
+    max_seconds: float = 10.0
+    threads: int | None = None
+    resume: bool = True
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Settings from ``BENCHBOARD_*`` variables, then ``overrides`` that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        for spec in fields(cls):
+            raw = environ.get(ENV_PREFIX + spec.name.upper())
+            if raw is not None and raw != "":
+                values[spec.name] = _parse(spec.name, raw)
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.results_dir)
+
+
+def _parse(name: str, raw: str):
+    if name in ("port", "sql_row_cap", "threads"):
+        return int(raw)
+    if name in ("sql_timeout_s", "max_seconds"):
+        return float(raw)
+    if name == "resume":
+        return raw.lower() not in ("0", "false", "no")
+    if name == "cors_origins":
+        return [origin.strip() for origin in raw.split(",") if origin.strip()]
+    return raw
