@@ -59,25 +59,17 @@ def median_ci(samples: Sequence[float]) -> tuple[float, float]:
     """Distribution-free 95% confidence interval of the median, as (low, high).
 
     With fewer than ``MIN_SAMPLES_FOR_CI`` samples no pair of order statistics
-    reaches 95% coverage; the interval is then (min, max), and ``summarize``
-    never reports it as met.
+    reaches 95% coverage; the interval is then (min, max), and it never counts
+    as met.
     """
     if not samples:
         raise ValueError("median_ci of no samples")
-    ordered = sorted(samples)
-    n = len(ordered)
-    if n < MIN_SAMPLES_FOR_CI:
-        return ordered[0], ordered[-1]
-    j = _lower_rank(n)
-    return ordered[j], ordered[n - 1 - j]
+    return _median_ci_of_sorted(sorted(samples))
 
 
-def ci_half_width_ratio(low: float, high: float, median: float) -> float:
-    """Half the CI width relative to the median; 0 when all three are 0 (a timer too coarse to see)."""
-    half_width = (high - low) / 2.0
-    if median == 0:
-        return 0.0 if half_width == 0 else math.inf
-    return half_width / median
+def ci_met(samples: Sequence[float], ci_target: float) -> bool:
+    """Whether the median's CI half-width, relative to the median, is within ``ci_target``."""
+    return _ci_met_of_sorted(sorted(samples), ci_target)
 
 
 def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: float) -> Statistics:
@@ -88,21 +80,39 @@ def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: floa
     n = len(ordered)
     mean = math.fsum(ordered) / n
     variance = math.fsum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
-    p50 = percentile(ordered, 50)
-    ci_low, ci_high = median_ci(ordered)
-    ci_met = n >= MIN_SAMPLES_FOR_CI and ci_half_width_ratio(ci_low, ci_high, p50) <= ci_target
+    ci_low, ci_high = _median_ci_of_sorted(ordered)
     return Statistics(
         n=n,
         mean_ms=mean,
         std_ms=math.sqrt(variance),
         min_ms=ordered[0],
-        p50_ms=p50,
+        p50_ms=percentile(ordered, 50),
         p90_ms=percentile(ordered, 90),
         p95_ms=percentile(ordered, 95),
         p99_ms=percentile(ordered, 99),
         max_ms=ordered[-1],
         ci_low_ms=ci_low,
         ci_high_ms=ci_high,
-        ci_met=ci_met,
+        ci_met=_ci_met_of_sorted(ordered, ci_target),
         total_seconds=total_seconds,
     )
+
+
+def _median_ci_of_sorted(ordered: Sequence[float]) -> tuple[float, float]:
+    n = len(ordered)
+    if n < MIN_SAMPLES_FOR_CI:
+        return ordered[0], ordered[-1]
+    j = _lower_rank(n)
+    return ordered[j], ordered[n - 1 - j]
+
+
+def _ci_met_of_sorted(ordered: Sequence[float], ci_target: float) -> bool:
+    if len(ordered) < MIN_SAMPLES_FOR_CI:
+        return False
+    low, high = _median_ci_of_sorted(ordered)
+    median = percentile(ordered, 50)
+    half_width = (high - low) / 2.0
+    if median == 0:
+        # Only a timer too coarse to see the work reads zero; then a zero-width CI is met.
+        return half_width == 0
+    return half_width / median <= ci_target
