@@ -62,7 +62,8 @@ def _cuda(precision: str, capabilities: dict) -> str | None:
         capability = _parse_capability(capabilities.get("compute_capability"))
         if capability is not None and capability < BF16_MIN_COMPUTE_CAPABILITY:
             wanted = ".".join(map(str, BF16_MIN_COMPUTE_CAPABILITY))
-            return f"bf16 needs compute capability {wanted} or newer; this GPU has {capabilities['compute_capability']}"
+            has = capabilities["compute_capability"]
+            return f"bf16 needs compute capability {wanted} or newer; this GPU has {has}"
     return None
 
 

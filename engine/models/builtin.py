@@ -68,7 +68,8 @@ class BuiltinModel:
 
 TINY_VOCAB = 1024
 TINY_POSITIONS = 512
-# GPT-2's and Whisper's special tokens sit at the end of their real vocabularies; a tiny one needs them inside.
+# GPT-2's and Whisper's special tokens sit at the end of their real vocabularies;
+# a tiny vocabulary needs them inside.
 TINY_SPECIAL_TOKENS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
 TINY_ENCODER = dict(
     vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
@@ -99,18 +100,21 @@ BUILTIN_MODELS: tuple[BuiltinModel, ...] = (
         image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=256, num_labels=10), tier="high"),
     BuiltinModel("roberta-tiny", "roberta", 202_752, {
-        **TINY_ENCODER, "max_position_embeddings": TINY_POSITIONS + 2, "type_vocab_size": 1, "pad_token_id": 1},
+        **TINY_ENCODER, "max_position_embeddings": TINY_POSITIONS + 2, "type_vocab_size": 1,
+        "pad_token_id": 1},
         tier="medium"),
     BuiltinModel("bart-tiny", "bart", 365_056, {
         **TINY_SEQ2SEQ, "max_position_embeddings": TINY_POSITIONS}, tier="medium"),
     BuiltinModel("whisper-tiny-random", "whisper", 363_520, {
-        **TINY_SEQ2SEQ, "num_mel_bins": 80, "max_source_positions": 64, "max_target_positions": TINY_POSITIONS,
-        "suppress_tokens": None, "begin_suppress_tokens": None, **TINY_SPECIAL_TOKENS}, tier="medium"),
+        **TINY_SEQ2SEQ, "num_mel_bins": 80, "max_source_positions": 64,
+        "max_target_positions": TINY_POSITIONS, "suppress_tokens": None, "begin_suppress_tokens": None,
+        **TINY_SPECIAL_TOKENS}, tier="medium"),
     BuiltinModel("albert-tiny", "albert", 105_536, {**TINY_ENCODER, "embedding_size": 32}, tier="medium"),
     BuiltinModel("electra-tiny", "electra", 151_360, {**TINY_ENCODER, "embedding_size": 32}, tier="medium"),
     BuiltinModel("llama-tiny", "llama", 229_696, dict(
-        vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=TINY_POSITIONS, use_cache=False), tier="medium"),
+        vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=TINY_POSITIONS, use_cache=False),
+        tier="medium"),
     # Real shapes.
     BuiltinModel("bert-base-uncased", "bert", 109_482_240),
     BuiltinModel("roberta-base", "roberta", 124_645_632, dict(
@@ -140,8 +144,9 @@ BUILTIN_MODELS: tuple[BuiltinModel, ...] = (
         embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
         intermediate_size=3072)),
     BuiltinModel("smollm-135m", "llama", 134_515_008, dict(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-        num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True, use_cache=False)),
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True,
+        use_cache=False)),
 )
 # fmt: on
 

@@ -84,7 +84,8 @@ def hub_spec(model_id: str) -> ModelSpec:
             config = load_config(model_id, local_files_only=False)
         except (OSError, ValueError) as err:
             raise ModelLoadError(
-                f"cannot load Hub model {model_id!r}: {err}; download it first or pass a local checkpoint folder"
+                f"cannot load Hub model {model_id!r}: {err}; "
+                "download it first or pass a local checkpoint folder"
             ) from err
     return _spec(model_id, model_id, config, source="hub", local_files_only=local_files_only)
 
@@ -92,7 +93,8 @@ def hub_spec(model_id: str) -> ModelSpec:
 def hub_offline() -> bool:
     """The Hub's offline switches, read now: huggingface_hub reads its own only at import."""
     switches = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return hub_constants.HF_HUB_OFFLINE or any(value.upper() in ("1", "ON", "YES", "TRUE") for value in switches)
+    switched_on = any(value.upper() in ("1", "ON", "YES", "TRUE") for value in switches)
+    return hub_constants.HF_HUB_OFFLINE or switched_on
 
 
 @cache

@@ -87,7 +87,7 @@ class ConfigInputs:
             )
 
 
-def _token_ids(config: Any, batch_size: int, sequence_length: int, generator: torch.Generator) -> torch.Tensor:
+def _token_ids(config: Any, batch_size: int, sequence_length: int, generator: torch.Generator):
     return torch.randint(0, config.vocab_size, (batch_size, sequence_length), generator=generator)
 
 
@@ -134,7 +134,8 @@ def model_class_for(config: Any) -> str:
 def _is_decoder(config: Any) -> bool:
     if getattr(config, "is_decoder", False):
         return True
-    if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or []):
+    architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
         return True
     # Types with a causal LM but no masked LM are decoders (GPT-2, Llama); BERT has both.
     model_type = getattr(config, "model_type", None)

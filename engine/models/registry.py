@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 class ModelRegistry:
     def __init__(self, models_dir: str | Path | None = None, custom_benchmarks_dir: str | Path | None = None):
         self.models_dir = Path(models_dir).expanduser() if models_dir else None
-        self.custom_benchmarks_dir = Path(custom_benchmarks_dir).expanduser() if custom_benchmarks_dir else None
+        self.custom_benchmarks_dir = (
+            Path(custom_benchmarks_dir).expanduser() if custom_benchmarks_dir else None
+        )
         self._checkpoint_specs: dict[str, ModelSpec] = {}
         self._plugin_specs: dict[str, ModelSpec] | None = None
 
@@ -119,7 +121,8 @@ class ModelRegistry:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith(PATH_PREFIXES) or Path(name).expanduser().is_dir()
+    # "" would be the current folder; it is no model name.
+    return bool(name) and (name.startswith(PATH_PREFIXES) or Path(name).expanduser().is_dir())
 
 
 def _entry_point_specs() -> list[ModelSpec]:
