@@ -1,2 +1,233 @@
-def main() -> None:
-    raise SystemExit("not built yet")
+"""The ``benchboard`` command: run headless, serve the dashboard and API, inspect and query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from engine.errors import EngineError, InvalidRequestError
+from engine.runs import RunRequest
+from storage.database import StorageError
+from webapp.progress import ProgressBar
+from webapp.settings import Settings
+
+EXIT_USAGE = 2
+
+
+def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-path", default=None, help="DuckDB file (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
+    parser.add_argument("--results-dir", default=None, help="where reports go (default results/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchboard", description="Trustworthy ML inference benchmarks.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="benchmark models headless, with a progress bar")
+    run.add_argument("--models", nargs="+", default=None,
+                     help="model names, checkpoint folders or Hub ids (default: the priority's tier)")
+    run.add_argument("--models-dir", default=None, help="discover every Hugging Face checkpoint folder under DIR")
+    run.add_argument("--hardware", nargs="+", default=["cpu"], help="devices, e.g. cpu cuda:0 (default cpu)")
+    run.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
+    run.add_argument("--precision", default="fp32", help="fp32, fp16, bf16 or int8")
+    run.add_argument("--priority", default="high", help="critical, high, medium, low or all")
+    run.add_argument("--sequence-length", type=int, default=128, metavar="N")
+    run.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads in the worker")
+    run.add_argument("--max-seconds", type=float, default=None, metavar="S", help="timing budget per config (default 10)")
+    run.add_argument("--progressive", action="store_true", help="cheap configs first; stop escalating at OOM/plateau")
+    run.add_argument("--no-incremental", action="store_true", help="measure again configs with recent results")
+    run.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    _add_storage_flags(run)
+
+    serve = commands.add_parser("serve", help="serve the dashboard and the JSON API")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--log-dir", default=None)
+    serve.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on state-changing calls")
+    serve.add_argument("--cors-origin", action="append", default=None, dest="cors_origins", metavar="ORIGIN")
+    serve.add_argument("--models-dir", default=None)
+    serve.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
+    serve.add_argument("--max-seconds", type=float, default=None, metavar="S")
+    _add_storage_flags(serve)
+
+    hardware = commands.add_parser("hardware", help="list the devices found here")
+    hardware.add_argument("--json", action="store_true")
+
+    models = commands.add_parser("models", help="list the models that can be benchmarked")
+    models.add_argument("--models-dir", default=None)
+    models.add_argument("--json", action="store_true")
+
+    query = commands.add_parser("query", help="run one guarded, read-only SQL query on the results")
+    query.add_argument("sql")
+    query.add_argument("--db-path", default=None)
+    query.add_argument("--json", action="store_true")
+
+    from webapp.remote_cli import add_remote_parser
+
+    add_remote_parser(commands)
+    return parser
+
+
+def _print_table(columns: list[str], rows: list[list], out=sys.stdout) -> None:
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=True)), file=out)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()
+
+
+RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "p90_latency_ms",
+                "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb", "n_samples", "ci_met")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from webapp.services import Services
+
+    settings = Settings.from_env(
+        db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
+        max_seconds=args.max_seconds, threads=args.threads, resume=False,
+    )
+    request = RunRequest(
+        priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
+        precision=args.precision, progressive_mode=args.progressive, incremental=not args.no_incremental,
+        sequence_length=args.sequence_length, force=args.no_incremental,
+    )
+    progress = ProgressBar(sys.stderr)
+    services = Services(settings, listeners=[progress])
+    try:
+        run = services.plan(request)
+        progress.start(run.total_configs)
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: services.scheduler.cancel(run.run_id))
+        services.scheduler.submit(run)
+        services.scheduler.wait(run.run_id)
+        signal.signal(signal.SIGINT, previous_handler)
+        progress.close()
+        outcome = services.run_results(run.run_id)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(outcome, default=str, indent=2))
+    else:
+        _report(run, outcome)
+    return {"completed": 0, "cancelled": 130}.get(outcome["status"], 1)
+
+
+def _report(run, outcome: dict) -> None:
+    rows = [[r[c] for c in RESULT_TABLE] for r in outcome["results"]]
+    if rows:
+        _print_table(list(RESULT_TABLE), rows)
+    failures = [f for f in outcome["failures"] if f["error_type"] != "progressive_stop"]
+    for failure in failures:
+        print(f"not measured: {failure['model_name']} on {failure['hardware']} batch {failure['batch_size']} "
+              f"{failure['precision']}: {failure['error_type']}: {failure['error_message']}", file=sys.stderr)
+    if run.skipped_configs:
+        print(f"skipped {run.skipped_configs} of {run.total_configs} configs: recent results with the same "
+              "environment exist (incremental mode; --no-incremental measures again)", file=sys.stderr)
+    print(f"run {run.run_id} {outcome['status']}: {len(outcome['results'])} measured, {len(failures)} failed, "
+          f"{run.skipped_configs} skipped", file=sys.stderr)
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from webapp.app import create_app
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, db_path=args.db_path, results_dir=args.results_dir, log_dir=args.log_dir,
+        token=args.token, cors_origins=args.cors_origins, models_dir=args.models_dir,
+        custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
+    )
+    print(f"benchboard dashboard: http://{settings.host}:{settings.port}/  (API under /api/benchmark, docs at /schema)",
+          file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def command_hardware(args: argparse.Namespace) -> int:
+    from engine.hardware import detect_hardware
+
+    found = [hw.describe() for hw in detect_hardware()]
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    columns = ["name", "type", "device", "memory_gb", "compute_units", "precisions"]
+    _print_table(columns, [[hw[c] if c != "precisions" else " ".join(hw[c]) for c in columns] for hw in found])
+    return 0
+
+
+def command_models(args: argparse.Namespace) -> int:
+    from engine.models.registry import ModelRegistry
+
+    specs = [spec.describe() for spec in ModelRegistry(models_dir=args.models_dir).list()]
+    if args.json:
+        print(json.dumps(specs, indent=2))
+        return 0
+    columns = ["name", "family", "type", "modality", "parameters_million", "source", "tier"]
+    _print_table(columns, [[spec[c] for c in columns] for spec in specs])
+    return 0
+
+
+def command_query(args: argparse.Namespace) -> int:
+    from storage.database import Database
+    from storage.schema import ALLOWED_QUERY_TABLES
+    from storage.sql_guard import QueryRefused, QueryTimeout, run_guarded_query
+
+    settings = Settings.from_env(db_path=args.db_path)
+    with Database(settings.db_path) as db:
+        try:
+            result = run_guarded_query(db, args.sql, allowed_tables=ALLOWED_QUERY_TABLES,
+                                       timeout_s=settings.sql_timeout_s, row_cap=settings.sql_row_cap)
+        except QueryRefused as error:
+            print(f"error: query refused: {error.reason}", file=sys.stderr)
+            return EXIT_USAGE
+        except QueryTimeout as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str, indent=2))
+    else:
+        _print_table(result.columns, result.rows)
+        if result.truncated:
+            print(f"(truncated at {result.row_count} rows)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": command_run, "serve": command_serve, "hardware": command_hardware, "models": command_models,
+            "query": command_query}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    if args.command == "remote":
+        from webapp.remote_cli import run_remote
+
+        return run_remote(args)
+    try:
+        return COMMANDS[args.command](args)
+    except InvalidRequestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (EngineError, StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
