@@ -1,0 +1,203 @@
+"""Hostile queries: each is refused before it runs, with a reason naming what was refused,
+and the database is the same afterwards."""
+
+import pytest
+
+from storage.schema import ALLOWED_QUERY_TABLES
+from storage.sql_guard import MAX_QUERY_LENGTH, QueryRefused, QuerySyntaxError, run_guarded_query
+from test_sql_guard import database_fingerprint, make_benchmark_db
+
+NOT_A_QUERY = "is not allowed: only queries (SELECT, WITH, set operations, VALUES, PIVOT) may run"
+ALLOWLIST = ", ".join(sorted(ALLOWED_QUERY_TABLES))
+TOO_DEEP = "query is nested too deeply (at most 64 levels)"
+ONE_STATEMENT = "only one statement is allowed"
+POSITIONAL = "positional parameters (? or $1) are not supported: use named ones such as $model"
+LONG_QUERY = "SELECT " + " + ".join(["1"] * 40_000)
+
+
+def not_a_query(kind):
+    return f"{kind} {NOT_A_QUERY}"
+
+
+def not_allowlisted(table):
+    return f"table {table} is not in the allowlist: {ALLOWLIST}"
+
+
+def main_schema_only(table):
+    return f"table {table} is not allowed: only tables of the main schema may be queried"
+
+
+HOSTILE = [
+    # DDL and DML, in any case
+    ("drop", "DROP TABLE models", not_a_query("DROP")),
+    ("drop-lowercase", "drop table models", not_a_query("DROP")),
+    ("delete-mixed-case", "DeLeTe FROM performance_results", not_a_query("DELETE")),
+    ("update", "UPDATE models SET model_name = 'evil'", not_a_query("UPDATE")),
+    ("insert", "INSERT INTO models (model_name) VALUES ('evil')", not_a_query("INSERT")),
+    ("create-table", "CREATE TABLE evil AS SELECT * FROM models", not_a_query("CREATE")),
+    ("create-macro", "CREATE MACRO evil(a) AS a", not_a_query("CREATE")),
+    ("replace-view", "CREATE OR REPLACE VIEW results_view AS SELECT 1", not_a_query("CREATE")),
+    ("alter", "ALTER TABLE models RENAME TO m2", not_a_query("ALTER")),
+    ("truncate", "TRUNCATE performance_results", not_a_query("TRUNCATE")),
+    ("with-then-insert", "WITH x AS (SELECT 1) INSERT INTO models (model_name) SELECT 'evil'", not_a_query("INSERT")),
+    (
+        "insert-inside-cte",
+        "WITH x AS (INSERT INTO models (model_name) VALUES ('evil') RETURNING *) SELECT * FROM x",
+        f"INSERT {NOT_A_QUERY.replace('is not allowed', 'is not allowed inside a query')}",
+    ),
+    # files, databases, extensions, settings, transactions, utility statements
+    ("copy-to", "COPY models TO '/tmp/models.csv'", not_a_query("COPY")),
+    ("copy-from", "COPY models FROM '/etc/passwd'", not_a_query("COPY")),
+    ("attach", "ATTACH '/tmp/other.duckdb' AS other", not_a_query("ATTACH")),
+    ("detach", "DETACH other", not_a_query("DETACH")),
+    ("install", "INSTALL httpfs", not_a_query("INSTALL")),
+    ("force-install", "FORCE INSTALL httpfs", not_a_query("FORCE INSTALL")),
+    ("load", "LOAD httpfs", not_a_query("LOAD")),
+    ("pragma", "PRAGMA database_list", not_a_query("PRAGMA")),
+    ("pragma-assignment", "PRAGMA enable_profiling = 'json'", not_a_query("PRAGMA")),
+    ("set", "SET enable_external_access = true", not_a_query("SET")),
+    ("set-global", "SET GLOBAL threads = 1", not_a_query("SET")),
+    ("reset", "RESET threads", not_a_query("RESET")),
+    ("call", "CALL duckdb_settings()", not_a_query("CALL")),
+    ("export", "EXPORT DATABASE '/tmp/dump'", not_a_query("EXPORT")),
+    ("import", "IMPORT DATABASE '/tmp/dump'", not_a_query("IMPORT")),
+    ("checkpoint", "CHECKPOINT", not_a_query("CHECKPOINT")),
+    ("force-checkpoint", "FORCE CHECKPOINT", not_a_query("FORCE CHECKPOINT")),
+    ("vacuum", "VACUUM", not_a_query("VACUUM")),
+    ("use", "USE memory", not_a_query("USE")),
+    ("begin", "BEGIN TRANSACTION", not_a_query("BEGIN")),
+    ("commit", "COMMIT", not_a_query("COMMIT")),
+    ("summarize", "SUMMARIZE models", not_a_query("SUMMARIZE")),
+    ("describe", "DESCRIBE models", not_a_query("DESCRIBE")),
+    ("show-tables", "SHOW TABLES", not_a_query("SHOW")),
+    ("explain", "EXPLAIN SELECT * FROM models", not_a_query("EXPLAIN")),
+    ("explain-analyze", "EXPLAIN ANALYZE SELECT * FROM models", not_a_query("EXPLAIN")),
+    # table functions
+    ("read-csv", "SELECT * FROM read_csv('/etc/passwd')", "table function read_csv is not allowed"),
+    ("read-csv-auto", "SELECT * FROM read_csv_auto('data.csv')", "table function read_csv_auto is not allowed"),
+    ("read-parquet-from-first", "FROM read_parquet('results.parquet')", "table function read_parquet is not allowed"),
+    ("read-json", "SELECT * FROM read_json('x.json')", "table function read_json is not allowed"),
+    ("read-text", "SELECT * FROM read_text('/etc/passwd')", "table function read_text is not allowed"),
+    ("read-blob", "SELECT * FROM read_blob('/etc/passwd')", "table function read_blob is not allowed"),
+    ("glob", "SELECT * FROM glob('/home/*')", "table function glob is not allowed"),
+    ("query", "SELECT * FROM query('SELECT * FROM secrets')", "table function query is not allowed"),
+    ("query-table", "SELECT * FROM query_table('secrets')", "table function query_table is not allowed"),
+    ("duckdb-settings", "SELECT * FROM duckdb_settings()", "table function duckdb_settings is not allowed"),
+    ("duckdb-tables", "SELECT * FROM duckdb_tables()", "table function duckdb_tables is not allowed"),
+    ("pragma-function", "SELECT * FROM pragma_table_info('models')", "table function pragma_table_info is not allowed"),
+    ("sqlite-scan", "SELECT * FROM sqlite_scan('x.db', 't')", "table function sqlite_scan is not allowed"),
+    ("range", "SELECT * FROM range(10)", "table function range is not allowed"),
+    ("table-keyword", "SELECT * FROM TABLE(models)", "table function table is not allowed"),
+    ("joined", "SELECT * FROM models m JOIN read_parquet('x.parquet') p ON true",
+     "table function read_parquet is not allowed"),
+    ("lateral-function", "SELECT * FROM models, LATERAL read_csv('x.csv')", "function read_csv is not allowed"),
+    # file paths as tables
+    ("quoted-path", "SELECT * FROM '/etc/passwd'", "file paths as tables are not allowed: '/etc/passwd'"),
+    ("from-first-file", "FROM 'results.csv'", "file paths as tables are not allowed: 'results.csv'"),
+    ("nested-from-first-file", "SELECT * FROM (FROM 'x.parquet')", "file paths as tables are not allowed: 'x.parquet'"),
+    ("identifier-path", 'SELECT * FROM "/etc/passwd"', "file paths as tables are not allowed: '/etc/passwd'"),
+    ("url", "SELECT * FROM 'https://example.com/x.csv'",
+     "file paths as tables are not allowed: 'https://example.com/x.csv'"),
+    # file-reading, settings and system functions anywhere in expressions
+    ("getenv", "SELECT getenv('HOME')", "function getenv is not allowed"),
+    ("current-setting", "SELECT current_setting('threads')", "function current_setting is not allowed"),
+    ("read-text-scalar", "SELECT model_name, read_text('/etc/passwd') FROM models", "function read_text is not allowed"),
+    ("method-call-syntax", "SELECT 'threads'.current_setting()", "function current_setting is not allowed"),
+    ("nextval", "SELECT nextval('seq_models')", "function nextval is not allowed"),
+    ("current-user", "SELECT current_user", "function current_user is not allowed"),
+    ("version", "SELECT version()", "function version is not allowed"),
+    ("sleep", "SELECT sleep_ms(100000)", "function sleep_ms is not allowed"),
+    ("in-where", "SELECT * FROM models WHERE model_name = getvariable('x')", "function getvariable is not allowed"),
+    ("write-log", "SELECT write_log('x')", "function write_log is not allowed"),
+    # tables off the allowlist, however they are reached
+    ("secrets", "SELECT * FROM secrets", not_allowlisted("secrets")),
+    ("schema-version", "SELECT * FROM schema_version", not_allowlisted("schema_version")),
+    ("catalog-view", "SELECT * FROM duckdb_tables", not_allowlisted("duckdb_tables")),
+    ("information-schema", "SELECT * FROM information_schema.tables", main_schema_only("information_schema.tables")),
+    ("pg-catalog", "SELECT * FROM pg_catalog.pg_tables", main_schema_only("pg_catalog.pg_tables")),
+    ("catalog-qualified", "SELECT * FROM bench.main.models", main_schema_only("bench.main.models")),
+    ("main-qualified-secret", "SELECT * FROM main.secrets", not_allowlisted("secrets")),
+    ("cte-shadowing-a-table", "WITH models AS (SELECT * FROM secrets) SELECT * FROM models", not_allowlisted("secrets")),
+    ("cte-reading-itself", "WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets", not_allowlisted("secrets")),
+    ("cte-defined-later", "WITH a AS (SELECT * FROM secrets), secrets AS (SELECT 1 AS s) SELECT * FROM a",
+     not_allowlisted("secrets")),
+    ("cte-out-of-scope", "SELECT * FROM (WITH secrets AS (SELECT 1 AS s) SELECT s FROM secrets), secrets",
+     not_allowlisted("secrets")),
+    ("subquery-in-from", "SELECT * FROM (SELECT * FROM secrets) AS s", not_allowlisted("secrets")),
+    ("subquery-in-where", "SELECT * FROM models WHERE model_name IN (SELECT s FROM secrets)", not_allowlisted("secrets")),
+    ("scalar-subquery", "SELECT (FROM secrets)", not_allowlisted("secrets")),
+    ("lateral-join", "SELECT * FROM models, LATERAL (SELECT * FROM secrets) AS s", not_allowlisted("secrets")),
+    ("union", "SELECT model_name FROM models UNION SELECT s FROM secrets", not_allowlisted("secrets")),
+    ("pivot-statement", "PIVOT secrets ON s USING count(*)", not_allowlisted("secrets")),
+    # stacked statements and comments hiding one
+    ("stacked", "SELECT 1; DROP TABLE models", ONE_STATEMENT),
+    ("stacked-selects", "SELECT 1; SELECT 2", ONE_STATEMENT),
+    ("after-block-comment", "SELECT 1 /* harmless */; DROP TABLE models", ONE_STATEMENT),
+    ("after-line-comment", "SELECT 1 -- harmless\n; DELETE FROM models", ONE_STATEMENT),
+    ("behind-comment", "/* just a comment */ DROP TABLE models", not_a_query("DROP")),
+    ("comment-closing-trick", "SELECT 1 /* */ ; DROP TABLE models /* */", ONE_STATEMENT),
+    # size and nesting
+    ("very-long", LONG_QUERY, f"query is too long: {len(LONG_QUERY):,} characters (at most {MAX_QUERY_LENGTH:,})"),
+    ("deep-parentheses", "SELECT " + "(" * 1000 + "1" + ")" * 1000, TOO_DEEP),
+    ("deep-subqueries", "SELECT * FROM " + "(SELECT * FROM " * 70 + "models" + ")" * 70, TOO_DEEP),
+    ("deep-without-parentheses", "SELECT " + "NOT " * 3000 + "TRUE", TOO_DEEP),
+    # look-alikes
+    ("cyrillic-o-in-drop", "DR\u041eP TABLE models", not_a_query("DR\u041eP")),
+    ("fullwidth-drop", "\uff24\uff32\uff2f\uff30 TABLE models", not_a_query("\uff24\uff32\uff2f\uff30")),
+    ("cyrillic-o-in-table", "SELECT * FROM m\u043edels", not_allowlisted("m\u043edels")),
+    ("cyrillic-a-in-function", "SELECT re\u0430d_text('x')", "function re\u0430d_text is not allowed"),
+    ("mixed-case-function", "SELECT * FROM ReAd_CsV('x.csv')", "table function read_csv is not allowed"),
+    ("mixed-case-table", "sElEcT * fRoM SeCrEtS", not_allowlisted("SeCrEtS")),
+    # parameters only by name
+    ("question-mark", "SELECT * FROM models WHERE model_id = ?", POSITIONAL),
+    ("numbered", "SELECT * FROM models WHERE model_id = $1", POSITIONAL),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_db(tmp_path_factory):
+    db = make_benchmark_db(tmp_path_factory.mktemp("hostile") / "bench.duckdb")
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def pristine(shared_db):
+    return database_fingerprint(shared_db)
+
+
+def test_there_are_at_least_sixty_hostile_cases():
+    assert len(HOSTILE) >= 60
+    assert len({name for name, _, _ in HOSTILE}) == len(HOSTILE)
+
+
+@pytest.mark.parametrize(("sql", "reason"), [case[1:] for case in HOSTILE], ids=[case[0] for case in HOSTILE])
+def test_hostile_query_is_refused_with_its_reason(shared_db, pristine, sql, reason):
+    with pytest.raises(QueryRefused) as refused:
+        run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason == reason
+    assert database_fingerprint(shared_db) == pristine
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM models\uff1bDROP TABLE models",  # fullwidth semicolon
+        "\uff33\uff25\uff2c\uff25\uff23\uff34 * FROM secrets",  # fullwidth SELECT
+        "SELECT * FROM models WHERE model_name = 'x\u2019; DROP TABLE models; --'",  # curly quote
+        "SELECT * FROM models \u037e DROP TABLE models",  # Greek question mark, looks like ';'
+    ],
+)
+def test_unicode_look_alikes_of_separators_are_refused_or_harmless(shared_db, pristine, sql):
+    try:
+        result = run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES)
+    except QueryRefused:
+        pass
+    else:
+        assert "TOPSECRET" not in repr(result.rows)
+    assert database_fingerprint(shared_db) == pristine
+
+
+def test_parse_errors_are_refusals_too(shared_db):
+    with pytest.raises(QuerySyntaxError):
+        run_guarded_query(shared_db, "SELECT FROM WHERE", allowed_tables=ALLOWED_QUERY_TABLES)

@@ -1,0 +1,266 @@
+"""Legitimate analytical queries pass the guard and return the right answers.
+
+The expected rows come from the data make_benchmark_db inserts:
+  results 1-6: (model, hardware, batch, precision, latency ms, throughput/s)
+  1 bert cpu 1 fp32 10 100 | 2 bert cpu 8 fp32 40 200 | 3 gpt2 cpu 1 fp32 20 50
+  4 bert cuda 1 fp16 2 500 | 5 vit cuda 8 fp16 4 2000 | 6 gpt2 cuda 8 fp32 8 1000
+"""
+
+import pytest
+
+from storage.schema import ALLOWED_QUERY_TABLES
+from storage.sql_guard import run_guarded_query
+from test_sql_guard import database_fingerprint, make_benchmark_db
+
+SEED_DOC_JOIN = """
+-- Get average throughput by model family and hardware
+SELECT
+    m.model_family,
+    h.hardware_type,
+    AVG(pr.throughput_items_per_second) as avg_throughput
+FROM
+    performance_results pr
+JOIN
+    models m ON pr.model_id = m.model_id
+JOIN
+    hardware_platforms h ON pr.hardware_id = h.hardware_id
+GROUP BY
+    m.model_family, h.hardware_type
+ORDER BY
+    avg_throughput DESC
+"""
+
+LEGIT = [
+    (
+        "seed-doc-join",
+        SEED_DOC_JOIN,
+        {},
+        [["vit", "cuda", 2000.0], ["gpt2", "cuda", 1000.0], ["bert", "cuda", 500.0],
+         ["bert", "cpu", 150.0], ["gpt2", "cpu", 50.0]],
+    ),
+    (
+        "window-rank",
+        """SELECT hardware_type, model_name, batch_size,
+                  rank() OVER (PARTITION BY hardware_type ORDER BY throughput_items_per_second DESC) AS place
+           FROM results_view ORDER BY hardware_type, place""",
+        {},
+        [["cpu", "bert-tiny", 8, 1], ["cpu", "bert-tiny", 1, 2], ["cpu", "gpt2-tiny", 1, 3],
+         ["cuda", "vit-tiny", 8, 1], ["cuda", "gpt2-tiny", 8, 2], ["cuda", "bert-tiny", 1, 3]],
+    ),
+    (
+        "window-lag-speedup",
+        """SELECT batch_size, throughput_items_per_second
+                  / lag(throughput_items_per_second) OVER (ORDER BY batch_size) AS speedup
+           FROM results_view WHERE model_name = 'bert-tiny' AND hardware_type = 'cpu' ORDER BY batch_size""",
+        {},
+        [[1, None], [8, 2.0]],
+    ),
+    (
+        "qualify-best-per-hardware",
+        """SELECT hardware_type, model_name, throughput_items_per_second FROM results_view
+           QUALIFY row_number() OVER (PARTITION BY hardware_type ORDER BY throughput_items_per_second DESC) = 1
+           ORDER BY hardware_type""",
+        {},
+        [["cpu", "bert-tiny", 200.0], ["cuda", "vit-tiny", 2000.0]],
+    ),
+    (
+        "cte",
+        """WITH per_model AS (
+               SELECT model_id, max(throughput_items_per_second) AS best FROM performance_results GROUP BY model_id
+           )
+           SELECT m.model_name, p.best FROM per_model p JOIN models m USING (model_id) ORDER BY p.best DESC""",
+        {},
+        [["vit-tiny", 2000.0], ["gpt2-tiny", 1000.0], ["bert-tiny", 500.0]],
+    ),
+    (
+        "cte-named-like-a-table-is-the-cte",
+        "WITH models AS (SELECT 'shadow' AS model_name) SELECT model_name FROM models",
+        {},
+        [["shadow"]],
+    ),
+    (
+        "recursive-cte",
+        """WITH RECURSIVE doubling(batch) AS (SELECT 1 UNION ALL SELECT batch * 2 FROM doubling WHERE batch < 16)
+           SELECT list(batch ORDER BY batch) FROM doubling""",
+        {},
+        [[[1, 2, 4, 8, 16]]],
+    ),
+    (
+        "aggregates",
+        """SELECT precision, count(*), min(average_latency_ms), max(average_latency_ms), sum(memory_peak_mb)
+           FROM performance_results GROUP BY precision ORDER BY precision""",
+        {},
+        [["fp16", 2, 2.0, 4.0, 1200.0], ["fp32", 4, 8.0, 40.0, 3200.0]],
+    ),
+    (
+        "order-limit-offset",
+        "SELECT result_id FROM performance_results ORDER BY average_latency_ms DESC LIMIT 2 OFFSET 1",
+        {},
+        [[3], [1]],
+    ),
+    (
+        "pivot-clause",
+        """SELECT * FROM (SELECT model_family, hardware_type, throughput_items_per_second FROM results_view)
+           PIVOT (sum(throughput_items_per_second) FOR hardware_type IN ('cpu', 'cuda'))
+           ORDER BY model_family""",
+        {},
+        [["bert", 300.0, 500.0], ["gpt2", 50.0, 1000.0], ["vit", None, 2000.0]],
+    ),
+    (
+        "pivot-statement",
+        "PIVOT (SELECT precision FROM results_view) ON precision USING count(*)",
+        {},
+        [[2, 4]],
+    ),
+    (
+        "pivot-statement-in-a-query",
+        """SELECT * FROM (PIVOT results_view ON precision USING count(*) GROUP BY hardware_type)
+           ORDER BY hardware_type""",
+        {},
+        [["cpu", 0, 3], ["cuda", 2, 1]],
+    ),
+    (
+        "union-all",
+        """SELECT 'ok' AS outcome, count(*) FROM performance_results
+           UNION ALL SELECT 'failed', count(*) FROM hardware_compatibility ORDER BY outcome""",
+        {},
+        [["failed", 1], ["ok", 6]],
+    ),
+    (
+        "intersect",
+        """SELECT model_id FROM performance_results WHERE hardware_id = 1
+           INTERSECT SELECT model_id FROM performance_results WHERE hardware_id = 2 ORDER BY 1""",
+        {},
+        [[1], [2]],
+    ),
+    ("values", "VALUES (1, 'one'), (2, 'two')", {}, [[1, "one"], [2, "two"]]),
+    (
+        "values-joined",
+        """SELECT t.label, m.model_name FROM (VALUES ('small', 1), ('large', 3)) AS t(label, id)
+           JOIN models m ON m.model_id = t.id ORDER BY t.label""",
+        {},
+        [["large", "vit-tiny"], ["small", "bert-tiny"]],
+    ),
+    (
+        "case",
+        """SELECT result_id, CASE WHEN average_latency_ms < 5 THEN 'fast'
+                                 WHEN average_latency_ms < 20 THEN 'medium' ELSE 'slow' END
+           FROM performance_results ORDER BY result_id""",
+        {},
+        [[1, "medium"], [2, "slow"], [3, "slow"], [4, "fast"], [5, "fast"], [6, "medium"]],
+    ),
+    (
+        "date-functions",
+        """SELECT date_trunc('month', created_at) AS month, strftime(created_at, '%Y-%m') AS label,
+                  extract(year FROM created_at) AS year, count(*)
+           FROM performance_results GROUP BY ALL ORDER BY month""",
+        {},
+        [["2024-05-01T00:00:00", "2024-05", 2024, 4], ["2024-06-01T00:00:00", "2024-06", 2024, 2]],
+    ),
+    (
+        "date-arithmetic",
+        """SELECT run_id, date_diff('day', created_at, TIMESTAMP '2024-07-01') AS age_days,
+                  created_at + INTERVAL 1 DAY AS next_day FROM test_runs ORDER BY run_id""",
+        {},
+        [["run-a", 61, "2024-05-02T10:00:00"], ["run-b", 16, "2024-06-16T12:30:00"]],
+    ),
+    (
+        "list-functions-on-samples",
+        """SELECT result_id, len(samples_ms), list_max(samples_ms), list_avg(samples_ms),
+                  list_transform(samples_ms, x -> x * 2)[1], list_sort(samples_ms, 'DESC')[1]
+           FROM performance_results WHERE result_id IN (3, 4) ORDER BY result_id""",
+        {},
+        [[3, 4, 24.0, 21.0, 38.0, 24.0], [4, 3, 2.5, 2.0, 3.0, 2.5]],
+    ),
+    (
+        "unnest-samples",
+        """SELECT result_id, median(sample) FROM (
+               SELECT result_id, unnest(samples_ms) AS sample FROM performance_results
+           ) GROUP BY result_id HAVING count(*) > 3""",
+        {},
+        [[3, 20.5]],
+    ),
+    (
+        "unnest-in-from",
+        """SELECT sample FROM performance_results, unnest(samples_ms) AS u(sample)
+           WHERE result_id = 1 ORDER BY sample DESC""",
+        {},
+        [[11.0], [10.0], [9.0]],
+    ),
+    (
+        "percentiles",
+        """SELECT median(throughput_items_per_second), quantile_cont(average_latency_ms, 0.5),
+                  percentile_disc(0.5) WITHIN GROUP (ORDER BY batch_size), quantile_cont(p90_latency_ms, [0.0, 1.0])
+           FROM performance_results""",
+        {},
+        [[350.0, 9.0, 1, [2.4, 41.0]]],
+    ),
+    (
+        "named-parameter",
+        """SELECT batch_size, throughput_items_per_second FROM results_view
+           WHERE model_name = $model AND hardware_type = $hardware ORDER BY batch_size""",
+        {"model": "bert-tiny", "hardware": "cpu"},
+        [[1, 100.0], [8, 200.0]],
+    ),
+    (
+        "failures-view",
+        "SELECT model_name, hardware, error_type, error_message FROM failures_view",
+        {},
+        [["vit-tiny", "cpu", "OOM", "needs ~9 GB, device has 8 GB"]],
+    ),
+    (
+        "exists-subquery",
+        """SELECT model_name FROM models m WHERE NOT EXISTS (
+               SELECT 1 FROM performance_results pr WHERE pr.model_id = m.model_id AND pr.hardware_id = 1
+           )""",
+        {},
+        [["vit-tiny"]],
+    ),
+    (
+        "strings",
+        """SELECT string_agg(upper(model_family), '+' ORDER BY model_family),
+                  regexp_replace('bert-tiny', '-tiny$', ''), concat(device_name, ' (', platform, ')')
+           FROM models, hardware_platforms WHERE hardware_id = 2 GROUP BY device_name, platform""",
+        {},
+        [["BERT+GPT2+VIT", "bert", "NVIDIA H100 (cuda:0)"]],
+    ),
+    (
+        "from-first-and-main-qualified",
+        "FROM main.models SELECT model_name WHERE parameters_million > 5 ORDER BY model_name",
+        {},
+        [["vit-tiny"]],
+    ),
+    (
+        "mixed-case-names",
+        "select MODEL_NAME from MODELS where MODEL_ID = 2",
+        {},
+        [["gpt2-tiny"]],
+    ),
+    (
+        "star-exclude",
+        "SELECT * EXCLUDE (created_at) FROM hardware_platforms WHERE hardware_id = 1",
+        {},
+        [[1, "cpu", "Intel Xeon", "cpu", 64.0, None, None, None]],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_db(tmp_path_factory):
+    db = make_benchmark_db(tmp_path_factory.mktemp("legit") / "bench.duckdb")
+    yield db
+    db.close()
+
+
+def test_there_are_at_least_twenty_legitimate_cases():
+    assert len(LEGIT) >= 20
+    assert len({name for name, *_ in LEGIT}) == len(LEGIT)
+
+
+@pytest.mark.parametrize(("sql", "params", "expected"), [case[1:] for case in LEGIT], ids=[c[0] for c in LEGIT])
+def test_legitimate_query_returns_the_right_answer(shared_db, sql, params, expected):
+    before = database_fingerprint(shared_db)
+    result = run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params)
+    assert result.rows == expected
+    assert (result.row_count, result.truncated) == (len(expected), False)
+    assert database_fingerprint(shared_db) == before
