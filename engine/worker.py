@@ -1,0 +1,141 @@
+"""A long-lived measurement process for one device, driven by JSON lines.
+
+    python -m engine.worker --device cpu [--models-dir D] [--custom-benchmarks-dir D]
+
+torch is imported once, when the worker starts, not once per config. The
+worker prints ``{"event": "ready", "pid", "device", "torch_version"}``, then
+answers one JSON object per stdin line:
+
+* ``{"op": "run", "job_id": ID, "job": Job.to_dict()}`` -> ``{"event": "started", "job_id": ID}``,
+  then ``{"event": "result", "job_id": ID, "result": Result.to_dict()}``
+* ``{"op": "ping"}`` -> ``{"event": "pong"}``
+* ``{"op": "shutdown"}``, or the end of stdin -> exit 0
+* anything else -> ``{"event": "error", "message": ...}``; the worker lives on.
+
+Stdout carries protocol lines only: at start the real stdout is kept on a
+private descriptor and descriptor 1 is pointed at stderr, so whatever a library
+prints, from Python or from C, lands on stderr.
+
+Built models are not cached across jobs. A cached model would keep the load
+time of its first build, but the next config's first call would no longer be
+cold, and its weights would already sit in memory, so its cold latency and
+peak memory would both be wrong. A fresh build per config costs a fraction of
+the per-config time budget even at base sizes. The first config of an
+architecture in a worker still pays for importing that architecture's
+transformers module (a few hundred ms for the first, tens for later ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from functools import cache
+from typing import TextIO
+
+import torch
+
+from engine.config import Job
+from engine.hardware import get_hardware
+from engine.errors import EngineError
+from engine.measurement import failure_result, measure
+from engine.models.registry import ModelRegistry
+
+
+class Worker:
+    def __init__(self, device: str, out: TextIO, models_dir: str | None, custom_benchmarks_dir: str | None):
+        self.device = device  # reported in "ready"; each job names its own hardware, which measure() resolves
+        self._out = out
+        self._default_dirs = (models_dir, custom_benchmarks_dir)
+
+    def serve(self, lines) -> None:
+        self._send(event="ready", pid=os.getpid(), device=self.device, torch_version=torch.__version__)
+        for line in lines:
+            if not line.strip():
+                continue
+            if not self._handle(line):
+                return
+
+    def _handle(self, line: str) -> bool:
+        """Answer one request line; False when the worker should exit."""
+        try:
+            request = json.loads(line)
+            op = request["op"]
+        except (ValueError, TypeError, KeyError):
+            self._send(event="error", message=f"not a request (a JSON object with an 'op'): {line.strip()[:200]}")
+            return True
+        if op == "shutdown":
+            return False
+        if op == "ping":
+            self._send(event="pong")
+        elif op == "run":
+            self._run(request)
+        else:
+            self._send(event="error", message=f"unknown op {op!r}; known: run, ping, shutdown")
+        return True
+
+    def _run(self, request: dict) -> None:
+        job_id = request.get("job_id")
+        try:
+            job = Job.from_dict(request["job"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self._send(event="error", job_id=job_id, message=f"malformed job: {exc}")
+            return
+        self._send(event="started", job_id=job_id)
+        try:
+            registry = self._registry(job)
+        except Exception as exc:  # noqa: BLE001 - a broken models folder fails this job, not the worker
+            result = failure_result(job.config, exc)
+        else:
+            result = measure(job, registry)
+        self._send(event="result", job_id=job_id, result=result.to_dict())
+
+    def _registry(self, job: Job) -> ModelRegistry:
+        default_models, default_custom = self._default_dirs
+        return _registry(job.models_dir or default_models, job.custom_benchmarks_dir or default_custom)
+
+    def _send(self, **message) -> None:
+        self._out.write(json.dumps(message) + "\n")
+        self._out.flush()
+
+
+@cache
+def _registry(models_dir: str | None, custom_benchmarks_dir: str | None) -> ModelRegistry:
+    # Discovering local checkpoints and custom files once per folder pair, not once per job.
+    return ModelRegistry(models_dir=models_dir, custom_benchmarks_dir=custom_benchmarks_dir)
+
+
+def _protocol_stream() -> TextIO:
+    """The real stdout, for protocol lines; descriptor 1 (and sys.stdout) become stderr."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", required=True, help='hardware name, e.g. "cpu" or "cuda:0"')
+    parser.add_argument("--models-dir")
+    parser.add_argument("--custom-benchmarks-dir")
+    args = parser.parse_args(argv)
+    out = _protocol_stream()
+    try:
+        hardware = get_hardware(args.device)
+    except EngineError as exc:
+        print(f"engine.worker: {exc}", file=sys.stderr)
+        return 2
+    # One-time costs of the process, paid before "ready" so that they do not land
+    # in the first config's load time: the device context (CUDA's takes a second
+    # or more) and transformers' shared model machinery (about 1.5 s to import).
+    torch.zeros(1, device=hardware.torch_device)
+    importlib.import_module("transformers.modeling_utils")
+    Worker(hardware.name, out, args.models_dir, args.custom_benchmarks_dir).serve(sys.stdin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

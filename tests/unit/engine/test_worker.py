@@ -1,0 +1,217 @@
+"""The worker protocol and the client that survives its worker's death, with real subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from engine.config import BenchmarkConfig, Job, MeasurementSettings
+from engine.result import FAILED, OK
+from engine.worker_client import WorkerProcess
+
+FAST = MeasurementSettings(warmup_iterations=1, warmup_seconds=0, min_seconds=0.05, max_seconds=0.3, threads=1)
+QUICK_JOB = Job(BenchmarkConfig("bert-tiny", "cpu", 1, sequence_length=16), FAST)
+
+# A custom workload whose build announces itself in a marker file, then hangs:
+# the tests know the worker is mid-config when the marker appears.
+SLOW_BENCHMARK = textwrap.dedent(
+    """
+    import os, time
+    import torch
+    from engine.models.spec import ModelSpec
+
+    def build():
+        open(os.environ["BENCHBOARD_TEST_MARKER"], "w").close()
+        time.sleep(60)
+        return torch.nn.Identity()
+
+    def noisy_build():
+        print("a model that prints to stdout")
+        os.write(1, b"and one that writes to descriptor 1 directly\\n")
+        return torch.nn.Identity()
+
+    def inputs(batch_size, sequence_length, image_size):
+        return {"input": torch.zeros(batch_size, 4)}
+
+    MODELS = [
+        ModelSpec("slow-build", "test", "custom", "tabular", 0.0, build, inputs),
+        ModelSpec("noisy", "test", "custom", "tabular", 0.0, noisy_build, inputs),
+    ]
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def marker(tmp_path_factory):
+    return tmp_path_factory.mktemp("marker") / "building"
+
+
+@pytest.fixture(scope="module")
+def shared_worker(tmp_path_factory, marker):
+    # One client for the module keeps worker start-ups (about 4 s each) to those
+    # the tests cause on purpose; each test gets it running, with no marker.
+    custom = tmp_path_factory.mktemp("custom")
+    (custom / "slow.py").write_text(SLOW_BENCHMARK)
+    with WorkerProcess(
+        "cpu", custom_benchmarks_dir=str(custom), env={"BENCHBOARD_TEST_MARKER": str(marker)}
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def worker(shared_worker, marker):
+    marker.unlink(missing_ok=True)
+    shared_worker.start()
+    return shared_worker
+
+
+def slow_job():
+    return Job(BenchmarkConfig("slow-build", "cpu", 1), FAST)
+
+
+def wait_for(path, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def run_in_thread(worker, job, **kwargs):
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("result", worker.run(job, **kwargs)))
+    thread.start()
+    return thread, outcome
+
+
+def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker", "--device", "cpu"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert ready["event"] == "ready" and ready["pid"] == process.pid and ready["device"] == "cpu"
+        assert ready["torch_version"]
+
+        process.stdin.write('{"op": "ping"}\nnot json\n{"op": "dance"}\n')
+        process.stdin.write(json.dumps({"op": "run", "job_id": "j1", "job": QUICK_JOB.to_dict()}) + "\n")
+        process.stdin.write('{"op": "shutdown"}\n')
+        process.stdin.flush()
+
+        assert json.loads(process.stdout.readline()) == {"event": "pong"}
+        assert "not a request" in json.loads(process.stdout.readline())["message"]
+        assert "unknown op 'dance'" in json.loads(process.stdout.readline())["message"]
+        assert json.loads(process.stdout.readline()) == {"event": "started", "job_id": "j1"}
+        result = json.loads(process.stdout.readline())
+        assert result["event"] == "result" and result["job_id"] == "j1"
+        assert result["result"]["status"] == OK
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
+def test_worker_exits_cleanly_when_its_input_closes():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker", "--device", "cpu"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert json.loads(process.stdout.readline())["event"] == "ready"
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
+
+
+def test_client_runs_jobs_in_one_long_lived_worker(worker):
+    pid = worker.pid
+    assert worker.ping()
+
+    first = worker.run(QUICK_JOB)
+    second = worker.run(Job(BenchmarkConfig("gpt2-tiny", "cpu", 2, sequence_length=16), FAST))
+
+    assert first.status == OK and second.status == OK, (first.error_message, second.error_message)
+    assert first.stats.p50_ms <= first.stats.p99_ms
+    assert worker.pid == pid
+
+
+def test_stray_output_from_a_model_never_corrupts_the_protocol(worker):
+    result = worker.run(Job(BenchmarkConfig("noisy", "cpu", 1), FAST))
+
+    assert result.status == OK, result.error_message
+    assert worker.run(QUICK_JOB).status == OK
+
+
+def test_worker_killed_mid_config_fails_that_config_and_the_next_runs_in_a_fresh_worker(worker, marker):
+    first_pid = worker.pid
+    thread, outcome = run_in_thread(worker, slow_job())
+    wait_for(marker)
+
+    os.kill(first_pid, signal.SIGKILL)
+    thread.join(timeout=30)
+
+    crashed = outcome["result"]
+    assert crashed.status == FAILED
+    assert crashed.error_type == "worker_crashed"
+    assert crashed.error_message.startswith("worker exited with signal SIGKILL")
+    assert crashed.config == slow_job().config
+
+    following = worker.run(QUICK_JOB)
+    assert following.status == OK, following.error_message
+    assert worker.pid not in (None, first_pid)
+
+
+def test_config_over_its_time_limit_is_killed_and_reported_as_timeout(worker, marker):
+    first_pid = worker.pid
+    started = time.monotonic()
+
+    result = worker.run(slow_job(), timeout_s=1)
+
+    assert time.monotonic() - started < 5
+    assert result.status == FAILED
+    assert result.error_type == "timeout"
+    assert result.error_message == "config exceeded its 1 s time limit"
+    assert marker.exists()
+    assert worker.run(QUICK_JOB).status == OK
+    assert worker.pid != first_pid
+
+
+def test_cancel_from_another_thread_ends_the_config_in_flight_promptly(worker, marker):
+    thread, outcome = run_in_thread(worker, slow_job())
+    wait_for(marker)
+
+    cancelled_at = time.monotonic()
+    assert worker.cancel() is True
+    thread.join(timeout=10)
+
+    assert time.monotonic() - cancelled_at < 5
+    assert outcome["result"].status == FAILED
+    assert outcome["result"].error_type == "cancelled"
+    assert worker.cancel() is False  # nothing in flight any more
+    assert worker.run(QUICK_JOB).status == OK
+
+
+def test_close_shuts_the_worker_down_gracefully(worker):
+    pid = worker.pid
+    worker.close()
+
+    assert worker.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone and reaped
+
+
+def test_worker_for_absent_hardware_fails_to_start_with_what_is_present():
+    result = WorkerProcess("cuda:7").run(Job(BenchmarkConfig("bert-tiny", "cuda:7", 1), FAST))
+
+    assert result.status == FAILED
+    assert result.error_type == "worker_start_failed"
+    assert "hardware 'cuda:7' is not present on this machine; present: cpu" in result.error_message
