@@ -1,3 +1,8 @@
 """HTML pages of the dashboard. ``ROUTES`` is what create_app mounts."""
 
-ROUTES: list = []
+from webapp.pages.dashboard import DashboardPages
+from webapp.pages.reports import ReportPages
+from webapp.pages.runs import RunPages
+from webapp.pages.sql import SqlPages
+
+ROUTES: list = [DashboardPages, RunPages, ReportPages, SqlPages]

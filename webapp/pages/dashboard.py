@@ -1,0 +1,182 @@
+"""Overview (/) and Comparison (/comparison): charts and the results table, all aggregated in DuckDB."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from litestar import Controller, get
+from litestar.plugins.htmx import HTMXRequest
+from litestar.response import Stream, Template
+
+from storage import dashboard
+from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
+from storage.database import Database
+from webapp import charts
+from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, parse_filters, render
+from webapp.services import Services
+
+METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
+PAGE_SIZES = (25, 50, 100)
+NUMERIC_COLUMNS = frozenset({
+    "batch_size", "throughput_items_per_second", "p50_latency_ms", "p99_latency_ms", "memory_peak_mb",
+})
+
+
+def _records(frame) -> list[dict]:
+    return frame.to_dict("records")
+
+
+def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
+    """Everything the overview shows, from five small DuckDB aggregates."""
+    summary = dashboard.summary(db)
+    context = {"summary": summary, "metric": metric, "filters": filters}
+    if summary.results == 0:
+        return context | {"hardware_chart": None, "scaling_chart": None, "top_models": {}}
+    by_hardware = dashboard.hardware_comparison(db, filters, metric)
+    scaling = dashboard.batch_scaling(db, filters, metric)
+    top: dict[str, list[dict]] = {}
+    for row in _records(dashboard.top_models(db, filters, metric)):
+        top.setdefault(row["hardware"], []).append(row)
+    return context | {
+        "hardware_chart": charts.hardware_comparison(by_hardware, metric),
+        "hardware_rows": _records(by_hardware),
+        "scaling_chart": charts.batch_scaling(scaling, metric),
+        "scaling_rows": _records(scaling),
+        "top_models": top,
+    }
+
+
+def comparison_context(
+    db: Database, filters: Filters, metric: Metric, *, sort: str | None, direction: str | None, page: int,
+    page_size: int,
+) -> dict:
+    results = dashboard.results_page(db, filters, sort=sort, direction=direction, page=page, page_size=page_size)
+    heatmap = dashboard.family_heatmap(db, filters, metric)
+    state = _filter_params(filters) | {"metric": metric.key}
+
+    def link(**changes) -> str:
+        """This table's URL with ``changes`` applied: for sort headers, pager and exports."""
+        params = state | {"sort": results.sort, "direction": results.direction, "page": results.page,
+                          "page_size": results.page_size} | changes
+        return "?" + urlencode({key: value for key, value in params.items() if value not in (None, "")})
+
+    return {
+        "metric": metric,
+        "filters": filters,
+        "results": results,
+        "columns": TABLE_COLUMNS,
+        "numeric_columns": NUMERIC_COLUMNS,
+        "heatmap_chart": charts.family_heatmap(heatmap, metric),
+        "heatmap_rows": _records(heatmap),
+        "link": link,
+        "page_sizes": PAGE_SIZES,
+        # Without filters the total is every result; with them, an empty table means "no match".
+        "has_results": results.total > 0 or filters != Filters(),
+    }
+
+
+def _filter_params(filters: Filters) -> dict:
+    return {name: getattr(filters, name) for name in ("family", "model", "hardware", "batch_size", "precision")}
+
+
+def _page_size(value: str | None) -> int:
+    size = optional_int("page_size", value) or PAGE_SIZES[0]
+    if size not in PAGE_SIZES:
+        raise dashboard.InvalidFilter("page_size", f"must be one of {', '.join(map(str, PAGE_SIZES))}")
+    return size
+
+
+def _csv_chunks(batches: pa.RecordBatchReader) -> Iterator[bytes]:
+    sink = io.BytesIO()
+    with pa_csv.CSVWriter(sink, batches.schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            yield sink.getvalue()
+            sink.seek(0)
+            sink.truncate()
+    yield sink.getvalue()
+
+
+def _parquet_chunks(batches: pa.RecordBatchReader) -> Iterator[bytes]:
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, batches.schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            yield sink.getvalue()
+            sink.seek(0)
+            sink.truncate()
+    yield sink.getvalue()
+
+
+EXPORTS = {
+    "csv": (_csv_chunks, "text/csv"),
+    "parquet": (_parquet_chunks, "application/vnd.apache.parquet"),
+}
+
+
+class DashboardPages(Controller):
+    exception_handlers = PAGE_EXCEPTION_HANDLERS
+    include_in_schema = False
+
+    @get("/", name="overview", sync_to_thread=True)
+    def overview(
+        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
+        hardware: str | None = None, batch_size: str | None = None, metric: str | None = None,
+    ) -> Template:
+        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size)
+        chosen = dashboard.get_metric(metric)
+        context = overview_context(services.db, filters, chosen) | {
+            "active": "overview",
+            "options": dashboard.filter_options(services.db),
+            "metric_choices": METRIC_CHOICES,
+        }
+        return render(request, "pages/overview.html", "partials/overview_body.html", context)
+
+    @get("/comparison", name="comparison", sync_to_thread=True)
+    def comparison(
+        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
+        hardware: str | None = None, batch_size: str | None = None, precision: str | None = None,
+        metric: str | None = None, sort: str | None = None, direction: str | None = None, page: str | None = None,
+        page_size: str | None = None,
+    ) -> Template:
+        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size,
+                                precision=precision)
+        context = comparison_context(
+            services.db, filters, dashboard.get_metric(metric), sort=sort, direction=direction,
+            page=optional_int("page", page) or 1, page_size=_page_size(page_size),
+        ) | {
+            "active": "comparison",
+            "options": dashboard.filter_options(services.db),
+            "metric_choices": METRIC_CHOICES,
+        }
+        # Sorting and paging swap only the table; the filter form swaps the heatmap too.
+        fragment = "partials/results_table.html" if request.htmx.target == "results-table-section" else \
+            "partials/comparison_body.html"
+        return render(request, "pages/comparison.html", fragment, context)
+
+    @get(["/comparison/results.csv", "/comparison/results.parquet"], name="comparison-export")
+    async def export(
+        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
+        hardware: str | None = None, batch_size: str | None = None, precision: str | None = None,
+        sort: str | None = None, direction: str | None = None,
+    ) -> Stream:
+        """The filtered rows (every page, every API column) as a download, written in Python from Arrow."""
+        export_format = request.url.path.rsplit(".", 1)[1]
+        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size,
+                                precision=precision)
+        write, media_type = EXPORTS[export_format]
+
+        def chunks() -> Iterator[bytes]:
+            # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
+            yield from write(dashboard.results_export(services.db, filters, sort=sort, direction=direction))
+
+        return Stream(
+            chunks(),
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="benchboard-results.{export_format}"'},
+        )
