@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import Token, TokenType
 
@@ -54,6 +54,10 @@ _QUERY_STARTS = {
 }
 _OPENING = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
 _CLOSING = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE}
+
+# Statements DuckDB (or sqlglot) accepts inside a query, e.g. FROM (DESCRIBE t) or a
+# CTE holding INSERT ... RETURNING.
+_NESTED_STATEMENTS = (exp.DML, exp.DDL, exp.Command, exp.Describe, exp.Summarize, exp.Show, exp.Pragma)
 
 # Known to sqlglot, but in DuckDB they reveal the server (user, catalog, version), read
 # files or advance sequences.
@@ -99,6 +103,8 @@ _EXTRA_FUNCTIONS = frozenset("""
     right_grapheme length_grapheme substring_grapheme uuidv4 uuidv7
     union_extract union_tag union_value enum_range enum_first enum_last enum_code
 """.split())
+
+_WORD = re.compile(r"[^\W\d]\w*")
 
 # Characters no allowlisted table name has, but file names and URLs do.
 _PATH_CHARACTERS = re.compile(r"[./\\:*?~]")
@@ -177,8 +183,8 @@ def inspect_query(
         raise QueryRefused(f"query is nested too deeply (at most {max_depth} levels)") from None
     except ParseError as error:
         raise QuerySyntaxError(_describe_parse_error(error)) from None
-    except SqlglotError as error:  # the tokenizer's errors, e.g. an unterminated string
-        raise QuerySyntaxError(f"syntax error: {_first_line(str(error))}") from None
+    except TokenError as error:
+        raise QuerySyntaxError(_describe_token_error(error, sql)) from None
 
 
 def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
@@ -220,8 +226,11 @@ def _split_statements(tokens: list[Token]) -> list[list[Token]]:
 
 
 def _statement_kind(tokens: list[Token]) -> str:
+    first = tokens[0].text
+    if not _WORD.fullmatch(first):
+        return f"a statement starting with {first!r}"
     # "FORCE" only modifies the statement after it (FORCE CHECKPOINT, FORCE INSTALL).
-    words = 2 if tokens[0].text.upper() == "FORCE" and len(tokens) > 1 else 1
+    words = 2 if first.upper() == "FORCE" and len(tokens) > 1 else 1
     return " ".join(token.text.upper() for token in tokens[:words])
 
 
@@ -253,7 +262,7 @@ def _check_nodes(root: exp.Expression, allowed: frozenset[str], cte_references: 
     """Checks every node of the tree; returns the names of the $parameters used."""
     parameters = set()
     for node in _walk(root):
-        if isinstance(node, (exp.DML, exp.DDL, exp.Command)):
+        if isinstance(node, _NESTED_STATEMENTS):
             raise QueryRefused(f"{node.key.upper()} is not allowed inside a query: {_QUERY_KINDS}")
         if isinstance(node, exp.Table):
             _check_table(node, allowed, cte_references)
@@ -326,6 +335,18 @@ def _describe_parse_error(error: ParseError) -> str:
         first = error.errors[0]
         return f"syntax error at line {first['line']}, column {first['col']}: {first['description']}"
     return f"syntax error: {_first_line(str(error))}"
+
+
+def _describe_token_error(error: TokenError, sql: str) -> str:
+    # The tokenizer reports where it gave up: usually the end of an unclosed string,
+    # quoted name or comment.
+    stop = min(error.end if error.end is not None else len(sql), len(sql))
+    line = sql.count("\n", 0, stop) + 1
+    column = stop - sql.rfind("\n", 0, stop)
+    return (
+        f"syntax error at line {line}, column {column}: cannot read the query here "
+        "(an unclosed string, quoted name or comment?)"
+    )
 
 
 def _first_line(message: str) -> str:

@@ -58,7 +58,9 @@ LEGIT = [
     (
         "qualify-best-per-hardware",
         """SELECT hardware_type, model_name, throughput_items_per_second FROM results_view
-           QUALIFY row_number() OVER (PARTITION BY hardware_type ORDER BY throughput_items_per_second DESC) = 1
+           QUALIFY row_number() OVER (
+               PARTITION BY hardware_type ORDER BY throughput_items_per_second DESC
+           ) = 1
            ORDER BY hardware_type""",
         {},
         [["cpu", "bert-tiny", 200.0], ["cuda", "vit-tiny", 2000.0]],
@@ -66,9 +68,11 @@ LEGIT = [
     (
         "cte",
         """WITH per_model AS (
-               SELECT model_id, max(throughput_items_per_second) AS best FROM performance_results GROUP BY model_id
+               SELECT model_id, max(throughput_items_per_second) AS best
+               FROM performance_results GROUP BY model_id
            )
-           SELECT m.model_name, p.best FROM per_model p JOIN models m USING (model_id) ORDER BY p.best DESC""",
+           SELECT m.model_name, p.best FROM per_model p JOIN models m USING (model_id)
+           ORDER BY p.best DESC""",
         {},
         [["vit-tiny", 2000.0], ["gpt2-tiny", 1000.0], ["bert-tiny", 500.0]],
     ),
@@ -80,7 +84,9 @@ LEGIT = [
     ),
     (
         "recursive-cte",
-        """WITH RECURSIVE doubling(batch) AS (SELECT 1 UNION ALL SELECT batch * 2 FROM doubling WHERE batch < 16)
+        """WITH RECURSIVE doubling(batch) AS (
+               SELECT 1 UNION ALL SELECT batch * 2 FROM doubling WHERE batch < 16
+           )
            SELECT list(batch ORDER BY batch) FROM doubling""",
         {},
         [[[1, 2, 4, 8, 16]]],
@@ -190,7 +196,8 @@ LEGIT = [
     (
         "percentiles",
         """SELECT median(throughput_items_per_second), quantile_cont(average_latency_ms, 0.5),
-                  percentile_disc(0.5) WITHIN GROUP (ORDER BY batch_size), quantile_cont(p90_latency_ms, [0.0, 1.0])
+                  percentile_disc(0.5) WITHIN GROUP (ORDER BY batch_size),
+                  quantile_cont(p90_latency_ms, [0.0, 1.0])
            FROM performance_results""",
         {},
         [[350.0, 9.0, 1, [2.4, 41.0]]],
@@ -257,7 +264,9 @@ def test_there_are_at_least_twenty_legitimate_cases():
     assert len({name for name, *_ in LEGIT}) == len(LEGIT)
 
 
-@pytest.mark.parametrize(("sql", "params", "expected"), [case[1:] for case in LEGIT], ids=[c[0] for c in LEGIT])
+@pytest.mark.parametrize(
+    ("sql", "params", "expected"), [case[1:] for case in LEGIT], ids=[case[0] for case in LEGIT]
+)
 def test_legitimate_query_returns_the_right_answer(shared_db, sql, params, expected):
     before = database_fingerprint(shared_db)
     result = run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params)
