@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.config import PRECISIONS, BenchmarkConfig, fingerprint
-from engine.errors import InvalidRequestError, UnknownHardwareError, UnknownModelError
+from engine.errors import InvalidRequestError, ModelLoadError, UnknownHardwareError, UnknownModelError
 from engine.runs import PRIORITY_RANK, RunRequest, RunState, expand
 
 MAX_BATCH_SIZE = 4096
@@ -52,7 +52,7 @@ def plan_run(
     validate(request)
     try:
         models = registry.resolve(request.models) if request.models is not None else registry.tier(request.priority)
-    except UnknownModelError as error:
+    except (UnknownModelError, ModelLoadError) as error:
         raise InvalidRequestError("models", str(error)) from None
     try:
         hardware = resolve_hardware(request.hardware)

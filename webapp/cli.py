@@ -109,7 +109,7 @@ def command_run(args: argparse.Namespace) -> int:
         sequence_length=args.sequence_length, force=args.no_incremental,
     )
     progress = ProgressBar(sys.stderr)
-    services = Services(settings, listeners=[progress])
+    services = Services(settings, listeners=[progress], allow_model_paths=True)
     try:
         run = services.plan(request)
         progress.start(run.total_configs)

@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class Services:
-    def __init__(self, settings: Settings, *, listeners: list[EventSink] | None = None):
+    def __init__(self, settings: Settings, *, listeners: list[EventSink] | None = None, allow_model_paths: bool = False):
         self.settings = settings
         self.db = Database(settings.db_path)
-        self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir)
+        self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths)
         self.hardware = detect_hardware()
         self._hardware_by_name = {hw.name: hw for hw in self.hardware}
         self.reports = ReportWriter(self.db, settings.results_path)

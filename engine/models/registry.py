@@ -36,7 +36,16 @@ log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    def __init__(self, models_dir: str | Path | None = None, custom_benchmarks_dir: str | Path | None = None):
+    def __init__(
+        self,
+        models_dir: str | Path | None = None,
+        custom_benchmarks_dir: str | Path | None = None,
+        *,
+        allow_paths: bool = True,
+    ):
+        # A server sets allow_paths=False: its clients must not make it load arbitrary
+        # folders of its file system, only checkpoints under its own models_dir.
+        self.allow_paths = allow_paths
         self.models_dir = Path(models_dir).expanduser() if models_dir else None
         self.custom_benchmarks_dir = (
             Path(custom_benchmarks_dir).expanduser() if custom_benchmarks_dir else None
@@ -50,6 +59,11 @@ class ModelRegistry:
         if canonical in builtins:
             return builtins[canonical]
         if _looks_like_path(name):
+            if not self.allow_paths:
+                raise ModelLoadError(
+                    f"model {name!r} is a path; this server only loads checkpoints from its own models "
+                    "directory (--models-dir), by their name there"
+                )
             folder = Path(name).expanduser().resolve()
             return self._checkpoint(str(folder), folder)
         discovered = self._discovered()
