@@ -1,0 +1,205 @@
+"""``benchboard remote ...``: drive a running server over its JSON API, through the Python client.
+
+    benchboard remote start --models bert-tiny --batch-sizes 1 8 --watch
+    benchboard remote results RUN_ID
+    benchboard remote query --model bert-tiny --json
+
+Only the client is used here, never the engine or storage, so these commands work
+against any server the user can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from client import (
+    RESULT_COLUMNS,
+    BenchmarkAPIClient,
+    BenchmarkAPIError,
+    describe_progress,
+    format_table,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+FAILURE_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "error_type", "error_message")
+MODEL_COLUMNS = ("name", "family", "type", "modality", "parameters_million", "source")
+HARDWARE_COLUMNS = ("name", "type", "device", "memory_gb", "compute_units", "precisions")
+REPORT_COLUMNS = ("run_id", "status", "reports", "modified")
+STATUS_FIELDS = ("run_id", "status", "progress", "current_step", "completed_configs", "total_configs",
+                 "completed_models", "total_models", "priority", "start_time", "elapsed_time",
+                 "estimated_remaining_time", "completion_time", "error")
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None,
+                        help=f"server address (default: env BENCHBOARD_URL, else {DEFAULT_URL})")
+    parser.add_argument("--token", default=None,
+                        help="API token for servers started with --token (default: env BENCHBOARD_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="print the server's JSON instead of a table")
+
+
+def add_remote_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``remote`` and its actions on the ``benchboard`` command's subparsers."""
+    remote = subparsers.add_parser("remote", help="drive a running benchboard server over its JSON API")
+    actions = remote.add_subparsers(dest="remote_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str, *, takes_run_id: bool = False) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text)
+        if takes_run_id:
+            parser.add_argument("run_id", metavar="RUN_ID")
+        _connection_flags(parser)
+        return parser
+
+    start = action("start", "start a run on the server")
+    start.add_argument("--models", nargs="+", default=None, help="model names (default: the priority's tier)")
+    start.add_argument("--hardware", nargs="+", default=None, help="devices, e.g. cpu cuda:0 (default cpu)")
+    start.add_argument("--batch-sizes", nargs="+", type=int, default=None, metavar="N", help="(default 1 8)")
+    start.add_argument("--precision", default=None, help="fp32, fp16, bf16 or int8 (default fp32)")
+    start.add_argument("--priority", default=None, help="critical, high, medium, low or all (default high)")
+    start.add_argument("--sequence-length", type=int, default=None, metavar="N")
+    start.add_argument("--no-progressive", action="store_true", help="measure every config, in the order given")
+    start.add_argument("--no-incremental", action="store_true", help="measure again configs with recent results")
+    start.add_argument("--force", action="store_true", help="measure every config, even with recent results")
+    start.add_argument("--watch", action="store_true", help="follow the run's progress until it ends")
+
+    action("status", "show a run's status", takes_run_id=True)
+    action("watch", "follow a run's progress until it ends", takes_run_id=True)
+    action("results", "show a run's results", takes_run_id=True)
+    action("cancel", "cancel a queued or running run", takes_run_id=True)
+    action("models", "list the models the server can benchmark")
+    action("hardware", "list the server's hardware")
+    action("reports", "list the runs that have reports")
+
+    query = action("query", "query stored results")
+    query.add_argument("--model", default=None, help="model name or family")
+    query.add_argument("--hardware", default=None, help="hardware name or type")
+    query.add_argument("--batch-size", type=int, default=None, metavar="N")
+    query.add_argument("--precision", default=None)
+    query.add_argument("--limit", type=int, default=None, metavar="N", help="rows, 1..1000 (default 100)")
+    return remote
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """Carry out one ``benchboard remote`` action; the exit code."""
+    url = args.url or os.environ.get("BENCHBOARD_URL") or DEFAULT_URL
+    token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
+    try:
+        client = BenchmarkAPIClient(url, token=token)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        with client:
+            return ACTIONS[args.remote_command](client, args)
+    except BenchmarkAPIError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\nstopped following; the run goes on on the server", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _exit_code(final: dict) -> int:
+    if final["status"] == "completed":
+        return 0
+    print(f"run {final['run_id']} {final['status']}" + (f": {final['error']}" if final.get("error") else ""),
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _follow(client: BenchmarkAPIClient, run_id: str, as_json: bool) -> int:
+    def show(status: dict) -> None:
+        print(json.dumps(status) if as_json else describe_progress(status), flush=True)
+
+    return _exit_code(client.monitor_progress(run_id, show))
+
+
+def action_start(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    run = client.start_benchmark(
+        priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
+        precision=args.precision, progressive_mode=False if args.no_progressive else None,
+        incremental=False if args.no_incremental else None, sequence_length=args.sequence_length,
+        force=args.force or None,
+    )
+    if args.json:
+        _print_json(run)
+    else:
+        print(f"run {run['run_id']} {run['status']}: {run['message']}")
+    return _follow(client, run["run_id"], args.json) if args.watch else 0
+
+
+def action_status(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    status = client.get_status(args.run_id)
+    if args.json:
+        _print_json(status)
+    else:
+        width = max(map(len, STATUS_FIELDS))
+        for name in STATUS_FIELDS:
+            print(f"{name.ljust(width)}  {status.get(name) if status.get(name) is not None else '-'}")
+    return 0
+
+
+def action_watch(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    return _follow(client, args.run_id, args.json)
+
+
+def action_results(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    outcome = client.get_results(args.run_id)
+    if args.json:
+        _print_json(outcome)
+        return 0
+    print(format_table(outcome["results"], RESULT_COLUMNS))
+    failures = outcome.get("failures") or []
+    if failures:
+        print("\nnot measured:")
+        print(format_table(failures, FAILURE_COLUMNS))
+    print(f"\nrun {outcome['run_id']} {outcome['status']}: {len(outcome['results'])} measured, "
+          f"{len(failures)} not measured", file=sys.stderr)
+    return 0
+
+
+def action_cancel(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    status = client.cancel(args.run_id)
+    if args.json:
+        _print_json(status)
+    else:
+        print(f"run {status['run_id']} {status['status']}")
+    return 0
+
+
+def _listing(fetch, columns):
+    def show(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+        rows = fetch(client, args)
+        if args.json:
+            _print_json(rows)
+        else:
+            print(format_table(rows, columns))
+        return 0
+    return show
+
+
+ACTIONS = {
+    "start": action_start,
+    "status": action_status,
+    "watch": action_watch,
+    "results": action_results,
+    "cancel": action_cancel,
+    "models": _listing(lambda client, args: client.get_models(), MODEL_COLUMNS),
+    "hardware": _listing(lambda client, args: client.get_hardware(), HARDWARE_COLUMNS),
+    "reports": _listing(lambda client, args: client.get_reports(), REPORT_COLUMNS),
+    "query": _listing(
+        lambda client, args: client.query_results(model=args.model, hardware=args.hardware,
+                                                  batch_size=args.batch_size, precision=args.precision,
+                                                  limit=args.limit),
+        ("run_id", *RESULT_COLUMNS, "created_at"),
+    ),
+}
