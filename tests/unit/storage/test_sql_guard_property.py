@@ -19,10 +19,11 @@ HOSTILE = [
     "DROP TABLE models", "DELETE FROM performance_results", "INSERT INTO models (model_name) VALUES ('evil')",
     "UPDATE models SET model_name = 'evil'", "CREATE TABLE evil (a INT)", "ALTER TABLE models RENAME TO evil",
     "TRUNCATE test_runs", ";", "--", "/*", "*/", "'", '"', "\n", "COPY models TO 'out.csv'",
-    "ATTACH 'evil.duckdb' AS evil", "CHECKPOINT", "SET threads = 1", "PRAGMA version", "CALL pragma_version()",
-    "read_csv('x.csv')", "'/etc/passwd'", "secrets", "schema_version", "nextval('seq_models')",
-    "INSTALL httpfs", "LOAD httpfs", "BEGIN", "COMMIT", "ROLLBACK", "RETURNING *", "EXPORT DATABASE 'dump'",
-    "information_schema.tables", "query('SELECT 1')", "current_setting('threads')", "DR\u041eP", "\uff1b",
+    "ATTACH 'evil.duckdb' AS evil", "CHECKPOINT", "SET threads = 1", "PRAGMA version",
+    "CALL pragma_version()", "read_csv('x.csv')", "'/etc/passwd'", "secrets", "schema_version",
+    "nextval('seq_models')", "INSTALL httpfs", "LOAD httpfs", "BEGIN", "COMMIT", "ROLLBACK",
+    "RETURNING *", "EXPORT DATABASE 'dump'", "information_schema.tables", "query('SELECT 1')",
+    "current_setting('threads')", "DR\u041eP", "\uff1b",
 ]
 
 # Most soups start like a query, so that plenty of them get past the first checks.
