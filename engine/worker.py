@@ -64,7 +64,8 @@ class Worker:
             request = json.loads(line)
             op = request["op"]
         except (ValueError, TypeError, KeyError):
-            self._send(event="error", message=f"not a request (a JSON object with an 'op'): {line.strip()[:200]}")
+            excerpt = line.strip()[:200]
+            self._send(event="error", message=f"not a request (a JSON object with an 'op'): {excerpt}")
             return True
         if op == "shutdown":
             return False
@@ -80,7 +81,7 @@ class Worker:
         job_id = request.get("job_id")
         try:
             job = Job.from_dict(request["job"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self._send(event="error", job_id=job_id, message=f"malformed job: {exc}")
             return
         self._send(event="started", job_id=job_id)

@@ -46,7 +46,9 @@ class _Process:
 
     popen: subprocess.Popen
     events: queue.Queue = field(default_factory=queue.Queue)
-    stderr_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
+    stderr_tail: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES)
+    )
     readers: list[threading.Thread] = field(default_factory=list)
 
     def start_readers(self) -> None:
@@ -167,9 +169,13 @@ class WorkerProcess:
             event = _next_event(process, deadline)
             if event is None:
                 process.kill()
-                raise WorkerStartError(f"worker for {self.device} did not start within {self._startup_timeout:g} s")
+                raise WorkerStartError(
+                    f"worker for {self.device} did not start within {self._startup_timeout:g} s"
+                )
             if event is _EXITED:
-                raise WorkerStartError(f"worker for {self.device} failed to start: {process.exit_description()}")
+                raise WorkerStartError(
+                    f"worker for {self.device} failed to start: {process.exit_description()}"
+                )
             if event.get("event") == "ready":
                 self.ready_info = event
                 return
@@ -282,7 +288,8 @@ class WorkerProcess:
             if event.get("event") == "result":
                 return Result.from_dict(event["result"])
             if event.get("event") == "error":
-                return Result.failure(job.config, FAILED, "protocol_error", event.get("message", "worker refused the job"))
+                message = event.get("message", "the worker refused the job")
+                return Result.failure(job.config, FAILED, "protocol_error", message)
 
 
 def _send(process: _Process, message: dict) -> None:

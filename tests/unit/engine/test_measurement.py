@@ -57,7 +57,9 @@ def test_bert_tiny_fp32_reports_consistent_statistics_and_throughput(registry):
 
 
 def test_timing_stops_once_the_median_is_precise_after_minimum_time(registry):
-    settings = MeasurementSettings(min_iterations=10, min_seconds=0.1, max_seconds=5.0, ci_target=0.5, threads=1)
+    settings = MeasurementSettings(
+        min_iterations=10, min_seconds=0.1, max_seconds=5.0, ci_target=0.5, threads=1
+    )
     result = run(registry, settings=settings)
 
     assert result.stats.ci_met

@@ -15,7 +15,9 @@ from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.result import FAILED, OK
 from engine.worker_client import WorkerProcess
 
-FAST = MeasurementSettings(warmup_iterations=1, warmup_seconds=0, min_seconds=0.05, max_seconds=0.3, threads=1)
+FAST = MeasurementSettings(
+    warmup_iterations=1, warmup_seconds=0, min_seconds=0.05, max_seconds=0.3, threads=1
+)
 QUICK_JOB = Job(BenchmarkConfig("bert-tiny", "cpu", 1, sequence_length=16), FAST)
 
 # A custom workload whose build announces itself in a marker file, then hangs:
@@ -103,6 +105,7 @@ def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
         assert ready["torch_version"]
 
         process.stdin.write('{"op": "ping"}\nnot json\n{"op": "dance"}\n')
+        process.stdin.write('{"op": "run", "job_id": "bad", "job": {"config": {"model": "bert-tiny"}}}\n')
         process.stdin.write(json.dumps({"op": "run", "job_id": "j1", "job": QUICK_JOB.to_dict()}) + "\n")
         process.stdin.write('{"op": "shutdown"}\n')
         process.stdin.flush()
@@ -110,6 +113,8 @@ def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
         assert json.loads(process.stdout.readline()) == {"event": "pong"}
         assert "not a request" in json.loads(process.stdout.readline())["message"]
         assert "unknown op 'dance'" in json.loads(process.stdout.readline())["message"]
+        malformed = json.loads(process.stdout.readline())
+        assert malformed["job_id"] == "bad" and "malformed job" in malformed["message"]
         assert json.loads(process.stdout.readline()) == {"event": "started", "job_id": "j1"}
         result = json.loads(process.stdout.readline())
         assert result["event"] == "result" and result["job_id"] == "j1"
