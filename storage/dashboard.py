@@ -297,13 +297,13 @@ class FilterOptions:
 
 
 def filter_options(db: Database) -> FilterOptions:
-    # One scan collects all five lists.
+    # One scan collects all five lists; list() of no rows is NULL.
     row = db.cursor().execute(
         """SELECT list(DISTINCT model_family), list(DISTINCT model_name), list(DISTINCT hardware),
                   list(DISTINCT batch_size), list(DISTINCT precision)
            FROM results_view"""
     ).fetchone()
-    return FilterOptions(*(sorted(value for value in values if value is not None) for values in row))
+    return FilterOptions(*(sorted(value for value in values or [] if value is not None) for values in row))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,10 @@ AUTO_CHART_MAX_BARS = 50
 
 
 def _finish(chart: alt.Chart | alt.LayerChart, title: str) -> dict:
-    styled = chart.properties(title=title, width="container").configure_view(strokeWidth=0).configure(
+    # fit-x: as wide as the page allows; heights stay as each chart sets them.
+    styled = chart.properties(
+        title=title, width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
+    ).configure_view(strokeWidth=0).configure(
         font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
     ).configure_title(anchor="start", fontSize=14, fontWeight=600).configure_axis(
         labelFontSize=11, titleFontSize=12, labelLimit=180

@@ -24,9 +24,9 @@ from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_st
 from webapp.services import Services, status_from_record
 
 RECENT_RUNS = 50
-# After "done" the browser closes the stream itself; ending it first would look like a
-# dropped connection to EventSource (an error, and a reconnect).
-CLOSE_GRACE_S = 30.0
+# After "done" the browser closes the stream itself. Ending it from here in the same
+# instant could look like a dropped connection to EventSource (an error, and a reconnect).
+CLOSE_GRACE_S = 2.0
 
 
 def duration(seconds: float | None) -> str:
@@ -224,7 +224,7 @@ class RunPages(Controller):
         context = {"active": "runs", "runs": recent_runs(services)} | form_context(services, FORM_DEFAULTS, {})
         return render(request, "pages/runs.html", "partials/runs_table.html", context)
 
-    @post("/runs", name="start-run")
+    @post("/runs", name="start-run", status_code=200)
     async def start(self, request: HTMXRequest, services: Services) -> Template | Redirect | ClientRedirect:
         values = form_values(await request.form())
         try:
@@ -261,7 +261,7 @@ class RunPages(Controller):
         await anyio.to_thread.run_sync(services.run_status, run_id)  # an unknown run is a 404 now, not mid-stream
         return ServerSentEvent(live_run_events(request, services, channels, run_id, (measured, failed)))
 
-    @post("/runs/{run_id:str}/cancel", name="cancel-run")
+    @post("/runs/{run_id:str}/cancel", name="cancel-run", status_code=200)
     async def cancel(self, request: HTMXRequest, services: Services, run_id: str) -> Template | Redirect:
         status = await anyio.to_thread.run_sync(services.cancel_run, run_id)
         if wants_fragment(request):

@@ -3,6 +3,7 @@ import pytest
 
 from storage.dashboard import (
     METRICS,
+    FilterOptions,
     Filters,
     InvalidFilter,
     batch_scaling,
@@ -172,3 +173,11 @@ def test_filter_options_list_what_was_measured(db):
 def test_summary_counts_results_models_and_hardware(db):
     counts = summary(db)
     assert (counts.results, counts.models, counts.hardware, counts.runs, counts.failures) == (8, 3, 2, 0, 0)
+
+
+def test_an_empty_database_has_no_options_and_zero_counts(tmp_path):
+    with Database(tmp_path / "empty.duckdb") as empty:
+        assert filter_options(empty) == FilterOptions()
+        assert summary(empty).results == 0
+        assert top_models(empty, Filters(), THROUGHPUT).empty
+        assert batch_scaling(empty, Filters(), THROUGHPUT).empty
