@@ -145,7 +145,9 @@ class AsyncBenchmarkAPIClient:
 
     async def monitor_progress(self, run_id: str, callback: Callable[[dict], object],
                                exit_on_complete: bool = True) -> dict | asyncio.Task:
-        """Call ``callback(status)`` (a function or a coroutine function) on every change; return the final status.
+        """Call ``callback(status)`` on every change; return the final status.
+
+        ``callback`` may be a function or a coroutine function.
 
         With ``exit_on_complete=False`` it returns at once an ``asyncio.Task`` that follows
         the run and whose result is the final status.
@@ -183,8 +185,9 @@ class AsyncBenchmarkAPIClient:
     async def run_sql(self, sql: str, params: dict | None = None) -> dict:
         return await self._send(calls.run_sql(sql, params))
 
-    async def export(self, format: str, path: str | Path, *, model: str | None = None, hardware: str | None = None,
-                     batch_size: int | None = None, precision: str | None = None, run_id: str | None = None) -> Path:
-        call = calls.export(format, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
-                            run_id=run_id)
+    async def export(self, format: str, path: str | Path, *, model: str | None = None,
+                     hardware: str | None = None, batch_size: int | None = None, precision: str | None = None,
+                     run_id: str | None = None) -> Path:
+        call = calls.export(format, model=model, hardware=hardware, batch_size=batch_size,
+                            precision=precision, run_id=run_id)
         return await self._download(call, destination(path, export_file_name(format)))

@@ -83,7 +83,8 @@ def run_sql(sql: str, params: dict | None = None) -> Call:
     return Call("POST", f"{API_PREFIX}/sql", json=present(sql=sql, params=params))
 
 
-def export(export_format: str, *, model=None, hardware=None, batch_size=None, precision=None, run_id=None) -> Call:
+def export(export_format: str, *, model=None, hardware=None, batch_size=None, precision=None,
+           run_id=None) -> Call:
     params = present(format=export_format, model=model, hardware=hardware, batch_size=batch_size,
                      precision=precision, run_id=run_id)
     return Call("GET", f"{API_PREFIX}/export", params=params)

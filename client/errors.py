@@ -39,7 +39,9 @@ class ServerUnreachable(BenchmarkAPIError):
     """Nothing answered at the server's address, or the connection broke."""
 
 
-ERRORS_BY_STATUS = {400: InvalidRequest, 422: InvalidRequest, 401: Unauthorized, 403: Unauthorized, 404: NotFound}
+ERRORS_BY_STATUS = {
+    400: InvalidRequest, 422: InvalidRequest, 401: Unauthorized, 403: Unauthorized, 404: NotFound,
+}
 
 
 def error_from_response(status_code: int, text: str, method: str, url: str) -> BenchmarkAPIError:
@@ -52,5 +54,6 @@ def error_from_response(status_code: int, text: str, method: str, url: str) -> B
     detail = fields.get("detail") or fields.get("reason") or fields.get("error") or text.strip()[:500]
     message = f"{detail} ({method} {url} -> {status_code})" if detail else f"{method} {url} -> {status_code}"
     error_class = ERRORS_BY_STATUS.get(status_code, BenchmarkAPIError)
-    return error_class(message, status_code=status_code, error=fields.get("error"), reason=fields.get("reason"),
-                       field=fields.get("field"), body=body if body is not None else text)
+    return error_class(message, status_code=status_code, error=fields.get("error"),
+                       reason=fields.get("reason"), field=fields.get("field"),
+                       body=body if body is not None else text)

@@ -55,7 +55,8 @@ class RunFollower:
         try:
             message = json.loads(text)
         except ValueError as error:
-            raise BenchmarkAPIError(f"run {self.run_id}: the server sent a message that is not JSON") from error
+            message = f"run {self.run_id}: the server sent a message that is not JSON"
+            raise BenchmarkAPIError(message) from error
         if not isinstance(message, dict) or "run_id" not in message:
             if isinstance(message, dict) and message.get("error"):
                 # The only error the server sends unasked: the run does not exist.

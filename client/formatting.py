@@ -32,7 +32,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
             value.rjust(width) if right else value.ljust(width)
-            for value, width, right in zip(values, widths, numeric)
+            for value, width, right in zip(values, widths, numeric, strict=True)
         ).rstrip()
 
     return "\n".join([line(columns), line(["-" * width for width in widths]), *(line(row) for row in cells)])

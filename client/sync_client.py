@@ -112,7 +112,8 @@ class BenchmarkAPIClient:
         """Cancel a queued or running run; returns its status. Cancelling an ended run changes nothing."""
         return self._send(calls.cancel(run_id))
 
-    def list_runs(self, status: str | None = None, limit: int | None = None, offset: int | None = None) -> list[dict]:
+    def list_runs(self, status: str | None = None, limit: int | None = None,
+                  offset: int | None = None) -> list[dict]:
         """Status objects of runs, newest first, optionally only those with ``status``."""
         return self._send(calls.list_runs(status=status, limit=limit, offset=offset))
 
@@ -184,24 +185,30 @@ class BenchmarkAPIClient:
         return self._send(calls.get_reports())
 
     def download_report(self, run_id: str, name: str, path: str | Path) -> Path:
-        """Save report ``name`` (e.g. "report.html") of a run to ``path`` (a file, or a folder to put it in)."""
+        """Save report ``name`` ("report.html", "report.md", "results.json") of a run to ``path``,
+        a file, or a folder to put it in."""
         return self._download(calls.download_report(run_id, name), destination(path, name))
 
-    def query_results(self, model: str | None = None, hardware: str | None = None, batch_size: int | None = None,
-                      precision: str | None = None, limit: int | None = None) -> list[dict]:
+    def query_results(self, model: str | None = None, hardware: str | None = None,
+                      batch_size: int | None = None, precision: str | None = None,
+                      limit: int | None = None) -> list[dict]:
         """Stored result rows matching every filter given, newest first (server default limit 100)."""
         return self._send(calls.query_results(model=model, hardware=hardware, batch_size=batch_size,
                                               precision=precision, limit=limit))
 
     def run_sql(self, sql: str, params: dict | None = None) -> dict:
-        """One read-only query over the result tables: ``{columns, rows, row_count, truncated, elapsed_ms}``."""
+        """One read-only query over the result tables and views, with ``$name`` parameters.
+
+        Returns ``{columns, rows, row_count, truncated, elapsed_ms}``.
+        """
         return self._send(calls.run_sql(sql, params))
 
     def export(self, format: str, path: str | Path, *, model: str | None = None, hardware: str | None = None,
-               batch_size: int | None = None, precision: str | None = None, run_id: str | None = None) -> Path:
+               batch_size: int | None = None, precision: str | None = None,
+               run_id: str | None = None) -> Path:
         """Save results as csv, parquet or json to ``path`` (a file, or a folder to put it in)."""
-        call = calls.export(format, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
-                            run_id=run_id)
+        call = calls.export(format, model=model, hardware=hardware, batch_size=batch_size,
+                            precision=precision, run_id=run_id)
         return self._download(call, destination(path, export_file_name(format)))
 
 
@@ -211,7 +218,8 @@ class RunMonitor:
     def __init__(self, follow: Callable[[], dict]):
         self._final: dict | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(follow,), name="benchboard-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(follow,), name="benchboard-monitor",
+                                        daemon=True)
         self._thread.start()
 
     def _run(self, follow: Callable[[], dict]) -> None:

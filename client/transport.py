@@ -62,7 +62,8 @@ def translated_errors(address: ServerAddress) -> Iterator[None]:
             "(raise the client's timeout for slow servers)"
         ) from error
     except httpx.TransportError as error:
-        raise ServerUnreachable(f"cannot reach server at {address.base_url}: {error or type(error).__name__}") from error
+        reason = str(error) or type(error).__name__
+        raise ServerUnreachable(f"cannot reach server at {address.base_url}: {reason}") from error
 
 
 def raise_for_error(response: httpx.Response) -> None:

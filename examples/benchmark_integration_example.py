@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("BENCHBOARD_URL", "http://127.0.0.1:8000"),
                         help="server address (default: env BENCHBOARD_URL, else http://127.0.0.1:8000)")
-    parser.add_argument("--token", default=os.environ.get("BENCHBOARD_TOKEN"), help="API token, if the server has one")
+    parser.add_argument("--token", default=os.environ.get("BENCHBOARD_TOKEN"),
+                        help="API token, if the server has one (default: env BENCHBOARD_TOKEN)")
     parser.add_argument("--models", nargs="+", default=["bert-tiny", "gpt2-tiny"],
                         help="models to benchmark (default: the tiny test models)")
     parser.add_argument("--hardware", nargs="+", default=["cpu"])
@@ -49,15 +50,17 @@ def show_hardware_and_models(client: BenchmarkAPIClient, wanted: list[str]) -> N
     for name in wanted:
         model = models.get(name)
         if model:
-            print(f"model {name}: {model['family']} {model['type']}, {model['parameters_million']}M parameters")
+            print(f"model {name}: {model['family']} {model['type']}, "
+                  f"{model['parameters_million']}M parameters")
 
 
 def run_benchmark(client: BenchmarkAPIClient, args: argparse.Namespace) -> dict:
     run = client.start_benchmark(priority="high", hardware=args.hardware, models=args.models,
-                                 batch_sizes=args.batch_sizes, precision=args.precision, progressive_mode=True,
-                                 force=args.force)
+                                 batch_sizes=args.batch_sizes, precision=args.precision,
+                                 progressive_mode=True, force=args.force)
     print(f"started run {run['run_id']}: {run['message']}")
-    final = client.monitor_progress(run["run_id"], lambda status: print(describe_progress(status), flush=True))
+    final = client.monitor_progress(run["run_id"],
+                                    lambda status: print(describe_progress(status), flush=True))
     print(f"run {final['run_id']} {final['status']} in {final['elapsed_time']:.1f}s")
     return final
 
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if final["status"] != "completed":
-        print(f"error: run {final['status']}: {final.get('error') or 'see the results above'}", file=sys.stderr)
+        reason = final.get("error") or "see the results above"
+        print(f"error: run {final['status']}: {reason}", file=sys.stderr)
         return 1
     return 0
 

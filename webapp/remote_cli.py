@@ -56,14 +56,18 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
         return parser
 
     start = action("start", "start a run on the server")
-    start.add_argument("--models", nargs="+", default=None, help="model names (default: the priority's tier)")
-    start.add_argument("--hardware", nargs="+", default=None, help="devices, e.g. cpu cuda:0 (default cpu)")
+    start.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                       help="model names (default: the priority's tier)")
+    start.add_argument("--hardware", nargs="+", default=None, metavar="DEVICE",
+                       help="devices, e.g. cpu cuda:0 (default cpu)")
     start.add_argument("--batch-sizes", nargs="+", type=int, default=None, metavar="N", help="(default 1 8)")
     start.add_argument("--precision", default=None, help="fp32, fp16, bf16 or int8 (default fp32)")
     start.add_argument("--priority", default=None, help="critical, high, medium, low or all (default high)")
     start.add_argument("--sequence-length", type=int, default=None, metavar="N")
-    start.add_argument("--no-progressive", action="store_true", help="measure every config, in the order given")
-    start.add_argument("--no-incremental", action="store_true", help="measure again configs with recent results")
+    start.add_argument("--no-progressive", action="store_true",
+                       help="measure every config, in the order given")
+    start.add_argument("--no-incremental", action="store_true",
+                       help="measure again configs with recent results")
     start.add_argument("--force", action="store_true", help="measure every config, even with recent results")
     start.add_argument("--watch", action="store_true", help="follow the run's progress until it ends")
 

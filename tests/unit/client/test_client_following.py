@@ -1,0 +1,103 @@
+"""client.following decides how a watcher follows a run: when to report, reconnect, poll or give up."""
+
+import json
+import time
+
+import pytest
+
+from client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
+from client.following import FollowPolicy, RunFollower
+
+
+def status(state="running", completed=0, **extra):
+    return {"run_id": "r1", "status": state, "progress": completed / 2, "completed_configs": completed,
+            "total_configs": 2, "current_step": None, "error": None, **extra}
+
+
+def follower(**policy):
+    return RunFollower("r1", FollowPolicy(**policy))
+
+
+def test_each_change_is_reported_once_and_repeats_are_dropped():
+    watcher = follower()
+    first = status(completed=1)
+    assert watcher.on_message(json.dumps(first)) == first
+    assert watcher.on_message(json.dumps(first)) is None
+    assert watcher.on_status(dict(first)) is None
+    assert watcher.on_status(status(completed=2)) == status(completed=2)
+
+
+@pytest.mark.parametrize("terminal", ["completed", "failed", "cancelled"])
+def test_following_ends_at_a_terminal_status(terminal):
+    watcher = follower()
+    watcher.on_message(json.dumps(status()))
+    assert not watcher.finished
+    watcher.on_message(json.dumps(status(terminal, completed=2)))
+    assert watcher.finished
+    assert watcher.last["status"] == terminal
+
+
+def test_an_error_message_from_the_socket_means_the_run_does_not_exist():
+    with pytest.raises(NotFound, match="no run with id 'r1'"):
+        follower().on_message(json.dumps({"error": "no run with id 'r1'"}))
+
+
+def test_a_status_whose_error_field_is_set_is_still_a_status():
+    failed = status("failed", error="worker crashed")
+    assert follower().on_message(json.dumps(failed)) == failed
+
+
+def test_pongs_are_not_statuses():
+    assert follower().on_message(json.dumps({"pong": True})) is None
+
+
+def test_a_message_that_is_not_json_is_an_api_error():
+    with pytest.raises(BenchmarkAPIError, match="not JSON"):
+        follower().on_message("<html>")
+
+
+def test_reconnects_follow_the_policy_then_fall_back_to_polling():
+    watcher = follower(reconnect_delays=(0.1, 0.3))
+    watcher.on_message(json.dumps(status()))
+    assert watcher.after_socket_drop() == 0.1
+    assert watcher.after_socket_drop() == 0.3
+    assert watcher.after_socket_drop() is None
+
+
+def test_a_status_over_a_new_connection_restores_the_reconnect_budget():
+    watcher = follower(reconnect_delays=(0.1,))
+    watcher.on_message(json.dumps(status()))
+    assert watcher.after_socket_drop() == 0.1
+    watcher.on_message(json.dumps(status(completed=1)))
+    assert watcher.after_socket_drop() == 0.1
+
+
+def test_a_server_never_reached_is_asked_by_a_status_request_at_once():
+    # No reconnect delays for a wrong address: /status tells at once what is missing.
+    assert follower().after_socket_drop() is None
+
+
+def test_polling_a_server_never_reached_gives_up_at_once():
+    error = ServerUnreachable("cannot reach server at http://127.0.0.1:9")
+    with pytest.raises(ServerUnreachable):
+        follower().after_unreachable(error)
+
+
+def test_polling_waits_for_a_server_that_went_away_then_gives_up():
+    watcher = follower(poll_interval=0.05, unreachable_timeout=0.2)
+    watcher.on_status(status())
+    error = ServerUnreachable("cannot reach server")
+    assert watcher.after_unreachable(error) == 0.05
+    time.sleep(0.25)
+    with pytest.raises(ServerUnreachable):
+        watcher.after_unreachable(error)
+
+
+def test_a_status_between_outages_restarts_the_unreachable_clock():
+    watcher = follower(poll_interval=0.05, unreachable_timeout=0.2)
+    watcher.on_status(status())
+    error = ServerUnreachable("cannot reach server")
+    watcher.after_unreachable(error)
+    time.sleep(0.25)
+    watcher.on_status(status(completed=1))
+    assert watcher.after_unreachable(error) == 0.05
