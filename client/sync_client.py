@@ -42,6 +42,9 @@ SOCKET_ERRORS = (OSError, WebSocketException)
 
 
 class BenchmarkAPIClient:
+    """A benchboard server's JSON API. ``token`` is sent as ``Authorization: Bearer``; ``timeout``
+    bounds each HTTP request (not a whole run: following one waits as long as it lasts)."""
+
     def __init__(self, base_url: str = DEFAULT_BASE_URL, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_S, follow_policy: FollowPolicy | None = None):
         self.address = ServerAddress.parse(base_url, token, timeout)
