@@ -297,13 +297,17 @@ class FilterOptions:
 
 
 def filter_options(db: Database) -> FilterOptions:
-    # One scan collects all five lists; list() of no rows is NULL.
-    row = db.cursor().execute(
-        """SELECT list(DISTINCT model_family), list(DISTINCT model_name), list(DISTINCT hardware),
-                  list(DISTINCT batch_size), list(DISTINCT precision)
-           FROM results_view"""
-    ).fetchone()
-    return FilterOptions(*(sorted(value for value in values or [] if value is not None) for values in row))
+    """Models and hardware come from their own small tables (which also hold those that only
+    failed); batch sizes and precisions from the results, in one scan."""
+    cursor = db.cursor()
+    families, models = cursor.execute(
+        "SELECT list(DISTINCT model_family), list(DISTINCT model_name) FROM models").fetchone()
+    hardware = cursor.execute("SELECT list(DISTINCT platform) FROM hardware_platforms").fetchone()[0]
+    batch_sizes, precisions = cursor.execute(
+        "SELECT list(DISTINCT batch_size), list(DISTINCT precision) FROM performance_results").fetchone()
+    # list() of no rows is NULL.
+    return FilterOptions(*(sorted(value for value in values or [] if value is not None)
+                           for values in (families, models, hardware, batch_sizes, precisions)))
 
 
 @dataclass(frozen=True)
@@ -316,11 +320,11 @@ class Summary:
 
 
 def summary(db: Database) -> Summary:
-    """Counts for the overview's header line."""
+    """Counts for the overview's header line: models and hardware are those known (measured or failed)."""
     row = db.cursor().execute(
         """SELECT (SELECT count(*) FROM performance_results),
-                  (SELECT count(DISTINCT model_id) FROM performance_results),
-                  (SELECT count(DISTINCT hardware_id) FROM performance_results),
+                  (SELECT count(*) FROM models),
+                  (SELECT count(*) FROM hardware_platforms),
                   (SELECT count(*) FROM test_runs),
                   (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible)"""
     ).fetchone()

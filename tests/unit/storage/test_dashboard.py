@@ -161,7 +161,7 @@ def test_export_streams_every_filtered_row_in_table_order(db):
     assert "samples_ms" not in table.column_names
 
 
-def test_filter_options_list_what_was_measured(db):
+def test_filter_options_list_known_models_and_hardware_and_measured_sizes(db):
     options = filter_options(db)
     assert options.families == ["bert", "gpt2", "roberta"]
     assert options.models == ["bert-tiny", "gpt2-tiny", "roberta-tiny"]

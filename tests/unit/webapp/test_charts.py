@@ -53,6 +53,24 @@ def test_family_heatmap_colours_cells_so_darker_is_better_for_either_direction()
     assert throughput["title"] == "Throughput (items/s) by model family and hardware"
 
 
+def test_heatmap_labels_turn_white_on_the_darker_half_of_the_scale():
+    df = pd.DataFrame({"model_family": ["a", "b", "c"], "hardware": ["cpu"] * 3, "value": [1.0, 5.0, 9.0], "n": [1] * 3})
+    assert [row["dark"] for row in data_of(family_heatmap(df, THROUGHPUT))] == [False, False, True]
+    assert [row["dark"] for row in data_of(family_heatmap(df, LATENCY))] == [True, False, False]
+
+
+def test_each_chart_gets_its_own_rows_and_title_although_the_shape_is_reused():
+    def frame(model, value):
+        return pd.DataFrame({"model_name": [model], "hardware": ["cpu"], "device_name": ["Xeon"],
+                             "batch_size": [1], "value": [value], "n": [1]})
+
+    first = hardware_comparison(frame("a", 1.0), THROUGHPUT)
+    second = hardware_comparison(frame("b", float("nan")), THROUGHPUT)
+    assert (first["title"], data_of(first)[0]["value"]) == ("a: Throughput (items/s) by hardware", 1.0)
+    assert (second["title"], data_of(second)[0]["value"]) == ("b: Throughput (items/s) by hardware", None)
+    assert first["encoding"] == second["encoding"]
+
+
 def test_builders_return_none_for_no_data():
     empty = pd.DataFrame(columns=["model_name", "model_family", "hardware", "device_name", "batch_size", "value", "n"])
     assert hardware_comparison(empty, THROUGHPUT) is None
