@@ -9,6 +9,7 @@ import csv
 import io
 import re
 
+import httpx
 import pytest
 from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S, TINY_MODELS, screenshot
 
@@ -60,6 +61,18 @@ def test_a_run_started_from_the_form_reaches_100_percent_with_rows_appearing_liv
     assert page.locator("#cancel-form").count() == 0
     assert page.locator("#run-results-empty").is_hidden()
     screenshot(page, "run-finished")
+
+
+def test_the_cancel_button_stops_a_running_run(page, server):
+    reply = httpx.post(f"{server.url}/api/benchmark/run", json={
+        "models": ["bert-tiny"], "batch_sizes": [1, 2, 4, 8, 16, 32], "progressive_mode": False, "incremental": False,
+    })
+    run_id = reply.json()["run_id"]
+    page.goto(f"/runs/{run_id}")
+    page.click("#cancel-button")
+    page.locator('#run-progress[data-status="cancelled"]').wait_for()
+    assert page.locator("#cancel-form").count() == 0
+    assert httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()["status"] == "cancelled"
 
 
 def test_the_overview_draws_its_charts_and_filters_them_without_a_reload(page, measured):
