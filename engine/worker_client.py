@@ -50,6 +50,9 @@ class _Process:
         default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES)
     )
     readers: list[threading.Thread] = field(default_factory=list)
+    # Set when stdout reached EOF. The kernel closes a dying process's pipes a moment
+    # before waitpid() can see it exit, so poll() alone can call a dead worker alive.
+    stdout_closed: threading.Event = field(default_factory=threading.Event)
 
     def start_readers(self) -> None:
         for target, stream in ((_read_events, "stdout"), (_drain_stderr, "stderr")):
@@ -60,7 +63,7 @@ class _Process:
             self.readers.append(reader)
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return not self.stdout_closed.is_set() and self.popen.poll() is None
 
     def kill(self, wait: bool = True) -> None:
         try:
@@ -315,6 +318,7 @@ def _read_events(process: _Process) -> None:
             continue
         if isinstance(event, dict):
             process.events.put(event)
+    process.stdout_closed.set()
     process.events.put(_EXITED)
 
 

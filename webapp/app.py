@@ -49,13 +49,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         services = await anyio.to_thread.run_sync(Services, settings)
         services.events.listeners.append(ChannelsPublisher(channels, asyncio.get_running_loop()))
         app.state.services = services
-        if settings.resume:
-            await anyio.to_thread.run_sync(services.resume_interrupted_runs)
         log.info("benchboard serving %s (results in %s)", settings.db_path, settings.results_dir)
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(services.close)
+
+    async def resume_runs(app: Litestar) -> None:
+        # An on_startup hook, not part of the lifespan above: hooks run once every
+        # lifespan manager, ChannelsPlugin's included, has started, so the resumed
+        # runs' first events reach live listeners.
+        if settings.resume:
+            await anyio.to_thread.run_sync(app.state.services.resume_interrupted_runs)
 
     cors = CORSConfig(
         allow_origins=settings.cors_origins or ["http://localhost", "http://127.0.0.1"],
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
+        on_startup=[resume_runs],
         plugins=[channels, HTMXPlugin()],
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
         cors_config=cors,

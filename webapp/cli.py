@@ -186,7 +186,7 @@ def command_models(args: argparse.Namespace) -> int:
 def command_query(args: argparse.Namespace) -> int:
     from storage.database import Database
     from storage.schema import ALLOWED_QUERY_TABLES
-    from storage.sql_guard import QueryRefused, QueryTimeout, run_guarded_query
+    from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, run_guarded_query
 
     settings = Settings.from_env(db_path=args.db_path)
     with Database(settings.db_path) as db:
@@ -196,8 +196,8 @@ def command_query(args: argparse.Namespace) -> int:
         except QueryRefused as error:
             print(f"error: query refused: {error.reason}", file=sys.stderr)
             return EXIT_USAGE
-        except QueryTimeout as error:
-            print(f"error: {error}", file=sys.stderr)
+        except (QueryTimeout, QueryFailed) as error:
+            print(f"error: {error.reason}", file=sys.stderr)
             return 1
     if args.json:
         print(json.dumps(result.to_dict(), default=str, indent=2))

@@ -19,7 +19,7 @@ from litestar.status_codes import (
 )
 
 from engine.errors import InvalidRequestError, UnknownRunError
-from storage.sql_guard import QueryRefused, QueryTimeout
+from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout
 from webapp.reports import ReportNotFound
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ def handle_query_refused(_: Request, exc: QueryRefused) -> Response:
     return Response({"error": "query refused", "reason": exc.reason}, status_code=HTTP_400_BAD_REQUEST)
 
 
+def handle_query_failed(_: Request, exc: QueryFailed) -> Response:
+    return Response({"error": "query failed", "reason": exc.reason}, status_code=HTTP_400_BAD_REQUEST)
+
+
 def handle_query_timeout(_: Request, exc: QueryTimeout) -> Response:
     return Response({"error": "query timed out", "reason": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
 
@@ -90,6 +94,7 @@ EXCEPTION_HANDLERS = {
     ReportNotFound: handle_report_not_found,
     QueryRefused: handle_query_refused,
     QueryTimeout: handle_query_timeout,
+    QueryFailed: handle_query_failed,
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }

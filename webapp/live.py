@@ -58,9 +58,15 @@ class ChannelsPublisher:
         self._loop = loop
 
     def _publish(self, message: dict, run_id: str) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._channels.publish, message, [RUNS_CHANNEL, run_channel(run_id)])
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._publish_on_loop, message, run_id)
+
+    def _publish_on_loop(self, message: dict, run_id: str) -> None:
+        try:
+            self._channels.publish(message, [RUNS_CHANNEL, run_channel(run_id)])
+        except RuntimeError:
+            # Channels stop before the scheduler at shutdown; nobody is listening any more.
+            log.debug("dropped an event of run %s: channels are stopped", run_id)
 
     def run_updated(self, run_id: str, status: dict) -> None:
         self._publish({"type": "status", "status": status}, run_id)

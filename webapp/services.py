@@ -47,11 +47,10 @@ class Services:
         )
 
     def _worker(self, device: str) -> WorkerProcess:
-        worker = WorkerProcess(
+        # Not started here: its first run() starts it, outside the scheduler's lock.
+        return WorkerProcess(
             device, models_dir=self.settings.models_dir, custom_benchmarks_dir=self.settings.custom_benchmarks_dir
         )
-        worker.start()
-        return worker
 
     def describe_model(self, name: str) -> dict:
         return self.registry.get(name).describe()

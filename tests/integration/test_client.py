@@ -142,8 +142,6 @@ def test_refused_sql_carries_the_guards_reason(client):
     assert caught.value.status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: storage.sql_execution.QueryFailed is not mapped in "
-                   "webapp/errors.py, so a query DuckDB cannot bind is a 500")
 def test_sql_naming_a_missing_column_is_a_bad_request(client):
     with pytest.raises(InvalidRequest, match="model_name"):
         client.run_sql("SELECT model_name FROM performance_results")

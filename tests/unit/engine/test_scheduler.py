@@ -1,0 +1,175 @@
+"""Scheduler behaviour with real worker processes and tiny models.
+
+Storage is the engine's ResultStore port; here it is a small in-memory implementation
+(the DuckDB adapter is exercised by the integration tests), so these tests need no
+database, as DESIGN.md intends for the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.config import MeasurementSettings
+from engine.hardware import environment, free_memory_bytes, resolve_hardware
+from engine.models.registry import ModelRegistry
+from engine.planning import plan_run
+from engine.runs import RunRequest
+from engine.scheduler import Scheduler
+from engine.worker_client import WorkerProcess
+
+FAST = MeasurementSettings(warmup_iterations=1, min_iterations=5, min_seconds=0.05, max_seconds=0.3)
+# ci_target 0 can never be met, so every config takes its whole max_seconds: a slow run.
+SLOW = MeasurementSettings(warmup_iterations=1, min_iterations=5, min_seconds=1.0, max_seconds=1.0, ci_target=0.0)
+
+
+class MemoryStore:
+    def __init__(self):
+        self.results, self.stops, self.runs = [], [], {}
+        self.recent: set[tuple[str, str]] = set()
+        self.lock = threading.Lock()
+
+    def has_recent_result(self, config_key, fingerprint, max_age_days):
+        return (config_key, fingerprint) in self.recent
+
+    def finished_keys(self, run_id):
+        return {r.config.key() for rid, r, _ in self.results if rid == run_id} | {
+            c.key() for rid, c, _ in self.stops if rid == run_id
+        }
+
+    def record_result(self, run_id, result, fingerprint):
+        with self.lock:
+            self.results.append((run_id, result, fingerprint))
+            if result.ok:
+                self.recent.add((result.config.key(), fingerprint))
+
+    def record_progressive_stop(self, run_id, config, reason):
+        self.stops.append((run_id, config, reason))
+
+    def save_run(self, record):
+        self.runs[record["run_id"]] = record
+
+
+class StatusLog:
+    def __init__(self):
+        self.statuses: list[dict] = []
+
+    def run_updated(self, run_id, status):
+        self.statuses.append(status)
+
+    def result_recorded(self, run_id, result):
+        pass
+
+    def first_running(self, run_id) -> int:
+        return next(i for i, s in enumerate(self.statuses) if s["run_id"] == run_id and s["status"] == "running")
+
+
+@pytest.fixture
+def registry():
+    return ModelRegistry()
+
+
+@pytest.fixture
+def make_scheduler(registry):
+    made = []
+
+    def make(settings=FAST, free_memory=free_memory_bytes):
+        store, events = MemoryStore(), StatusLog()
+        scheduler = Scheduler(
+            store=store, sink=events, worker_factory=lambda device: WorkerProcess(device),
+            parameters_million=lambda name: registry.get(name).parameters_million,
+            free_memory_bytes=free_memory, settings=settings,
+        )
+        made.append(scheduler)
+        return scheduler, store, events
+
+    yield make
+    for scheduler in made:
+        scheduler.shutdown()
+
+
+def plan(registry, **request):
+    return plan_run(RunRequest(**request), registry=registry, resolve_hardware=resolve_hardware, environment=environment)
+
+
+def test_run_completes_with_one_result_per_config_and_rising_progress(make_scheduler, registry):
+    scheduler, store, events = make_scheduler()
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
+    assert scheduler.wait(run.run_id, timeout=120).status == "completed"
+    assert sorted(r.config.batch_size for _, r, _ in store.results) == [1, 2]
+    progress = [s["progress"] for s in events.statuses if s["run_id"] == run.run_id]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert store.runs[run.run_id]["status"] == "completed"
+
+
+def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, registry):
+    scheduler, _, events = make_scheduler(settings=SLOW)
+    slow = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], priority="medium"))
+    low = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1], priority="low"))
+    critical = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1], priority="critical"))
+    for run in (slow, low, critical):
+        assert scheduler.wait(run.run_id, timeout=180).status == "completed"
+    assert events.first_running(slow.run_id) < events.first_running(critical.run_id) < events.first_running(low.run_id)
+
+
+def test_cancelled_run_keeps_measured_results_and_frees_the_worker(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler(settings=SLOW)
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4], progressive_mode=False))
+    deadline = time.monotonic() + 120
+    while not store.results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scheduler.cancel(run.run_id)["status"] == "cancelled"
+    assert scheduler.wait(run.run_id, timeout=5).status == "cancelled"
+    measured = [r for rid, r, _ in store.results if rid == run.run_id]
+    assert measured and all(r.ok for r in measured) and len(measured) < 4
+
+    follow_up = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
+    assert scheduler.wait(follow_up.run_id, timeout=120).status == "completed"
+
+
+def test_config_too_big_for_free_memory_is_refused_with_a_reason(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler()
+    run = scheduler.submit(plan(registry, models=["bert-base-uncased"], batch_sizes=[4096], sequence_length=512))
+    assert scheduler.wait(run.run_id, timeout=60).status == "failed"
+    (_, result, _), = store.results
+    assert result.status == "refused"
+    assert "needs ~" in result.error_message and "GB free" in result.error_message
+
+
+def test_incremental_run_skips_configs_with_recent_results_unless_forced(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler()
+    first = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
+    scheduler.wait(first.run_id, timeout=120)
+    second = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
+    assert scheduler.wait(second.run_id, timeout=60).status == "completed"
+    assert second.skipped_configs == 1
+    forced = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1], force=True))
+    scheduler.wait(forced.run_id, timeout=120)
+    assert forced.skipped_configs == 0
+    assert len([1 for rid, _, _ in store.results if rid == forced.run_id]) == 1
+
+
+def test_resumed_run_measures_only_what_it_had_not_finished(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler()
+    original = plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False)
+    done = original.configs[0]
+    store.stops.append((original.run_id, done, "measured before the restart"))
+    resumed = plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False)
+    resumed.run_id = original.run_id
+    scheduler.resume(resumed)
+    assert scheduler.wait(resumed.run_id, timeout=120).status == "completed"
+    assert [r.config.key() for _, r, _ in store.results] == [original.configs[1].key()]
+
+
+def test_progressive_mode_stops_escalating_after_a_failure(make_scheduler, registry):
+    # 1 GB of "free memory" admits batch size 1 of bert-base but refuses 4096.
+    scheduler, store, _ = make_scheduler(free_memory=lambda device: 1024**3)
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 4096, 8192], sequence_length=512,
+                                progressive_mode=True))
+    scheduler.wait(run.run_id, timeout=120)
+    measured = [(r.config.batch_size, r.status) for _, r, _ in store.results]
+    assert measured == [(1, "ok"), (4096, "refused")]
+    (_, skipped, reason), = store.stops
+    assert skipped.batch_size == 8192 and "stopped after batch size 4096" in reason
