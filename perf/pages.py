@@ -37,8 +37,12 @@ from webapp.settings import Settings  # noqa: E402
 RENDER_TARGET_MS = 200.0
 RATIO_TARGET = 2.0
 FAMILIES = ["bert", "roberta", "gpt2", "t5", "bart", "vit", "whisper", "llama", "albert", "electra"]
-HARDWARE = [("cpu", "cpu", "Synthetic CPU"), ("cuda:0", "cuda", "Synthetic GPU A"),
-            ("cuda:1", "cuda", "Synthetic GPU B"), ("mps", "mps", "Synthetic Apple GPU")]
+HARDWARE = [
+    ("cpu", "cpu", "Synthetic CPU"),
+    ("cuda:0", "cuda", "Synthetic GPU A"),
+    ("cuda:1", "cuda", "Synthetic GPU B"),
+    ("mps", "mps", "Synthetic Apple GPU"),
+]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128]
 PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 MODELS_PER_FAMILY = 5
@@ -53,18 +57,25 @@ ORDER BY avg_throughput DESC"""
 
 def fill_synthetic(db: Database, rows: int) -> None:
     """``rows`` synthetic results spread over models, hardware, batch sizes and precisions."""
-    models = [(f"synthetic-{family}-{size}", family, 10.0 * (size + 1) ** 2)
-              for family in FAMILIES for size in range(MODELS_PER_FAMILY)]
+    models = [
+        (f"synthetic-{family}-{size}", family, 10.0 * (size + 1) ** 2)
+        for family in FAMILIES
+        for size in range(MODELS_PER_FAMILY)
+    ]
     with db.writing() as cursor:
         cursor.executemany(
             "INSERT INTO models (model_name, model_family, model_type, modality, parameters_million, source) "
-            "VALUES (?, ?, 'encoder', 'text', ?, 'synthetic')", models)
+            "VALUES (?, ?, 'encoder', 'text', ?, 'synthetic')",
+            models,
+        )
         cursor.executemany(
-            "INSERT INTO hardware_platforms (platform, hardware_type, device_name) VALUES (?, ?, ?)", HARDWARE)
+            "INSERT INTO hardware_platforms (platform, hardware_type, device_name) VALUES (?, ?, ?)", HARDWARE
+        )
         cursor.executemany(
             "INSERT INTO test_runs (run_id, status, priority, total_configs, completed_configs, created_at) "
             "VALUES (?, 'completed', 'high', ?, ?, localtimestamp - ? * INTERVAL 1 MINUTE)",
-            [(f"synthetic-run-{n}", rows // RUNS, rows // RUNS, n) for n in range(RUNS)])
+            [(f"synthetic-run-{n}", rows // RUNS, rows // RUNS, n) for n in range(RUNS)],
+        )
         # Latency grows with parameters and batch size, with noise; hardware scales it.
         cursor.execute(
             f"""INSERT INTO performance_results
@@ -87,7 +98,8 @@ def fill_synthetic(db: Database, rows: int) -> None:
                        'synthetic', 50, p50 * 1.02, p50, p50 * 1.1, p50 * 1.15, p50 * 1.3,
                        batch_size / p50 * 1000, 50 + batch_size * p50, 'synthetic-' || i, 'synthetic',
                        localtimestamp - (i % 100000) * INTERVAL 1 SECOND
-                FROM latency""")
+                FROM latency"""
+        )
 
 
 class RecordingCursor:
@@ -98,7 +110,9 @@ class RecordingCursor:
 
     def execute(self, query, parameters=None):
         self._log.append((self._number, query, parameters))
-        return self._cursor.execute(query, parameters) if parameters is not None else self._cursor.execute(query)
+        return (
+            self._cursor.execute(query, parameters) if parameters is not None else self._cursor.execute(query)
+        )
 
     def sql(self, query, *, params=None):
         self._log.append((self._number, query, params))
@@ -106,6 +120,18 @@ class RecordingCursor:
 
     def __getattr__(self, name):
         return getattr(self._cursor, name)
+
+
+def record_statements(db: Database, render) -> list[tuple]:
+    """What ``render()`` sent to DuckDB: (cursor number, statement, parameters) in order."""
+    statements: list[tuple] = []
+    real_cursor, cursor_numbers = db.cursor, itertools.count()
+    db.cursor = lambda: RecordingCursor(real_cursor(), statements, next(cursor_numbers))
+    try:
+        render()
+    finally:
+        db.cursor = real_cursor
+    return statements
 
 
 def p95(samples: list[float]) -> float:
@@ -159,11 +185,17 @@ def main() -> None:
     with Database(db_path) as db:
         fill_synthetic(db, args.rows)
         count = db.cursor().execute("SELECT count(*) FROM performance_results").fetchone()[0]
-    print(f"filled {db_path} with {count:,} SYNTHETIC performance_results rows "
-          f"in {time.perf_counter() - started:.1f} s (perf data only, not measurements)")
+    print(
+        f"filled {db_path} with {count:,} SYNTHETIC performance_results rows "
+        f"in {time.perf_counter() - started:.1f} s (perf data only, not measurements)"
+    )
 
-    settings = Settings(db_path=str(db_path), results_dir=str(workdir / "results"), log_dir=str(workdir / "logs"),
-                        resume=False)
+    settings = Settings(
+        db_path=str(db_path),
+        results_dir=str(workdir / "results"),
+        log_dir=str(workdir / "logs"),
+        resume=False,
+    )
     with TestClient(create_app(settings)) as client:
         db = client.app.state.services.db
         client.get("/sql")
@@ -172,27 +204,33 @@ def main() -> None:
             ("overview", "GET", "/", None, True),
             ("overview, filtered", "GET", "/?family=bert&hardware=cuda:0&metric=latency_p99", None, True),
             ("comparison", "GET", "/comparison", None, True),
-            ("comparison, sorted page 40", "GET", "/comparison?sort=throughput_items_per_second&page=40", None, True),
+            (
+                "comparison, sorted page 40",
+                "GET",
+                "/comparison?sort=throughput_items_per_second&page=40",
+                None,
+                True,
+            ),
             ("sql (seed query)", "POST", "/sql", {"sql": SEED_QUERY, "_csrf_token": token}, True),
             ("runs", "GET", "/runs", None, False),
             ("reports", "GET", "/reports", None, False),
         ]
-        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
-              "(other work on the machine stretches both columns alike)")
-        print(f"\n{'page':<30}{'p50 render':>12}{'p95 render':>12}{'p95 bare DuckDB':>17}{'ratio':>8}   statements")
+        print(
+            f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+            "(other work on the machine stretches both columns alike)"
+        )
+        header = f"{'p50 render':>12}{'p95 render':>12}{'p95 bare DuckDB':>17}{'ratio':>8}   statements"
+        print(f"\n{'page':<30}{header}")
         failures = []
         for name, method, url, data, judged in pages:
-            statements: list[tuple] = []
-            real_cursor = db.cursor
-            cursor_numbers = itertools.count()
-            db.cursor = lambda: RecordingCursor(real_cursor(), statements, next(cursor_numbers))
-            client.request(method, url, data=data)
-            db.cursor = real_cursor
+            statements = record_statements(db, lambda: client.request(method, url, data=data))  # noqa: B023
             renders, bares = measure(client, db, (name, method, url, data, judged), statements, args.repeats)
             render, bare = p95(renders), p95(bares)
             ratio = f"{render / bare:7.2f}x" if statements else "      -"
-            print(f"{name:<30}{statistics.median(renders):>9.1f} ms{render:>9.1f} ms{bare:>14.1f} ms{ratio}"
-                  f"{'' if judged else '*':1}  {len(statements)}")
+            print(
+                f"{name:<30}{statistics.median(renders):>9.1f} ms{render:>9.1f} ms{bare:>14.1f} ms{ratio}"
+                f"{'' if judged else '*':1}  {len(statements)}"
+            )
             if render > RENDER_TARGET_MS:
                 failures.append(f"{name}: p95 {render:.0f} ms > {RENDER_TARGET_MS:.0f} ms")
             if judged and render > RATIO_TARGET * bare:

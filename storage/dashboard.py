@@ -92,8 +92,13 @@ class Filters:
     def where(self, *extra: str) -> tuple[str, dict]:
         """A WHERE clause over results_view with named parameters, plus ``extra`` fixed clauses."""
         clauses, params = list(extra), {}
-        for name, column in (("family", "model_family"), ("model", "model_name"), ("hardware", "hardware"),
-                             ("batch_size", "batch_size"), ("precision", "precision")):
+        for name, column in (
+            ("family", "model_family"),
+            ("model", "model_name"),
+            ("hardware", "hardware"),
+            ("batch_size", "batch_size"),
+            ("precision", "precision"),
+        ):
             value = getattr(self, name)
             if value is not None and value != "":
                 clauses.append(f"{column} = ${name}")
@@ -105,24 +110,29 @@ def _frame(db: Database, sql: str, params: dict) -> pd.DataFrame:
     return db.cursor().execute(sql, params).df()
 
 
+def _most_measured(db: Database, filters: Filters, column: str) -> str | None:
+    # ``column`` is one of two literals below, never user input.
+    where, params = filters.where()
+    row = (
+        db.cursor()
+        .execute(
+            f"SELECT {column} FROM results_view {where} GROUP BY {column} "
+            f"ORDER BY count(*) DESC, {column} LIMIT 1",
+            params,
+        )
+        .fetchone()
+    )
+    return row[0] if row else None
+
+
 def most_measured_model(db: Database, filters: Filters) -> str | None:
     """The model with the most results under ``filters``: the default subject of the hardware chart."""
-    where, params = filters.where()
-    row = db.cursor().execute(
-        f"SELECT model_name FROM results_view {where} GROUP BY model_name ORDER BY count(*) DESC, model_name LIMIT 1",
-        params,
-    ).fetchone()
-    return row[0] if row else None
+    return _most_measured(db, filters, "model_name")
 
 
 def most_measured_hardware(db: Database, filters: Filters) -> str | None:
     """The hardware with the most results under ``filters``: the default for batch-size scaling."""
-    where, params = filters.where()
-    row = db.cursor().execute(
-        f"SELECT hardware FROM results_view {where} GROUP BY hardware ORDER BY count(*) DESC, hardware LIMIT 1",
-        params,
-    ).fetchone()
-    return row[0] if row else None
+    return _most_measured(db, filters, "hardware")
 
 
 def hardware_comparison(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
@@ -163,7 +173,8 @@ def top_models(db: Database, filters: Filters, metric: Metric, limit: int = 5) -
                        arg_{metric.best}(batch_size, {metric.column}) AS batch_size
                 FROM results_view {where}
                 GROUP BY hardware, model_name)
-            SELECT hardware, row_number() OVER (PARTITION BY hardware ORDER BY value {metric.order}, model_name)
+            SELECT hardware,
+                   row_number() OVER (PARTITION BY hardware ORDER BY value {metric.order}, model_name)
                        AS rank,
                    model_name, model_family, value, batch_size
             FROM per_model
@@ -204,7 +215,10 @@ def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: in
 
 
 def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
-    """Average ``metric`` for every model family × hardware pair. Columns: model_family, hardware, value, n."""
+    """Average ``metric`` for every model family × hardware pair.
+
+    Columns: model_family, hardware, value, n.
+    """
     where, params = filters.where(f"{metric.column} IS NOT NULL")
     return _frame(
         db,
@@ -262,7 +276,8 @@ def results_page(
     page = min(page, max(1, math.ceil(total / page_size)))
     columns = ("result_id", "run_id", *TABLE_COLUMNS)
     cursor = db.cursor().execute(
-        f"SELECT {', '.join(columns)} FROM results_view {where} ORDER BY {order_by} LIMIT $limit OFFSET $offset",
+        f"SELECT {', '.join(columns)} FROM results_view {where} "
+        f"ORDER BY {order_by} LIMIT $limit OFFSET $offset",
         {**params, "limit": page_size, "offset": (page - 1) * page_size},
     )
     rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -270,7 +285,11 @@ def results_page(
 
 
 def results_export(
-    db: Database, filters: Filters, *, sort: str | None = None, direction: str | None = None,
+    db: Database,
+    filters: Filters,
+    *,
+    sort: str | None = None,
+    direction: str | None = None,
     rows_per_batch: int = 50_000,
 ) -> pa.RecordBatchReader:
     """Every filtered result (all API columns, no raw samples), in table order, as Arrow batches.
@@ -301,13 +320,19 @@ def filter_options(db: Database) -> FilterOptions:
     failed); batch sizes and precisions from the results, in one scan."""
     cursor = db.cursor()
     families, models = cursor.execute(
-        "SELECT list(DISTINCT model_family), list(DISTINCT model_name) FROM models").fetchone()
+        "SELECT list(DISTINCT model_family), list(DISTINCT model_name) FROM models"
+    ).fetchone()
     hardware = cursor.execute("SELECT list(DISTINCT platform) FROM hardware_platforms").fetchone()[0]
     batch_sizes, precisions = cursor.execute(
-        "SELECT list(DISTINCT batch_size), list(DISTINCT precision) FROM performance_results").fetchone()
+        "SELECT list(DISTINCT batch_size), list(DISTINCT precision) FROM performance_results"
+    ).fetchone()
     # list() of no rows is NULL.
-    return FilterOptions(*(sorted(value for value in values or [] if value is not None)
-                           for values in (families, models, hardware, batch_sizes, precisions)))
+    return FilterOptions(
+        *(
+            sorted(value for value in values or [] if value is not None)
+            for values in (families, models, hardware, batch_sizes, precisions)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -321,11 +346,15 @@ class Summary:
 
 def summary(db: Database) -> Summary:
     """Counts for the overview's header line: models and hardware are those known (measured or failed)."""
-    row = db.cursor().execute(
-        """SELECT (SELECT count(*) FROM performance_results),
+    row = (
+        db.cursor()
+        .execute(
+            """SELECT (SELECT count(*) FROM performance_results),
                   (SELECT count(*) FROM models),
                   (SELECT count(*) FROM hardware_platforms),
                   (SELECT count(*) FROM test_runs),
                   (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible)"""
-    ).fetchone()
+        )
+        .fetchone()
+    )
     return Summary(*row)

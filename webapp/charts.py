@@ -33,13 +33,14 @@ DATASET = "rows"  # the named dataset every template reads
 
 def _template(chart: alt.Chart | alt.LayerChart) -> dict:
     # fit-x: as wide as the page allows; heights stay as each chart sets them.
-    styled = chart.properties(
-        width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
-    ).configure_view(strokeWidth=0).configure(
-        font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
-    ).configure_title(anchor="start", fontSize=14, fontWeight=600).configure_axis(
-        labelFontSize=11, titleFontSize=12, labelLimit=180
-    ).configure_legend(orient="bottom", direction="horizontal", titleOrient="left")
+    styled = (
+        chart.properties(width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+        .configure_view(strokeWidth=0)
+        .configure(font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif")
+        .configure_title(anchor="start", fontSize=14, fontWeight=600)
+        .configure_axis(labelFontSize=11, titleFontSize=12, labelLimit=180)
+        .configure_legend(orient="bottom", direction="horizontal", titleOrient="left")
+    )
     return styled.to_dict()
 
 
@@ -66,19 +67,24 @@ def _value_tooltip(metric: Metric) -> alt.Tooltip:
 
 @cache
 def _hardware_comparison_template(metric: Metric) -> dict:
-    return _template(alt.Chart(_rows()).mark_bar().encode(
-        x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("batch_size:O"),
-        y=_value(metric),
-        color=alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues")),
-        tooltip=[
-            alt.Tooltip("hardware:N", title="Hardware"),
-            alt.Tooltip("device_name:N", title="Device"),
-            alt.Tooltip("batch_size:O", title="Batch size"),
-            _value_tooltip(metric),
-            alt.Tooltip("n:Q", title="Results"),
-        ],
-    ).properties(height=CHART_HEIGHT))
+    return _template(
+        alt.Chart(_rows())
+        .mark_bar()
+        .encode(
+            x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("batch_size:O"),
+            y=_value(metric),
+            color=alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues")),
+            tooltip=[
+                alt.Tooltip("hardware:N", title="Hardware"),
+                alt.Tooltip("device_name:N", title="Device"),
+                alt.Tooltip("batch_size:O", title="Batch size"),
+                _value_tooltip(metric),
+                alt.Tooltip("n:Q", title="Results"),
+            ],
+        )
+        .properties(height=CHART_HEIGHT)
+    )
 
 
 def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
@@ -94,17 +100,26 @@ def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
 
 @cache
 def _batch_scaling_template(metric: Metric) -> dict:
-    return _template(alt.Chart(_rows()).mark_line(point=True).encode(
-        x=alt.X("batch_size:Q", title="Batch size", scale=alt.Scale(type="log", base=2),
-                axis=alt.Axis(format="d")),
-        y=_value(metric),
-        color=alt.Color("model_name:N", title="Model"),
-        tooltip=[
-            alt.Tooltip("model_name:N", title="Model"),
-            alt.Tooltip("batch_size:Q", title="Batch size"),
-            _value_tooltip(metric),
-        ],
-    ).properties(height=CHART_HEIGHT))
+    return _template(
+        alt.Chart(_rows())
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "batch_size:Q",
+                title="Batch size",
+                scale=alt.Scale(type="log", base=2),
+                axis=alt.Axis(format="d"),
+            ),
+            y=_value(metric),
+            color=alt.Color("model_name:N", title="Model"),
+            tooltip=[
+                alt.Tooltip("model_name:N", title="Model"),
+                alt.Tooltip("batch_size:Q", title="Batch size"),
+                _value_tooltip(metric),
+            ],
+        )
+        .properties(height=CHART_HEIGHT)
+    )
 
 
 def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
@@ -114,13 +129,17 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
     """
     if df.empty:
         return None
-    spec = _filled(_batch_scaling_template(metric), df, f"{metric.label} vs batch size on {df['hardware'].iloc[0]}")
+    spec = _filled(
+        _batch_scaling_template(metric), df, f"{metric.label} vs batch size on {df['hardware'].iloc[0]}"
+    )
     batch_sizes = sorted(int(size) for size in df["batch_size"].unique())
     # Ticks at the measured batch sizes only; a lone batch size gets an octave either side.
     x = spec["encoding"]["x"]
     x["axis"]["values"] = batch_sizes
     x["scale"]["domain"] = (
-        [batch_sizes[0], batch_sizes[-1]] if len(batch_sizes) > 1 else [batch_sizes[0] / 2, batch_sizes[0] * 2]
+        [batch_sizes[0], batch_sizes[-1]]
+        if len(batch_sizes) > 1
+        else [batch_sizes[0] / 2, batch_sizes[0] * 2]
     )
     return spec
 
@@ -133,7 +152,8 @@ def _family_heatmap_template(metric: Metric) -> dict:
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
-            "value:Q", title=metric.label,
+            "value:Q",
+            title=metric.label,
             scale=alt.Scale(scheme="blues", reverse=not metric.higher_is_better),
             legend=alt.Legend(format=NUMBER_FORMAT),
         ),
@@ -188,12 +208,17 @@ def _auto_chart_template(category: str, number: str, group: str | None) -> dict:
         tooltip.append(alt.Tooltip("group:N", title=group))
         height = {"step": 14, "for": "offset"}
     tooltip.append(alt.Tooltip("value:Q", title=number, format=NUMBER_FORMAT))
-    return _template(alt.Chart(_rows()).mark_bar().encode(
-        y=alt.Y("category:N", title=category, sort="-x"),
-        x=alt.X("value:Q", title=number, axis=alt.Axis(format=NUMBER_FORMAT)),
-        tooltip=tooltip,
-        **encoding,
-    ).properties(height=height))
+    return _template(
+        alt.Chart(_rows())
+        .mark_bar()
+        .encode(
+            y=alt.Y("category:N", title=category, sort="-x"),
+            x=alt.X("value:Q", title=number, axis=alt.Axis(format=NUMBER_FORMAT)),
+            tooltip=tooltip,
+            **encoding,
+        )
+        .properties(height=height)
+    )
 
 
 def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
@@ -211,9 +236,14 @@ def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
     category, number = categories[0], kinds.index("number")
     group = categories[1] if len(categories) > 1 else None
     records = [
-        {"category": row[category], "value": None if row[number] is None else float(row[number]),
-         **({"group": row[group]} if group is not None else {})}
+        {
+            "category": row[category],
+            "value": None if row[number] is None else float(row[number]),
+            **({"group": row[group]} if group is not None else {}),
+        }
         for row in rows
     ]
-    template = _auto_chart_template(columns[category], columns[number], None if group is None else columns[group])
+    template = _auto_chart_template(
+        columns[category], columns[number], None if group is None else columns[group]
+    )
     return _filled(template, records, f"{columns[number]} by {columns[category]}")

@@ -12,7 +12,9 @@ from browser_helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TINY_MODELS, wait_f
 def pytest_collection_modifyitems(items):
     if CHROMIUM.exists():
         return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: install Chromium to run the browser tests (.ci/run does)")
+    skip = pytest.mark.skip(
+        reason=f"{CHROMIUM} is missing: install Chromium to run the browser tests (.ci/run does)"
+    )
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
@@ -86,9 +88,14 @@ def page(browser, server, console_errors):
 def measured(server):
     """Results to show: those of an earlier test's run, or a run started through the API for this one."""
     if not httpx.get(f"{server.url}/api/benchmark/query", params={"limit": 1}).json():
-        reply = httpx.post(f"{server.url}/api/benchmark/run", json={
-            "models": TINY_MODELS, "batch_sizes": [1, 2], "progressive_mode": False,
-        })
+        reply = httpx.post(
+            f"{server.url}/api/benchmark/run",
+            json={
+                "models": TINY_MODELS,
+                "batch_sizes": [1, 2],
+                "progressive_mode": False,
+            },
+        )
         assert reply.status_code == 202, reply.text
         assert wait_for_run(server, reply.json()["run_id"])["status"] == "completed"
     return server

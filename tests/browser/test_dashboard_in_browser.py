@@ -64,9 +64,15 @@ def test_a_run_started_from_the_form_reaches_100_percent_with_rows_appearing_liv
 
 
 def test_the_cancel_button_stops_a_running_run(page, server):
-    reply = httpx.post(f"{server.url}/api/benchmark/run", json={
-        "models": ["bert-tiny"], "batch_sizes": [1, 2, 4, 8, 16, 32], "progressive_mode": False, "incremental": False,
-    })
+    reply = httpx.post(
+        f"{server.url}/api/benchmark/run",
+        json={
+            "models": ["bert-tiny"],
+            "batch_sizes": [1, 2, 4, 8, 16, 32],
+            "progressive_mode": False,
+            "incremental": False,
+        },
+    )
     run_id = reply.json()["run_id"]
     page.goto(f"/runs/{run_id}")
     page.click("#cancel-button")
@@ -110,8 +116,10 @@ def test_the_comparison_table_sorts_and_filters_on_the_server(page, measured):
 
     page.select_option("#filter-family", "gpt2")
     page.wait_for_url(re.compile(r"family=gpt2"))
-    page.wait_for_function("() => [...document.querySelectorAll('#results-table tbody tr td:first-child')]"
-                           ".every(cell => cell.textContent.trim() === 'gpt2-tiny')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results-table tbody tr td:first-child')]"
+        ".every(cell => cell.textContent.trim() === 'gpt2-tiny')"
+    )
     assert set(column_values(page, "model_name")) == {"gpt2-tiny"}
     # The filter kept the sort the user chose.
     assert page.locator('th[data-column="p50_latency_ms"][aria-sort="descending"]').count() == 1
@@ -127,15 +135,30 @@ def test_the_csv_download_holds_the_rows_duckdb_has(page, measured, db_path):
     measured.stop()  # the server holds the DuckDB file; read it directly once it has let go
     try:
         with Database(db_path) as db:
-            stored = db.cursor().execute(
-                "SELECT result_id, model_name, batch_size, p50_latency_ms, throughput_items_per_second "
-                "FROM results_view WHERE model_family = 'bert' ORDER BY result_id"
-            ).fetchall()
+            stored = (
+                db.cursor()
+                .execute(
+                    "SELECT result_id, model_name, batch_size, p50_latency_ms, throughput_items_per_second "
+                    "FROM results_view WHERE model_family = 'bert' ORDER BY result_id"
+                )
+                .fetchall()
+            )
     finally:
         measured.start()
     assert stored, "the run measured no bert model"
-    assert sorted((int(row["result_id"]), row["model_name"], int(row["batch_size"]), float(row["p50_latency_ms"]),
-                   float(row["throughput_items_per_second"])) for row in downloaded) == stored
+    assert (
+        sorted(
+            (
+                int(row["result_id"]),
+                row["model_name"],
+                int(row["batch_size"]),
+                float(row["p50_latency_ms"]),
+                float(row["throughput_items_per_second"]),
+            )
+            for row in downloaded
+        )
+        == stored
+    )
 
 
 def test_a_sql_query_shows_its_rows_and_a_chart(page, measured):
@@ -143,7 +166,11 @@ def test_a_sql_query_shows_its_rows_and_a_chart(page, measured):
     assert "AVG(pr.throughput_items_per_second)" in page.input_value("#sql-input")
     page.click("#sql-run")
     page.locator("#sql-table tbody tr").first.wait_for()
-    assert page.locator("#sql-table thead th").all_text_contents() == ["model_family", "hardware_type", "avg_throughput"]
+    assert page.locator("#sql-table thead th").all_text_contents() == [
+        "model_family",
+        "hardware_type",
+        "avg_throughput",
+    ]
     rendered_chart(page, "chart-sql")
     screenshot(page, "sql-result")
 

@@ -26,8 +26,14 @@ PAGES = ["/", "/comparison", "/runs", "/reports", "/sql"]
 
 
 def model(name, family):
-    return {"name": name, "family": family, "type": "encoder", "modality": "text",
-            "parameters_million": 1.0, "source": "builtin"}
+    return {
+        "name": name,
+        "family": family,
+        "type": "encoder",
+        "modality": "text",
+        "parameters_million": 1.0,
+        "source": "builtin",
+    }
 
 
 CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU"}
@@ -36,16 +42,30 @@ BERT, GPT2, EVIL = model("bert-tiny", "bert"), model("gpt2-tiny", "gpt2"), model
 
 def result(model, batch_size, p50, run_id="run-a"):
     return {
-        "model": model, "hardware": CPU, "run_id": run_id, "config_key": f"{model['name']}|{batch_size}",
-        "fingerprint": "fp", "batch_size": batch_size, "precision": "fp32", "average_latency_ms": p50,
-        "p50_latency_ms": p50, "p90_latency_ms": p50 * 1.5, "p99_latency_ms": p50 * 2, "ci_met": True, "throughput_items_per_second": batch_size / p50 * 1000,
+        "model": model,
+        "hardware": CPU,
+        "run_id": run_id,
+        "config_key": f"{model['name']}|{batch_size}",
+        "fingerprint": "fp",
+        "batch_size": batch_size,
+        "precision": "fp32",
+        "average_latency_ms": p50,
+        "p50_latency_ms": p50,
+        "p90_latency_ms": p50 * 1.5,
+        "p99_latency_ms": p50 * 2,
+        "ci_met": True,
+        "throughput_items_per_second": batch_size / p50 * 1000,
         "memory_peak_mb": 10.0 * batch_size,
     }
 
 
 def settings(tmp_path):
-    return Settings(db_path=str(tmp_path / "pages.duckdb"), results_dir=str(tmp_path / "results"),
-                    log_dir=str(tmp_path / "logs"), resume=False)
+    return Settings(
+        db_path=str(tmp_path / "pages.duckdb"),
+        results_dir=str(tmp_path / "results"),
+        log_dir=str(tmp_path / "logs"),
+        resume=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +73,47 @@ def client(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("pages")
     with TestClient(create_app(settings(tmp_path))) as test_client:
         services = test_client.app.state.services
-        save_run(services.db, {
-            "run_id": "run-a", "status": "completed", "priority": "high", "total_configs": 7, "completed_configs": 7,
-            "request": {"models": ["bert-tiny", "gpt2-tiny"], "hardware": ["cpu"], "batch_sizes": [1, 2, 4]},
-            "started_at": datetime(2024, 5, 1, 12, 0), "completed_at": datetime(2024, 5, 1, 12, 1),
-        })
-        insert_results(services.db, [
-            result(BERT, 1, 10.0), result(BERT, 2, 12.0), result(BERT, 4, 16.0),
-            result(GPT2, 1, 20.0), result(GPT2, 2, 30.0), result(EVIL, 1, 5.0),
-        ])
-        record_failure(services.db, {"run_id": "run-a", "model": GPT2, "hardware": CPU, "batch_size": 4,
-                                     "precision": "fp32", "error_type": "oom",
-                                     "error_message": f"out of memory {HOSTILE}", "config_key": "gpt2-tiny|4"})
+        save_run(
+            services.db,
+            {
+                "run_id": "run-a",
+                "status": "completed",
+                "priority": "high",
+                "total_configs": 7,
+                "completed_configs": 7,
+                "request": {
+                    "models": ["bert-tiny", "gpt2-tiny"],
+                    "hardware": ["cpu"],
+                    "batch_sizes": [1, 2, 4],
+                },
+                "started_at": datetime(2024, 5, 1, 12, 0),
+                "completed_at": datetime(2024, 5, 1, 12, 1),
+            },
+        )
+        insert_results(
+            services.db,
+            [
+                result(BERT, 1, 10.0),
+                result(BERT, 2, 12.0),
+                result(BERT, 4, 16.0),
+                result(GPT2, 1, 20.0),
+                result(GPT2, 2, 30.0),
+                result(EVIL, 1, 5.0),
+            ],
+        )
+        record_failure(
+            services.db,
+            {
+                "run_id": "run-a",
+                "model": GPT2,
+                "hardware": CPU,
+                "batch_size": 4,
+                "precision": "fp32",
+                "error_type": "oom",
+                "error_message": f"out of memory {HOSTILE}",
+                "config_key": "gpt2-tiny|4",
+            },
+        )
         write_reports(services.db, services.settings.results_path, "run-a")
         yield test_client
 
@@ -85,8 +134,14 @@ class Element:
             yield from child.iter()
 
     def find_all(self, tag=None, **attrs):
-        return [element for element in self.iter() if (tag is None or element.tag == tag)
-                and all(element.attrs.get(key.rstrip("_").replace("_", "-")) == value for key, value in attrs.items())]
+        return [
+            element
+            for element in self.iter()
+            if (tag is None or element.tag == tag)
+            and all(
+                element.attrs.get(key.rstrip("_").replace("_", "-")) == value for key, value in attrs.items()
+            )
+        ]
 
     def by_id(self, element_id):
         found = self.find_all(id=element_id)
@@ -150,13 +205,16 @@ def test_every_page_is_a_full_page_with_the_nav_marking_where_you_are(client, ur
     assert response.headers["vary"] == "HX-Request"
 
 
-@pytest.mark.parametrize(("url", "fragment_id"), [
-    ("/", 'id="hardware-comparison"'),
-    ("/comparison", 'id="family-heatmap"'),
-    ("/runs", 'id="runs-table"'),
-    ("/sql", 'id="sql-form-section"'),
-    ("/reports", 'id="report-preview-title"'),
-])
+@pytest.mark.parametrize(
+    ("url", "fragment_id"),
+    [
+        ("/", 'id="hardware-comparison"'),
+        ("/comparison", 'id="family-heatmap"'),
+        ("/runs", 'id="runs-table"'),
+        ("/sql", 'id="sql-form-section"'),
+        ("/reports", 'id="report-preview-title"'),
+    ],
+)
 def test_htmx_requests_get_only_the_fragment(client, url, fragment_id):
     response = client.get(url, headers={"HX-Request": "true"})
     assert response.status_code == 200
@@ -184,14 +242,18 @@ def test_overview_charts_follow_the_chosen_filters_and_metric(client):
     assert hardware_spec["title"] == "bert-tiny: Latency p50 (ms) by hardware"
     values = next(iter(hardware_spec["datasets"].values()))
     assert sorted(row["value"] for row in values) == [10.0, 12.0, 16.0]
-    top = re.search(r'<table class="top-models-table" data-hardware="cpu">(.*?)</table>', fragment, re.S).group(1)
+    top = re.search(
+        r'<table class="top-models-table" data-hardware="cpu">(.*?)</table>', fragment, re.S
+    ).group(1)
     assert "bert-tiny" in top and "gpt2-tiny" not in top
 
 
 def test_clicking_a_column_header_sorts_on_the_server_and_swaps_only_the_table(client):
     link = parse(client.get("/comparison").text).by_id("sort-p50_latency_ms")
     assert (link.attrs["hx-target"], link.attrs["hx-push-url"]) == ("#results-table-section", "true")
-    ascending = client.get(link.attrs["hx-get"], headers={"HX-Request": "true", "HX-Target": "results-table-section"})
+    ascending = client.get(
+        link.attrs["hx-get"], headers={"HX-Request": "true", "HX-Target": "results-table-section"}
+    )
     fragment = parse(ascending.text)
     assert not fragment.find_all(id="family-heatmap") and not fragment.find_all(id="nav")
     table = fragment.by_id("results-table")
@@ -200,10 +262,13 @@ def test_clicking_a_column_header_sorts_on_the_server_and_swaps_only_the_table(c
     header = table.find_all("th", data_column="p50_latency_ms")[0]
     assert header.attrs["aria-sort"] == "ascending"
     # The header now offers the other direction.
-    descending = client.get(fragment.by_id("sort-p50_latency_ms").attrs["hx-get"],
-                            headers={"HX-Request": "true", "HX-Target": "results-table-section"})
-    assert [float(v) for v in column(parse(descending.text).by_id("results-table"), "p50_latency_ms")] == \
-        sorted(latencies, reverse=True)
+    descending = client.get(
+        fragment.by_id("sort-p50_latency_ms").attrs["hx-get"],
+        headers={"HX-Request": "true", "HX-Target": "results-table-section"},
+    )
+    assert [
+        float(v) for v in column(parse(descending.text).by_id("results-table"), "p50_latency_ms")
+    ] == sorted(latencies, reverse=True)
 
 
 def test_results_table_filters_and_pages(client):
@@ -256,15 +321,24 @@ def test_a_form_post_without_the_csrf_token_is_refused(client):
     assert client.post("/runs/run-a/cancel").status_code == 403
 
 
-@pytest.mark.parametrize(("fields", "field", "reason"), [
-    ({"batch_sizes": "1, x"}, "batch_sizes", "'x' is not a whole number"),
-    ({"models": "no-such-model"}, "models", "unknown model"),
-    ({"hardware": "cuda:7"}, "hardware", "not present on this machine"),
-    ({"precision": "fp64"}, "precision", "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"batch_sizes": "1, x"}, "batch_sizes", "'x' is not a whole number"),
+        ({"models": "no-such-model"}, "models", "unknown model"),
+        ({"hardware": "cuda:7"}, "hardware", "not present on this machine"),
+        ({"precision": "fp64"}, "precision", "must be one of"),
+    ],
+)
 def test_run_form_errors_are_shown_next_to_the_field(client, fields, field, reason):
-    data = {"priority": "high", "hardware": "cpu", "batch_sizes": "1", "precision": "fp32",
-            "sequence_length": "16", "_csrf_token": csrf_token(client)} | fields
+    data = {
+        "priority": "high",
+        "hardware": "cpu",
+        "batch_sizes": "1",
+        "precision": "fp32",
+        "sequence_length": "16",
+        "_csrf_token": csrf_token(client),
+    } | fields
     response = client.post("/runs", data=data, headers={"HX-Request": "true"})
     assert response.status_code == 422
     fragment = parse(response.text)
@@ -301,9 +375,17 @@ def test_a_finished_run_page_shows_its_rows_and_no_live_stream(client):
 
 
 def test_a_running_run_page_subscribes_to_its_event_stream(client):
-    save_run(client.app.state.services.db, {"run_id": "run-live", "status": "running", "priority": "high",
-                                            "total_configs": 4, "completed_configs": 1,
-                                            "started_at": datetime.now()})
+    save_run(
+        client.app.state.services.db,
+        {
+            "run_id": "run-live",
+            "status": "running",
+            "priority": "high",
+            "total_configs": 4,
+            "completed_configs": 1,
+            "started_at": datetime.now(),
+        },
+    )
     page = client.get("/runs/run-live").text
     assert 'hx-ext="sse" sse-connect="/runs/run-live/events?measured=0&amp;failed=0" sse-close="done"' in page
     assert 'sse-swap="status"' in page and 'sse-swap="result" hx-swap="beforeend"' in page
@@ -323,7 +405,7 @@ def test_the_event_stream_sends_unseen_rows_then_the_status_then_done(client, mo
             if events and events[-1] == "done":
                 break
     assert events == ["result", "result", "result", "status", "done"]
-    assert any("aria-valuenow=\"100\"" in line for line in data)
+    assert any('aria-valuenow="100"' in line for line in data)
 
 
 def test_an_unknown_run_is_an_html_404(client):
@@ -345,16 +427,21 @@ def test_sql_page_runs_the_query_and_draws_a_chart(client):
     page = client.get("/sql").text
     assert "average throughput by model family and hardware" in page.lower()
     token = csrf_token(client)
-    sql = "SELECT model_family, avg(throughput_items_per_second) AS avg_throughput FROM results_view GROUP BY 1"
-    fragment = client.post("/sql", data={"sql": sql, "_csrf_token": token}, headers={"HX-Request": "true"}).text
+    sql = (
+        "SELECT model_family, avg(throughput_items_per_second) AS avg_throughput FROM results_view GROUP BY 1"
+    )
+    fragment = client.post(
+        "/sql", data={"sql": sql, "_csrf_token": token}, headers={"HX-Request": "true"}
+    ).text
     assert 'id="sql-table"' in fragment and 'data-vega-spec="chart-sql-spec"' in fragment
     assert "<html" not in fragment
 
 
 def test_sql_page_shows_the_guards_refusal_inline(client):
     token = csrf_token(client)
-    response = client.post("/sql", data={"sql": "DROP TABLE models", "_csrf_token": token},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        "/sql", data={"sql": "DROP TABLE models", "_csrf_token": token}, headers={"HX-Request": "true"}
+    )
     assert response.status_code == 400
     assert 'id="sql-refusal"' in response.text and "Refused:" in response.text
     assert client.app.state.services.db.cursor().execute("SELECT count(*) FROM models").fetchone()[0] == 3
@@ -362,11 +449,14 @@ def test_sql_page_shows_the_guards_refusal_inline(client):
 
 def test_sql_csv_download_runs_through_the_guard(client):
     token = csrf_token(client)
-    response = client.post("/sql/results.csv", data={"sql": "SELECT model_name FROM models ORDER BY model_id",
-                                                     "_csrf_token": token})
+    response = client.post(
+        "/sql/results.csv",
+        data={"sql": "SELECT model_name FROM models ORDER BY model_id", "_csrf_token": token},
+    )
     assert response.text.splitlines() == ["model_name", "bert-tiny", "gpt2-tiny", HOSTILE]
-    refused = client.post("/sql/results.csv", data={"sql": "SELECT * FROM read_csv('/etc/passwd')",
-                                                    "_csrf_token": token})
+    refused = client.post(
+        "/sql/results.csv", data={"sql": "SELECT * FROM read_csv('/etc/passwd')", "_csrf_token": token}
+    )
     assert refused.status_code == 400
 
 

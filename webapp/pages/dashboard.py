@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import asdict
 from urllib.parse import urlencode
 
 import pyarrow as pa
@@ -22,9 +23,9 @@ from webapp.services import Services
 
 METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
 PAGE_SIZES = (25, 50, 100)
-NUMERIC_COLUMNS = frozenset({
-    "batch_size", "throughput_items_per_second", "p50_latency_ms", "p99_latency_ms", "memory_peak_mb",
-})
+NUMERIC_COLUMNS = frozenset(
+    {"batch_size", "throughput_items_per_second", "p50_latency_ms", "p99_latency_ms", "memory_peak_mb"}
+)
 
 
 def _records(frame) -> list[dict]:
@@ -52,17 +53,33 @@ def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
 
 
 def comparison_context(
-    db: Database, filters: Filters, metric: Metric, *, sort: str | None, direction: str | None, page: int,
+    db: Database,
+    filters: Filters,
+    metric: Metric,
+    *,
+    sort: str | None,
+    direction: str | None,
+    page: int,
     page_size: int,
 ) -> dict:
-    results = dashboard.results_page(db, filters, sort=sort, direction=direction, page=page, page_size=page_size)
+    results = dashboard.results_page(
+        db, filters, sort=sort, direction=direction, page=page, page_size=page_size
+    )
     heatmap = dashboard.family_heatmap(db, filters, metric)
-    state = _filter_params(filters) | {"metric": metric.key}
+    state = asdict(filters) | {"metric": metric.key}
 
     def link(**changes) -> str:
         """This table's URL with ``changes`` applied: for sort headers, pager and exports."""
-        params = state | {"sort": results.sort, "direction": results.direction, "page": results.page,
-                          "page_size": results.page_size} | changes
+        params = (
+            state
+            | {
+                "sort": results.sort,
+                "direction": results.direction,
+                "page": results.page,
+                "page_size": results.page_size,
+            }
+            | changes
+        )
         return "?" + urlencode({key: value for key, value in params.items() if value not in (None, "")})
 
     return {
@@ -80,10 +97,6 @@ def comparison_context(
     }
 
 
-def _filter_params(filters: Filters) -> dict:
-    return {name: getattr(filters, name) for name in ("family", "model", "hardware", "batch_size", "precision")}
-
-
 def _page_size(value: str | None) -> int:
     size = optional_int("page_size", value) or PAGE_SIZES[0]
     if size not in PAGE_SIZES:
@@ -91,31 +104,21 @@ def _page_size(value: str | None) -> int:
     return size
 
 
-def _csv_chunks(batches: pa.RecordBatchReader) -> Iterator[bytes]:
+def _file_chunks(batches: pa.RecordBatchReader, writer_type) -> Iterator[bytes]:
+    """The file ``writer_type`` writes from ``batches``, handed on as it grows rather than held whole."""
     sink = io.BytesIO()
-    with pa_csv.CSVWriter(sink, batches.schema) as writer:
+    with writer_type(sink, batches.schema) as writer:
         for batch in batches:
             writer.write_batch(batch)
             yield sink.getvalue()
             sink.seek(0)
             sink.truncate()
-    yield sink.getvalue()
-
-
-def _parquet_chunks(batches: pa.RecordBatchReader) -> Iterator[bytes]:
-    sink = io.BytesIO()
-    with pq.ParquetWriter(sink, batches.schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            yield sink.getvalue()
-            sink.seek(0)
-            sink.truncate()
-    yield sink.getvalue()
+    yield sink.getvalue()  # what closing wrote: the Parquet footer
 
 
 EXPORTS = {
-    "csv": (_csv_chunks, "text/csv"),
-    "parquet": (_parquet_chunks, "application/vnd.apache.parquet"),
+    "csv": (pa_csv.CSVWriter, "text/csv"),
+    "parquet": (pq.ParquetWriter, "application/vnd.apache.parquet"),
 }
 
 
@@ -125,8 +128,14 @@ class DashboardPages(Controller):
 
     @get("/", name="overview", sync_to_thread=True)
     def overview(
-        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
-        hardware: str | None = None, batch_size: str | None = None, metric: str | None = None,
+        self,
+        request: HTMXRequest,
+        services: Services,
+        family: str | None = None,
+        model: str | None = None,
+        hardware: str | None = None,
+        batch_size: str | None = None,
+        metric: str | None = None,
     ) -> Template:
         filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size)
         chosen = dashboard.get_metric(metric)
@@ -139,41 +148,68 @@ class DashboardPages(Controller):
 
     @get("/comparison", name="comparison", sync_to_thread=True)
     def comparison(
-        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
-        hardware: str | None = None, batch_size: str | None = None, precision: str | None = None,
-        metric: str | None = None, sort: str | None = None, direction: str | None = None, page: str | None = None,
+        self,
+        request: HTMXRequest,
+        services: Services,
+        family: str | None = None,
+        model: str | None = None,
+        hardware: str | None = None,
+        batch_size: str | None = None,
+        precision: str | None = None,
+        metric: str | None = None,
+        sort: str | None = None,
+        direction: str | None = None,
+        page: str | None = None,
         page_size: str | None = None,
     ) -> Template:
-        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size,
-                                precision=precision)
+        filters = parse_filters(
+            family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
+        )
         context = comparison_context(
-            services.db, filters, dashboard.get_metric(metric), sort=sort, direction=direction,
-            page=optional_int("page", page) or 1, page_size=_page_size(page_size),
+            services.db,
+            filters,
+            dashboard.get_metric(metric),
+            sort=sort,
+            direction=direction,
+            page=optional_int("page", page) or 1,
+            page_size=_page_size(page_size),
         ) | {
             "active": "comparison",
             "options": dashboard.filter_options(services.db),
             "metric_choices": METRIC_CHOICES,
         }
         # Sorting and paging swap only the table; the filter form swaps the heatmap too.
-        fragment = "partials/results_table.html" if request.htmx.target == "results-table-section" else \
-            "partials/comparison_body.html"
+        fragment = (
+            "partials/results_table.html"
+            if request.htmx.target == "results-table-section"
+            else "partials/comparison_body.html"
+        )
         return render(request, "pages/comparison.html", fragment, context)
 
     @get(["/comparison/results.csv", "/comparison/results.parquet"], name="comparison-export")
     async def export(
-        self, request: HTMXRequest, services: Services, family: str | None = None, model: str | None = None,
-        hardware: str | None = None, batch_size: str | None = None, precision: str | None = None,
-        sort: str | None = None, direction: str | None = None,
+        self,
+        request: HTMXRequest,
+        services: Services,
+        family: str | None = None,
+        model: str | None = None,
+        hardware: str | None = None,
+        batch_size: str | None = None,
+        precision: str | None = None,
+        sort: str | None = None,
+        direction: str | None = None,
     ) -> Stream:
         """The filtered rows (every page, every API column) as a download, written in Python from Arrow."""
         export_format = request.url.path.rsplit(".", 1)[1]
-        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size,
-                                precision=precision)
-        write, media_type = EXPORTS[export_format]
+        filters = parse_filters(
+            family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
+        )
+        writer_type, media_type = EXPORTS[export_format]
 
         def chunks() -> Iterator[bytes]:
             # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
-            yield from write(dashboard.results_export(services.db, filters, sort=sort, direction=direction))
+            batches = dashboard.results_export(services.db, filters, sort=sort, direction=direction)
+            yield from _file_chunks(batches, writer_type)
 
         return Stream(
             chunks(),

@@ -93,4 +93,8 @@ def not_found(request: Request, exc: UnknownRunError | NotFoundException) -> Tem
 
 
 # Pages answer errors in HTML; the app-wide handlers answer the JSON API.
-PAGE_EXCEPTION_HANDLERS = {InvalidFilter: bad_filter, UnknownRunError: not_found, NotFoundException: not_found}
+PAGE_EXCEPTION_HANDLERS = {
+    InvalidFilter: bad_filter,
+    UnknownRunError: not_found,
+    NotFoundException: not_found,
+}

@@ -25,11 +25,19 @@ class ReportPages(Controller):
         reports = list_reports(services.db, services.settings.results_path)
         for entry in reports:
             entry["links"] = [(name, report_url(entry["run_id"], name)) for name in entry["reports"]]
-        previewed = next((entry for entry in reports if entry["run_id"] == run), reports[0] if reports else None)
+        previewed = next(
+            (entry for entry in reports if entry["run_id"] == run), reports[0] if reports else None
+        )
         preview_url = (
             report_url(previewed["run_id"], "report.html")
-            if previewed and "report.html" in previewed["reports"] else None
+            if previewed and "report.html" in previewed["reports"]
+            else None
         )
-        context = {"active": "reports", "reports": reports, "previewed": previewed, "preview_url": preview_url,
-                   "unknown_run": run if run and (previewed is None or previewed["run_id"] != run) else None}
+        context = {
+            "active": "reports",
+            "reports": reports,
+            "previewed": previewed,
+            "preview_url": preview_url,
+            "unknown_run": run if run and (previewed is None or previewed["run_id"] != run) else None,
+        }
         return render(request, "pages/reports.html", "partials/report_preview.html", context)

@@ -85,20 +85,30 @@ def recent_runs(services: Services) -> list[dict]:
         live = services.scheduler.get(record["run_id"]) is not None
         status = services.run_status(record["run_id"]) if live else status_from_record(record)
         request = record["request"] or {}
-        runs.append(status_view(status) | {
-            "models": request.get("models") or [f"{request.get('priority', 'high')} tier"],
-            "hardware": request.get("hardware") or [],
-            "batch_sizes": request.get("batch_sizes") or [],
-            "precision": request.get("precision"),
-        })
+        runs.append(
+            status_view(status)
+            | {
+                "models": request.get("models") or [f"{request.get('priority', 'high')} tier"],
+                "hardware": request.get("hardware") or [],
+                "batch_sizes": request.get("batch_sizes") or [],
+                "precision": request.get("precision"),
+            }
+        )
     return runs
 
 
 # ---- the start form ---------------------------------------------------------------
 
 FORM_DEFAULTS = {
-    "priority": "high", "hardware": ["cpu"], "models": [], "batch_sizes": "1, 8", "precision": "fp32",
-    "sequence_length": str(DEFAULT_SEQUENCE_LENGTH), "progressive_mode": True, "incremental": True, "force": False,
+    "priority": "high",
+    "hardware": ["cpu"],
+    "models": [],
+    "batch_sizes": "1, 8",
+    "precision": "fp32",
+    "sequence_length": str(DEFAULT_SEQUENCE_LENGTH),
+    "progressive_mode": True,
+    "incremental": True,
+    "force": False,
 }
 
 
@@ -159,12 +169,15 @@ def form_context(services: Services, values: dict, errors: dict[str, str]) -> di
         "hardware_choices": [(hw.name, f"{hw.name} · {hw.device_name}") for hw in services.hardware],
         "model_choices": [
             (spec.name, f"{spec.name} ({spec.family}, {spec.parameters_million:,.1f} M)")
-            for spec in sorted(services.registry.list(), key=lambda spec: (spec.family, spec.parameters_million))
+            for spec in sorted(
+                services.registry.list(), key=lambda spec: (spec.family, spec.parameters_million)
+            )
         ],
     }
 
 
 # ---- the live stream ----------------------------------------------------------------
+
 
 def _status_event(request: HTMXRequest, status: dict) -> ServerSentEventMessage:
     html = render_to_string(request, "partials/run_status.html", {"status": status_view(status)})
@@ -177,7 +190,11 @@ def _row_event(request: HTMXRequest, row: dict) -> ServerSentEventMessage:
 
 
 async def live_run_events(
-    request: HTMXRequest, services: Services, channels: ChannelsPlugin, run_id: str, shown: tuple[int, int],
+    request: HTMXRequest,
+    services: Services,
+    channels: ChannelsPlugin,
+    run_id: str,
+    shown: tuple[int, int],
 ) -> AsyncIterator[ServerSentEventMessage]:
     """HTML partials for the run page: rows it has not shown yet, then each status and new row.
 
@@ -189,7 +206,7 @@ async def live_run_events(
         status = await anyio.to_thread.run_sync(services.run_status, run_id)
         measured, failed = await anyio.to_thread.run_sync(stored_rows, services, run_id)
         sent = {row["key"] for row in measured + failed}
-        for row in measured[shown[0]:] + failed[shown[1]:]:
+        for row in measured[shown[0] :] + failed[shown[1] :]:
             yield _row_event(request, row)
         yield _status_event(request, status)
         last = status
@@ -221,7 +238,9 @@ class RunPages(Controller):
 
     @get("/runs", name="runs", sync_to_thread=True)
     def runs(self, request: HTMXRequest, services: Services) -> Template:
-        context = {"active": "runs", "runs": recent_runs(services)} | form_context(services, FORM_DEFAULTS, {})
+        context = {"active": "runs", "runs": recent_runs(services)} | form_context(
+            services, FORM_DEFAULTS, {}
+        )
         return render(request, "pages/runs.html", "partials/runs_table.html", context)
 
     @post("/runs", name="start-run", status_code=200)
@@ -232,8 +251,13 @@ class RunPages(Controller):
         except InvalidRequestError as error:
             context = {"active": "runs", "runs": await anyio.to_thread.run_sync(recent_runs, services)}
             context |= form_context(services, values, {error.field: error.reason})
-            return render(request, "pages/runs.html", "partials/run_form.html", context,
-                          status_code=HTTP_422_UNPROCESSABLE_ENTITY)
+            return render(
+                request,
+                "pages/runs.html",
+                "partials/run_form.html",
+                context,
+                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            )
         url = f"/runs/{run.run_id}"
         return ClientRedirect(url) if wants_fragment(request) else Redirect(url, status_code=303)
 
@@ -254,11 +278,18 @@ class RunPages(Controller):
 
     @get("/runs/{run_id:str}/events", name="run-events")
     async def events(
-        self, request: HTMXRequest, services: Services, channels: ChannelsPlugin, run_id: str,
-        measured: int = 0, failed: int = 0,
+        self,
+        request: HTMXRequest,
+        services: Services,
+        channels: ChannelsPlugin,
+        run_id: str,
+        measured: int = 0,
+        failed: int = 0,
     ) -> ServerSentEvent:
         """Server-sent HTML partials: event "status" (progress), "result" (a table row), "done"."""
-        await anyio.to_thread.run_sync(services.run_status, run_id)  # an unknown run is a 404 now, not mid-stream
+        await anyio.to_thread.run_sync(
+            services.run_status, run_id
+        )  # an unknown run is a 404 now, not mid-stream
         return ServerSentEvent(live_run_events(request, services, channels, run_id, (measured, failed)))
 
     @post("/runs/{run_id:str}/cancel", name="cancel-run", status_code=200)

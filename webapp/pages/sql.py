@@ -65,8 +65,11 @@ DEFAULT_EXAMPLE = "family-hardware"
 
 def run_query(services: Services, sql: str) -> QueryResult:
     return run_guarded_query(
-        services.db, sql, allowed_tables=ALLOWED_QUERY_TABLES,
-        timeout_s=services.settings.sql_timeout_s, row_cap=services.settings.sql_row_cap,
+        services.db,
+        sql,
+        allowed_tables=ALLOWED_QUERY_TABLES,
+        timeout_s=services.settings.sql_timeout_s,
+        row_cap=services.settings.sql_row_cap,
     )
 
 
@@ -118,6 +121,7 @@ class SqlPages(Controller):
         writer.writerow(context["result"].columns)
         writer.writerows(context["result"].rows)
         return Response(
-            buffer.getvalue(), media_type="text/csv",
+            buffer.getvalue(),
+            media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="benchboard-query.csv"'},
         )

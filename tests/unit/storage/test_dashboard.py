@@ -25,8 +25,14 @@ LATENCY = METRICS["latency_p50"]
 
 
 def model(name, family):
-    return {"name": name, "family": family, "type": "encoder", "modality": "text",
-            "parameters_million": 1.0, "source": "builtin"}
+    return {
+        "name": name,
+        "family": family,
+        "type": "encoder",
+        "modality": "text",
+        "parameters_million": 1.0,
+        "source": "builtin",
+    }
 
 
 BERT, ROBERTA, GPT2 = model("bert-tiny", "bert"), model("roberta-tiny", "roberta"), model("gpt2-tiny", "gpt2")
@@ -36,10 +42,17 @@ GPU = {"name": "cuda:0", "type": "cuda", "device": "Test GPU"}
 
 def row(model, hardware, batch_size, p50, precision="fp32", memory=100.0):
     return {
-        "model": model, "hardware": hardware, "run_id": "run-1",
-        "config_key": f"{model['name']}|{hardware['name']}|{batch_size}|{precision}", "fingerprint": "fp",
-        "batch_size": batch_size, "precision": precision, "average_latency_ms": p50, "p50_latency_ms": p50,
-        "p99_latency_ms": p50 * 1.5, "throughput_items_per_second": batch_size / p50 * 1000,
+        "model": model,
+        "hardware": hardware,
+        "run_id": "run-1",
+        "config_key": f"{model['name']}|{hardware['name']}|{batch_size}|{precision}",
+        "fingerprint": "fp",
+        "batch_size": batch_size,
+        "precision": precision,
+        "average_latency_ms": p50,
+        "p50_latency_ms": p50,
+        "p99_latency_ms": p50 * 1.5,
+        "throughput_items_per_second": batch_size / p50 * 1000,
         "memory_peak_mb": memory,
     }
 
@@ -47,20 +60,30 @@ def row(model, hardware, batch_size, p50, precision="fp32", memory=100.0):
 @pytest.fixture
 def db(tmp_path):
     database = Database(tmp_path / "dash.duckdb")
-    insert_results(database, [
-        row(BERT, CPU, 1, 10.0), row(BERT, CPU, 8, 40.0), row(BERT, GPU, 1, 2.0), row(BERT, GPU, 8, 4.0),
-        row(BERT, CPU, 1, 12.0),  # a second measurement of the same config: averaged
-        row(ROBERTA, CPU, 1, 20.0), row(ROBERTA, CPU, 8, 100.0),
-        row(GPT2, CPU, 1, 5.0, precision="int8", memory=50.0),
-    ])
+    insert_results(
+        database,
+        [
+            row(BERT, CPU, 1, 10.0),
+            row(BERT, CPU, 8, 40.0),
+            row(BERT, GPU, 1, 2.0),
+            row(BERT, GPU, 8, 4.0),
+            row(BERT, CPU, 1, 12.0),  # a second measurement of the same config: averaged
+            row(ROBERTA, CPU, 1, 20.0),
+            row(ROBERTA, CPU, 8, 100.0),
+            row(GPT2, CPU, 1, 5.0, precision="int8", memory=50.0),
+        ],
+    )
     yield database
     database.close()
 
 
 def test_hardware_comparison_averages_one_model_per_hardware_and_batch_size(db):
     df = hardware_comparison(db, Filters(model="bert-tiny"), LATENCY)
-    assert list(zip(df.hardware, df.batch_size, df.value, df.n)) == [
-        ("cpu", 1, 11.0, 2), ("cpu", 8, 40.0, 1), ("cuda:0", 1, 2.0, 1), ("cuda:0", 8, 4.0, 1),
+    assert list(zip(df.hardware, df.batch_size, df.value, df.n, strict=True)) == [
+        ("cpu", 1, 11.0, 2),
+        ("cpu", 8, 40.0, 1),
+        ("cuda:0", 1, 2.0, 1),
+        ("cuda:0", 8, 4.0, 1),
     ]
     assert set(df.device_name) == {"Test CPU", "Test GPU"}
 
@@ -90,8 +113,11 @@ def test_top_models_ranks_best_values_per_hardware_in_the_metrics_direction(db):
 
 def test_batch_scaling_ignores_the_batch_filter_and_keeps_the_best_models(db):
     df = batch_scaling(db, Filters(hardware="cpu", batch_size=1, precision="fp32"), THROUGHPUT)
-    assert list(zip(df.model_name, df.batch_size)) == [
-        ("bert-tiny", 1), ("bert-tiny", 8), ("roberta-tiny", 1), ("roberta-tiny", 8),
+    assert list(zip(df.model_name, df.batch_size, strict=True)) == [
+        ("bert-tiny", 1),
+        ("bert-tiny", 8),
+        ("roberta-tiny", 1),
+        ("roberta-tiny", 8),
     ]
     only_best = batch_scaling(db, Filters(hardware="cpu"), THROUGHPUT, max_models=1)
     assert set(only_best.model_name) == {"bert-tiny"}
@@ -103,17 +129,23 @@ def test_batch_scaling_defaults_to_the_most_measured_hardware(db):
 
 def test_family_heatmap_has_one_cell_per_family_and_hardware(db):
     df = family_heatmap(db, Filters(precision="fp32"), METRICS["memory"])
-    assert list(zip(df.model_family, df.hardware, df.n)) == [
-        ("bert", "cpu", 3), ("bert", "cuda:0", 2), ("roberta", "cpu", 2),
+    assert list(zip(df.model_family, df.hardware, df.n, strict=True)) == [
+        ("bert", "cpu", 3),
+        ("bert", "cuda:0", 2),
+        ("roberta", "cpu", 2),
     ]
     assert list(df.value) == [100.0, 100.0, 100.0]
 
 
 def test_results_page_sorts_filters_and_pages_on_the_server(db):
-    first = results_page(db, Filters(hardware="cpu"), sort="p50_latency_ms", direction="asc", page=1, page_size=2)
+    first = results_page(
+        db, Filters(hardware="cpu"), sort="p50_latency_ms", direction="asc", page=1, page_size=2
+    )
     assert (first.total, first.pages) == (6, 3)
     assert [r["p50_latency_ms"] for r in first.rows] == [5.0, 10.0]
-    third = results_page(db, Filters(hardware="cpu"), sort="p50_latency_ms", direction="desc", page=3, page_size=2)
+    third = results_page(
+        db, Filters(hardware="cpu"), sort="p50_latency_ms", direction="desc", page=3, page_size=2
+    )
     assert [r["p50_latency_ms"] for r in third.rows] == [10.0, 5.0]
     assert set(first.rows[0]) >= {"result_id", "run_id", "model_name", "throughput_items_per_second"}
 
@@ -128,12 +160,15 @@ def test_an_empty_result_set_is_one_empty_page(db):
     assert (page.total, page.page, page.pages, page.rows) == (0, 1, 1, [])
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"sort": "model_name; DROP TABLE models"}, "sort"),
-    ({"direction": "sideways"}, "direction"),
-    ({"page": 0}, "page"),
-    ({"page_size": 100_000}, "page_size"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"sort": "model_name; DROP TABLE models"}, "sort"),
+        ({"direction": "sideways"}, "direction"),
+        ({"page": 0}, "page"),
+        ({"page_size": 100_000}, "page_size"),
+    ],
+)
 def test_sort_and_paging_values_outside_the_allowlist_are_refused_by_field(db, kwargs, field):
     with pytest.raises(InvalidFilter) as refused:
         results_page(db, Filters(), **kwargs)
@@ -154,7 +189,9 @@ def test_filter_values_are_parameters_not_sql(db):
 
 
 def test_export_streams_every_filtered_row_in_table_order(db):
-    reader = results_export(db, Filters(family="bert"), sort="p50_latency_ms", direction="asc", rows_per_batch=2)
+    reader = results_export(
+        db, Filters(family="bert"), sort="p50_latency_ms", direction="asc", rows_per_batch=2
+    )
     table = pa.Table.from_batches(list(reader))
     assert table.num_rows == 5
     assert table.column("p50_latency_ms").to_pylist() == [2.0, 4.0, 10.0, 12.0, 40.0]

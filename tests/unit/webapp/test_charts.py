@@ -14,9 +14,16 @@ def data_of(spec):
 
 
 def test_hardware_comparison_is_a_bar_per_hardware_and_batch_size_with_labelled_axes():
-    df = pd.DataFrame({"model_name": ["bert-tiny"] * 3, "hardware": ["cpu", "cpu", "cuda:0"],
-                       "device_name": ["Xeon", "Xeon", "A100"], "batch_size": [1, 8, 1],
-                       "value": [100.0, 400.0, 900.0], "n": [2, 1, 1]})
+    df = pd.DataFrame(
+        {
+            "model_name": ["bert-tiny"] * 3,
+            "hardware": ["cpu", "cpu", "cuda:0"],
+            "device_name": ["Xeon", "Xeon", "A100"],
+            "batch_size": [1, 8, 1],
+            "value": [100.0, 400.0, 900.0],
+            "n": [2, 1, 1],
+        }
+    )
     spec = hardware_comparison(df, THROUGHPUT)
     assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/v6")
     assert spec["mark"]["type"] == "bar"
@@ -28,8 +35,14 @@ def test_hardware_comparison_is_a_bar_per_hardware_and_batch_size_with_labelled_
 
 
 def test_batch_scaling_draws_a_line_per_model_on_a_log2_batch_axis():
-    df = pd.DataFrame({"model_name": ["a", "a", "a", "b"], "hardware": ["cpu"] * 4,
-                       "batch_size": [1, 4, 16, 1], "value": [5.0, 4.0, 3.0, 9.0]})
+    df = pd.DataFrame(
+        {
+            "model_name": ["a", "a", "a", "b"],
+            "hardware": ["cpu"] * 4,
+            "batch_size": [1, 4, 16, 1],
+            "value": [5.0, 4.0, 3.0, 9.0],
+        }
+    )
     spec = batch_scaling(df, LATENCY)
     assert spec["mark"] == {"type": "line", "point": True}
     assert spec["title"] == "Latency p50 (ms) vs batch size on cpu"
@@ -44,7 +57,9 @@ def test_batch_scaling_with_a_single_batch_size_still_has_a_valid_log_domain():
 
 
 def test_family_heatmap_colours_cells_so_darker_is_better_for_either_direction():
-    df = pd.DataFrame({"model_family": ["bert", "gpt2"], "hardware": ["cpu", "cpu"], "value": [1.0, 2.0], "n": [1, 1]})
+    df = pd.DataFrame(
+        {"model_family": ["bert", "gpt2"], "hardware": ["cpu", "cpu"], "value": [1.0, 2.0], "n": [1, 1]}
+    )
     throughput, latency = family_heatmap(df, THROUGHPUT), family_heatmap(df, LATENCY)
     cells = [layer for layer in throughput["layer"] if layer["mark"]["type"] == "rect"][0]
     assert cells["encoding"]["color"]["scale"]["reverse"] is False
@@ -54,15 +69,25 @@ def test_family_heatmap_colours_cells_so_darker_is_better_for_either_direction()
 
 
 def test_heatmap_labels_turn_white_on_the_darker_half_of_the_scale():
-    df = pd.DataFrame({"model_family": ["a", "b", "c"], "hardware": ["cpu"] * 3, "value": [1.0, 5.0, 9.0], "n": [1] * 3})
+    df = pd.DataFrame(
+        {"model_family": ["a", "b", "c"], "hardware": ["cpu"] * 3, "value": [1.0, 5.0, 9.0], "n": [1] * 3}
+    )
     assert [row["dark"] for row in data_of(family_heatmap(df, THROUGHPUT))] == [False, False, True]
     assert [row["dark"] for row in data_of(family_heatmap(df, LATENCY))] == [True, False, False]
 
 
 def test_each_chart_gets_its_own_rows_and_title_although_the_shape_is_reused():
     def frame(model, value):
-        return pd.DataFrame({"model_name": [model], "hardware": ["cpu"], "device_name": ["Xeon"],
-                             "batch_size": [1], "value": [value], "n": [1]})
+        return pd.DataFrame(
+            {
+                "model_name": [model],
+                "hardware": ["cpu"],
+                "device_name": ["Xeon"],
+                "batch_size": [1],
+                "value": [value],
+                "n": [1],
+            }
+        )
 
     first = hardware_comparison(frame("a", 1.0), THROUGHPUT)
     second = hardware_comparison(frame("b", float("nan")), THROUGHPUT)
@@ -72,14 +97,18 @@ def test_each_chart_gets_its_own_rows_and_title_although_the_shape_is_reused():
 
 
 def test_builders_return_none_for_no_data():
-    empty = pd.DataFrame(columns=["model_name", "model_family", "hardware", "device_name", "batch_size", "value", "n"])
+    empty = pd.DataFrame(
+        columns=["model_name", "model_family", "hardware", "device_name", "batch_size", "value", "n"]
+    )
     assert hardware_comparison(empty, THROUGHPUT) is None
     assert batch_scaling(empty, THROUGHPUT) is None
     assert family_heatmap(empty, THROUGHPUT) is None
 
 
 def test_auto_chart_bars_the_first_number_by_the_first_text_column():
-    spec = auto_chart(["model_family", "runs", "avg_throughput"], [["bert", 3, Decimal("12.5")], ["gpt2", 1, 7.0]])
+    spec = auto_chart(
+        ["model_family", "runs", "avg_throughput"], [["bert", 3, Decimal("12.5")], ["gpt2", 1, 7.0]]
+    )
     assert spec["mark"]["type"] == "bar"
     assert spec["encoding"]["y"]["title"] == "model_family"
     assert spec["encoding"]["x"]["title"] == "runs"
@@ -102,4 +131,3 @@ def test_auto_chart_declines_results_without_a_text_and_a_number_column():
 
 def test_auto_chart_declines_results_too_long_for_bars():
     assert auto_chart(["name", "n"], [[f"m{i}", i] for i in range(51)]) is None
-
