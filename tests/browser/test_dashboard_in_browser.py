@@ -188,7 +188,8 @@ def test_the_sql_guard_refusal_is_shown_inline(page, measured):
 @pytest.mark.parametrize(("width_name", "viewport"), [("laptop", LAPTOP), ("phone", PHONE)])
 def test_every_page_renders_without_errors_and_is_screenshotted(page, measured, width_name, viewport):
     page.set_viewport_size(viewport)
-    for name, url in PAGES.items():
+    finished = httpx.get(f"{measured.url}/api/benchmark/runs", params={"status": "completed", "limit": 1}).json()
+    for name, url in [*PAGES.items(), ("run", f"/runs/{finished[0]['run_id']}")]:
         page.goto(url)
         page.wait_for_load_state("networkidle")
         for chart in page.locator("[data-vega-spec]").all():
