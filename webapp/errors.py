@@ -43,7 +43,9 @@ def _validation_field(exc: ValidationException) -> tuple[str | None, str]:
             location = re.search(r"at `\$\.([A-Za-z_]+)", message)
             key = item.get("key")
             name = location.group(1) if location else (key if key and key not in ("body", "data") else None)
-            return name, re.sub(r"\s*- at `[^`]*`$", "", message)
+            if name:
+                name = re.match(r"[A-Za-z_]*", name).group(0)  # "batch_sizes[0]" is the field batch_sizes
+            return name or None, re.sub(r"\s*- at `[^`]*`$", "", message)
     return None, str(exc.detail)
 
 

@@ -79,6 +79,8 @@ def _json_default(value):
 
 def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     run = run_rows.get_run(db, run_id)
+    if run is None:
+        raise ReportNotFound(run_id, "report.html")
     results = result_rows.results_for_run(db, run_id)
     failures = result_rows.failures_for_run(db, run_id)
     folder = results_dir / run_id

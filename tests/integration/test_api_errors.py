@@ -1,0 +1,190 @@
+"""Every client mistake gets a 4xx JSON answer naming the field and the reason.
+
+These run the real app (real DuckDB file, real registry and hardware detection) in
+process through Litestar's TestClient; nothing here starts a benchmark worker.
+"""
+
+from __future__ import annotations
+
+import pytest
+from litestar.testing import TestClient
+
+from storage.runs import save_run
+from webapp.app import create_app
+from webapp.reports import write_reports
+from webapp.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    settings = Settings(db_path=str(root / "b.duckdb"), results_dir=str(root / "results"), log_dir=str(root / "logs"))
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guarded")
+    settings = Settings(db_path=str(root / "b.duckdb"), results_dir=str(root / "results"),
+                        log_dir=str(root / "logs"), token="s3cret")
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"modelz": ["bert-tiny"]}, "modelz", "unknown field"),
+        ({"models": ["no-such-model"]}, "models", "unknown model 'no-such-model'; available: "),
+        ({"models": []}, "models", "at least one model"),
+        ({"models": ["/etc"]}, "models", "is a path"),
+        ({"hardware": ["cuda"]}, "hardware", "hardware 'cuda' is not present on this machine; present: cpu"),
+        ({"hardware": ["tpu:0"]}, "hardware", "not present"),
+        ({"batch_sizes": [0]}, "batch_sizes", "from 1 to 4096, not 0"),
+        ({"batch_sizes": [1, -4]}, "batch_sizes", "not -4"),
+        ({"batch_sizes": []}, "batch_sizes", "at least one batch size"),
+        ({"batch_sizes": "8"}, "batch_sizes", "Expected `array`"),
+        ({"batch_sizes": [1.5]}, "batch_sizes", "Expected `int`"),
+        ({"precision": "fp64"}, "precision", "must be one of fp32, fp16, bf16, int8"),
+        ({"priority": "urgent"}, "priority", "must be one of critical, high, medium, low, all"),
+        ({"sequence_length": 0}, "sequence_length", "from 1 to 8192"),
+        ({"progressive_mode": "yes"}, "progressive_mode", "Expected `bool`"),
+    ],
+)
+def test_bad_run_request_is_400_naming_the_field(client, body, field, reason):
+    reply = client.post("/api/benchmark/run", json={"models": ["bert-tiny"], **body})
+    assert reply.status_code == 400
+    error = reply.json()
+    assert error["field"] == field
+    assert reason in error["reason"]
+
+
+def test_malformed_json_body_is_400(client):
+    reply = client.post("/api/benchmark/run", content=b"{not json", headers={"content-type": "application/json"})
+    assert reply.status_code == 400
+    assert "malformed" in reply.json()["reason"]
+
+
+@pytest.mark.parametrize("path", ["/api/benchmark/status/nope", "/api/benchmark/results/nope"])
+def test_unknown_run_is_404_naming_it(client, path):
+    reply = client.get(path)
+    assert reply.status_code == 404
+    assert reply.json()["reason"] == "no run with id 'nope'"
+
+
+def test_cancelling_an_unknown_run_is_404(client):
+    reply = client.post("/api/benchmark/cancel/nope")
+    assert reply.status_code == 404
+    assert reply.json()["field"] == "run_id"
+
+
+@pytest.mark.parametrize(
+    ("url", "field", "reason"),
+    [
+        ("/api/benchmark/query?limit=0", "limit", ">= 1"),
+        ("/api/benchmark/query?limit=1001", "limit", "<= 1000"),
+        ("/api/benchmark/query?batch_size=x", "batch_size", "got `str`"),
+        ("/api/benchmark/query?precision=fp64", "precision", "Invalid enum value 'fp64'"),
+        ("/api/benchmark/export?format=xml", "format", "Invalid enum value 'xml'"),
+        ("/api/benchmark/runs?status=weird", "status", "must be one of queued, running"),
+        ("/api/benchmark/runs?limit=0", "limit", ">= 1"),
+    ],
+)
+def test_bad_query_parameter_is_400_naming_it(client, url, field, reason):
+    reply = client.get(url)
+    assert reply.status_code == 400
+    assert reply.json()["field"] == field
+    assert reason in reply.json()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("DROP TABLE models", "DROP is not allowed"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+        ("SELECT 1; SELECT 2", "only one statement is allowed"),
+        ("SELECT * FROM secrets", "not in the allowlist"),
+        ("SELECT FROM WHERE", "syntax error"),
+        ("SELECT model_name FROM performance_results", "model_name"),
+    ],
+)
+def test_refused_or_failing_sql_is_400_with_the_reason(client, sql, reason):
+    reply = client.post("/api/benchmark/sql", json={"sql": sql})
+    assert reply.status_code == 400
+    assert reason in reply.json()["reason"]
+
+
+def test_sql_body_with_an_unknown_field_is_400(client):
+    reply = client.post("/api/benchmark/sql", json={"sql": "SELECT 1", "query": "x"})
+    assert reply.status_code == 400 and reply.json()["field"] == "query"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/benchmark/reports/run1/..%2F..%2Fb.duckdb",
+        "/api/benchmark/reports/..%2F..%2Fetc/passwd",
+        "/api/benchmark/reports/run1/%2Fetc%2Fpasswd",
+        "/api/benchmark/reports/run1/secret.txt",
+        "/api/benchmark/reports/%2Fetc/passwd",
+    ],
+)
+def test_report_download_never_leaves_results_dir(client, path):
+    app_settings = client.app.state.services.settings
+    save_run(client.app.state.services.db, {"run_id": "run1", "status": "completed", "request": {}})
+    write_reports(client.app.state.services.db, app_settings.results_path, "run1")
+    (app_settings.results_path / "run1" / "secret.txt").write_text("not a report")
+    reply = client.get(path)
+    assert reply.status_code == 404
+    assert "passwd" not in reply.text or reply.json()["error"] == "not found"
+
+
+def test_report_files_download_through_the_server(client):
+    services = client.app.state.services
+    save_run(services.db, {"run_id": "run2", "status": "completed", "priority": "high", "request": {}})
+    write_reports(services.db, services.settings.results_path, "run2")
+    listing = {entry["run_id"]: entry for entry in client.get("/api/benchmark/reports").json()}
+    assert listing["run2"]["reports"] == ["report.html", "report.md", "results.json"]
+    assert listing["run2"]["url"] == "/api/benchmark/reports/run2/report.html"
+    markdown = client.get("/api/benchmark/reports/run2/report.md")
+    assert markdown.status_code == 200 and markdown.text.startswith("# benchboard report: run run2")
+    assert "attachment" in markdown.headers["content-disposition"]
+
+
+def test_state_changing_calls_need_the_token_when_one_is_set(guarded):
+    refused = guarded.post("/api/benchmark/run", json={"models": ["bert-tiny"]})
+    assert refused.status_code == 401
+    assert "Authorization: Bearer" in refused.json()["reason"]
+    wrong = guarded.post("/api/benchmark/cancel/x", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    allowed = guarded.post("/api/benchmark/cancel/x", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 404  # past the guard, to the unknown run
+    assert guarded.get("/api/benchmark/hardware").status_code == 200  # reads stay open
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "app://electron", "file://", "null"])
+def test_default_cors_allows_electron_and_localhost_origins(client, origin):
+    reply = client.options(
+        "/api/benchmark/run",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    )
+    assert reply.status_code in (200, 204)
+    assert reply.headers["access-control-allow-origin"] in (origin, "*")
+
+
+def test_default_cors_refuses_other_sites(client):
+    reply = client.options(
+        "/api/benchmark/run",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in reply.headers or reply.status_code >= 400
+
+
+def test_openapi_schema_lists_every_route_with_an_operation_id(client):
+    schema = client.get("/schema/openapi.json").json()
+    operations = [op for path in schema["paths"].values() for op in path.values() if isinstance(op, dict)]
+    api_operations = [op for p, item in schema["paths"].items() if p.startswith("/api/") for op in item.values()]
+    assert len(api_operations) >= 12
+    assert all(op.get("operationId") for op in operations)
