@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
         cors_config=cors,
         csrf_config=CSRFConfig(
-            secret=secrets.token_urlsafe(32), cookie_name="csrftoken", header_name="x-csrftoken",
+            secret=settings.csrf_secret(), cookie_name="csrftoken", header_name="x-csrftoken",
             exclude=["/api/", "/schema"],
         ),
         openapi_config=OpenAPIConfig(title="benchboard", version="0.1.0", path="/schema"),

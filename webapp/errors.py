@@ -20,6 +20,7 @@ from litestar.status_codes import (
 
 from engine.errors import InvalidRequestError, UnknownRunError
 from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout
+from webapp.pages.rendering import error_page
 from webapp.reports import ReportNotFound
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,16 @@ def handle_query_timeout(_: Request, exc: QueryTimeout) -> Response:
     return Response({"error": "query timed out", "reason": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
 
 
+def _is_page(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/schema"))
+
+
 def handle_http(request: Request, exc: HTTPException) -> Response:
+    if _is_page(request):
+        # Pages answer in HTML; a stale CSRF cookie (after a server restart, say) is the common 403.
+        title = "This form has expired" if exc.status_code == 403 else "Request failed"
+        hint = " Reload the page and submit the form again." if exc.status_code == 403 else ""
+        return error_page(request, exc.status_code, title, f"{exc.detail}.{hint}")
     if isinstance(exc, NotAuthorizedException):
         return error_response(HTTP_401_UNAUTHORIZED, "unauthorized", exc.detail, "Authorization")
     return error_response(exc.status_code, "request failed", exc.detail)

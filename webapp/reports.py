@@ -14,7 +14,7 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from storage import results as result_rows
 from storage import runs as run_rows
@@ -26,7 +26,8 @@ REPORT_FILES = ("report.html", "report.md", "results.json")
 TERMINAL = ("completed", "failed", "cancelled")
 VENDOR = Path(__file__).parent / "static" / "vendor"
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=select_autoescape(["html"]))
+_templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=lambda name: name.endswith(".html.j2"))
+_templates.filters["number"] = lambda value, spec: "-" if value is None else format(value, spec)
 
 
 class ReportNotFound(Exception):

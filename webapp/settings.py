@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Settings:
     max_seconds: float = 10.0
     threads: int | None = None
     resume: bool = True
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -45,6 +47,18 @@ class Settings:
     @property
     def results_path(self) -> Path:
         return Path(self.results_dir)
+
+    def csrf_secret(self) -> str:
+        """The configured secret, else one kept in results-dir, so forms a browser holds
+        stay valid across server restarts."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.results_path / ".csrf-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
 
 def _parse(name: str, raw: str):

@@ -1,0 +1,64 @@
+import json
+import re
+
+import pytest
+
+from storage.database import Database
+from storage.results import insert_results, record_failure
+from storage.runs import save_run
+from webapp.reports import ReportNotFound, list_reports, report_file, write_reports
+
+HOSTILE = "<script>alert(1)</script>"
+MODEL = {"name": HOSTILE, "family": "bert", "type": "encoder", "modality": "text", "parameters_million": 0.4,
+         "source": "custom"}
+CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU"}
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    db = Database(tmp_path / "b.duckdb")
+    save_run(db, {"run_id": "r1", "status": "completed", "priority": "high", "request": {"models": [HOSTILE]},
+                  "total_configs": 2, "completed_configs": 2})
+    insert_results(db, [{"model": MODEL, "hardware": CPU, "run_id": "r1", "config_key": "k1", "batch_size": 4,
+                         "precision": "fp32", "n_samples": 30, "p50_latency_ms": 2.0, "p90_latency_ms": None,
+                         "p99_latency_ms": 3.0, "throughput_items_per_second": 2000.0, "ci_met": True}])
+    record_failure(db, {"run_id": "r1", "model": MODEL, "hardware": CPU, "batch_size": 64, "precision": "fp32",
+                        "error_type": "oom", "error_message": "out of memory", "config_key": "k2"})
+    return db, tmp_path / "results"
+
+
+def test_reports_hold_the_results_and_failures_of_the_run(finished_run):
+    db, results_dir = finished_run
+    folder = write_reports(db, results_dir, "r1")
+    data = json.loads((folder / "results.json").read_text())
+    assert data["run"]["status"] == "completed"
+    assert [(r["batch_size"], r["p50_latency_ms"]) for r in data["results"]] == [(4, 2.0)]
+    assert data["failures"][0]["error_message"] == "out of memory"
+    markdown = (folder / "report.md").read_text()
+    assert "| 4 | fp32 | 2.000 | - | 3.000 | 2000.0 |" in markdown
+    assert "oom: out of memory" in markdown
+
+
+def test_html_report_is_self_contained_and_escapes_model_names(finished_run):
+    db, results_dir = finished_run
+    html = (write_reports(db, results_dir, "r1") / "report.html").read_text()
+    assert HOSTILE not in html.split('<script type="application/json"')[0].split("<body>")[1]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "vegaEmbed(" in html and "<\\/script>" in html  # chart data cannot close its <script>
+
+
+def test_listing_and_lookup_only_know_report_files(finished_run):
+    db, results_dir = finished_run
+    write_reports(db, results_dir, "r1")
+    assert list_reports(db, results_dir)[0]["reports"] == ["report.html", "report.md", "results.json"]
+    assert report_file(results_dir, "r1", "report.md").name == "report.md"
+    for run_id, name in [("r1", "../b.duckdb"), ("..", "report.md"), ("r1", "/etc/passwd"), ("nope", "report.md")]:
+        with pytest.raises(ReportNotFound):
+            report_file(results_dir, run_id, name)
+
+
+def test_reports_for_an_unknown_run_are_refused(finished_run):
+    db, results_dir = finished_run
+    with pytest.raises(ReportNotFound):
+        write_reports(db, results_dir, "missing")
