@@ -153,8 +153,30 @@ def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) 
         # warning says nothing about this measurement.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            return torch.ao.quantization.quantize_dynamic(
+                linearize_conv1d(model), {torch.nn.Linear}, dtype=torch.qint8
+            )
     return model.to(device=device, dtype=torch_dtype(precision))
+
+
+def linearize_conv1d(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap transformers' ``Conv1D`` (GPT-2's projections) for the equivalent ``nn.Linear``.
+
+    Dynamic quantization only knows nn.Linear, so without this an "int8" GPT-2 would
+    quantize its LM head alone and run every attention and MLP projection in fp32.
+    Conv1D computes ``x @ W + b`` with W of shape (in, out): a Linear with W transposed.
+    """
+    for name, child in list(model.named_children()):
+        if type(child).__name__ == "Conv1D" and hasattr(child, "nf"):
+            linear = torch.nn.Linear(child.weight.shape[0], child.nf, bias=child.bias is not None)
+            with torch.no_grad():
+                linear.weight.copy_(child.weight.t())
+                if child.bias is not None:
+                    linear.bias.copy_(child.bias)
+            setattr(model, name, linear)
+        else:
+            linearize_conv1d(child)
+    return model
 
 
 def prepare_inputs(inputs: dict, device: torch.device, dtype: torch.dtype) -> dict:

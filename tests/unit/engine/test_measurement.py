@@ -230,3 +230,23 @@ def test_cpu_peak_memory_sees_a_transient_allocation():
     del block
 
     assert tracker.peak_increase_mb() >= 60
+
+
+def test_int8_gpt2_quantizes_its_conv1d_projections_too():
+    import torch
+
+    from engine.measurement import linearize_conv1d, prepare_model
+    from engine.models.registry import ModelRegistry
+
+    spec = ModelRegistry().get("gpt2-tiny")
+    inputs = spec.make_inputs(2, 16, 224)
+    reference = spec.build().eval()
+    with torch.inference_mode():
+        expected = reference(**inputs).logits
+        converted = linearize_conv1d(reference)
+        assert not any(type(m).__name__ == "Conv1D" for m in converted.modules())
+        torch.testing.assert_close(converted(**inputs).logits, expected, rtol=1e-4, atol=1e-5)
+
+    quantized = prepare_model(spec.build(), "int8", torch.device("cpu"))
+    dynamic = [m for m in quantized.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    assert len(dynamic) >= 8  # every attention and MLP projection, plus the LM head
