@@ -122,3 +122,23 @@ def test_killed_server_resumes_the_run_without_measuring_a_config_twice(tmp_path
         ).fetchall()
     assert len(counts) == 6, counts
     assert all(count == 1 for _, count in counts), counts
+
+
+def test_websocket_answers_ping_and_status_and_refuses_unknown_runs(own_server):
+    with connect(f"{own_server.ws_url}/api/benchmark/ws/no-such-run", open_timeout=30) as socket:
+        assert json.loads(socket.recv(timeout=30)) == {"error": "no run with id 'no-such-run'"}
+        with pytest.raises(Exception, match="1000"):
+            socket.recv(timeout=30)
+
+    run = start_run(own_server, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4, 5, 6], progressive_mode=False)
+    with connect(f"{own_server.ws_url}/api/benchmark/ws/{run['run_id']}", open_timeout=30) as socket:
+        first = json.loads(socket.recv(timeout=30))
+        assert first["run_id"] == run["run_id"] and first["status"] in ("queued", "running")
+        socket.send("ping")
+        replies = [json.loads(socket.recv(timeout=30))]
+        while replies[-1] != {"pong": True}:
+            replies.append(json.loads(socket.recv(timeout=30)))
+        socket.send("status")
+        reply = json.loads(socket.recv(timeout=30))
+        assert reply["run_id"] == run["run_id"] and reply["total_configs"] == 6
+    httpx.post(f"{own_server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30)
