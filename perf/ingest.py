@@ -1,0 +1,180 @@
+"""How fast does storage take result rows in bulk, against a plain executemany INSERT?
+
+    python perf/ingest.py [--rows 100000] [--batch 1000] [--executemany-rows 5000] [--samples 50]
+
+Every row is SYNTHETIC (perf data only: model ``synthetic-*``, hardware
+``synthetic-cpu``, weights and fingerprint "synthetic") and carries a
+``samples_ms`` list of ``--samples`` doubles, as a real measurement keeps its
+raw latencies. Each way of inserting gets a fresh DuckDB file (schema migrated
+before the clock starts) and only the insert calls are timed. The first Arrow
+insert of a process makes duckdb import pandas (about a second here); a
+warm-up insert pays that before any clock starts, as a long-lived server pays
+it once, and its time is printed on its own.
+
+1. ``storage.results.insert_results`` with all rows in one call.
+2. ``insert_results`` in ``--batch``-row calls, one transaction each.
+3. ``insert_results`` one row per call, as the server stores each measured
+   config: on a ``--single-rows`` subset, rate extrapolated (for information).
+4. The baseline: ``cursor.executemany`` of a plain parameterised INSERT into
+   performance_results, model and hardware ids resolved beforehand (which
+   favours the baseline a little), in one transaction. It is slow, so it runs
+   on ``--executemany-rows`` rows and its rate is extrapolated to the full count.
+
+Target: >= 50,000 rows/s for the bulk path. The ratio of each path's rate to
+the executemany rate is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from storage.catalog import ensure_hardware, ensure_model
+from storage.database import Database
+from storage.results import RESULT_VALUE_COLUMNS, insert_results
+
+TARGET_ROWS_PER_S = 50_000.0
+SYNTHETIC_MODELS = [
+    {"name": f"synthetic-{family}-tiny", "family": family, "type": "encoder", "modality": "text",
+     "parameters_million": 0.2, "source": "synthetic"}
+    for family in ("bert", "gpt2", "distilbert", "t5", "vit")
+]
+SYNTHETIC_HARDWARE = {"name": "synthetic-cpu", "type": "cpu", "device": "Synthetic CPU", "memory_gb": 16.0}
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def synthetic_rows(count: int, samples_per_row: int, seed: int = 0) -> list[dict]:
+    """``count`` result rows shaped as the server stores them, with plausible numbers."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        model = SYNTHETIC_MODELS[i % len(SYNTHETIC_MODELS)]
+        batch_size = BATCH_SIZES[(i // len(SYNTHETIC_MODELS)) % len(BATCH_SIZES)]
+        base = 0.5 + batch_size * 0.3
+        samples = sorted(base * rng.uniform(0.9, 1.3) for _ in range(samples_per_row))
+        mean = sum(samples) / len(samples)
+        p50 = samples[len(samples) // 2]
+        rows.append({
+            "model": model, "hardware": SYNTHETIC_HARDWARE, "run_id": f"synthetic-ingest-{i // 1000}",
+            "config_key": f"synthetic-{i}", "fingerprint": "synthetic", "batch_size": batch_size,
+            "precision": "fp32", "sequence_length": 128, "image_size": None, "weights": "synthetic",
+            "n_samples": len(samples), "average_latency_ms": mean, "std_latency_ms": 0.1 * mean,
+            "min_latency_ms": samples[0], "p50_latency_ms": p50,
+            "p90_latency_ms": samples[int(len(samples) * 0.9)],
+            "p95_latency_ms": samples[int(len(samples) * 0.95)],
+            "p99_latency_ms": samples[-1], "max_latency_ms": samples[-1], "ci_low_ms": p50 * 0.99,
+            "ci_high_ms": p50 * 1.01, "ci_met": True, "throughput_items_per_second": batch_size / p50 * 1000,
+            "throughput_tokens_per_second": batch_size * 128 / p50 * 1000,
+            "memory_peak_mb": 10.0 + batch_size,
+            "load_time_ms": 40.0, "cold_latency_ms": 3 * p50, "threads": 2, "torch_version": "synthetic",
+            "samples_ms": samples, "stop_reason": None,
+        })
+    return rows
+
+
+def stored_count(db: Database) -> int:
+    return db.cursor().execute("SELECT count(*) FROM performance_results").fetchone()[0]
+
+
+def time_insert_results(path: Path, rows: list[dict], batch: int) -> float:
+    """Seconds spent in insert_results calls of ``batch`` rows each, on a fresh database."""
+    with Database(path) as db:
+        started = time.perf_counter()
+        for start in range(0, len(rows), batch):
+            insert_results(db, rows[start:start + batch])
+        elapsed = time.perf_counter() - started
+        assert stored_count(db) == len(rows), "not every row was stored"
+        stored = db.cursor().execute(
+            "SELECT samples_ms FROM performance_results WHERE config_key = ?", [rows[-1]["config_key"]]
+        ).fetchone()[0]
+        assert stored == rows[-1]["samples_ms"], "samples_ms did not round-trip"
+    return elapsed
+
+
+def time_executemany(path: Path, rows: list[dict]) -> float:
+    """Seconds for one executemany INSERT of ``rows`` (ids resolved before the clock starts)."""
+    columns = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
+    statement = (
+        f"INSERT INTO performance_results ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    )
+    with Database(path) as db:
+        with db.writing() as cursor:
+            model_ids = {m["name"]: ensure_model(cursor, m) for m in SYNTHETIC_MODELS}
+            hardware_id = ensure_hardware(cursor, SYNTHETIC_HARDWARE)
+        values = [
+            [model_ids[row["model"]["name"]], hardware_id, *(row[name] for name in RESULT_VALUE_COLUMNS)]
+            for row in rows
+        ]
+        started = time.perf_counter()
+        with db.writing() as cursor:
+            cursor.executemany(statement, values)
+        elapsed = time.perf_counter() - started
+        assert stored_count(db) == len(rows), "not every row was stored"
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="rows per insert_results call in path 2")
+    parser.add_argument("--single-rows", type=int, default=200, help="rows inserted one call each (path 3)")
+    parser.add_argument("--executemany-rows", type=int, default=5_000, help="rows timed for the baseline")
+    parser.add_argument("--samples", type=int, default=50, help="samples_ms doubles per row")
+    args = parser.parse_args()
+
+    rows = synthetic_rows(args.rows, args.samples)
+    workdir = Path(tempfile.mkdtemp(prefix="benchboard-ingest-"))
+    print(
+        f"{args.rows:,} SYNTHETIC result rows, {args.samples} samples_ms doubles each, "
+        f"fresh DuckDB files under {workdir}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+    warm_up = time_insert_results(workdir / "warm-up.duckdb", rows[:10], 10)
+    print(f"warm-up insert of 10 rows (duckdb's one-off pandas import included): {warm_up:.2f} s\n")
+
+    single = min(args.single_rows, args.rows)
+    baseline = min(args.executemany_rows, args.rows)
+    paths = [  # label, rows timed, seconds
+        (f"insert_results, 1 call of {args.rows:,}", args.rows,
+         time_insert_results(workdir / "one-call.duckdb", rows, args.rows)),
+        (f"insert_results, {args.batch:,}-row calls", args.rows,
+         time_insert_results(workdir / "batches.duckdb", rows, args.batch)),
+        ("insert_results, 1-row calls *", single,
+         time_insert_results(workdir / "single.duckdb", rows[:single], 1)),
+        ("executemany INSERT *", baseline, time_executemany(workdir / "executemany.duckdb", rows[:baseline])),
+    ]
+    executemany_rate = baseline / paths[-1][2]
+
+    print(f"{'path':<36}{'rows timed':>12}{'seconds':>10}{'rows/s':>12}{'vs executemany':>16}  target")
+    failures = []
+    for label, count, seconds in paths:
+        rate = count / seconds
+        judged = label.startswith("insert_results") and "1-row" not in label
+        verdict = ("PASS" if rate >= TARGET_ROWS_PER_S else "MISS") if judged else "-"
+        print(
+            f"{label:<36}{count:>12,}{seconds:>10.3f}{rate:>12,.0f}"
+            f"{rate / executemany_rate:>15.1f}x  {verdict}"
+        )
+        if verdict == "MISS":
+            failures.append(f"{label}: {rate:,.0f} rows/s < {TARGET_ROWS_PER_S:,.0f}")
+    print(
+        f"\n* timed on a subset; the rate is extrapolated to {args.rows:,} rows "
+        f"(executemany: {args.rows / executemany_rate:.0f} s estimated for all of them)"
+    )
+    print(
+        "  1-row calls are how the server stores each measured config "
+        f"({paths[2][2] / single * 1000:.1f} ms a call:"
+        " model/hardware upserts and a commit each time); shown for information"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"target: bulk insert >= {TARGET_ROWS_PER_S:,.0f} rows/s")
+    print("all targets met" if not failures else "MISSED:\n  " + "\n  ".join(failures))
+
+
+if __name__ == "__main__":
+    main()
