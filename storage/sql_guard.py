@@ -303,6 +303,52 @@ def _check_function(function: exp.Func) -> None:
         refused = isinstance(function, _SYSTEM_FUNCTIONS)
     if refused:
         raise QueryRefused(f"function {_function_name(function)} is not allowed")
+    _check_generated_size(function)
+
+
+# These build one list or string in a single call, which interrupt() cannot stop midway
+# (generate_series(1, 1e9) ran 79 s past a 0.5 s limit), so their size must be a literal.
+MAX_GENERATED_ELEMENTS = 1_000_000
+
+
+def _size_arguments(function: exp.Func) -> list[exp.Expression] | None:
+    if isinstance(function, exp.GenerateSeries):
+        return [function.args.get("start"), function.args.get("end"), function.args.get("step")]
+    if isinstance(function, exp.Repeat):
+        return [function.args.get("times")]
+    if isinstance(function, exp.Anonymous) and function.name.lower() in ("list_resize", "array_resize"):
+        return function.expressions[1:2]
+    return None
+
+
+def _literal_number(node: exp.Expression | None) -> float | None:
+    if isinstance(node, exp.Neg):
+        value = _literal_number(node.this)
+        return None if value is None else -value
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return float(node.this)
+        except ValueError:
+            return None
+    return None
+
+
+def _check_generated_size(function: exp.Func) -> None:
+    arguments = _size_arguments(function)
+    if arguments is None:
+        return
+    name = _function_name(function)
+    present = [argument for argument in arguments if argument is not None]
+    values = [_literal_number(argument) for argument in present]
+    if any(value is None for value in values):
+        raise QueryRefused(f"function {name} needs literal numbers as its size arguments")
+    if isinstance(function, exp.GenerateSeries):
+        start, end, step = values[0], values[1], (values[2] if len(values) > 2 else 1.0)
+        size = abs(end - start) / abs(step) if step else float("inf")
+    else:
+        size = abs(values[0])
+    if size > MAX_GENERATED_ELEMENTS:
+        raise QueryRefused(f"function {name} may build at most {MAX_GENERATED_ELEMENTS:,} elements")
 
 
 def _function_name(function: exp.Expression) -> str:

@@ -22,6 +22,7 @@ from webapp.services import Services
 
 log = logging.getLogger(__name__)
 RUNS_CHANNEL = "runs"
+WS_POLICY_VIOLATION = 1008
 
 
 def run_channel(run_id: str) -> str:
@@ -108,6 +109,13 @@ async def _answer_client(socket: WebSocket, services: Services, run_id: str) -> 
 @websocket("/api/benchmark/ws/{run_id:str}")
 async def run_updates(socket: WebSocket, run_id: str, services: Services, channels: ChannelsPlugin) -> None:
     """Sends the status object at once, then on every change; closes after the terminal status."""
+    # Browsers do not apply CORS to WebSockets; refuse the handshake from pages that the
+    # CORS allowlist would refuse. Clients that send no Origin (scripts, Electron's main
+    # process) are not browser pages and pass.
+    origin = socket.headers.get("origin")
+    if origin and not socket.app.cors_config.is_origin_allowed(origin):
+        await socket.close(code=WS_POLICY_VIOLATION, reason="origin not allowed")
+        return
     await socket.accept()
     try:
         async with channels.start_subscription([run_channel(run_id)]) as subscriber:

@@ -188,3 +188,14 @@ def test_openapi_schema_lists_every_route_with_an_operation_id(client):
     api_operations = [op for p, item in schema["paths"].items() if p.startswith("/api/") for op in item.values()]
     assert len(api_operations) >= 12
     assert all(op.get("operationId") for op in operations)
+
+
+def test_websocket_from_an_origin_outside_the_cors_allowlist_is_refused(client):
+    from litestar.exceptions import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/api/benchmark/ws/any", headers={"Origin": "https://evil.example"}) as socket:
+            socket.receive_json()
+    assert refused.value.code == 1008
+    with client.websocket_connect("/api/benchmark/ws/any", headers={"Origin": "http://localhost:5173"}) as socket:
+        assert socket.receive_json() == {"error": "no run with id 'any'"}

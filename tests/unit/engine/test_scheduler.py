@@ -164,12 +164,12 @@ def test_resumed_run_measures_only_what_it_had_not_finished(make_scheduler, regi
 
 
 def test_progressive_mode_stops_escalating_after_a_failure(make_scheduler, registry):
-    # 1 GB of "free memory" admits batch size 1 of bert-base but refuses 4096.
+    # 1 GB of "free memory" admits batch size 1 of bert-tiny but refuses 2048 at sequence length 512.
     scheduler, store, _ = make_scheduler(free_memory=lambda device: 1024**3)
-    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 4096, 8192], sequence_length=512,
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2048, 4096], sequence_length=512,
                                 progressive_mode=True))
     scheduler.wait(run.run_id, timeout=120)
     measured = [(r.config.batch_size, r.status) for _, r, _ in store.results]
-    assert measured == [(1, "ok"), (4096, "refused")]
+    assert measured == [(1, "ok"), (2048, "refused")]
     (_, skipped, reason), = store.stops
-    assert skipped.batch_size == 8192 and "stopped after batch size 4096" in reason
+    assert skipped.batch_size == 4096 and "stopped after batch size 2048" in reason
