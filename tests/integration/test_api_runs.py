@@ -80,6 +80,7 @@ def test_run_followed_over_websocket_to_completion_matches_duckdb(own_server, tm
 def test_runs_queued_behind_a_slow_one_start_in_priority_order(tmp_path):
     with start_server(tmp_path, max_seconds=1.0) as server:
         slow = start_run(server, models=["bert-tiny"], batch_sizes=[1, 2, 3], priority="medium")
+        wait_for(server, slow["run_id"], lambda s: s["status"] == "running")  # the others queue behind it
         low = start_run(server, models=["gpt2-tiny"], batch_sizes=[1], priority="low")
         critical = start_run(server, models=["bert-tiny"], batch_sizes=[4], priority="critical")
         statuses = {name: wait_for(server, run["run_id"], lambda s: s["status"] in TERMINAL)

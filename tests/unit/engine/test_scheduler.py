@@ -107,6 +107,9 @@ def test_run_completes_with_one_result_per_config_and_rising_progress(make_sched
 def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, registry):
     scheduler, _, events = make_scheduler(settings=SLOW)
     slow = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], priority="medium"))
+    deadline = time.monotonic() + 60
+    while slow.status != "running" and time.monotonic() < deadline:  # the others queue behind it
+        time.sleep(0.01)
     low = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1], priority="low"))
     critical = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1], priority="critical"))
     for run in (slow, low, critical):
