@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.errors import UnknownRunError
@@ -29,6 +29,7 @@ INCREMENTAL_MAX_AGE_DAYS = 30
 # A larger batch that gains less than this much throughput has plateaued.
 PLATEAU_GAIN = 1.05
 ESCALATION_STOPPERS = ("oom", "timeout", "worker_crashed")
+FINISHED_RUN_MEMORY = timedelta(minutes=15)
 
 
 class Scheduler:
@@ -68,6 +69,7 @@ class Scheduler:
     def submit(self, run: RunState) -> RunState:
         """Queue a planned run (or one to resume, whose ``finished_keys`` are already set)."""
         with self._lock:
+            self._forget_finished_runs()
             run.status = QUEUED
             run.sequence = next(self._sequence)
             self._runs[run.run_id] = run
@@ -145,6 +147,12 @@ class Scheduler:
             thread.join(timeout=30)
         for worker in workers:
             worker.close()
+
+    def _forget_finished_runs(self) -> None:
+        """A long-lived server must not keep every run ever made; storage has the finished ones."""
+        cutoff = datetime.now() - FINISHED_RUN_MEMORY
+        for run_id in [rid for rid, run in self._runs.items() if run.terminal and run.completed_at < cutoff]:
+            del self._runs[run_id]
 
     # ---- dispatching ------------------------------------------------------------
 

@@ -176,3 +176,15 @@ def test_progressive_mode_stops_escalating_after_a_failure(make_scheduler, regis
     assert measured == [(1, "ok"), (2048, "refused")]
     (_, skipped, reason), = store.stops
     assert skipped.batch_size == 4096 and "stopped after batch size 2048" in reason
+
+
+def test_runs_finished_long_ago_are_forgotten_by_the_scheduler(make_scheduler, registry):
+    from datetime import datetime, timedelta
+
+    scheduler, _, _ = make_scheduler()
+    old = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
+    scheduler.wait(old.run_id, timeout=120)
+    assert scheduler.get(old.run_id) is old
+    old.completed_at = datetime.now() - timedelta(hours=1)
+    fresh = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
+    assert scheduler.get(old.run_id) is None and scheduler.get(fresh.run_id) is fresh
