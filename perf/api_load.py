@@ -118,7 +118,8 @@ async def watch(url: str, watcher: Watcher, first_received: asyncio.Queue) -> No
                 watcher.messages.append((time.time(), json.loads(raw)))
     except Exception as error:  # noqa: BLE001 - a watcher that fails is a finding to report
         watcher.error = f"{type(error).__name__}: {error}"
-        first_received.put_nowait(watcher.number)
+        if not watcher.messages:  # it never counted as connected
+            first_received.put_nowait(watcher.number)
 
 
 async def websocket_fan_out(server, http: httpx.AsyncClient, count: int) -> list[Watcher]:
@@ -135,7 +136,7 @@ async def websocket_fan_out(server, http: httpx.AsyncClient, count: int) -> list
     print(f"{count} watchers connected (or failed) in {time.perf_counter() - connecting:.2f} s; "
           "cancelling the blocker run")
     await http.post(f"/api/benchmark/cancel/{blocker}")
-    done, pending = await asyncio.wait(tasks, timeout=WATCH_TIMEOUT_S)
+    _, pending = await asyncio.wait(tasks, timeout=WATCH_TIMEOUT_S)
     for task in pending:
         task.cancel()
     if pending:
