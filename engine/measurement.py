@@ -211,6 +211,18 @@ def time_callable(
     ``timer`` defaults to ``perf_counter_ns`` around ``fn()`` followed by ``sync()``.
     """
     time_once = timer or perf_counter_timer(sync)
+    # Like timeit: a garbage collection inside the loop would be a pause of Python's,
+    # not of the model's, and would land in the tail percentiles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _timed_loop(fn, settings, time_once)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _timed_loop(fn: Callable[[], object], settings: MeasurementSettings, time_once: IterationTimer) -> tuple[list[float], float]:
     clock = time.perf_counter_ns
     samples_ns: list[int] = []
     record = samples_ns.append

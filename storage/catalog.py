@@ -9,6 +9,15 @@ import duckdb
 
 def ensure_model(cursor: duckdb.DuckDBPyConnection, model: dict) -> int:
     """Id of the model row named ``model["name"]``, inserted or refreshed from ``model``."""
+    known = cursor.execute(
+        """SELECT model_id FROM models WHERE model_name = $name AND model_family IS NOT DISTINCT FROM $family
+           AND model_type IS NOT DISTINCT FROM $type AND modality IS NOT DISTINCT FROM $modality
+           AND parameters_million IS NOT DISTINCT FROM $parameters_million
+           AND source IS NOT DISTINCT FROM $source""",
+        {key: model.get(key) for key in ("name", "family", "type", "modality", "parameters_million", "source")},
+    ).fetchall()
+    if known:  # a read: most writes mention models already stored exactly so
+        return known[0][0]
     row = cursor.execute(
         """INSERT INTO models (model_name, model_family, model_type, modality, parameters_million, source)
            VALUES ($name, $family, $type, $modality, $parameters_million, $source)
@@ -18,12 +27,28 @@ def ensure_model(cursor: duckdb.DuckDBPyConnection, model: dict) -> int:
                source = excluded.source
            RETURNING model_id""",
         {key: model.get(key) for key in ("name", "family", "type", "modality", "parameters_million", "source")},
-    ).fetchone()
-    return row[0]
+    ).fetchall()
+    return row[0][0]
 
 
 def ensure_hardware(cursor: duckdb.DuckDBPyConnection, hardware: dict) -> int:
-    """Id of the hardware row for ``hardware["name"]`` on its device, inserted if new."""
+    """Id of the hardware row for ``hardware["name"]`` on its device, inserted or refreshed."""
+    values = {
+        "type": hardware["type"],
+        "device": hardware.get("device") or hardware["name"],
+        "name": hardware["name"],
+        "memory_gb": hardware.get("memory_gb"),
+        "compute_units": hardware.get("compute_units"),
+        "driver_version": hardware.get("driver_version"),
+        "capabilities": json.dumps(hardware, default=str, sort_keys=True),
+    }
+    known = cursor.execute(
+        """SELECT hardware_id FROM hardware_platforms WHERE platform = $name AND device_name = $device
+           AND capabilities::VARCHAR = $capabilities""",
+        {key: values[key] for key in ("name", "device", "capabilities")},
+    ).fetchall()
+    if known:
+        return known[0][0]
     row = cursor.execute(
         """INSERT INTO hardware_platforms
                (hardware_type, device_name, platform, memory_gb, compute_units, driver_version, capabilities)
@@ -31,14 +56,6 @@ def ensure_hardware(cursor: duckdb.DuckDBPyConnection, hardware: dict) -> int:
            ON CONFLICT (platform, device_name) DO UPDATE SET
                memory_gb = excluded.memory_gb, capabilities = excluded.capabilities
            RETURNING hardware_id""",
-        {
-            "type": hardware["type"],
-            "device": hardware.get("device") or hardware["name"],
-            "name": hardware["name"],
-            "memory_gb": hardware.get("memory_gb"),
-            "compute_units": hardware.get("compute_units"),
-            "driver_version": hardware.get("driver_version"),
-            "capabilities": json.dumps(hardware, default=str),
-        },
-    ).fetchone()
-    return row[0]
+        values,
+    ).fetchall()
+    return row[0][0]

@@ -250,3 +250,16 @@ def test_int8_gpt2_quantizes_its_conv1d_projections_too():
     quantized = prepare_model(spec.build(), "int8", torch.device("cpu"))
     dynamic = [m for m in quantized.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
     assert len(dynamic) >= 8  # every attention and MLP projection, plus the LM head
+
+
+def test_garbage_collection_is_paused_only_while_timing():
+    import gc
+
+    from engine.config import MeasurementSettings
+    from engine.measurement import time_callable
+
+    seen = []
+    samples, _ = time_callable(lambda: seen.append(gc.isenabled()),
+                               MeasurementSettings(min_iterations=5, min_seconds=0.0, max_seconds=0.05))
+    assert samples and not any(seen)
+    assert gc.isenabled()

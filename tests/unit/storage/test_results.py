@@ -82,3 +82,12 @@ def test_run_rows_round_trip_and_update_in_place(tmp_path):
     assert (run["status"], run["completed_configs"], run["request"]) == ("running", 1, {"models": ["bert-tiny"]})
     assert [r["run_id"] for r in list_runs(db, statuses=("running",))] == ["r"]
     assert list_runs(db, statuses=("completed",)) == []
+
+
+def test_catalog_rows_are_reused_and_refreshed_when_a_description_changes(tmp_path):
+    db = Database(tmp_path / "b.duckdb")
+    insert_results(db, [result_row()])
+    insert_results(db, [result_row(model={**BERT, "parameters_million": 0.5})])
+    assert db.cursor().execute("SELECT model_id, parameters_million FROM models").fetchall() == [(1, 0.5)]
+    insert_results(db, [result_row(model={**BERT, "parameters_million": 0.5})])
+    assert db.cursor().execute("SELECT count(*) FROM hardware_platforms").fetchone()[0] == 1
