@@ -74,6 +74,9 @@ class RunState:
     last_throughput: dict[tuple, tuple[int, float]] = field(default_factory=dict)
     environments: dict[str, dict] = field(default_factory=dict)
     sequence: int = 0
+    # Scheduler bookkeeping: the latest state snapshot taken, and the latest stored.
+    version: int = 0
+    saved_version: int = 0
 
     @property
     def priority(self) -> str:
@@ -158,8 +161,6 @@ class RunState:
             "error": self.error,
             "completed_configs": self.completed_configs,
             "total_configs": self.total_configs,
-            "skipped_configs": self.skipped_configs,
-            "failed_configs": self.failed_configs,
             "priority": self.priority,
             "created_at": self.created_at.isoformat(),
             "completion_time": self.completed_at.isoformat() if self.completed_at else None,

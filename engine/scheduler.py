@@ -56,6 +56,7 @@ class Scheduler:
         self._models_dir = models_dir
         self._custom_benchmarks_dir = custom_benchmarks_dir
         self._lock = threading.Condition()
+        self._save_lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
         self._sequence = itertools.count()
         self._threads: dict[str, threading.Thread] = {}
@@ -73,12 +74,10 @@ class Scheduler:
             run.status = QUEUED
             run.sequence = next(self._sequence)
             self._runs[run.run_id] = run
-            record, status = run.record(), run.status_object()
             for device in {c.hardware for c in run.configs}:
                 self._ensure_device_thread(device)
             self._lock.notify_all()
-        self._store.save_run(record)
-        self._sink.run_updated(run.run_id, status)
+        self._publish(run)
         if not run.configs or run.completed_configs == run.total_configs:
             self._finish_if_done(run)
         return run
@@ -87,6 +86,13 @@ class Scheduler:
         """Re-queue a run that was active when the process died; its stored configs are skipped."""
         run.finished_keys = self._store.finished_keys(run.run_id)
         return self.submit(run)
+
+    def prestart(self, devices: list[str]) -> None:
+        """Start the devices' workers in the background, so the first run does not wait
+        for torch's import. ``ping`` holds the worker's request lock, so a run that
+        arrives meanwhile waits for the start instead of racing it."""
+        for device in devices:
+            threading.Thread(target=self._worker(device).ping, name=f"prestart-{device}", daemon=True).start()
 
     def get(self, run_id: str) -> RunState | None:
         with self._lock:
@@ -112,13 +118,10 @@ class Scheduler:
             run.completed_at = datetime.now()
             devices = [d for d, (rid, _) in self._in_flight.items() if rid == run_id]
             workers = [self._workers[d] for d in devices if d in self._workers]
-            record, status = run.record(), run.status_object()
             self._lock.notify_all()
         for worker in workers:
             worker.cancel()
-        self._store.save_run(record)
-        self._sink.run_updated(run_id, status)
-        return status
+        return self._publish(run)
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunState:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -195,18 +198,21 @@ class Scheduler:
                     run.status = RUNNING
                     run.started_at = run.started_at or datetime.now()
                 run.current_step = f"{config.model} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
-                record, status = run.record(), run.status_object()
-            self._store.save_run(record)
-            self._sink.run_updated(run.run_id, status)
+            self._publish(run)
             try:
                 self._execute(run, config, device)
-            except Exception:  # a storage or sink failure must not kill the device thread
+            except Exception:  # a storage or sink failure must fail this config, not the device thread
                 log.exception("config %s of run %s failed outside the worker", config.key(), run.run_id)
-                self._finish_config(run, config, measured_seconds=None, failed=True)
+                with self._lock:
+                    counted = config.key() in run.finished_keys
+                if not counted:
+                    self._finish_config(run, config, measured_seconds=None, failed=True)
             finally:
                 with self._lock:
                     self._in_flight.pop(device, None)
                     self._lock.notify_all()
+            if self._stopping:
+                return
             self._finish_if_done(run)
 
     def _execute(self, run: RunState, config: BenchmarkConfig, device: str) -> None:
@@ -222,14 +228,18 @@ class Scheduler:
         if reason is not None:
             result = Result.failure(config, REFUSED, "insufficient_memory", reason)
         else:
+            with self._lock:
+                if run.status == CANCELLED or self._stopping:
+                    return  # cancelled while this config was being picked
             started = time.monotonic()
             result = self._worker(device).run(self._job(config), timeout_s=self._config_timeout_s)
             result.wall_seconds = result.wall_seconds or time.monotonic() - started
 
         with self._lock:
-            cancelled = run.status == CANCELLED
-        if cancelled and not result.ok:
-            return  # the kill was ours: nothing about this config is worth recording
+            killed_by_us = run.status == CANCELLED or self._stopping
+        if killed_by_us and not result.ok:
+            # Our own kill (a cancel, or a shutdown whose restart will measure it again).
+            return
 
         stopped_by = self._escalation_stop(run, config, result) if request.progressive_mode else None
         result.stop_reason = stopped_by
@@ -295,6 +305,27 @@ class Scheduler:
 
     # ---- bookkeeping ------------------------------------------------------------
 
+    def _publish(self, run: RunState) -> dict:
+        """Store the run's row and tell the sink, in the order its states happened.
+
+        Snapshots are versioned under the scheduler's lock and written under the save
+        lock, so a slow thread's older snapshot never overwrites a newer one (a
+        ``running`` row written over ``cancelled``). Never raises: a storage or sink
+        failure is logged, and the run goes on.
+        """
+        with self._lock:
+            run.version += 1
+            version, record, status = run.version, run.record(), run.status_object()
+        with self._save_lock:
+            if version > run.saved_version:
+                run.saved_version = version
+                try:
+                    self._store.save_run(record)
+                    self._sink.run_updated(run.run_id, status)
+                except Exception:
+                    log.exception("could not publish the state of run %s", run.run_id)
+        return status
+
     def _finish_config(
         self, run: RunState, config: BenchmarkConfig, *, measured_seconds: float | None,
         skipped: bool = False, failed: bool = False,
@@ -306,9 +337,7 @@ class Scheduler:
                 run.measured_configs += 1
             run.skipped_configs += skipped
             run.failed_configs += failed
-            record, status = run.record(), run.status_object()
-        self._store.save_run(record)
-        self._sink.run_updated(run.run_id, status)
+        self._publish(run)
 
     def _finish_if_done(self, run: RunState) -> None:
         with self._lock:
@@ -322,7 +351,5 @@ class Scheduler:
                 run.error = f"all {run.total_configs} configs failed; see hardware_compatibility for reasons"
             run.current_step = None
             run.completed_at = datetime.now()
-            record, status = run.record(), run.status_object()
             self._lock.notify_all()
-        self._store.save_run(record)
-        self._sink.run_updated(run.run_id, status)
+        self._publish(run)

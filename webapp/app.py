@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         gc.freeze()
         services.events.listeners.append(ChannelsPublisher(channels, asyncio.get_running_loop()))
         app.state.services = services
+        if settings.prestart_workers:
+            services.scheduler.prestart([hw.name for hw in services.hardware])
         log.info("benchboard serving %s (results in %s)", settings.db_path, settings.results_dir)
         try:
             yield

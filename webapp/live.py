@@ -83,9 +83,6 @@ async def _send_updates(socket: WebSocket, subscriber, last: dict) -> None:
         if message.get("type") != "status":
             continue
         status = message["status"]
-        # Two device threads may publish out of order; never let progress go backwards.
-        if status["status"] not in TERMINAL_STATUSES and status["completed_configs"] < last["completed_configs"]:
-            continue
         if status == last:
             continue
         last.clear()

@@ -30,6 +30,7 @@ class Settings:
     max_seconds: float = 10.0
     threads: int | None = None
     resume: bool = True
+    prestart_workers: bool = True
     secret_key: str | None = None
 
     @classmethod
@@ -66,7 +67,7 @@ def _parse(name: str, raw: str):
         return int(raw)
     if name in ("sql_timeout_s", "max_seconds"):
         return float(raw)
-    if name == "resume":
+    if name in ("resume", "prestart_workers"):
         return raw.lower() not in ("0", "false", "no")
     if name == "cors_origins":
         return [origin.strip() for origin in raw.split(",") if origin.strip()]

@@ -130,6 +130,7 @@ def test_cancelled_run_keeps_measured_results_and_frees_the_worker(make_schedule
 
     follow_up = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
     assert scheduler.wait(follow_up.run_id, timeout=120).status == "completed"
+    assert store.runs[run.run_id]["status"] == "cancelled"  # no later, staler row overwrote it
 
 
 def test_config_too_big_for_free_memory_is_refused_with_a_reason(make_scheduler, registry):
@@ -188,3 +189,47 @@ def test_runs_finished_long_ago_are_forgotten_by_the_scheduler(make_scheduler, r
     old.completed_at = datetime.now() - timedelta(hours=1)
     fresh = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
     assert scheduler.get(old.run_id) is None and scheduler.get(fresh.run_id) is fresh
+
+
+class FlakyStore(MemoryStore):
+    """Storage whose first result write fails, as a full disk would."""
+
+    def __init__(self):
+        super().__init__()
+        self.failures_left = 1
+
+    def record_result(self, run_id, result, fingerprint):
+        if self.failures_left:
+            self.failures_left -= 1
+            raise OSError("disk full")
+        super().record_result(run_id, result, fingerprint)
+
+
+def test_a_storage_failure_fails_one_config_and_the_device_keeps_working(registry):
+    store, events = FlakyStore(), StatusLog()
+    scheduler = Scheduler(
+        store=store, sink=events, worker_factory=lambda device: WorkerProcess(device),
+        parameters_million=lambda name: registry.get(name).parameters_million,
+        free_memory_bytes=free_memory_bytes, settings=FAST,
+    )
+    try:
+        first = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
+        assert scheduler.wait(first.run_id, timeout=120).status == "completed"
+        assert first.failed_configs == 1 and len(store.results) == 1
+        second = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
+        assert scheduler.wait(second.run_id, timeout=120).status == "completed"
+    finally:
+        scheduler.shutdown()
+
+
+def test_shutdown_mid_config_records_nothing_for_it_so_a_restart_measures_it(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler(settings=SLOW)
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 3], progressive_mode=False))
+    deadline = time.monotonic() + 120
+    while not store.results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next config
+    scheduler.shutdown()
+    assert all(result.ok for _, result, _ in store.results)
+    assert len(store.finished_keys(run.run_id)) < 3
+    assert store.runs[run.run_id]["status"] == "running"  # resumed at the next start
