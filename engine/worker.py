@@ -33,6 +33,8 @@ import importlib
 import json
 import os
 import sys
+import threading
+import time
 from functools import cache
 from typing import TextIO
 
@@ -118,6 +120,22 @@ def _protocol_stream() -> TextIO:
     return os.fdopen(protocol_fd, "w", encoding="utf-8")
 
 
+def _exit_with_parent(poll_seconds: float = 0.5) -> None:
+    """End this process as soon as the server that started it is gone.
+
+    Stdin's end tells the worker only between configs; a server killed mid-config would
+    otherwise leave an orphan measuring on, skewing the restarted server's results.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--device", required=True, help='hardware name, e.g. "cpu" or "cuda:0"')
@@ -139,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     # between configs skip them (0.4 s a config otherwise).
     gc.collect()
     gc.freeze()
+    _exit_with_parent()
     Worker(hardware.name, out, args.models_dir, args.custom_benchmarks_dir).serve(sys.stdin)
     return 0
 

@@ -65,8 +65,8 @@ class ServerProcess:
         self.log_path = tmp_path / "server-output.log"
         self._env = server_environment(tmp_path, settings)
         self._popen: subprocess.Popen | None = None
-        # Worker processes live in the server's process group; after a SIGKILL they are
-        # orphans, so every group ever started is swept at stop().
+        # Every process group this server ever led is swept at stop(). Workers run in
+        # sessions of their own and end by themselves once their server is gone.
         self._process_groups: list[int] = []
 
     @property

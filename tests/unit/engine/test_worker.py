@@ -220,3 +220,29 @@ def test_worker_for_absent_hardware_fails_to_start_with_what_is_present():
     assert result.status == FAILED
     assert result.error_type == "worker_start_failed"
     assert "hardware 'cuda:7' is not present on this machine; present: cpu" in result.error_message
+
+
+def test_worker_exits_when_the_server_that_started_it_is_killed():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "from engine.worker_client import WorkerProcess; w = WorkerProcess('cpu'); w.start(); "
+         "print(w.pid, flush=True); import time; time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    worker_pid = int(parent.stdout.readline())
+    assert psutil.pid_exists(worker_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and psutil.pid_exists(worker_pid):
+        if psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
