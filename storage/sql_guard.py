@@ -185,6 +185,10 @@ def inspect_query(
         raise QuerySyntaxError(_describe_parse_error(error)) from None
     except TokenError as error:
         raise QuerySyntaxError(_describe_token_error(error, sql)) from None
+    except QueryRefused:
+        raise
+    except Exception as error:  # noqa: BLE001 - sqlglot on odd input must not become a 500
+        raise QuerySyntaxError(f"the query could not be analysed: {error}") from None
 
 
 def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
@@ -307,18 +311,32 @@ def _check_function(function: exp.Func) -> None:
 
 
 # These build one list or string in a single call, which interrupt() cannot stop midway
-# (generate_series(1, 1e9) ran 79 s past a 0.5 s limit), so their size must be a literal.
+# (generate_series(1, 1e9) ran 79 s past a 0.5 s limit), so their size must be a literal
+# within bounds, and one may not feed another (repeat(repeat(...)) multiplies).
 MAX_GENERATED_ELEMENTS = 1_000_000
+_FORMAT_WIDTH = re.compile(r"\d{7,}")
 
 
-def _size_arguments(function: exp.Func) -> list[exp.Expression] | None:
+def _size_arguments(function: exp.Func) -> list[exp.Expression | None] | None:
+    """The arguments that set how big a value ``function`` builds; None if it builds none."""
     if isinstance(function, exp.GenerateSeries):
         return [function.args.get("start"), function.args.get("end"), function.args.get("step")]
     if isinstance(function, exp.Repeat):
         return [function.args.get("times")]
+    if isinstance(function, exp.Pad):
+        return [function.args.get("expression")]
     if isinstance(function, exp.Anonymous) and function.name.lower() in ("list_resize", "array_resize"):
         return function.expressions[1:2]
     return None
+
+
+def _format_string(function: exp.Func) -> exp.Expression | None | bool:
+    """The format argument of printf/format; False for any other function."""
+    if isinstance(function, exp.Format):
+        return function.this
+    if isinstance(function, exp.Anonymous) and function.name.lower() == "printf":
+        return function.expressions[0] if function.expressions else None
+    return False
 
 
 def _literal_number(node: exp.Expression | None) -> float | None:
@@ -334,11 +352,22 @@ def _literal_number(node: exp.Expression | None) -> float | None:
 
 
 def _check_generated_size(function: exp.Func) -> None:
+    name = _function_name(function)
+    pattern = _format_string(function)
+    if pattern is not False:
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+            raise QueryRefused(f"function {name} needs a literal format string")
+        if _FORMAT_WIDTH.search(pattern.this):
+            raise QueryRefused(f"function {name} may build at most {MAX_GENERATED_ELEMENTS:,} characters")
+        return
     arguments = _size_arguments(function)
     if arguments is None:
         return
-    name = _function_name(function)
+    if any(_size_arguments(inner) is not None for inner in function.find_all(exp.Func) if inner is not function):
+        raise QueryRefused(f"function {name} may not take the result of another list or string builder")
     present = [argument for argument in arguments if argument is not None]
+    if not present:
+        return  # a call missing its size is DuckDB's binder's to refuse
     values = [_literal_number(argument) for argument in present]
     if any(value is None for value in values):
         raise QueryRefused(f"function {name} needs literal numbers as its size arguments")
