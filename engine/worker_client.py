@@ -132,6 +132,7 @@ class WorkerProcess:
         self._state_lock = threading.Lock()  # guards _process, _in_flight, _cancelled against cancel()
         self._in_flight = False
         self._cancelled = False
+        self._closed = False
         self.ready_info: dict = {}
 
     # -- lifecycle -----------------------------------------------------------
@@ -164,6 +165,9 @@ class WorkerProcess:
         process = _Process(popen)
         process.start_readers()
         with self._state_lock:
+            if self._closed:  # close() came while this worker was starting
+                process.kill()
+                raise WorkerStartError(f"worker for {self.device} was closed while it started")
             self._process = process
             if self._cancelled:
                 process.kill(wait=False)  # cancel() came while this worker was starting for its job
@@ -184,8 +188,9 @@ class WorkerProcess:
                 return
 
     def close(self) -> None:
-        """Ask the worker to exit; kill it if it does not within a few seconds."""
+        """Ask the worker to exit; kill it if it does not within a few seconds. Final."""
         with self._state_lock:
+            self._closed = True
             process, self._process = self._process, None
         if process is None:
             return
@@ -229,6 +234,8 @@ class WorkerProcess:
             except WorkerStartError:
                 return False
             process = self._process
+            if process is None:  # closed meanwhile
+                return False
             try:
                 _send(process, {"op": "ping"})
             except OSError:

@@ -32,7 +32,7 @@ from webapp.live import ChannelsPublisher, run_updates
 from webapp.logging_setup import configure_logging
 from webapp.pages import ROUTES as PAGE_ROUTES
 from webapp.services import Services
-from webapp.settings import DEFAULT_CORS_ORIGIN_REGEX, Settings
+from webapp.settings import Settings
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     cors = CORSConfig(
         allow_origins=settings.cors_origins or ["http://localhost", "http://127.0.0.1"],
-        allow_origin_regex=None if settings.cors_origins else DEFAULT_CORS_ORIGIN_REGEX,
+        allow_origin_regex=settings.cors_origin_regex(),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "HX-Request", "HX-Target", "HX-Current-URL", "HX-Trigger"],
     )

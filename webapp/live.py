@@ -18,6 +18,7 @@ from litestar.exceptions import WebSocketDisconnect
 from engine.errors import UnknownRunError
 from engine.result import Result
 from engine.runs import TERMINAL_STATUSES
+from webapp.api.dependencies import origin_allowed
 from webapp.services import Services
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,7 @@ async def run_updates(socket: WebSocket, run_id: str, services: Services, channe
     # Browsers do not apply CORS to WebSockets; refuse the handshake from pages that the
     # CORS allowlist would refuse. Clients that send no Origin (scripts, Electron's main
     # process) are not browser pages and pass.
-    origin = socket.headers.get("origin")
-    if origin and not socket.app.cors_config.is_origin_allowed(origin):
+    if not origin_allowed(socket):
         await socket.close(code=WS_POLICY_VIOLATION, reason="origin not allowed")
         return
     await socket.accept()

@@ -7,10 +7,11 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-# Electron apps load from file:// (Origin "null") or a custom app:// scheme, and dev
-# servers from localhost on any port.
-DEFAULT_CORS_ORIGINS = ["null", "file://", "app://.", "http://localhost", "http://127.0.0.1"]
-DEFAULT_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*|null)$"
+# Dev servers on localhost (any port) and Electron's custom app:// scheme. A page from
+# file:// (Origin "null") is allowed only when a token is set: sandboxed iframes on any
+# site send "null" too.
+DEFAULT_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*)$"
+TOKEN_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*|null)$"
 ENV_PREFIX = "BENCHBOARD_"
 
 
@@ -48,6 +49,12 @@ class Settings:
     @property
     def results_path(self) -> Path:
         return Path(self.results_dir)
+
+    def cors_origin_regex(self) -> str | None:
+        """None when ``cors_origins`` lists the allowed origins explicitly."""
+        if self.cors_origins:
+            return None
+        return TOKEN_CORS_ORIGIN_REGEX if self.token else DEFAULT_CORS_ORIGIN_REGEX
 
     def csrf_secret(self) -> str:
         """The configured secret, else one kept in results-dir, so forms a browser holds

@@ -163,7 +163,7 @@ def test_state_changing_calls_need_the_token_when_one_is_set(guarded):
     assert guarded.get("/api/benchmark/hardware").status_code == 200  # reads stay open
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:3000", "app://electron", "file://", "null"])
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1:5173", "app://electron", "file://"])
 def test_default_cors_allows_electron_and_localhost_origins(client, origin):
     reply = client.options(
         "/api/benchmark/run",
@@ -172,6 +172,30 @@ def test_default_cors_allows_electron_and_localhost_origins(client, origin):
     )
     assert reply.status_code in (200, 204)
     assert reply.headers["access-control-allow-origin"] in (origin, "*")
+
+
+def test_file_pages_origin_null_is_allowed_only_with_a_token(client, guarded):
+    preflight = {"Origin": "null", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/api/benchmark/run", headers=preflight).headers
+    assert guarded.options("/api/benchmark/run", headers=preflight).headers["access-control-allow-origin"] == "null"
+
+
+@pytest.mark.parametrize("path", ["/api/benchmark/run", "/api/benchmark/cancel/x", "/api/benchmark/sql"])
+def test_a_simple_cross_site_post_cannot_change_anything(client, path):
+    # A form on another site can send text/plain without a preflight; CORS would only
+    # hide the answer, so the server refuses the request itself.
+    runs_before = client.get("/api/benchmark/runs").json()
+    reply = client.post(path, content=b'{"models": ["bert-tiny"]}',
+                        headers={"Origin": "https://evil.example", "Content-Type": "text/plain"})
+    assert reply.status_code == 403
+    assert "origin https://evil.example may not call this server" in reply.json()["reason"]
+    assert client.get("/api/benchmark/runs").json() == runs_before
+
+
+def test_the_servers_own_pages_may_post_from_any_host_name(client):
+    reply = client.post("/api/benchmark/sql", json={"sql": "SELECT 1 AS one"},
+                        headers={"Origin": "http://testserver.local", "Host": "testserver.local"})
+    assert reply.status_code == 200 and reply.json()["rows"] == [[1]]
 
 
 def test_default_cors_refuses_other_sites(client):

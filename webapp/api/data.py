@@ -15,6 +15,7 @@ from engine.config import PRECISIONS
 from storage import results as result_rows
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import run_guarded_query
+from webapp.api.dependencies import require_allowed_origin
 from webapp.api.schemas import SqlBody
 from webapp.services import Services
 
@@ -37,6 +38,7 @@ def export_bytes(table, export_format: str) -> bytes:
 class DataController(Controller):
     path = "/api/benchmark"
     tags = ["data"]
+    guards = [require_allowed_origin]
 
     @get("/query", operation_id="queryResults", sync_to_thread=True)
     def query(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from webapp.services import Services
@@ -25,3 +26,23 @@ def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
         raise NotAuthorizedException("this server needs the header 'Authorization: Bearer <token>' here")
+
+
+def origin_allowed(connection: ASGIConnection) -> bool:
+    """Whether the page behind this request (if a browser sent it) passes the CORS allowlist.
+
+    Non-browser clients send no Origin header and always pass."""
+    origin = connection.headers.get("origin")
+    if not origin or urlsplit(origin).netloc == connection.headers.get("host"):
+        return True  # no browser, or the server's own pages
+    return connection.app.cors_config.is_origin_allowed(origin)
+
+
+def require_allowed_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """CORS only stops a page from reading a response; a form on any site can still send a
+    "simple" POST (text/plain, no preflight) that starts or cancels runs. Refuse those."""
+    if not origin_allowed(connection):
+        origin = connection.headers["origin"]
+        raise PermissionDeniedException(
+            f"origin {origin} may not call this server; start it with --cors-origin {origin} to allow it"
+        )

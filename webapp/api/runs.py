@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from engine.errors import InvalidRequestError
 from engine.runs import TERMINAL_STATUSES
 from storage import runs as run_rows
-from webapp.api.dependencies import require_token
+from webapp.api.dependencies import require_allowed_origin, require_token
 from webapp.api.schemas import RunBody
 from webapp.services import Services, status_from_record
 
@@ -21,6 +21,7 @@ RUN_STATUSES = ("queued", "running", *TERMINAL_STATUSES)
 class RunController(Controller):
     path = "/api/benchmark"
     tags = ["runs"]
+    guards = [require_allowed_origin]
 
     @post("/run", status_code=HTTP_202_ACCEPTED, guards=[require_token], operation_id="startRun", sync_to_thread=True)
     def start_run(self, services: Services, data: Annotated[RunBody, Body(title="Run request")]) -> dict:
