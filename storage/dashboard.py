@@ -256,6 +256,12 @@ def _order_by(sort: str | None, direction: str | None) -> tuple[str, str, str]:
     return sort, direction, f"{sort} {direction.upper()} NULLS LAST, result_id {direction.upper()}"
 
 
+def check_sort(sort: str | None, direction: str | None) -> None:
+    """InvalidFilter now for a sort a later query would refuse (a streamed export cannot
+    report an error once its headers are sent)."""
+    _order_by(sort, direction)
+
+
 def results_page(
     db: Database,
     filters: Filters,

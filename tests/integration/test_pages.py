@@ -473,3 +473,9 @@ def test_empty_pages_explain_how_to_start_a_run(empty_client, url):
     page = empty_client.get(url).text
     assert "benchboard run" in page
     assert 'href="/runs' in page
+
+
+def test_export_with_a_bad_sort_is_a_clear_400_not_an_empty_file(client):
+    reply = client.get("/comparison/results.csv?sort=evil")
+    assert reply.status_code == 400
+    assert "cannot sort by" in reply.text

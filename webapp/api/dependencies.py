@@ -17,15 +17,23 @@ def provide_services(state: State) -> Services:
     return state.services
 
 
+TOKEN_COOKIE = "benchboard_token"
+
+
 def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """With a token configured, state-changing endpoints need ``Authorization: Bearer <token>``."""
+    """With a token configured, state-changing endpoints need ``Authorization: Bearer <token>``,
+    or (for the dashboard's forms) the cookie that ``/login?token=...`` sets."""
     token = connection.app.state.services.settings.token
     if not token:
         return
-    header = connection.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise NotAuthorizedException("this server needs the header 'Authorization: Bearer <token>' here")
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        presented = connection.cookies.get(TOKEN_COOKIE, "")
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise NotAuthorizedException(
+            "this server needs the header 'Authorization: Bearer <token>' here "
+            "(in the dashboard: open /login?token=<token> once)"
+        )
 
 
 def origin_allowed(connection: ASGIConnection) -> bool:

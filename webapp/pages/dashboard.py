@@ -205,6 +205,7 @@ class DashboardPages(Controller):
             family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
         )
         writer_type, media_type = EXPORTS[export_format]
+        dashboard.check_sort(sort, direction)
 
         def chunks() -> Iterator[bytes]:
             # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.

@@ -19,6 +19,7 @@ from engine.errors import InvalidRequestError
 from engine.runs import PRIORITY_RANK, TERMINAL_STATUSES, RunRequest
 from storage import results as result_rows
 from storage import runs as run_rows
+from webapp.api.dependencies import require_token
 from webapp.live import run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
 from webapp.services import Services, status_from_record
@@ -243,7 +244,7 @@ class RunPages(Controller):
         )
         return render(request, "pages/runs.html", "partials/runs_table.html", context)
 
-    @post("/runs", name="start-run", status_code=200)
+    @post("/runs", name="start-run", status_code=200, guards=[require_token])
     async def start(self, request: HTMXRequest, services: Services) -> Template | Redirect | ClientRedirect:
         values = form_values(await request.form())
         try:
@@ -292,7 +293,7 @@ class RunPages(Controller):
         )  # an unknown run is a 404 now, not mid-stream
         return ServerSentEvent(live_run_events(request, services, channels, run_id, (measured, failed)))
 
-    @post("/runs/{run_id:str}/cancel", name="cancel-run", status_code=200)
+    @post("/runs/{run_id:str}/cancel", name="cancel-run", status_code=200, guards=[require_token])
     async def cancel(self, request: HTMXRequest, services: Services, run_id: str) -> Template | Redirect:
         status = await anyio.to_thread.run_sync(services.cancel_run, run_id)
         if wants_fragment(request):
