@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", nargs="+", default=None,
                      help="model names, checkpoint folders or Hub ids (default: the priority's tier)")
     run.add_argument("--models-dir", default=None, help="discover every Hugging Face checkpoint folder under DIR")
+    run.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
     run.add_argument("--hardware", nargs="+", default=["cpu"], help="devices, e.g. cpu cuda:0 (default cpu)")
     run.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
     run.add_argument("--precision", default="fp32", help="fp32, fp16, bf16 or int8")
@@ -101,7 +102,8 @@ def command_run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
-        max_seconds=args.max_seconds, threads=args.threads, resume=False,
+        custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds, threads=args.threads,
+        resume=False,
     )
     request = RunRequest(
         priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
