@@ -94,9 +94,9 @@ def engine_walls(updates: list[tuple[float, dict]], total: int) -> list[float | 
 def report_pass(label: str, steps: list[str], posted: float, updates: list, results: dict) -> dict:
     """Print one sweep's per-config table; return its summary figures."""
     final = updates[-1][1]
-    if final["status"] != "completed" or final["failed_configs"] or final["skipped_configs"]:
-        raise SystemExit(f"the sweep did not measure every config: {final}")
     rows = {step_name(r["model_name"], r["batch_size"]): r for r in results["results"]}
+    if final["status"] != "completed" or results["failures"] or set(rows) != set(steps):
+        raise SystemExit(f"the sweep did not measure every config: {final}, failures {results['failures']}")
     ordered = [rows[step] for step in steps]
     timed = [r["n_samples"] * r["average_latency_ms"] / 1000 for r in ordered]
     spans = config_walls(posted, updates, steps)
