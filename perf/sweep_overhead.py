@@ -148,7 +148,7 @@ def main() -> None:
     try:
         print(f"server {server.url} (loopback), data under {workdir}, max_seconds={args.max_seconds}")
         print(f"sweep: {', '.join(models)} x batch sizes {batch_sizes} = {len(steps)} configs, run twice")
-        for label in ("cold server (the sweep starts the worker)", "same sweep again on the warm worker"):
+        for label in ("fresh server (its pre-started worker may still be importing torch)", "same sweep again on the warm worker"):
             outcome = asyncio.run(asyncio.wait_for(run_sweep(server, body), SWEEP_TIMEOUT_S))
             passes[label] = report_pass(label, steps, *outcome)
     finally:
