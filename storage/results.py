@@ -169,7 +169,7 @@ def query_results(
     return _rows(cursor, RESULT_ROW_COLUMNS)
 
 
-def export_table(
+def export_batches(
     db: Database,
     *,
     model: str | None = None,
@@ -177,15 +177,16 @@ def export_table(
     batch_size: int | None = None,
     precision: str | None = None,
     run_id: str | None = None,
-) -> pa.Table:
-    """Filtered results as Arrow, for CSV/Parquet/JSON export done in Python (never COPY TO)."""
+    rows_per_batch: int = 50_000,
+) -> pa.RecordBatchReader:
+    """Filtered results as Arrow batches, for CSV/Parquet/JSON export done in Python (never COPY TO)."""
     where, params = _filters(model, hardware, batch_size, precision)
     if run_id:
         where = (where + " AND " if where else "WHERE ") + "run_id = $run_id"
         params["run_id"] = run_id
     return db.cursor().sql(
         f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY result_id", params=params
-    ).to_arrow_table()
+    ).fetch_record_batch(rows_per_batch)
 
 
 def has_recent_result(db: Database, config_key: str, fingerprint: str, max_age_days: int) -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-from litestar import Controller, Response, get, post
+from litestar import Controller, get, post
 from litestar.params import Parameter
+from litestar.response import Stream
 
 from engine.config import PRECISIONS
 from storage import results as result_rows
@@ -17,22 +15,10 @@ from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import run_guarded_query
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.schemas import SqlBody
+from webapp.exports import MEDIA_TYPES, download_headers, file_chunks
 from webapp.services import Services
 
 PrecisionName = Literal[PRECISIONS]
-EXPORT_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "json": "application/json"}
-
-
-def export_bytes(table, export_format: str) -> bytes:
-    """Results rendered in Python from Arrow; DuckDB's COPY TO stays disabled."""
-    buffer = io.BytesIO()
-    if export_format == "csv":
-        pa_csv.write_csv(table, buffer)
-    elif export_format == "parquet":
-        pq.write_table(table, buffer)
-    else:
-        buffer.write(json.dumps(table.to_pylist(), default=str).encode())
-    return buffer.getvalue()
 
 
 class DataController(Controller):
@@ -54,8 +40,8 @@ class DataController(Controller):
             services.db, model=model, hardware=hardware, batch_size=batch_size, precision=precision, limit=limit
         )
 
-    @get("/export", operation_id="exportResults", sync_to_thread=True)
-    def export(
+    @get("/export", operation_id="exportResults")
+    async def export(
         self,
         services: Services,
         format: Literal["csv", "parquet", "json"] = "csv",  # noqa: A002  (the seed-style query name)
@@ -64,15 +50,18 @@ class DataController(Controller):
         batch_size: Annotated[int | None, Parameter(ge=1)] = None,
         precision: PrecisionName | None = None,
         run_id: str | None = None,
-    ) -> Response[bytes]:
-        table = result_rows.export_table(
-            services.db, model=model, hardware=hardware, batch_size=batch_size, precision=precision, run_id=run_id
-        )
-        return Response(
-            export_bytes(table, format),
-            media_type=EXPORT_MEDIA_TYPES[format],
-            headers={"Content-Disposition": f'attachment; filename="benchboard-results.{format}"'},
-        )
+    ) -> Stream:
+        """Filtered results as a file; ``model`` matches a name or a family, as in /query."""
+
+        def chunks() -> Iterator[bytes]:
+            # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
+            batches = result_rows.export_batches(
+                services.db, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
+                run_id=run_id,
+            )
+            yield from file_chunks(batches, format)
+
+        return Stream(chunks(), media_type=MEDIA_TYPES[format], headers=download_headers(format))
 
     @post("/sql", status_code=200, operation_id="runSql", sync_to_thread=True)
     def sql(self, services: Services, data: SqlBody) -> dict:

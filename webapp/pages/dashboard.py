@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import asdict
 from urllib.parse import urlencode
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from litestar import Controller, get
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Stream, Template
@@ -18,6 +14,7 @@ from storage import dashboard
 from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
 from storage.database import Database
 from webapp import charts
+from webapp.exports import MEDIA_TYPES, download_headers, file_chunks
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, parse_filters, render
 from webapp.services import Services
 
@@ -104,24 +101,6 @@ def _page_size(value: str | None) -> int:
     return size
 
 
-def _file_chunks(batches: pa.RecordBatchReader, writer_type) -> Iterator[bytes]:
-    """The file ``writer_type`` writes from ``batches``, handed on as it grows rather than held whole."""
-    sink = io.BytesIO()
-    with writer_type(sink, batches.schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            yield sink.getvalue()
-            sink.seek(0)
-            sink.truncate()
-    yield sink.getvalue()  # what closing wrote: the Parquet footer
-
-
-EXPORTS = {
-    "csv": (pa_csv.CSVWriter, "text/csv"),
-    "parquet": (pq.ParquetWriter, "application/vnd.apache.parquet"),
-}
-
-
 class DashboardPages(Controller):
     exception_handlers = PAGE_EXCEPTION_HANDLERS
     include_in_schema = False
@@ -204,16 +183,11 @@ class DashboardPages(Controller):
         filters = parse_filters(
             family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
         )
-        writer_type, media_type = EXPORTS[export_format]
         dashboard.check_sort(sort, direction)
 
         def chunks() -> Iterator[bytes]:
             # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
             batches = dashboard.results_export(services.db, filters, sort=sort, direction=direction)
-            yield from _file_chunks(batches, writer_type)
+            yield from file_chunks(batches, export_format)
 
-        return Stream(
-            chunks(),
-            media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="benchboard-results.{export_format}"'},
-        )
+        return Stream(chunks(), media_type=MEDIA_TYPES[export_format], headers=download_headers(export_format))

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 
 from storage.database import Database
 from storage.results import (
-    export_table,
+    export_batches,
     failures_for_run,
     finished_config_keys,
     has_recent_result,
@@ -70,7 +70,7 @@ def test_query_filters_by_family_hardware_and_batch_size(tmp_path):
     assert {r["model_name"] for r in query_results(db, model="bert")} == {"bert-tiny"}
     assert len(query_results(db, hardware="cpu", batch_size=8)) == 2
     assert len(query_results(db, limit=1)) == 1
-    assert export_table(db, model="gpt2-tiny").num_rows == 1
+    assert export_batches(db, model="gpt2-tiny").read_all().num_rows == 1
 
 
 def test_run_rows_round_trip_and_update_in_place(tmp_path):
