@@ -84,6 +84,8 @@ def _print_table(columns: list[str], rows: list[list], out=sys.stdout) -> None:
 def _cell(value) -> str:
     if value is None:
         return "-"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
     return str(value)
@@ -161,28 +163,27 @@ def command_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_records(records: list[dict], columns: list[str], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(records, indent=2))
+    else:
+        _print_table(columns, [[record[c] for c in columns] for record in records])
+    return 0
+
+
 def command_hardware(args: argparse.Namespace) -> int:
     from engine.hardware import detect_hardware
 
     found = [hw.describe() for hw in detect_hardware()]
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    columns = ["name", "type", "device", "memory_gb", "compute_units", "precisions"]
-    _print_table(columns, [[hw[c] if c != "precisions" else " ".join(hw[c]) for c in columns] for hw in found])
-    return 0
+    return _print_records(found, ["name", "type", "device", "memory_gb", "compute_units", "precisions"], args.json)
 
 
 def command_models(args: argparse.Namespace) -> int:
     from engine.models.registry import ModelRegistry
 
     specs = [spec.describe() for spec in ModelRegistry(models_dir=args.models_dir).list()]
-    if args.json:
-        print(json.dumps(specs, indent=2))
-        return 0
     columns = ["name", "family", "type", "modality", "parameters_million", "source", "tier"]
-    _print_table(columns, [[spec[c] for c in columns] for spec in specs])
-    return 0
+    return _print_records(specs, columns, args.json)
 
 
 def command_query(args: argparse.Namespace) -> int:
@@ -223,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_remote(args)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # The reader went away (`benchboard models | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except InvalidRequestError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

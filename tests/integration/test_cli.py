@@ -147,3 +147,12 @@ def test_query_command_runs_guarded_sql_and_refuses_writes(first_run):
     assert json.loads(done.stdout)["rows"][0][0] >= 4
     refused = benchboard("query", "DROP TABLE models", "--db-path", str(db_path))
     assert refused.returncode == 2 and "DROP is not allowed" in refused.stderr
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error():
+    # As in `benchboard models | head -1`: the reader is gone before the table is written.
+    listing = subprocess.Popen([sys.executable, "-m", "webapp.cli", "models"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    listing.stdout.close()
+    assert listing.wait(timeout=120) == 0
+    assert "Traceback" not in listing.stderr.read()

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from litestar.testing import TestClient
 
+from descriptions import CPU, model_description
 from storage.results import insert_results, record_failure
 from storage.runs import save_run
 from webapp.app import create_app
@@ -25,19 +26,9 @@ HOSTILE = "<script>alert(1)</script>"
 PAGES = ["/", "/comparison", "/runs", "/reports", "/sql"]
 
 
-def model(name, family):
-    return {
-        "name": name,
-        "family": family,
-        "type": "encoder",
-        "modality": "text",
-        "parameters_million": 1.0,
-        "source": "builtin",
-    }
-
-
-CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU"}
-BERT, GPT2, EVIL = model("bert-tiny", "bert"), model("gpt2-tiny", "gpt2"), model(HOSTILE, "<b>evil</b>")
+BERT = model_description("bert-tiny", "bert")
+GPT2 = model_description("gpt2-tiny", "gpt2")
+EVIL = model_description(HOSTILE, "<b>evil</b>")
 
 
 def result(model, batch_size, p50, run_id="run-a"):

@@ -91,14 +91,18 @@ def run_in_thread(worker, job, **kwargs):
     return thread, outcome
 
 
-def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
-    process = subprocess.Popen(
+def start_worker_process() -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "engine.worker", "--device", "cpu"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
+    process = start_worker_process()
     try:
         ready = json.loads(process.stdout.readline())
         assert ready["event"] == "ready" and ready["pid"] == process.pid and ready["device"] == "cpu"
@@ -125,13 +129,7 @@ def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
 
 
 def test_worker_exits_cleanly_when_its_input_closes():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine.worker", "--device", "cpu"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_worker_process()
     assert json.loads(process.stdout.readline())["event"] == "ready"
     process.stdin.close()
     assert process.wait(timeout=30) == 0

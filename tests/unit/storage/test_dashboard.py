@@ -1,6 +1,7 @@
 import pyarrow as pa
 import pytest
 
+from descriptions import CPU, model_description
 from storage.dashboard import (
     METRICS,
     FilterOptions,
@@ -24,19 +25,9 @@ THROUGHPUT = METRICS["throughput"]
 LATENCY = METRICS["latency_p50"]
 
 
-def model(name, family):
-    return {
-        "name": name,
-        "family": family,
-        "type": "encoder",
-        "modality": "text",
-        "parameters_million": 1.0,
-        "source": "builtin",
-    }
-
-
-BERT, ROBERTA, GPT2 = model("bert-tiny", "bert"), model("roberta-tiny", "roberta"), model("gpt2-tiny", "gpt2")
-CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU"}
+BERT = model_description("bert-tiny", "bert")
+ROBERTA = model_description("roberta-tiny", "roberta")
+GPT2 = model_description("gpt2-tiny", "gpt2")
 GPU = {"name": "cuda:0", "type": "cuda", "device": "Test GPU"}
 
 

@@ -1,5 +1,6 @@
 from datetime import datetime, timedelta
 
+from descriptions import CPU, model_description
 from storage.database import Database
 from storage.results import (
     export_batches,
@@ -13,11 +14,8 @@ from storage.results import (
 )
 from storage.runs import get_run, list_runs, save_run
 
-BERT = {"name": "bert-tiny", "family": "bert", "type": "encoder", "modality": "text",
-        "parameters_million": 0.4, "source": "builtin"}
-GPT2 = {"name": "gpt2-tiny", "family": "gpt2", "type": "decoder", "modality": "text",
-        "parameters_million": 0.5, "source": "builtin"}
-CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU", "memory_gb": 24.0}
+BERT = model_description("bert-tiny", "bert", parameters_million=0.4)
+GPT2 = model_description("gpt2-tiny", "gpt2", type="decoder", parameters_million=0.5)
 
 
 def result_row(model=BERT, batch_size=1, run_id="run-1", key=None, p50=2.0):

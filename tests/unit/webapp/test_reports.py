@@ -3,15 +3,14 @@ import re
 
 import pytest
 
+from descriptions import CPU, model_description
 from storage.database import Database
 from storage.results import insert_results, record_failure
 from storage.runs import save_run
 from webapp.reports import ReportNotFound, list_reports, report_file, write_reports
 
 HOSTILE = "<script>alert(1)</script>"
-MODEL = {"name": HOSTILE, "family": "bert", "type": "encoder", "modality": "text", "parameters_million": 0.4,
-         "source": "custom"}
-CPU = {"name": "cpu", "type": "cpu", "device": "Test CPU"}
+MODEL = model_description(HOSTILE, "bert", parameters_million=0.4, source="custom")
 
 
 @pytest.fixture
