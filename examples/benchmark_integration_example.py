@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-# Run from a source checkout without installing: the client lives next to this folder.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from client import (  # noqa: E402
+# The seed's import line. `pip install ./client` (the benchboard-client distribution) provides it.
+from benchmark_api_client import (
     RESULT_COLUMNS,
     BenchmarkAPIClient,
     BenchmarkAPIError,

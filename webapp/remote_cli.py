@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from client import (
+from benchboard_client import (
     RESULT_COLUMNS,
     BenchmarkAPIClient,
     BenchmarkAPIError,

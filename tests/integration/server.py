@@ -27,6 +27,9 @@ READY_PATH = "/api/benchmark/hardware"
 # Hardware detection and opening DuckDB take a few seconds on a busy 2-core machine.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# A `benchboard` executable to serve with instead (`benchboard serve`, reading the same variables): set
+# when the client tests run from a venv that has only benchboard-client (.ci/run), not the server.
+SERVER_BIN_VARIABLE = "BENCHBOARD_TEST_SERVER_BIN"
 
 
 def free_port() -> int:
@@ -79,6 +82,8 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         command = [sys.executable, "-m", "uvicorn", "--factory", "webapp.app:create_app",
                    "--host", "127.0.0.1", "--port", str(self.port)]
+        if os.environ.get(SERVER_BIN_VARIABLE):
+            command = [os.environ[SERVER_BIN_VARIABLE], "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self._popen = subprocess.Popen(command, cwd=REPO_ROOT, env=self._env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)

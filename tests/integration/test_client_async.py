@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from client import AsyncBenchmarkAPIClient, InvalidRequest, NotFound
+from benchboard_client import AsyncBenchmarkAPIClient, InvalidRequest, NotFound
 
 pytestmark = pytest.mark.anyio
 TINY = ["bert-tiny", "gpt2-tiny"]

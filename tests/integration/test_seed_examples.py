@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from client import BenchmarkAPIClient
+from benchmark_api_client import BenchmarkAPIClient
 from tests.integration.server import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "benchmark_integration_example.py"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from client import calls
-from client.errors import InvalidRequest
+from benchboard_client import calls
+from benchboard_client.errors import InvalidRequest
 
 
 def test_arguments_left_at_none_are_not_sent_so_the_servers_defaults_apply():

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from client.errors import BenchmarkAPIError, InvalidRequest, NotFound, Unauthorized, error_from_response
+from benchboard_client.errors import (
+    BenchmarkAPIError,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    error_from_response,
+)
 
 URL = "http://127.0.0.1:8000/api/benchmark/run"
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
-from client.following import FollowPolicy, RunFollower
+from benchboard_client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
+from benchboard_client.following import FollowPolicy, RunFollower
 
 
 def status(state="running", completed=0, **extra):

@@ -1,6 +1,6 @@
 """Terminal views: tables line up, numbers read well, the progress line says where a run is."""
 
-from client.formatting import describe_progress, format_table
+from benchboard_client.formatting import describe_progress, format_table
 
 
 def test_a_table_aligns_text_left_and_numbers_right():

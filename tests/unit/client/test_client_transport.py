@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from client import AsyncBenchmarkAPIClient, BenchmarkAPIClient, ServerUnreachable
-from client.transport import ServerAddress, destination
+from benchboard_client import AsyncBenchmarkAPIClient, BenchmarkAPIClient, ServerUnreachable
+from benchboard_client.transport import ServerAddress, destination
 
 
 def closed_port() -> int:

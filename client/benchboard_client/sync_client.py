@@ -21,10 +21,10 @@ import httpx
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
-from client import calls
-from client.errors import ServerUnreachable
-from client.following import FollowPolicy, RunFollower
-from client.transport import (
+from benchboard_client import calls
+from benchboard_client.errors import ServerUnreachable
+from benchboard_client.following import FollowPolicy, RunFollower
+from benchboard_client.transport import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT_S,
     ServerAddress,
@@ -126,7 +126,7 @@ class BenchmarkAPIClient:
         """Yield the run's status on every change, ending after its terminal status.
 
         Follows the WebSocket, reconnects when it drops, then falls back to polling
-        ``/status`` (see ``client.following``). Raises NotFound for an unknown run.
+        ``/status`` (see ``benchboard_client.following``). Raises NotFound for an unknown run.
         """
         follower = RunFollower(run_id, self.follow_policy)
         socket_url = self.address.socket_url(run_id)

@@ -19,10 +19,10 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from client import calls
-from client.errors import ServerUnreachable
-from client.following import FollowPolicy, RunFollower
-from client.transport import (
+from benchboard_client import calls
+from benchboard_client.errors import ServerUnreachable
+from benchboard_client.following import FollowPolicy, RunFollower
+from benchboard_client.transport import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT_S,
     ServerAddress,

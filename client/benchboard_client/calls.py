@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from client.errors import InvalidRequest
+from benchboard_client.errors import InvalidRequest
 
 API_PREFIX = "/api/benchmark"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from client import calls
-from client.errors import BenchmarkAPIError, ServerUnreachable, error_from_response
+from benchboard_client import calls
+from benchboard_client.errors import BenchmarkAPIError, ServerUnreachable, error_from_response
 
 DEFAULT_BASE_URL = "http://localhost:8000"
 # Generous: a server that is starting its first worker process can take seconds to answer.

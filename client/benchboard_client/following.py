@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
+from benchboard_client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 
