@@ -1,48 +1,45 @@
-"""What one benchmark point is, and the knobs of the measurement loop."""
+"""What one benchmark point is, and the knobs of the measurement loop.
+
+These are msgspec Structs: the worker's JSON-lines pipe, storage and the API all
+carry them as they are, under the same field names.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-PRIORITIES = ("critical", "high", "medium", "low")
+import msgspec
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_SEQUENCE_LENGTH = 128
 DEFAULT_IMAGE_SIZE = 224
 
 
-@dataclass(frozen=True)
-class BenchmarkConfig:
+class BenchmarkConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One point to measure: model x hardware x batch size x precision x input shape."""
 
-    model: str
+    model_name: str
     hardware: str
     batch_size: int
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     image_size: int = DEFAULT_IMAGE_SIZE
 
     def key(self) -> str:
         """Stable identity of the point, used for incremental skips and resume."""
         return (
-            f"{self.model}|{self.hardware}|bs{self.batch_size}|{self.precision}"
+            f"{self.model_name}|{self.hardware}|bs{self.batch_size}|{self.precision}"
             f"|seq{self.sequence_length}|img{self.image_size}"
         )
 
     def label(self) -> str:
-        return f"{self.model} on {self.hardware}, batch {self.batch_size}, {self.precision}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BenchmarkConfig:
-        return cls(**data)
+        return f"{self.model_name} on {self.hardware}, batch {self.batch_size}, {self.precision}"
 
 
-@dataclass(frozen=True)
-class MeasurementSettings:
+class MeasurementSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Stopping rules of the adaptive timing loop.
 
     The loop stops once the 95% CI of the median is within ``ci_target`` (relative)
@@ -60,39 +57,14 @@ class MeasurementSettings:
     threads: int | None = None
     keep_samples: int = 10_000
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> MeasurementSettings:
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True, kw_only=True):
     """What the scheduler hands a worker: a config plus where to find models."""
 
     config: BenchmarkConfig
-    settings: MeasurementSettings = field(default_factory=MeasurementSettings)
+    settings: MeasurementSettings = MeasurementSettings()
     models_dir: str | None = None
     custom_benchmarks_dir: str | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "settings": self.settings.to_dict(),
-            "models_dir": self.models_dir,
-            "custom_benchmarks_dir": self.custom_benchmarks_dir,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Job:
-        return cls(
-            config=BenchmarkConfig.from_dict(data["config"]),
-            settings=MeasurementSettings.from_dict(data.get("settings") or {}),
-            models_dir=data.get("models_dir"),
-            custom_benchmarks_dir=data.get("custom_benchmarks_dir"),
-        )
 
 
 def fingerprint(environment: dict) -> str:

@@ -10,10 +10,11 @@ import platform
 import re
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import metadata
+from typing import Literal
 
+import msgspec
 import psutil
 import torch
 
@@ -23,11 +24,15 @@ from engine.precision import supported_precisions
 GIB = 1024**3
 
 
-@dataclass
-class HardwareInfo:
+HardwareType = Literal["cpu", "cuda", "rocm", "mps", "xpu"]
+
+
+class HardwareInfo(msgspec.Struct, kw_only=True):
+    """A detected device, as GET /hardware lists it and hardware_platforms stores it."""
+
     name: str  # "cpu", "cuda:0", "mps", "xpu:0": what a request names
-    type: str  # cpu | cuda | rocm | mps | xpu
-    device_name: str
+    type: HardwareType
+    device: str  # the device's own name, e.g. "NVIDIA A100-SXM4-80GB"
     memory_gb: float
     physical_cores: int | None = None
     logical_cores: int | None = None
@@ -35,13 +40,8 @@ class HardwareInfo:
     compute_capability: str | None = None  # "8.6" on CUDA, the gfx arch on ROCm
     driver_version: str | None = None
     cuda_version: str | None = None  # the HIP version on ROCm
-    precisions: list[str] = field(default_factory=list)
+    precisions: list[str] = []
     torch_device: str = "cpu"  # what torch.device() accepts
-
-    def describe(self) -> dict:
-        data = asdict(self)
-        data["device"] = data.pop("device_name")
-        return data
 
 
 @cache
@@ -91,10 +91,10 @@ def environment(hardware_name: str) -> dict:
     return {
         "hardware": hw.name,
         "hardware_type": hw.type,
-        "device_name": hw.device_name,
+        "device_name": hw.device,
         "driver_version": hw.driver_version,
         "cuda_version": hw.cuda_version,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a TorchVersion, which msgspec does not encode
         "transformers_version": _version("transformers"),
         "python_version": platform.python_version(),
         "platform": platform.platform(),
@@ -126,7 +126,7 @@ def _cpu() -> HardwareInfo:
     return HardwareInfo(
         name="cpu",
         type="cpu",
-        device_name=_cpu_model(),
+        device=_cpu_model(),
         memory_gb=round(psutil.virtual_memory().total / GIB, 2),
         physical_cores=physical,
         logical_cores=logical,
@@ -152,7 +152,7 @@ def _cuda_devices() -> list[HardwareInfo]:
             HardwareInfo(
                 name=f"cuda:{index}",
                 type=kind,
-                device_name=props.name,
+                device=props.name,
                 memory_gb=round(props.total_memory / GIB, 2),
                 compute_units=props.multi_processor_count,
                 compute_capability=capability,
@@ -173,7 +173,7 @@ def _mps() -> list[HardwareInfo]:
         HardwareInfo(
             name="mps",
             type="mps",
-            device_name=f"Apple GPU ({_cpu_model()})",
+            device=f"Apple GPU ({_cpu_model()})",
             memory_gb=round(psutil.virtual_memory().total / GIB, 2),  # unified memory
             precisions=supported_precisions("mps"),
             torch_device="mps",
@@ -192,7 +192,7 @@ def _xpu_devices() -> list[HardwareInfo]:
             HardwareInfo(
                 name=f"xpu:{index}",
                 type="xpu",
-                device_name=props.name,
+                device=props.name,
                 memory_gb=round(props.total_memory / GIB, 2),
                 compute_units=getattr(props, "max_compute_units", None),
                 driver_version=getattr(props, "driver_version", None),

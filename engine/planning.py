@@ -1,33 +1,20 @@
-"""Turning a user's request into a run: validation, defaults and config ordering."""
+"""Turning a user's request into a run: validation, config ordering and environments."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.config import PRECISIONS, BenchmarkConfig, fingerprint
+import msgspec
+
+from engine.config import BenchmarkConfig, fingerprint
 from engine.errors import InvalidRequestError, ModelLoadError, UnknownHardwareError, UnknownModelError
-from engine.runs import PRIORITY_RANK, RunRequest, RunState, expand
-
-MAX_BATCH_SIZE = 4096
-MAX_SEQUENCE_LENGTH = 8192
+from engine.runs import RunRequest, RunState, expand, run_request
 
 
-def validate(request: RunRequest) -> None:
-    if request.priority not in PRIORITY_RANK:
-        raise InvalidRequestError("priority", f"must be one of {', '.join(PRIORITY_RANK)}, not {request.priority!r}")
-    if request.precision not in PRECISIONS:
-        raise InvalidRequestError("precision", f"must be one of {', '.join(PRECISIONS)}, not {request.precision!r}")
-    if not request.batch_sizes:
-        raise InvalidRequestError("batch_sizes", "must name at least one batch size")
-    for size in request.batch_sizes:
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
-            raise InvalidRequestError("batch_sizes", f"each must be an integer from 1 to {MAX_BATCH_SIZE}, not {size!r}")
-    if not request.hardware:
-        raise InvalidRequestError("hardware", "must name at least one device")
-    if request.models is not None and not request.models:
-        raise InvalidRequestError("models", "must name at least one model, or be null for the priority's tier")
-    if not 1 <= request.sequence_length <= MAX_SEQUENCE_LENGTH:
-        raise InvalidRequestError("sequence_length", f"must be from 1 to {MAX_SEQUENCE_LENGTH}")
+def validate(request: RunRequest) -> RunRequest:
+    """``request`` checked against RunRequest's constraints, whoever built it: a Struct made
+    in Python is not validated by msgspec, one decoded from JSON already was."""
+    return run_request(msgspec.structs.asdict(request))
 
 
 def order_configs(configs: list[BenchmarkConfig], parameters: dict[str, float], progressive: bool) -> list[BenchmarkConfig]:
@@ -37,7 +24,7 @@ def order_configs(configs: list[BenchmarkConfig], parameters: dict[str, float], 
         return configs
     return sorted(
         configs,
-        key=lambda c: (parameters.get(c.model, 0.0), c.model, c.hardware, c.precision, c.batch_size),
+        key=lambda c: (parameters.get(c.model_name, 0.0), c.model_name, c.hardware, c.precision, c.batch_size),
     )
 
 
@@ -49,7 +36,7 @@ def plan_run(
     environment: Callable[[str], dict],
 ) -> RunState:
     """A queued RunState for ``request``, or InvalidRequestError naming the bad field."""
-    validate(request)
+    request = validate(request)
     try:
         models = registry.resolve(request.models) if request.models is not None else registry.tier(request.priority)
     except (UnknownModelError, ModelLoadError) as error:

@@ -9,16 +9,20 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.config import BenchmarkConfig
-from engine.result import Result
+from engine.result import Measurement
+from engine.runs import RunRecord, RunStatus
 
 
 class EventSink(Protocol):
     """Receives run events. Called from scheduler threads, never under the scheduler's lock."""
 
-    def run_updated(self, run_id: str, status: dict) -> None:
-        """``status`` is the run's status object (RunState.status_object())."""
+    def run_updated(self, run_id: str, status: RunStatus) -> None:
+        """Every stored change of the run, in order."""
 
-    def result_recorded(self, run_id: str, result: Result) -> None: ...
+    def result_recorded(self, run_id: str, result: Measurement) -> None: ...
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        """Once, after the terminal status was published: the place for slow work (reports)."""
 
 
 class ResultStore(Protocol):
@@ -29,11 +33,11 @@ class ResultStore(Protocol):
     def finished_keys(self, run_id: str) -> set[str]:
         """Config keys of the run already measured, failed or skipped by progressive mode."""
 
-    def record_result(self, run_id: str, result: Result, fingerprint: str) -> None:
+    def record_result(self, run_id: str, result: Measurement, fingerprint: str) -> None:
         """Store a measurement, or a failure/refusal/incompatibility with its reason."""
 
     def record_progressive_stop(self, run_id: str, config: BenchmarkConfig, reason: str) -> None:
         """Store that progressive mode left ``config`` unmeasured, and why."""
 
-    def save_run(self, record: dict) -> None:
-        """Insert or update the run's row (RunState.record())."""
+    def save_run(self, record: RunRecord) -> None:
+        """Insert or update the run's row."""

@@ -1,7 +1,6 @@
 """Which precisions a device type can run, and why not when it cannot.
 
-``capabilities`` is what hardware detection knows about one device (the dict of
-``HardwareInfo.describe()`` will do); only ``compute_capability`` is read, for
+``capabilities`` is what hardware detection knows about one device; only ``compute_capability`` is read, for
 CUDA's bf16. Without it a device is judged by its type alone.
 """
 

@@ -1,47 +1,67 @@
-"""What measuring one config produced: statistics, or a failure with its reason."""
+"""What measuring one config produced: statistics, or a failure with its reason.
+
+``Measurement`` is the one shape of a result, from the worker's pipe to storage, the
+Channels events, the API and the pages. Its field names are the storage columns.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Literal
 
-from engine.config import BenchmarkConfig
+import msgspec
 
-OK = "ok"
-INCOMPATIBLE = "incompatible"  # the precision/device pair cannot run; not a crash
-FAILED = "failed"  # crash, OOM kill, timeout, exception
-REFUSED = "refused"  # the scheduler refused it up front (memory estimate)
+from engine.config import DEFAULT_IMAGE_SIZE, DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision
 
-
-@dataclass
-class Statistics:
-    """Latency statistics in milliseconds over ``n`` timed iterations."""
-
-    n: int
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    ci_low_ms: float
-    ci_high_ms: float
-    ci_met: bool
-    total_seconds: float
+# What happened to one config. Not a run's status: a run is queued/running/... (engine.runs).
+ResultStatus = Literal["ok", "incompatible", "failed", "refused", "skipped"]
+OK: ResultStatus = "ok"
+INCOMPATIBLE: ResultStatus = "incompatible"  # the precision/device pair cannot run; not a crash
+FAILED: ResultStatus = "failed"  # crash, OOM kill, timeout, exception
+REFUSED: ResultStatus = "refused"  # the scheduler refused it up front (memory estimate)
+SKIPPED: ResultStatus = "skipped"  # progressive mode left it unmeasured, on purpose
 
 
-@dataclass
-class Result:
-    config: BenchmarkConfig
-    status: str
-    stats: Statistics | None = None
+class Statistics(msgspec.Struct, kw_only=True):
+    """Latency statistics in milliseconds over ``n_samples`` timed iterations.
+
+    Every field is optional because a failed config has none of them; ``summarize``
+    always fills them all.
+    """
+
+    n_samples: int | None = None
+    average_latency_ms: float | None = None
+    std_latency_ms: float | None = None
+    min_latency_ms: float | None = None
+    p50_latency_ms: float | None = None
+    p90_latency_ms: float | None = None
+    p95_latency_ms: float | None = None
+    p99_latency_ms: float | None = None
+    max_latency_ms: float | None = None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    ci_met: bool | None = None
+    total_timed_seconds: float | None = None
+
+
+class Measurement(Statistics, kw_only=True):
+    """One config's result or failure, with what is needed to reproduce it."""
+
+    model_name: str
+    hardware: str
+    batch_size: int
+    precision: Precision = "fp32"
+    sequence_length: int | None = DEFAULT_SEQUENCE_LENGTH
+    image_size: int | None = DEFAULT_IMAGE_SIZE
+    status: ResultStatus = OK
     throughput_items_per_second: float | None = None
     throughput_tokens_per_second: float | None = None
     load_time_ms: float | None = None
     cold_latency_ms: float | None = None
     memory_peak_mb: float | None = None
-    samples_ms: list[float] = field(default_factory=list)
+    # Every timed iteration (capped at keep_samples); None where not measured or not loaded
+    # (API rows leave them out: a row's samples are served on their own).
+    samples_ms: list[float] | None = None
     threads: int | None = None
     torch_version: str | None = None
     device_name: str | None = None
@@ -56,19 +76,33 @@ class Result:
     def ok(self) -> bool:
         return self.status == OK
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["config"] = self.config.to_dict()
-        return data
+    @property
+    def config(self) -> BenchmarkConfig:
+        return BenchmarkConfig(
+            model_name=self.model_name, hardware=self.hardware, batch_size=self.batch_size,
+            precision=self.precision, sequence_length=self.sequence_length or DEFAULT_SEQUENCE_LENGTH,
+            image_size=self.image_size or DEFAULT_IMAGE_SIZE,
+        )
 
     @classmethod
-    def from_dict(cls, data: dict) -> Result:
-        data = dict(data)
-        data["config"] = BenchmarkConfig.from_dict(data["config"])
-        if data.get("stats") is not None:
-            data["stats"] = Statistics(**data["stats"])
-        return cls(**data)
+    def of(cls, config: BenchmarkConfig, **fields) -> Measurement:
+        """A measurement of ``config``; ``fields`` are the rest of it."""
+        return cls(**msgspec.structs.asdict(config), **fields)
 
     @classmethod
-    def failure(cls, config: BenchmarkConfig, status: str, error_type: str, message: str) -> Result:
-        return cls(config=config, status=status, error_type=error_type, error_message=message)
+    def failure(cls, config: BenchmarkConfig, status: ResultStatus, error_type: str, message: str) -> Measurement:
+        return cls.of(config, status=status, error_type=error_type, error_message=message)
+
+
+class ResultRow(Measurement, kw_only=True):
+    """A stored measurement or failure as read back: the measurement plus what storage adds.
+
+    ``results_view`` and ``failures_view`` rows, the API's result rows and the pages' rows.
+    """
+
+    run_id: str | None = None
+    result_id: int | None = None
+    model_family: str | None = None
+    model_type: str | None = None
+    hardware_type: str | None = None
+    created_at: datetime | None = None

@@ -1,45 +1,144 @@
-"""A run: the user's request, its expansion into configs, and its live state."""
+"""A run: the user's request, its expansion into configs, and its live state.
+
+``RunRequest``, ``RunStatus``, ``RunRecord`` and ``RunResults`` are the one shape of
+each concept for the API, the CLI, the form, Channels and the test_runs table.
+"""
 
 from __future__ import annotations
 
+import re
+import threading
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
-from engine.config import DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig
+import msgspec
+from msgspec import Meta
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
-TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED)
+from engine.config import DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision
+from engine.errors import InvalidRequestError
+from engine.result import ResultRow
+
+Priority = Literal["critical", "high", "medium", "low", "all"]
+PRIORITIES: tuple[str, ...] = get_args(Priority)
 PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "all": 3}
 
+RunStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatusName)
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = RUN_STATUSES
+TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED)
 
-@dataclass
-class RunRequest:
-    """What a user asked for; field names are the seed API's."""
+MAX_BATCH_SIZE = 4096
+MAX_BATCH_SIZES = 64
+MAX_SEQUENCE_LENGTH = 32768
 
-    priority: str = "high"
-    hardware: list[str] = field(default_factory=lambda: ["cpu"])
-    models: list[str] | None = None
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    precision: str = "fp32"
+Name = Annotated[str, Meta(min_length=1, max_length=512)]
+BatchSize = Annotated[int, Meta(ge=1, le=MAX_BATCH_SIZE)]
+
+
+class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What a user asked for; field names are the seed API's. These defaults are the only ones:
+    the API, the CLI, the client and the run form all leave unset fields to them."""
+
+    priority: Priority = "high"
+    hardware: Annotated[list[Name], Meta(min_length=1, max_length=64)] = msgspec.field(default_factory=lambda: ["cpu"])
+    models: Annotated[list[Name], Meta(min_length=1, max_length=256)] | None = None  # None: the priority's tier
+    batch_sizes: Annotated[list[BatchSize], Meta(min_length=1, max_length=MAX_BATCH_SIZES)] = msgspec.field(
+        default_factory=lambda: [1, 8]
+    )
+    precision: Precision = "fp32"
     progressive_mode: bool = True
     incremental: bool = True
-    sequence_length: int = DEFAULT_SEQUENCE_LENGTH
+    sequence_length: Annotated[int, Meta(ge=1, le=MAX_SEQUENCE_LENGTH)] = DEFAULT_SEQUENCE_LENGTH
     force: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> RunRequest:
-        return cls(**data)
+def run_request(fields: dict) -> RunRequest:
+    """A RunRequest from ``fields`` (a form's, the CLI's), checked as the API checks its body;
+    InvalidRequestError names the first bad field."""
+    try:
+        return msgspec.convert(fields, RunRequest)
+    except msgspec.ValidationError as error:
+        name, reason = field_and_reason(str(error), literal_fields(RunRequest))
+        raise InvalidRequestError(name or "request", reason) from None
+
+
+def field_and_reason(
+    message: str, choices: dict[str, tuple] | None = None, field: str | None = None
+) -> tuple[str | None, str]:
+    """The top-level field and the reason in a msgspec validation message
+    ("Expected `int` >= 1 - at `$.batch_sizes[0]`" is batch_sizes). For a field named in
+    ``choices``, a refused value's reason lists the values it may take. ``field`` is the name
+    to use when the message names none (a query parameter's)."""
+    unknown = re.search(r"unknown field `([^`]+)`", message)
+    if unknown:
+        return unknown.group(1), "unknown field; allowed fields are listed in the API docs at /schema"
+    location = re.search(r"at `\$\.([A-Za-z_]+)", message)
+    missing = re.search(r"missing required field `([^`]+)`", message)
+    name = location.group(1) if location else (missing.group(1) if missing else field)
+    reason = re.sub(r"\s*- at `[^`]*`$", "", message)
+    allowed = (choices or {}).get(name)
+    if allowed and reason.startswith("Invalid enum value"):
+        reason = f"must be one of {', '.join(allowed)}, not {reason.removeprefix('Invalid enum value ')}"
+    return name, reason
+
+
+def literal_fields(struct: type) -> dict[str, tuple]:
+    """The fields of ``struct`` that take one of fixed values, with those values."""
+    hints = get_type_hints(struct)
+    return {name: get_args(kind) for name, kind in hints.items() if get_origin(kind) is Literal}
+
+
+class RunStatus(msgspec.Struct, kw_only=True):
+    """The seed's status message, plus the extensions marked + in DESIGN.md."""
+
+    run_id: str
+    status: RunStatusName
+    progress: Annotated[float, Meta(ge=0, le=1)]
+    current_step: str | None
+    start_time: datetime | None
+    elapsed_time: float
+    estimated_remaining_time: float | None
+    completed_models: int
+    total_models: int
+    error: str | None
+    completed_configs: int
+    total_configs: int
+    priority: Priority
+    created_at: datetime
+    completion_time: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class RunRecord(RunStatus, kw_only=True):
+    """A test_runs row: the run's latest status, its request and its environment."""
+
+    request: RunRequest
+    environment: dict[str, dict] = {}
+    fingerprint: str | None = None
+
+
+class RunResults(msgspec.Struct, kw_only=True):
+    """A run's results so far: measured rows and failed, refused or skipped ones."""
+
+    run_id: str
+    status: RunStatusName
+    config: RunRequest
+    results: list[ResultRow]
+    failures: list[ResultRow]
+    start_time: datetime | None
+    completion_time: datetime | None
 
 
 def expand(request: RunRequest, models: list[str], hardware: list[str]) -> list[BenchmarkConfig]:
     """Every point of the request, in request order (the scheduler reorders for progressive mode)."""
     return [
         BenchmarkConfig(
-            model=model,
+            model_name=model,
             hardware=device,
             batch_size=batch_size,
             precision=request.precision,
@@ -58,7 +157,7 @@ class RunState:
     request: RunRequest
     configs: list[BenchmarkConfig]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    status: str = QUEUED
+    status: RunStatusName = QUEUED
     current_step: str | None = None
     error: str | None = None
     created_at: datetime = field(default_factory=datetime.now)
@@ -74,9 +173,12 @@ class RunState:
     last_throughput: dict[tuple, tuple[int, float]] = field(default_factory=dict)
     environments: dict[str, dict] = field(default_factory=dict)
     sequence: int = 0
-    # Scheduler bookkeeping: the latest state snapshot taken, and the latest stored.
+    # Scheduler bookkeeping: the latest state snapshot taken, and the latest stored;
+    # whether the end of the run is being told to listeners, and when they have heard it.
     version: int = 0
     saved_version: int = 0
+    finishing: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
 
     @property
     def priority(self) -> str:
@@ -102,11 +204,11 @@ class RunState:
         return [c for c in self.configs if c.hardware == hardware and c.key() not in self.finished_keys]
 
     def model_names(self) -> list[str]:
-        return list(dict.fromkeys(c.model for c in self.configs))
+        return list(dict.fromkeys(c.model_name for c in self.configs))
 
     def completed_models(self) -> int:
         return sum(
-            all(c.key() in self.finished_keys for c in self.configs if c.model == model)
+            all(c.key() in self.finished_keys for c in self.configs if c.model_name == model)
             for model in self.model_names()
         )
 
@@ -125,43 +227,32 @@ class RunState:
         remaining = self.total_configs - self.completed_configs
         return remaining * self.measured_seconds / self.measured_configs
 
-    def record(self) -> dict:
-        """The run as a test_runs row."""
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "priority": self.priority,
-            "request": self.request.to_dict(),
-            "total_configs": self.total_configs,
-            "completed_configs": self.completed_configs,
-            "current_step": self.current_step,
-            "error": self.error,
-            "total_models": len(self.model_names()),
-            "completed_models": self.completed_models(),
-            "environment": self.environments,
-            "fingerprint": ",".join(sorted(set(self.fingerprints.values()))),
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-        }
-
-    def status_object(self) -> dict:
-        """The seed's status message, plus the extensions marked + in DESIGN.md."""
+    def status_now(self) -> RunStatus:
         remaining = self.estimated_remaining_seconds()
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "progress": round(self.progress, 6),
-            "current_step": self.current_step,
-            "start_time": self.started_at.isoformat() if self.started_at else None,
-            "elapsed_time": round(self.elapsed_seconds(), 3),
-            "estimated_remaining_time": None if remaining is None else round(remaining, 3),
-            "completed_models": self.completed_models(),
-            "total_models": len(self.model_names()),
-            "error": self.error,
-            "completed_configs": self.completed_configs,
-            "total_configs": self.total_configs,
-            "priority": self.priority,
-            "created_at": self.created_at.isoformat(),
-            "completion_time": self.completed_at.isoformat() if self.completed_at else None,
-        }
+        return RunStatus(
+            run_id=self.run_id,
+            status=self.status,
+            progress=round(self.progress, 6),
+            current_step=self.current_step,
+            start_time=self.started_at,
+            elapsed_time=round(self.elapsed_seconds(), 3),
+            estimated_remaining_time=None if remaining is None else round(remaining, 3),
+            completed_models=self.completed_models(),
+            total_models=len(self.model_names()),
+            error=self.error,
+            completed_configs=self.completed_configs,
+            total_configs=self.total_configs,
+            priority=self.priority,
+            created_at=self.created_at,
+            completion_time=self.completed_at,
+        )
+
+    def record(self, status: RunStatus | None = None) -> RunRecord:
+        """The run as a test_runs row: ``status`` (now, by default) plus request and environment."""
+        status = status or self.status_now()
+        return RunRecord(
+            **msgspec.structs.asdict(status),
+            request=self.request,
+            environment=self.environments,
+            fingerprint=",".join(sorted(set(self.fingerprints.values()))),
+        )

@@ -20,8 +20,10 @@ from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.errors import UnknownRunError
 from engine.ports import EventSink, ResultStore
 from engine.resources import refusal_reason
-from engine.result import FAILED, OK, REFUSED, Result
-from engine.runs import CANCELLED, COMPLETED, PRIORITY_RANK, QUEUED, RUNNING, RunState
+from engine import result as config_outcome
+from engine import runs as run_states
+from engine.result import REFUSED, Measurement
+from engine.runs import CANCELLED, PRIORITY_RANK, QUEUED, RUNNING, RunState, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +100,21 @@ class Scheduler:
         with self._lock:
             return self._runs.get(run_id)
 
-    def status(self, run_id: str) -> dict:
+    def status(self, run_id: str) -> RunStatus:
         with self._lock:
             run = self._runs.get(run_id)
             if run is None:
                 raise UnknownRunError(run_id)
-            return run.status_object()
+            return run.status_now()
 
-    def cancel(self, run_id: str) -> dict:
+    def cancel(self, run_id: str) -> RunStatus:
         """Stop a run: the config in flight is killed, results already stored stay."""
         with self._lock:
             run = self._runs.get(run_id)
             if run is None:
                 raise UnknownRunError(run_id)
             if run.terminal:
-                return run.status_object()
+                return run.status_now()
             run.status = CANCELLED
             run.current_step = None
             run.completed_at = datetime.now()
@@ -124,15 +126,12 @@ class Scheduler:
         return self._publish(run)
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunState:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The run once it is terminal and its listeners have heard so (reports written),
+        or as it is when ``timeout`` passes."""
         with self._lock:
             run = self._runs[run_id]
-            while not run.terminal:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._lock.wait(remaining)
-            return run
+        run.finished.wait(timeout)
+        return run
 
     def shutdown(self) -> None:
         """Stop dispatching, kill configs in flight and close the workers.
@@ -197,7 +196,7 @@ class Scheduler:
                 if run.status == QUEUED:
                     run.status = RUNNING
                     run.started_at = run.started_at or datetime.now()
-                run.current_step = f"{config.model} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
+                run.current_step = f"{config.model_name} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
             self._publish(run)
             try:
                 self._execute(run, config, device)
@@ -224,9 +223,9 @@ class Scheduler:
             self._finish_config(run, config, measured_seconds=None, skipped=True)
             return
 
-        reason = refusal_reason(config, self._parameters_million(config.model), self._free_memory_bytes(device))
+        reason = refusal_reason(config, self._parameters_million(config.model_name), self._free_memory_bytes(device))
         if reason is not None:
-            result = Result.failure(config, REFUSED, "insufficient_memory", reason)
+            result = Measurement.failure(config, REFUSED, "insufficient_memory", reason)
         else:
             with self._lock:
                 if run.status == CANCELLED or self._stopping:
@@ -247,7 +246,7 @@ class Scheduler:
         self._sink.result_recorded(run.run_id, result)
         self._finish_config(
             run, config,
-            measured_seconds=result.wall_seconds if result.status in (OK, FAILED) else None,
+            measured_seconds=result.wall_seconds if result.status in (config_outcome.OK, config_outcome.FAILED) else None,
             failed=not result.ok,
         )
         if stopped_by:
@@ -273,11 +272,11 @@ class Scheduler:
     def _escalation(run: RunState, config: BenchmarkConfig) -> list[BenchmarkConfig]:
         return [
             c for c in run.configs
-            if (c.model, c.hardware, c.precision, c.sequence_length)
-            == (config.model, config.hardware, config.precision, config.sequence_length)
+            if (c.model_name, c.hardware, c.precision, c.sequence_length)
+            == (config.model_name, config.hardware, config.precision, config.sequence_length)
         ]
 
-    def _escalation_stop(self, run: RunState, config: BenchmarkConfig, result: Result) -> str | None:
+    def _escalation_stop(self, run: RunState, config: BenchmarkConfig, result: Measurement) -> str | None:
         """Why escalating this model/hardware/precision past ``config`` is pointless, if it is."""
         larger = [c for c in self._escalation(run, config) if c.batch_size > config.batch_size]
         if not larger:
@@ -286,8 +285,8 @@ class Scheduler:
             if result.error_type in ESCALATION_STOPPERS or result.status == REFUSED:
                 return f"stopped after batch size {config.batch_size}: {result.error_type}"
             return None
-        previous = run.last_throughput.get((config.model, config.hardware, config.precision))
-        run.last_throughput[(config.model, config.hardware, config.precision)] = (
+        previous = run.last_throughput.get((config.model_name, config.hardware, config.precision))
+        run.last_throughput[(config.model_name, config.hardware, config.precision)] = (
             config.batch_size, result.throughput_items_per_second
         )
         if previous and result.throughput_items_per_second < previous[1] * PLATEAU_GAIN:
@@ -305,17 +304,22 @@ class Scheduler:
 
     # ---- bookkeeping ------------------------------------------------------------
 
-    def _publish(self, run: RunState) -> dict:
+    def _publish(self, run: RunState) -> RunStatus:
         """Store the run's row and tell the sink, in the order its states happened.
 
         Snapshots are versioned under the scheduler's lock and written under the save
         lock, so a slow thread's older snapshot never overwrites a newer one (a
-        ``running`` row written over ``cancelled``). Never raises: a storage or sink
+        ``running`` row written over ``cancelled``). The first terminal status, once
+        published, goes to ``run_finished`` outside both locks: slow listeners (reports)
+        never delay what the API and the browser see. Never raises: a storage or sink
         failure is logged, and the run goes on.
         """
         with self._lock:
             run.version += 1
-            version, record, status = run.version, run.record(), run.status_object()
+            version, status = run.version, run.status_now()
+            record = run.record(status)
+            finishing = run.terminal and not run.finishing
+            run.finishing = run.finishing or finishing
         with self._save_lock:
             if version > run.saved_version:
                 run.saved_version = version
@@ -324,6 +328,13 @@ class Scheduler:
                     self._sink.run_updated(run.run_id, status)
                 except Exception:
                     log.exception("could not publish the state of run %s", run.run_id)
+        if finishing:
+            try:
+                self._sink.run_finished(run.run_id, status)
+            except Exception:
+                log.exception("a listener failed on the end of run %s", run.run_id)
+            finally:
+                run.finished.set()
         return status
 
     def _finish_config(
@@ -346,7 +357,7 @@ class Scheduler:
             if any(rid == run.run_id for rid, _ in self._in_flight.values()):
                 return
             all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
-            run.status = FAILED if all_failed else COMPLETED
+            run.status = run_states.FAILED if all_failed else run_states.COMPLETED
             if all_failed:
                 run.error = f"all {run.total_configs} configs failed; see hardware_compatibility for reasons"
             run.current_step = None

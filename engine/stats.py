@@ -82,19 +82,19 @@ def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: floa
     variance = math.fsum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
     ci_low, ci_high = _median_ci_of_sorted(ordered)
     return Statistics(
-        n=n,
-        mean_ms=mean,
-        std_ms=math.sqrt(variance),
-        min_ms=ordered[0],
-        p50_ms=percentile(ordered, 50),
-        p90_ms=percentile(ordered, 90),
-        p95_ms=percentile(ordered, 95),
-        p99_ms=percentile(ordered, 99),
-        max_ms=ordered[-1],
+        n_samples=n,
+        average_latency_ms=mean,
+        std_latency_ms=math.sqrt(variance),
+        min_latency_ms=ordered[0],
+        p50_latency_ms=percentile(ordered, 50),
+        p90_latency_ms=percentile(ordered, 90),
+        p95_latency_ms=percentile(ordered, 95),
+        p99_latency_ms=percentile(ordered, 99),
+        max_latency_ms=ordered[-1],
         ci_low_ms=ci_low,
         ci_high_ms=ci_high,
         ci_met=_ci_met_of_sorted(ordered, ci_target),
-        total_seconds=total_seconds,
+        total_timed_seconds=total_seconds,
     )
 
 

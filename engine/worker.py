@@ -4,10 +4,10 @@
 
 torch is imported once, when the worker starts, not once per config. The
 worker prints ``{"event": "ready", "pid", "device", "torch_version"}``, then
-answers one JSON object per stdin line:
+answers one JSON object per stdin line (the Structs of ``engine.worker_protocol``):
 
-* ``{"op": "run", "job_id": ID, "job": Job.to_dict()}`` -> ``{"event": "started", "job_id": ID}``,
-  then ``{"event": "result", "job_id": ID, "result": Result.to_dict()}``
+* ``{"op": "run", "job_id": ID, "job": Job}`` -> ``{"event": "started", "job_id": ID}``,
+  then ``{"event": "result", "job_id": ID, "result": Measurement}``
 * ``{"op": "ping"}`` -> ``{"event": "pong"}``
 * ``{"op": "shutdown"}``, or the end of stdin -> exit 0
 * anything else -> ``{"event": "error", "message": ...}``; the worker lives on.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import os
 import sys
 import threading
@@ -38,11 +37,12 @@ import time
 from functools import cache
 from typing import TextIO
 
+import msgspec
 import torch
 
-from engine.config import Job
-from engine.hardware import get_hardware
+from engine import worker_protocol as protocol
 from engine.errors import EngineError
+from engine.hardware import get_hardware
 from engine.measurement import failure_result, measure
 from engine.models.registry import ModelRegistry
 
@@ -54,7 +54,7 @@ class Worker:
         self._default_dirs = (models_dir, custom_benchmarks_dir)
 
     def serve(self, lines) -> None:
-        self._send(event="ready", pid=os.getpid(), device=self.device, torch_version=torch.__version__)
+        self._send(protocol.Ready(pid=os.getpid(), device=self.device, torch_version=str(torch.__version__)))
         for line in lines:
             if not line.strip():
                 continue
@@ -64,44 +64,36 @@ class Worker:
     def _handle(self, line: str) -> bool:
         """Answer one request line; False when the worker should exit."""
         try:
-            request = json.loads(line)
-            op = request["op"]
-        except (ValueError, TypeError, KeyError):
+            request = protocol.request_decoder.decode(line)
+        except msgspec.DecodeError as error:
             excerpt = line.strip()[:200]
-            self._send(event="error", message=f"not a request (a JSON object with an 'op'): {excerpt}")
+            self._send(protocol.WorkerError(message=f"not a request ({error}): {excerpt}"))
             return True
-        if op == "shutdown":
+        if isinstance(request, protocol.Shutdown):
             return False
-        if op == "ping":
-            self._send(event="pong")
-        elif op == "run":
-            self._run(request)
+        if isinstance(request, protocol.Ping):
+            self._send(protocol.Pong())
         else:
-            self._send(event="error", message=f"unknown op {op!r}; known: run, ping, shutdown")
+            self._run(request)
         return True
 
-    def _run(self, request: dict) -> None:
-        job_id = request.get("job_id")
-        try:
-            job = Job.from_dict(request["job"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self._send(event="error", job_id=job_id, message=f"malformed job: {exc}")
-            return
-        self._send(event="started", job_id=job_id)
+    def _run(self, request: protocol.RunJob) -> None:
+        job = request.job
+        self._send(protocol.Started(job_id=request.job_id))
         try:
             registry = self._registry(job)
         except Exception as exc:  # noqa: BLE001 - a broken models folder fails this job, not the worker
             result = failure_result(job.config, exc)
         else:
             result = measure(job, registry)
-        self._send(event="result", job_id=job_id, result=result.to_dict())
+        self._send(protocol.JobResult(job_id=request.job_id, result=result))
 
-    def _registry(self, job: Job) -> ModelRegistry:
+    def _registry(self, job) -> ModelRegistry:
         default_models, default_custom = self._default_dirs
         return _registry(job.models_dir or default_models, job.custom_benchmarks_dir or default_custom)
 
-    def _send(self, **message) -> None:
-        self._out.write(json.dumps(message) + "\n")
+    def _send(self, message) -> None:
+        self._out.write(protocol.encode(message).decode() + "\n")
         self._out.flush()
 
 

@@ -1,7 +1,7 @@
 """The server side of a worker: starts ``python -m engine.worker``, sends jobs, survives its death.
 
 A crash, an OOM kill, a timeout or a cancel fails only the job in flight: it
-comes back as a FAILED Result with its reason, and the next ``run`` starts a
+comes back as a FAILED Measurement with its reason, and the next ``run`` starts a
 fresh worker. ``run`` never raises for anything that happens in the worker.
 
 Stdout is read by a thread into a queue (one queue per worker process, so a
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import logging
 import os
 import queue
@@ -25,9 +24,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import msgspec
+
+from engine import worker_protocol as protocol
 from engine.config import Job
 from engine.errors import EngineError
-from engine.result import FAILED, Result
+from engine.result import FAILED, Measurement
 
 log = logging.getLogger("engine.worker")
 
@@ -133,7 +135,6 @@ class WorkerProcess:
         self._in_flight = False
         self._cancelled = False
         self._closed = False
-        self.ready_info: dict = {}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -183,8 +184,7 @@ class WorkerProcess:
                 raise WorkerStartError(
                     f"worker for {self.device} failed to start: {process.exit_description()}"
                 )
-            if event.get("event") == "ready":
-                self.ready_info = event
+            if isinstance(event, protocol.Ready):
                 return
 
     def close(self) -> None:
@@ -211,8 +211,8 @@ class WorkerProcess:
 
     # -- requests ------------------------------------------------------------
 
-    def run(self, job: Job, timeout_s: float | None = None) -> Result:
-        """Measure ``job`` in the worker; every failure comes back as a FAILED Result."""
+    def run(self, job: Job, timeout_s: float | None = None) -> Measurement:
+        """Measure ``job`` in the worker; every failure comes back as a FAILED Measurement."""
         with self._run_lock:
             started = time.perf_counter()
             with self._state_lock:
@@ -237,7 +237,7 @@ class WorkerProcess:
             if process is None:  # closed meanwhile
                 return False
             try:
-                _send(process, {"op": "ping"})
+                _send(process, protocol.Ping())
             except OSError:
                 return False
             deadline = time.monotonic() + timeout_s
@@ -246,7 +246,7 @@ class WorkerProcess:
                 if event is None or event is _EXITED:
                     process.kill()
                     return False
-                if event.get("event") == "pong":
+                if isinstance(event, protocol.Pong):
                     return True
 
     def cancel(self) -> bool:
@@ -262,48 +262,47 @@ class WorkerProcess:
                 self._process.kill(wait=False)
             return True
 
-    def _start_and_exchange(self, job: Job, timeout_s: float | None) -> Result:
+    def _start_and_exchange(self, job: Job, timeout_s: float | None) -> Measurement:
         try:
             self.start()
         except WorkerStartError as exc:
             if self._was_cancelled():
                 return _cancelled(job)
-            return Result.failure(job.config, FAILED, "worker_start_failed", str(exc))
+            return Measurement.failure(job.config, FAILED, "worker_start_failed", str(exc))
         return self._exchange(self._process, job, timeout_s)
 
     def _was_cancelled(self) -> bool:
         with self._state_lock:
             return self._cancelled
 
-    def _exchange(self, process: _Process, job: Job, timeout_s: float | None) -> Result:
+    def _exchange(self, process: _Process, job: Job, timeout_s: float | None) -> Measurement:
         job_id = str(next(self._job_ids))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            _send(process, {"op": "run", "job_id": job_id, "job": job.to_dict()})
+            _send(process, protocol.RunJob(job_id=job_id, job=job))
         except OSError:
             pass  # the worker is already gone; its exit is read below
         while True:
             event = _next_event(process, deadline)
             if event is None:
                 process.kill()
-                return Result.failure(
+                return Measurement.failure(
                     job.config, FAILED, "timeout", f"config exceeded its {timeout_s:g} s time limit"
                 )
             if event is _EXITED:
                 if self._was_cancelled():
                     return _cancelled(job)
-                return Result.failure(job.config, FAILED, "worker_crashed", process.exit_description())
-            if event.get("job_id") != job_id:
+                return Measurement.failure(job.config, FAILED, "worker_crashed", process.exit_description())
+            if getattr(event, "job_id", None) != job_id:
                 continue
-            if event.get("event") == "result":
-                return Result.from_dict(event["result"])
-            if event.get("event") == "error":
-                message = event.get("message", "the worker refused the job")
-                return Result.failure(job.config, FAILED, "protocol_error", message)
+            if isinstance(event, protocol.JobResult):
+                return event.result
+            if isinstance(event, protocol.WorkerError):
+                return Measurement.failure(job.config, FAILED, "protocol_error", event.message)
 
 
-def _send(process: _Process, message: dict) -> None:
-    process.popen.stdin.write(json.dumps(message) + "\n")
+def _send(process: _Process, message: protocol.WorkerRequest) -> None:
+    process.popen.stdin.write(protocol.encode(message).decode() + "\n")
     process.popen.stdin.flush()
 
 
@@ -319,12 +318,11 @@ def _next_event(process: _Process, deadline: float | None):
 def _read_events(process: _Process) -> None:
     for line in process.popen.stdout:
         try:
-            event = json.loads(line)
-        except ValueError:
+            event = protocol.event_decoder.decode(line)
+        except msgspec.DecodeError:
             log.warning("worker %s wrote a non-protocol line: %r", process.popen.pid, line[:200])
             continue
-        if isinstance(event, dict):
-            process.events.put(event)
+        process.events.put(event)
     process.stdout_closed.set()
     process.events.put(_EXITED)
 
@@ -336,5 +334,5 @@ def _drain_stderr(process: _Process) -> None:
         log.debug("worker %s: %s", process.popen.pid, line)
 
 
-def _cancelled(job: Job) -> Result:
-    return Result.failure(job.config, FAILED, "cancelled", "cancelled while it was running")
+def _cancelled(job: Job) -> Measurement:
+    return Measurement.failure(job.config, FAILED, "cancelled", "cancelled while it was running")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import duckdb
+import msgspec
 
 
-def ensure_model(cursor: duckdb.DuckDBPyConnection, model: dict) -> int:
-    """Id of the model row named ``model["name"]``, inserted or refreshed from ``model``."""
+def ensure_model(cursor: duckdb.DuckDBPyConnection, model: msgspec.Struct) -> int:
+    """Id of the model row named ``model.name``, inserted or refreshed from ``model``
+    (a Struct with name, family, type, modality, parameters_million and source)."""
+    model = msgspec.structs.asdict(model)
     known = cursor.execute(
         """SELECT model_id FROM models WHERE model_name = $name AND model_family IS NOT DISTINCT FROM $family
            AND model_type IS NOT DISTINCT FROM $type AND modality IS NOT DISTINCT FROM $modality
@@ -31,16 +32,17 @@ def ensure_model(cursor: duckdb.DuckDBPyConnection, model: dict) -> int:
     return row[0][0]
 
 
-def ensure_hardware(cursor: duckdb.DuckDBPyConnection, hardware: dict) -> int:
-    """Id of the hardware row for ``hardware["name"]`` on its device, inserted or refreshed."""
+def ensure_hardware(cursor: duckdb.DuckDBPyConnection, hardware: msgspec.Struct) -> int:
+    """Id of the hardware row for ``hardware.name`` on its device, inserted or refreshed
+    (a Struct with name, type, device, memory_gb, compute_units and driver_version)."""
     values = {
-        "type": hardware["type"],
-        "device": hardware.get("device") or hardware["name"],
-        "name": hardware["name"],
-        "memory_gb": hardware.get("memory_gb"),
-        "compute_units": hardware.get("compute_units"),
-        "driver_version": hardware.get("driver_version"),
-        "capabilities": json.dumps(hardware, default=str, sort_keys=True),
+        "type": hardware.type,
+        "device": hardware.device,
+        "name": hardware.name,
+        "memory_gb": hardware.memory_gb,
+        "compute_units": hardware.compute_units,
+        "driver_version": hardware.driver_version,
+        "capabilities": msgspec.json.encode(hardware, order="sorted").decode(),
     }
     known = cursor.execute(
         """SELECT hardware_id FROM hardware_platforms WHERE platform = $name AND device_name = $device

@@ -81,13 +81,14 @@ MAX_PAGE_SIZE = 500
 
 @dataclass(frozen=True)
 class Filters:
-    """What the dashboard's filter bar narrows results to; ``None`` means "any"."""
+    """What the dashboard's filter bar and the API's export narrow results to; ``None`` means "any"."""
 
     family: str | None = None
     model: str | None = None
     hardware: str | None = None
     batch_size: int | None = None
     precision: str | None = None
+    run_id: str | None = None
 
     def where(self, *extra: str) -> tuple[str, dict]:
         """A WHERE clause over results_view with named parameters, plus ``extra`` fixed clauses."""
@@ -98,6 +99,7 @@ class Filters:
             ("hardware", "hardware"),
             ("batch_size", "batch_size"),
             ("precision", "precision"),
+            ("run_id", "run_id"),
         ):
             value = getattr(self, name)
             if value is not None and value != "":

@@ -1,13 +1,21 @@
-"""Writes and typed reads of measurements (performance_results) and failures (hardware_compatibility)."""
+"""Writes and typed reads of measurements (performance_results) and failures (hardware_compatibility).
+
+Rows are written from the caller's Struct fields, which are the column names, and read
+back with ``msgspec.convert`` into the type the caller names.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+import msgspec
 import pyarrow as pa
 
 from storage.catalog import ensure_hardware, ensure_model
 from storage.database import Database
+
+Row = TypeVar("Row")
 
 # Column name -> Arrow type of every measured value a result row carries.
 RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
@@ -31,6 +39,7 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "ci_low_ms": pa.float64(),
     "ci_high_ms": pa.float64(),
     "ci_met": pa.bool_(),
+    "total_timed_seconds": pa.float64(),
     "throughput_items_per_second": pa.float64(),
     "throughput_tokens_per_second": pa.float64(),
     "memory_peak_mb": pa.float64(),
@@ -40,6 +49,7 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "torch_version": pa.string(),
     "samples_ms": pa.list_(pa.float64()),
     "stop_reason": pa.string(),
+    "wall_seconds": pa.float64(),
 }
 _INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
 _INSERT_SCHEMA = pa.schema([("model_id", pa.int32()), ("hardware_id", pa.int32()), *RESULT_VALUE_COLUMNS.items()])
@@ -47,18 +57,20 @@ _INSERT_SCHEMA = pa.schema([("model_id", pa.int32()), ("hardware_id", pa.int32()
 # What API rows show: results_view without the raw samples, which can be long.
 RESULT_ROW_COLUMNS = (
     "result_id", "run_id", "model_name", "model_family", "model_type", "hardware_type", "hardware",
-    "device_name", "batch_size", "precision", "sequence_length", "weights", "n_samples",
+    "device_name", "batch_size", "precision", "sequence_length", "image_size", "weights", "n_samples",
     "average_latency_ms", "std_latency_ms", "min_latency_ms", "p50_latency_ms", "p90_latency_ms",
     "p95_latency_ms", "p99_latency_ms", "max_latency_ms", "ci_low_ms", "ci_high_ms", "ci_met",
-    "throughput_items_per_second", "throughput_tokens_per_second", "memory_peak_mb", "load_time_ms",
-    "cold_latency_ms", "threads", "torch_version", "stop_reason", "created_at",
+    "total_timed_seconds", "throughput_items_per_second", "throughput_tokens_per_second", "memory_peak_mb",
+    "load_time_ms", "cold_latency_ms", "threads", "torch_version", "stop_reason", "wall_seconds",
+    "parameters_million", "created_at",
 )
 
 
 def insert_results(db: Database, rows: list[dict]) -> int:
     """Bulk-insert result rows in one transaction through Arrow.
 
-    Each row holds ``model`` and ``hardware`` description dicts plus RESULT_VALUE_COLUMNS.
+    Each row is a measurement's fields (``msgspec.structs.asdict``) plus ``run_id``,
+    ``config_key``, ``fingerprint``, and the ``model`` and ``hardware`` Structs it ran on.
     """
     if not rows:
         return 0
@@ -68,12 +80,12 @@ def insert_results(db: Database, rows: list[dict]) -> int:
         columns: dict[str, list] = {name: [] for name in _INSERT_COLUMNS}
         for row in rows:
             model, hardware = row["model"], row["hardware"]
-            if model["name"] not in model_ids:
-                model_ids[model["name"]] = ensure_model(cursor, model)
-            if hardware["name"] not in hardware_ids:
-                hardware_ids[hardware["name"]] = ensure_hardware(cursor, hardware)
-            columns["model_id"].append(model_ids[model["name"]])
-            columns["hardware_id"].append(hardware_ids[hardware["name"]])
+            if model.name not in model_ids:
+                model_ids[model.name] = ensure_model(cursor, model)
+            if hardware.name not in hardware_ids:
+                hardware_ids[hardware.name] = ensure_hardware(cursor, hardware)
+            columns["model_id"].append(model_ids[model.name])
+            columns["hardware_id"].append(hardware_ids[hardware.name])
             for name in RESULT_VALUE_COLUMNS:
                 columns[name].append(row.get(name))
         batch = pa.table(columns, schema=_INSERT_SCHEMA)
@@ -86,45 +98,54 @@ def insert_results(db: Database, rows: list[dict]) -> int:
     return len(rows)
 
 
+FAILURE_VALUE_COLUMNS = (
+    "run_id", "config_key", "batch_size", "precision", "sequence_length", "image_size", "status",
+    "is_compatible", "error_type", "error_message",
+)
+
+
 def record_failure(db: Database, failure: dict) -> None:
-    """Record a failed, refused or incompatible config with its reason."""
+    """Record a failed, refused, incompatible or skipped config with its reason.
+
+    ``failure`` is a measurement's fields plus ``run_id``, ``config_key``, ``is_compatible``
+    and the ``model`` and ``hardware`` Structs.
+    """
     with db.writing() as cursor:
-        model_id = ensure_model(cursor, failure["model"]) if failure.get("model") else None
-        hardware_id = ensure_hardware(cursor, failure["hardware"]) if failure.get("hardware") else None
+        model_id = ensure_model(cursor, failure["model"])
+        hardware_id = ensure_hardware(cursor, failure["hardware"])
+        names = ", ".join(FAILURE_VALUE_COLUMNS)
         cursor.execute(
-            """INSERT INTO hardware_compatibility
-                   (run_id, model_id, hardware_id, batch_size, precision, is_compatible,
-                    error_type, error_message, config_key)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                failure["run_id"], model_id, hardware_id, failure["batch_size"], failure["precision"],
-                failure.get("is_compatible", False), failure["error_type"], failure["error_message"],
-                failure["config_key"],
-            ],
+            f"INSERT INTO hardware_compatibility (model_id, hardware_id, {names}) "
+            f"VALUES (?, ?, {', '.join('?' for _ in FAILURE_VALUE_COLUMNS)})",
+            [model_id, hardware_id, *(failure.get(column) for column in FAILURE_VALUE_COLUMNS)],
         )
 
 
-def _rows(cursor, columns: tuple[str, ...]) -> list[dict]:
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+def _rows(cursor, columns: tuple[str, ...], as_type: type[Row]) -> list[Row]:
+    return msgspec.convert([dict(zip(columns, row, strict=True)) for row in cursor.fetchall()], list[as_type])
 
 
-def results_for_run(db: Database, run_id: str) -> list[dict]:
+def results_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
     cursor = db.cursor().execute(
         f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view WHERE run_id = ? ORDER BY result_id",
         [run_id],
     )
-    return _rows(cursor, RESULT_ROW_COLUMNS)
+    return _rows(cursor, RESULT_ROW_COLUMNS, as_type)
 
 
-FAILURE_COLUMNS = ("run_id", "model_name", "hardware", "batch_size", "precision", "error_type", "error_message", "created_at")
+FAILURE_COLUMNS = (
+    "run_id", "model_name", "model_family", "model_type", "hardware_type", "hardware", "device_name",
+    "batch_size", "precision", "sequence_length", "image_size", "status", "error_type", "error_message",
+    "created_at",
+)
 
 
-def failures_for_run(db: Database, run_id: str) -> list[dict]:
+def failures_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
     cursor = db.cursor().execute(
         f"SELECT {', '.join(FAILURE_COLUMNS)} FROM failures_view WHERE run_id = ? ORDER BY compatibility_id",
         [run_id],
     )
-    return _rows(cursor, FAILURE_COLUMNS)
+    return _rows(cursor, FAILURE_COLUMNS, as_type)
 
 
 def samples_for_result(db: Database, result_id: int) -> list[float] | None:
@@ -151,13 +172,14 @@ def _filters(model: str | None, hardware: str | None, batch_size: int | None, pr
 
 def query_results(
     db: Database,
+    as_type: type[Row],
     *,
     model: str | None = None,
     hardware: str | None = None,
     batch_size: int | None = None,
     precision: str | None = None,
     limit: int = 100,
-) -> list[dict]:
+) -> list[Row]:
     """Newest results first, filtered; ``model`` matches a name or a family."""
     where, params = _filters(model, hardware, batch_size, precision)
     params["limit"] = limit
@@ -166,27 +188,7 @@ def query_results(
         "ORDER BY created_at DESC, result_id DESC LIMIT $limit",
         params,
     )
-    return _rows(cursor, RESULT_ROW_COLUMNS)
-
-
-def export_batches(
-    db: Database,
-    *,
-    model: str | None = None,
-    hardware: str | None = None,
-    batch_size: int | None = None,
-    precision: str | None = None,
-    run_id: str | None = None,
-    rows_per_batch: int = 50_000,
-) -> pa.RecordBatchReader:
-    """Filtered results as Arrow batches, for CSV/Parquet/JSON export done in Python (never COPY TO)."""
-    where, params = _filters(model, hardware, batch_size, precision)
-    if run_id:
-        where = (where + " AND " if where else "WHERE ") + "run_id = $run_id"
-        params["run_id"] = run_id
-    return db.cursor().sql(
-        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY result_id", params=params
-    ).fetch_record_batch(rows_per_batch)
+    return _rows(cursor, RESULT_ROW_COLUMNS, as_type)
 
 
 def has_recent_result(db: Database, config_key: str, fingerprint: str, max_age_days: int) -> bool:

@@ -1,26 +1,32 @@
-"""Rows of test_runs: a run's request, status, progress, timestamps and environment."""
+"""Rows of test_runs: a run's status, request and environment.
+
+A row is written from the caller's Struct (its fields are the columns) and read back
+with ``msgspec.convert`` into the type the caller names, so storage needs no engine import.
+"""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from typing import TypeVar
+
+import msgspec
 
 from storage.database import Database
 
 RUN_COLUMNS = (
-    "run_id", "status", "priority", "request", "total_configs", "completed_configs",
-    "current_step", "error", "environment", "fingerprint", "total_models", "completed_models", "created_at", "started_at", "completed_at",
+    "run_id", "status", "priority", "progress", "current_step", "start_time", "elapsed_time",
+    "estimated_remaining_time", "completed_models", "total_models", "error", "completed_configs",
+    "total_configs", "created_at", "completion_time", "request", "environment", "fingerprint",
 )
+JSON_COLUMNS = ("request", "environment")
 ACTIVE_STATUSES = ("queued", "running")
+Row = TypeVar("Row")
 
 
-def save_run(db: Database, run: dict) -> None:
-    """Insert or update a run; ``run`` holds any of RUN_COLUMNS, ``run_id`` and ``status`` always."""
-    values = {column: run.get(column) for column in RUN_COLUMNS}
-    for column in ("request", "environment"):
-        if values[column] is not None:
-            values[column] = json.dumps(values[column], default=str)
-    values["created_at"] = values["created_at"] or datetime.now()
+def save_run(db: Database, record: msgspec.Struct) -> None:
+    """Insert or update a run from a Struct whose fields include RUN_COLUMNS."""
+    values = {column: getattr(record, column) for column in RUN_COLUMNS}
+    for column in JSON_COLUMNS:
+        values[column] = msgspec.json.encode(values[column]).decode()
     assignments = ", ".join(
         f"{column} = excluded.{column}" for column in RUN_COLUMNS if column not in ("run_id", "created_at")
     )
@@ -33,22 +39,25 @@ def save_run(db: Database, run: dict) -> None:
         )
 
 
-def _decode(row: tuple) -> dict:
+def _decode(row: tuple, as_type: type[Row]) -> Row:
     run = dict(zip(RUN_COLUMNS, row, strict=True))
-    for column in ("request", "environment"):
-        if run[column] is not None:
-            run[column] = json.loads(run[column])
-    return run
+    for column in JSON_COLUMNS:
+        run[column] = msgspec.json.decode(run[column]) if run[column] is not None else None
+    if run["environment"] is None:
+        del run["environment"]
+    return msgspec.convert(run, as_type)
 
 
-def get_run(db: Database, run_id: str) -> dict | None:
+def get_run(db: Database, run_id: str, as_type: type[Row]) -> Row | None:
     row = db.cursor().execute(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM test_runs WHERE run_id = ?", [run_id]
     ).fetchone()
-    return _decode(row) if row else None
+    return _decode(row, as_type) if row else None
 
 
-def list_runs(db: Database, *, statuses: tuple[str, ...] | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+def list_runs(
+    db: Database, as_type: type[Row], *, statuses: tuple[str, ...] | None = None, limit: int = 100, offset: int = 0
+) -> list[Row]:
     where = "WHERE list_contains($statuses, status)" if statuses else ""
     params: dict = {"limit": limit, "offset": offset}
     if statuses:
@@ -58,7 +67,7 @@ def list_runs(db: Database, *, statuses: tuple[str, ...] | None = None, limit: i
         "ORDER BY created_at DESC, test_run_id DESC LIMIT $limit OFFSET $offset",
         params,
     ).fetchall()
-    return [_decode(row) for row in rows]
+    return [_decode(row, as_type) for row in rows]
 
 
 def count_runs(db: Database) -> int:

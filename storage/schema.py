@@ -138,5 +138,59 @@ _V2 = [
         LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# v3: one vocabulary. test_runs holds the run's status under the status object's own
+# names (start_time, completion_time, progress, ...), so a stored run reads back as
+# the same status the API sends; results keep their timed seconds and wall time; a
+# failure row says which status it is (failed, refused, incompatible, skipped) and
+# for which input shape; the views show the image size and the new columns.
+_V3 = [
+    "ALTER TABLE test_runs RENAME COLUMN started_at TO start_time",
+    "ALTER TABLE test_runs RENAME COLUMN completed_at TO completion_time",
+    "ALTER TABLE test_runs ADD COLUMN progress DOUBLE",
+    "ALTER TABLE test_runs ADD COLUMN elapsed_time DOUBLE",
+    "ALTER TABLE test_runs ADD COLUMN estimated_remaining_time DOUBLE",
+    """UPDATE test_runs SET
+           total_models = coalesce(total_models, 0),
+           completed_models = coalesce(completed_models, 0),
+           total_configs = coalesce(total_configs, 0),
+           completed_configs = coalesce(completed_configs, 0),
+           progress = CASE WHEN coalesce(total_configs, 0) = 0 THEN 1.0
+                           ELSE completed_configs / total_configs END,
+           elapsed_time = CASE WHEN start_time IS NULL THEN 0.0
+                               ELSE epoch(coalesce(completion_time, start_time) - start_time) END""",
+    "ALTER TABLE performance_results ADD COLUMN total_timed_seconds DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN wall_seconds DOUBLE",
+    "ALTER TABLE hardware_compatibility ADD COLUMN status VARCHAR",
+    "ALTER TABLE hardware_compatibility ADD COLUMN sequence_length INTEGER",
+    "ALTER TABLE hardware_compatibility ADD COLUMN image_size INTEGER",
+    """UPDATE hardware_compatibility SET status = CASE
+           WHEN error_type = 'progressive_stop' THEN 'skipped'
+           WHEN error_type = 'incompatible' THEN 'incompatible'
+           WHEN error_type = 'insufficient_memory' THEN 'refused'
+           ELSE 'failed' END""",
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met, pr.total_timed_seconds,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    """CREATE OR REPLACE VIEW failures_view AS
+        SELECT hc.compatibility_id, hc.run_id, m.model_name, m.model_family, m.model_type,
+               h.hardware_type, h.platform AS hardware, h.device_name, hc.batch_size, hc.precision,
+               hc.sequence_length, hc.image_size, hc.status, hc.is_compatible, hc.error_type,
+               hc.error_message, hc.config_key, hc.created_at
+        FROM hardware_compatibility hc
+        LEFT JOIN models m ON hc.model_id = m.model_id
+        LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 LATEST_VERSION = len(MIGRATIONS)

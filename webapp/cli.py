@@ -8,8 +8,10 @@ import os
 import signal
 import sys
 
+import msgspec
+
 from engine.errors import EngineError, InvalidRequestError
-from engine.runs import RunRequest
+from engine.runs import RunRequest, run_request
 from storage.database import StorageError
 from webapp.progress import ProgressBar
 from webapp.settings import Settings
@@ -31,14 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model names, checkpoint folders or Hub ids (default: the priority's tier)")
     run.add_argument("--models-dir", default=None, help="discover every Hugging Face checkpoint folder under DIR")
     run.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
-    run.add_argument("--hardware", nargs="+", default=["cpu"], help="devices, e.g. cpu cuda:0 (default cpu)")
-    run.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
-    run.add_argument("--precision", default="fp32", help="fp32, fp16, bf16 or int8")
-    run.add_argument("--priority", default="high", help="critical, high, medium, low or all")
-    run.add_argument("--sequence-length", type=int, default=128, metavar="N")
+    defaults = RunRequest()  # the one set of run defaults, shared with the API and the form
+    run.add_argument("--hardware", nargs="+", help=f"devices, e.g. cpu cuda:0 (default {' '.join(defaults.hardware)})")
+    run.add_argument("--batch-sizes", nargs="+", type=int, metavar="N",
+                     help=f"default {' '.join(map(str, defaults.batch_sizes))}")
+    run.add_argument("--precision", help=f"fp32, fp16, bf16 or int8 (default {defaults.precision})")
+    run.add_argument("--priority", help=f"critical, high, medium, low or all (default {defaults.priority})")
+    run.add_argument("--sequence-length", type=int, metavar="N", help=f"default {defaults.sequence_length}")
     run.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads in the worker")
     run.add_argument("--max-seconds", type=float, default=None, metavar="S", help="timing budget per config (default 10)")
-    run.add_argument("--progressive", action="store_true", help="cheap configs first; stop escalating at OOM/plateau")
+    run.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None,
+                     help="cheap configs first; stop escalating batch sizes at OOM, timeout or plateau "
+                          f"(default {'on' if defaults.progressive_mode else 'off'})")
     run.add_argument("--no-incremental", action="store_true", help="measure again configs with recent results")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     _add_storage_flags(run)
@@ -107,11 +113,14 @@ def command_run(args: argparse.Namespace) -> int:
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds, threads=args.threads,
         resume=False,
     )
-    request = RunRequest(
-        priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
-        precision=args.precision, progressive_mode=args.progressive, incremental=not args.no_incremental,
-        sequence_length=args.sequence_length, force=args.no_incremental,
-    )
+    given = {
+        "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
+        "precision": args.precision, "progressive_mode": args.progressive, "sequence_length": args.sequence_length,
+    }
+    request = run_request({
+        **{name: value for name, value in given.items() if value is not None},
+        "incremental": not args.no_incremental, "force": args.no_incremental,
+    })
     progress = ProgressBar(sys.stderr)
     services = Services(settings, listeners=[progress], allow_model_paths=True)
     try:
@@ -126,24 +135,28 @@ def command_run(args: argparse.Namespace) -> int:
     finally:
         services.close()
     if args.json:
-        print(json.dumps(outcome, default=str, indent=2))
+        _print_json(outcome)
     else:
         _report(run, outcome)
-    return {"completed": 0, "cancelled": 130}.get(outcome["status"], 1)
+    return {"completed": 0, "cancelled": 130}.get(outcome.status, 1)
 
 
-def _report(run, outcome: dict) -> None:
-    rows = [[r[c] for c in RESULT_TABLE] for r in outcome["results"]]
+def _print_json(value) -> None:
+    print(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def _report(run, outcome) -> None:
+    rows = [[getattr(r, c) for c in RESULT_TABLE] for r in outcome.results]
     if rows:
         _print_table(list(RESULT_TABLE), rows)
-    failures = [f for f in outcome["failures"] if f["error_type"] != "progressive_stop"]
+    failures = [f for f in outcome.failures if f.error_type != "progressive_stop"]
     for failure in failures:
-        print(f"not measured: {failure['model_name']} on {failure['hardware']} batch {failure['batch_size']} "
-              f"{failure['precision']}: {failure['error_type']}: {failure['error_message']}", file=sys.stderr)
+        print(f"not measured: {failure.model_name} on {failure.hardware} batch {failure.batch_size} "
+              f"{failure.precision}: {failure.error_type}: {failure.error_message}", file=sys.stderr)
     if run.skipped_configs:
         print(f"skipped {run.skipped_configs} of {run.total_configs} configs: recent results with the same "
               "environment exist (incremental mode; --no-incremental measures again)", file=sys.stderr)
-    print(f"run {run.run_id} {outcome['status']}: {len(outcome['results'])} measured, {len(failures)} failed, "
+    print(f"run {run.run_id} {outcome.status}: {len(outcome.results)} measured, {len(failures)} failed, "
           f"{run.skipped_configs} skipped", file=sys.stderr)
 
 
@@ -163,19 +176,18 @@ def command_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_records(records: list[dict], columns: list[str], as_json: bool) -> int:
+def _print_records(records: list[msgspec.Struct], columns: list[str], as_json: bool) -> int:
     if as_json:
-        print(json.dumps(records, indent=2))
+        _print_json(records)
     else:
-        _print_table(columns, [[record[c] for c in columns] for record in records])
+        _print_table(columns, [[getattr(record, c) for c in columns] for record in records])
     return 0
 
 
 def command_hardware(args: argparse.Namespace) -> int:
     from engine.hardware import detect_hardware
 
-    found = [hw.describe() for hw in detect_hardware()]
-    return _print_records(found, ["name", "type", "device", "memory_gb", "compute_units", "precisions"], args.json)
+    return _print_records(detect_hardware(), ["name", "type", "device", "memory_gb", "compute_units", "precisions"], args.json)
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -203,7 +215,7 @@ def command_query(args: argparse.Namespace) -> int:
             print(f"error: {error.reason}", file=sys.stderr)
             return 1
     if args.json:
-        print(json.dumps(result.to_dict(), default=str, indent=2))
+        print(json.dumps(msgspec.to_builtins(result), default=str, indent=2))
     else:
         _print_table(result.columns, result.rows)
         if result.truncated:

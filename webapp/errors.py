@@ -1,7 +1,7 @@
 """The one place where domain errors become HTTP errors.
 
-Every error a client can cause is a 4xx JSON body naming what was wrong:
-``{"error": ..., "field": ..., "reason": ...}`` (field where there is one).
+Every error a client can cause is a 4xx JSON body naming what was wrong, the
+``ErrorBody`` below: ``{"error": ..., "reason": ..., "field": ...}`` (field where there is one).
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import re
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -19,34 +21,55 @@ from litestar.status_codes import (
 )
 
 from engine.errors import InvalidRequestError, UnknownRunError
+from engine.runs import RUN_STATUSES, RunRequest, field_and_reason, literal_fields
 from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout
 from webapp.pages.rendering import error_page
+from webapp.exports import MEDIA_TYPES
 from webapp.reports import ReportNotFound
 
 log = logging.getLogger(__name__)
 
 
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error the API answers: what went wrong, why, and which field when one is to blame."""
+
+    error: str
+    reason: str
+    field: str | None = None
+
+
+def _documented(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
+
+
+# What each API route may answer besides its success, for /schema.
+ERROR_RESPONSES = {
+    400: _documented("Bad input: the field and the reason"),
+    401: _documented("A token is configured and was not presented"),
+    403: _documented("The calling page's origin is not allowed"),
+    404: _documented("No such run or file"),
+    409: _documented("The request conflicts with the server's state"),
+    422: _documented("A form or body that could not be processed"),
+}
+
+
+# Fields that take fixed values, so a refusal can list them: the run request's, and the
+# query parameters' (a run's status, an export's format).
+FIELD_CHOICES = {**literal_fields(RunRequest), "status": RUN_STATUSES, "format": tuple(MEDIA_TYPES)}
+
+
 def error_response(status_code: int, error: str, reason: str, field: str | None = None) -> Response:
-    body = {"error": error, "reason": reason, "detail": f"{field}: {reason}" if field else reason}
-    if field:
-        body["field"] = field
-    return Response(body, status_code=status_code, media_type=MediaType.JSON)
+    return Response(ErrorBody(error=error, reason=reason, field=field), status_code=status_code, media_type=MediaType.JSON)
 
 
 def _validation_field(exc: ValidationException) -> tuple[str | None, str]:
     """Field and reason from Litestar's msgspec validation details."""
     for item in exc.extra or []:
         if isinstance(item, dict):
-            message = str(item.get("message", exc.detail))
-            unknown = re.search(r"unknown field `([^`]+)`", message)
-            if unknown:
-                return unknown.group(1), "unknown field; allowed fields are listed in the API docs at /schema"
-            location = re.search(r"at `\$\.([A-Za-z_]+)", message)
-            key = item.get("key")
-            name = location.group(1) if location else (key if key and key not in ("body", "data") else None)
-            if name:
-                name = re.match(r"[A-Za-z_]*", name).group(0)  # "batch_sizes[0]" is the field batch_sizes
-            return name or None, re.sub(r"\s*- at `[^`]*`$", "", message)
+            key = item.get("key") or ""
+            # A query or path parameter's key; "batch_sizes[0]" is the field batch_sizes.
+            parameter = re.match(r"[A-Za-z_]*", key).group(0) if key not in ("body", "data") else ""
+            return field_and_reason(str(item.get("message", exc.detail)), FIELD_CHOICES, parameter or None)
     return None, str(exc.detail)
 
 
@@ -68,15 +91,15 @@ def handle_report_not_found(_: Request, exc: ReportNotFound) -> Response:
 
 
 def handle_query_refused(_: Request, exc: QueryRefused) -> Response:
-    return Response({"error": "query refused", "reason": exc.reason}, status_code=HTTP_400_BAD_REQUEST)
+    return error_response(HTTP_400_BAD_REQUEST, "query refused", exc.reason, "sql")
 
 
 def handle_query_failed(_: Request, exc: QueryFailed) -> Response:
-    return Response({"error": "query failed", "reason": exc.reason}, status_code=HTTP_400_BAD_REQUEST)
+    return error_response(HTTP_400_BAD_REQUEST, "query failed", exc.reason, "sql")
 
 
 def handle_query_timeout(_: Request, exc: QueryTimeout) -> Response:
-    return Response({"error": "query timed out", "reason": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
+    return error_response(HTTP_400_BAD_REQUEST, "query timed out", str(exc), "sql")
 
 
 def _is_page(request: Request) -> bool:

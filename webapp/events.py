@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from engine.ports import EventSink
-from engine.result import Result
+from engine.result import Measurement
+from engine.runs import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -17,16 +18,18 @@ class EventFanout:
     def __init__(self, listeners: list[EventSink] | None = None):
         self.listeners: list[EventSink] = list(listeners or [])
 
-    def run_updated(self, run_id: str, status: dict) -> None:
+    def _tell(self, event: str, run_id: str, payload) -> None:
         for listener in self.listeners:
             try:
-                listener.run_updated(run_id, status)
+                getattr(listener, event)(run_id, payload)
             except Exception:
-                log.exception("listener %r failed on run %s", listener, run_id)
+                log.exception("listener %r failed on %s of run %s", listener, event, run_id)
 
-    def result_recorded(self, run_id: str, result: Result) -> None:
-        for listener in self.listeners:
-            try:
-                listener.result_recorded(run_id, result)
-            except Exception:
-                log.exception("listener %r failed on a result of run %s", listener, run_id)
+    def run_updated(self, run_id: str, status: RunStatus) -> None:
+        self._tell("run_updated", run_id, status)
+
+    def result_recorded(self, run_id: str, result: Measurement) -> None:
+        self._tell("result_recorded", run_id, result)
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        self._tell("run_finished", run_id, status)

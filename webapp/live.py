@@ -7,17 +7,17 @@ is not thread-safe and must run on the server's event loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import anyio
+import msgspec
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
 from engine.errors import UnknownRunError
-from engine.result import Result
-from engine.runs import TERMINAL_STATUSES
+from engine.result import Measurement
+from engine.runs import RunStatus
 from webapp.api.dependencies import origin_allowed
 from webapp.services import Services
 
@@ -30,26 +30,17 @@ def run_channel(run_id: str) -> str:
     return f"run:{run_id}"
 
 
-def result_summary(run_id: str, result: Result) -> dict:
-    """What a live view shows of a freshly recorded config."""
-    stats = result.stats
-    return {
-        "run_id": run_id,
-        "model_name": result.config.model,
-        "hardware": result.config.hardware,
-        "batch_size": result.config.batch_size,
-        "precision": result.config.precision,
-        "status": result.status,
-        "p50_latency_ms": stats.p50_ms if stats else None,
-        "p90_latency_ms": stats.p90_ms if stats else None,
-        "p99_latency_ms": stats.p99_ms if stats else None,
-        "throughput_items_per_second": result.throughput_items_per_second,
-        "memory_peak_mb": result.memory_peak_mb,
-        "ci_met": stats.ci_met if stats else None,
-        "error_type": result.error_type,
-        "error_message": result.error_message,
-        "stop_reason": result.stop_reason,
-    }
+class StatusEvent(msgspec.Struct, tag_field="type", tag="status", kw_only=True):
+    status: RunStatus
+
+
+class ResultEvent(msgspec.Struct, tag_field="type", tag="result", kw_only=True):
+    run_id: str
+    row: Measurement
+
+
+RunEvent = StatusEvent | ResultEvent
+decode_event = msgspec.json.Decoder(RunEvent).decode
 
 
 class ChannelsPublisher:
@@ -59,37 +50,41 @@ class ChannelsPublisher:
         self._channels = channels
         self._loop = loop
 
-    def _publish(self, message: dict, run_id: str) -> None:
+    def _publish(self, event: RunEvent, run_id: str) -> None:
         if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._publish_on_loop, message, run_id)
+            self._loop.call_soon_threadsafe(self._publish_on_loop, msgspec.json.encode(event), run_id)
 
-    def _publish_on_loop(self, message: dict, run_id: str) -> None:
+    def _publish_on_loop(self, message: bytes, run_id: str) -> None:
         try:
             self._channels.publish(message, [RUNS_CHANNEL, run_channel(run_id)])
         except RuntimeError:
             # Channels stop before the scheduler at shutdown; nobody is listening any more.
             log.debug("dropped an event of run %s: channels are stopped", run_id)
 
-    def run_updated(self, run_id: str, status: dict) -> None:
-        self._publish({"type": "status", "status": status}, run_id)
+    def run_updated(self, run_id: str, status: RunStatus) -> None:
+        self._publish(StatusEvent(status=status), run_id)
 
-    def result_recorded(self, run_id: str, result: Result) -> None:
-        self._publish({"type": "result", "run_id": run_id, "row": result_summary(run_id, result)}, run_id)
+    def result_recorded(self, run_id: str, result: Measurement) -> None:
+        # Live views show statistics; the raw samples (up to 10,000) stay in storage.
+        self._publish(ResultEvent(run_id=run_id, row=msgspec.structs.replace(result, samples_ms=None)), run_id)
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        """The terminal status went out with ``run_updated``."""
 
 
-async def _send_updates(socket: WebSocket, subscriber, last: dict) -> None:
+async def send_struct(socket: WebSocket, value) -> None:
+    await socket.send_data(msgspec.json.encode(value).decode(), mode="text")
+
+
+async def _send_updates(socket: WebSocket, subscriber, last: RunStatus) -> None:
     """Forward status changes in order; close after the terminal one."""
     async for raw in subscriber.iter_events():
-        message = json.loads(raw)
-        if message.get("type") != "status":
+        event = decode_event(raw)
+        if not isinstance(event, StatusEvent) or event.status == last:
             continue
-        status = message["status"]
-        if status == last:
-            continue
-        last.clear()
-        last.update(status)
-        await socket.send_json(status)
-        if status["status"] in TERMINAL_STATUSES:
+        last = event.status
+        await send_struct(socket, last)
+        if last.terminal:
             return
 
 
@@ -99,7 +94,7 @@ async def _answer_client(socket: WebSocket, services: Services, run_id: str) -> 
         if text == "ping":
             await socket.send_json({"pong": True})
         elif text == "status":
-            await socket.send_json(await anyio.to_thread.run_sync(services.run_status, run_id))
+            await send_struct(socket, await anyio.to_thread.run_sync(services.run_status, run_id))
         else:
             await socket.send_json({"error": f"unknown message {text[:40]!r}: send \"ping\" or \"status\""})
 
@@ -122,13 +117,12 @@ async def run_updates(socket: WebSocket, run_id: str, services: Services, channe
             except UnknownRunError as error:
                 await socket.send_json({"error": str(error)})
                 return
-            await socket.send_json(status)
-            if status["status"] in TERMINAL_STATUSES:
+            await send_struct(socket, status)
+            if status.terminal:
                 return
-            last = dict(status)
             async with anyio.create_task_group() as tasks:
                 async def follow() -> None:
-                    await _send_updates(socket, subscriber, last)
+                    await _send_updates(socket, subscriber, status)
                     tasks.cancel_scope.cancel()
 
                 async def listen() -> None:

@@ -6,7 +6,8 @@ import sys
 import threading
 import time
 
-from engine.result import Result
+from engine.result import Measurement
+from engine.runs import RunStatus
 
 
 class ProgressBar:
@@ -31,12 +32,12 @@ class ProgressBar:
         self._total = total
         self._started = time.monotonic()
 
-    def run_updated(self, run_id: str, status: dict) -> None:
-        done, total = status["completed_configs"], status["total_configs"] or self._total
+    def run_updated(self, run_id: str, status: RunStatus) -> None:
+        done, total = status.completed_configs, status.total_configs or self._total
         filled = int(self.WIDTH * done / total) if total else self.WIDTH
-        eta = status["estimated_remaining_time"]
+        eta = status.estimated_remaining_time
         eta_text = f" eta {eta:.0f}s" if eta else ""
-        step = status["current_step"] or status["status"]
+        step = status.current_step or status.status
         line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} {step}{eta_text}"
         with self._lock:
             if self._closed or line == self._last_line:
@@ -48,11 +49,14 @@ class ProgressBar:
                 self._stream.write(line + "\n")
             self._stream.flush()
 
-    def result_recorded(self, run_id: str, result: Result) -> None:
+    def result_recorded(self, run_id: str, result: Measurement) -> None:
         if not result.ok:
             with self._lock:
                 prefix = "\n" if self._tty else ""
                 self._stream.write(f"{prefix}{result.config.label()}: {result.status}: {result.error_message}\n")
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        """The bar's last line is drawn by ``close``."""
 
     def close(self) -> None:
         with self._lock:

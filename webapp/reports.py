@@ -13,9 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 import altair as alt
+import msgspec
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
+from engine.result import ResultRow
+from engine.runs import RunRecord, RunStatus
 from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
@@ -23,7 +26,6 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 REPORT_FILES = ("report.html", "report.md", "results.json")
-TERMINAL = ("completed", "failed", "cancelled")
 VENDOR = Path(__file__).parent / "static" / "vendor"
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=lambda name: name.endswith(".html.j2"))
@@ -35,19 +37,31 @@ class ReportNotFound(Exception):
         super().__init__(f"no report {name!r} for run {run_id!r}")
 
 
+class ReportEntry(msgspec.Struct, kw_only=True):
+    """A run folder with report files, as GET /reports lists it."""
+
+    run_id: str
+    status: str
+    reports: list[str]
+    url: str
+    modified: datetime
+
+
 class ReportWriter:
-    """EventSink listener: writes a run's reports once it reaches a terminal status."""
+    """EventSink listener: writes a run's reports once its terminal status is published."""
 
     def __init__(self, db: Database, results_dir: Path):
         self._db = db
         self._results_dir = results_dir
 
-    def run_updated(self, run_id: str, status: dict) -> None:
-        if status["status"] in TERMINAL:
-            write_reports(self._db, self._results_dir, run_id)
+    def run_updated(self, run_id: str, status: RunStatus) -> None:
+        """Reports are written once, at the end."""
 
     def result_recorded(self, run_id: str, result) -> None:
         """Reports are written once, at the end."""
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        write_reports(self._db, self._results_dir, run_id)
 
 
 def _vendored(prefix: str) -> str:
@@ -55,10 +69,10 @@ def _vendored(prefix: str) -> str:
     return matches[-1].read_text(encoding="utf-8")
 
 
-def throughput_chart(results: list[dict]) -> dict | None:
+def throughput_chart(results: list[ResultRow]) -> dict | None:
     if not results:
         return None
-    frame = pd.DataFrame(results)
+    frame = pd.DataFrame(msgspec.to_builtins(results))
     frame["config"] = frame["model_name"] + " / " + frame["hardware"] + " / " + frame["precision"]
     return (
         alt.Chart(frame, title="Throughput by batch size")
@@ -74,20 +88,16 @@ def throughput_chart(results: list[dict]) -> dict | None:
     )
 
 
-def _json_default(value):
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
 def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
-    run = run_rows.get_run(db, run_id)
+    run = run_rows.get_run(db, run_id, RunRecord)
     if run is None:
         raise ReportNotFound(run_id, "report.html")
-    results = result_rows.results_for_run(db, run_id)
-    failures = result_rows.failures_for_run(db, run_id)
+    results = result_rows.results_for_run(db, run_id, ResultRow)
+    failures = result_rows.failures_for_run(db, run_id, ResultRow)
     folder = results_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"run": run, "results": results, "failures": failures}
-    (folder / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    payload = msgspec.json.format(msgspec.json.encode({"run": run, "results": results, "failures": failures}))
+    (folder / "results.json").write_bytes(payload)
     context = {"run": run, "results": results, "failures": failures, "generated_at": datetime.now()}
     (folder / "report.md").write_text(_templates.get_template("reports/report.md.j2").render(**context), encoding="utf-8")
     chart = throughput_chart(results)
@@ -102,7 +112,7 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     return folder
 
 
-def list_reports(db: Database, results_dir: Path) -> list[dict]:
+def list_reports(db: Database, results_dir: Path) -> list[ReportEntry]:
     """Every run folder with report files, newest run first, with its status from the database."""
     if not results_dir.is_dir():
         return []
@@ -113,15 +123,15 @@ def list_reports(db: Database, results_dir: Path) -> list[dict]:
         files = [name for name in REPORT_FILES if (folder / name).is_file()]
         if not files:
             continue
-        run = run_rows.get_run(db, folder.name)
-        entries.append({
-            "run_id": folder.name,
-            "status": run["status"] if run else "unknown",
-            "reports": files,
-            "url": f"/api/benchmark/reports/{folder.name}/report.html",
-            "modified": datetime.fromtimestamp(folder.stat().st_mtime).isoformat(),
-        })
-    return sorted(entries, key=lambda entry: entry["modified"], reverse=True)
+        run = run_rows.get_run(db, folder.name, RunStatus)
+        entries.append(ReportEntry(
+            run_id=folder.name,
+            status=run.status if run else "unknown",
+            reports=files,
+            url=f"/api/benchmark/reports/{folder.name}/report.html",
+            modified=datetime.fromtimestamp(folder.stat().st_mtime),
+        ))
+    return sorted(entries, key=lambda entry: entry.modified, reverse=True)
 
 
 def report_file(results_dir: Path, run_id: str, name: str) -> Path:

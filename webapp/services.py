@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import msgspec
+
 from engine.config import MeasurementSettings
 from engine.errors import UnknownRunError
-from engine.hardware import detect_hardware, environment, free_memory_bytes, resolve_hardware
+from engine.hardware import HardwareInfo, detect_hardware, environment, free_memory_bytes, resolve_hardware
 from engine.models.registry import ModelRegistry
+from engine.models.spec import ModelInfo
 from engine.planning import plan_run
 from engine.ports import EventSink
-from engine.runs import RunRequest, RunState
+from engine.result import ResultRow
+from engine.runs import FAILED, RunRecord, RunRequest, RunResults, RunState, RunStatus, RunStatusName
 from engine.scheduler import Scheduler
 from engine.worker_client import WorkerProcess
 from storage import results as result_rows
@@ -52,11 +56,11 @@ class Services:
             device, models_dir=self.settings.models_dir, custom_benchmarks_dir=self.settings.custom_benchmarks_dir
         )
 
-    def describe_model(self, name: str) -> dict:
+    def describe_model(self, name: str) -> ModelInfo:
         return self.registry.get(name).describe()
 
-    def describe_hardware(self, name: str) -> dict:
-        return self._hardware_by_name[name].describe()
+    def describe_hardware(self, name: str) -> HardwareInfo:
+        return self._hardware_by_name[name]
 
     # ---- runs -------------------------------------------------------------------
 
@@ -70,47 +74,55 @@ class Services:
     def resume_interrupted_runs(self) -> list[str]:
         """Queue again every run that was active when the last process stopped."""
         resumed = []
-        for record in run_rows.list_runs(self.db, statuses=ACTIVE_STATUSES, limit=10_000):
+        for record in run_rows.list_runs(self.db, RunRecord, statuses=ACTIVE_STATUSES, limit=10_000):
             try:
-                run = self.plan(RunRequest.from_dict(record["request"]))
+                run = self.plan(record.request)
             except Exception as error:  # its models or hardware may be gone since
-                run_rows.save_run(self.db, {**record, "status": "failed", "completed_at": datetime.now(),
-                                            "error": f"could not resume after restart: {error}"})
+                run_rows.save_run(self.db, msgspec.structs.replace(
+                    record, status=FAILED, completion_time=datetime.now(), current_step=None,
+                    error=f"could not resume after restart: {error}",
+                ))
                 continue
-            run.run_id, run.created_at, run.started_at = record["run_id"], record["created_at"], record["started_at"]
+            run.run_id, run.created_at, run.started_at = record.run_id, record.created_at, record.start_time
             self.scheduler.resume(run)
             resumed.append(run.run_id)
         if resumed:
             log.info("resumed %d interrupted run(s): %s", len(resumed), ", ".join(resumed))
         return resumed
 
-    def run_status(self, run_id: str) -> dict:
+    def run_status(self, run_id: str) -> RunStatus:
         """Live status from the scheduler, or the stored one for a run of an earlier process."""
-        run = self.scheduler.get(run_id)
-        if run is not None:
+        if self.scheduler.get(run_id) is not None:
             return self.scheduler.status(run_id)
-        return status_from_record(self._stored_run(run_id))
+        return self._stored_run(run_id, RunStatus)
 
-    def run_results(self, run_id: str) -> dict:
+    def run_record(self, run_id: str) -> RunRecord:
+        return self._stored_run(run_id, RunRecord)
+
+    def run_results(self, run_id: str) -> RunResults:
         status = self.run_status(run_id)
-        record = self._stored_run(run_id)
-        return {
-            "run_id": run_id,
-            "status": status["status"],
-            "config": record["request"],
-            "results": result_rows.results_for_run(self.db, run_id),
-            "failures": result_rows.failures_for_run(self.db, run_id),
-            "start_time": status["start_time"],
-            "completion_time": status["completion_time"],
-        }
+        return RunResults(
+            run_id=run_id,
+            status=status.status,
+            config=self.run_record(run_id).request,
+            results=result_rows.results_for_run(self.db, run_id, ResultRow),
+            failures=result_rows.failures_for_run(self.db, run_id, ResultRow),
+            start_time=status.start_time,
+            completion_time=status.completion_time,
+        )
 
-    def cancel_run(self, run_id: str) -> dict:
+    def list_runs(self, status: RunStatusName | None = None, limit: int = 100, offset: int = 0) -> list[RunStatus]:
+        """Stored runs, newest first, each with its live status where the scheduler has it."""
+        stored = run_rows.list_runs(self.db, RunStatus, statuses=(status,) if status else None, limit=limit, offset=offset)
+        return [self.run_status(run.run_id) if self.scheduler.get(run.run_id) else run for run in stored]
+
+    def cancel_run(self, run_id: str) -> RunStatus:
         if self.scheduler.get(run_id) is None:
-            return status_from_record(self._stored_run(run_id))
+            return self._stored_run(run_id, RunStatus)
         return self.scheduler.cancel(run_id)
 
-    def _stored_run(self, run_id: str) -> dict:
-        record = run_rows.get_run(self.db, run_id)
+    def _stored_run(self, run_id: str, as_type):
+        record = run_rows.get_run(self.db, run_id, as_type)
         if record is None:
             raise UnknownRunError(run_id)
         return record
@@ -118,26 +130,3 @@ class Services:
     def close(self) -> None:
         self.scheduler.shutdown()
         self.db.close()
-
-
-def status_from_record(record: dict) -> dict:
-    """The status object of a run known only from its test_runs row."""
-    total, completed = record["total_configs"] or 0, record["completed_configs"] or 0
-    started, ended = record["started_at"], record["completed_at"]
-    return {
-        "run_id": record["run_id"],
-        "status": record["status"],
-        "progress": 1.0 if total == 0 else round(completed / total, 6),
-        "current_step": record["current_step"],
-        "start_time": started.isoformat() if started else None,
-        "elapsed_time": round(((ended or datetime.now()) - started).total_seconds(), 3) if started else 0.0,
-        "estimated_remaining_time": 0.0 if ended else None,
-        "completed_models": record["completed_models"] or 0,
-        "total_models": record["total_models"] or 0,
-        "error": record["error"],
-        "completed_configs": completed,
-        "total_configs": total,
-        "priority": record["priority"],
-        "created_at": record["created_at"].isoformat() if record["created_at"] else None,
-        "completion_time": ended.isoformat() if ended else None,
-    }

@@ -6,8 +6,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 ARCHITECTURE_TYPES = ("encoder", "decoder", "encoder-decoder", "vision", "audio", "multimodal", "custom")
 TIERS = ("critical", "high", "medium", "low")
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    """A model as GET /models lists it and the models table stores it."""
+
+    name: str
+    family: str
+    type: str  # one of ARCHITECTURE_TYPES
+    modality: str
+    parameters_million: float
+    source: str
+    weights: str
+    tier: str
 
 
 @dataclass(frozen=True)
@@ -33,14 +48,9 @@ class ModelSpec:
     tier: str = "low"
     tokens_per_item: Callable[[int], int] | None = None
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "type": self.architecture,
-            "modality": self.modality,
-            "parameters_million": round(self.parameters_million, 3),
-            "source": self.source,
-            "weights": self.weights,
-            "tier": self.tier,
-        }
+    def describe(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name, family=self.family, type=self.architecture, modality=self.modality,
+            parameters_million=round(self.parameters_million, 3), source=self.source, weights=self.weights,
+            tier=self.tier,
+        )

@@ -23,7 +23,7 @@ def first_run(tmp_path_factory):
     db_path = folder / "b.duckdb"
     done = benchboard("run", "--models", "bert-tiny", "gpt2-tiny", "--hardware", "cpu", "--batch-sizes", "1", "4",
                       "--precision", "fp32", "--db-path", str(db_path), "--results-dir", str(folder / "results"),
-                      "--max-seconds", "0.3", "--threads", "1")
+                      "--max-seconds", "0.3", "--threads", "1", "--no-progressive")
     return done, db_path, folder
 
 
@@ -83,16 +83,18 @@ def test_no_incremental_measures_again(first_run):
 
 def test_int8_on_cpu_is_measured(tmp_path):
     done = benchboard("run", "--models", "bert-tiny", "--batch-sizes", "2", "--precision", "int8",
-                      "--max-seconds", "0.3", "--db-path", str(tmp_path / "b.duckdb"), "--json")
+                      "--max-seconds", "0.3", "--db-path", str(tmp_path / "b.duckdb"),
+                      "--results-dir", str(tmp_path / "results"), "--json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)["results"]
     assert row["precision"] == "int8" and row["p50_latency_ms"] > 0
 
 
 def test_hardware_that_is_not_here_exits_2_listing_what_is(tmp_path):
-    done = benchboard("run", "--models", "bert-tiny", "--hardware", "cuda", "--db-path", str(tmp_path / "b.duckdb"))
+    # A device index no machine has, so this holds on a GPU box too.
+    done = benchboard("run", "--models", "bert-tiny", "--hardware", "cuda:97", "--db-path", str(tmp_path / "b.duckdb"))
     assert done.returncode == 2
-    assert "hardware 'cuda' is not present on this machine; present: cpu" in done.stderr
+    assert "hardware 'cuda:97' is not present on this machine; present: cpu" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -109,7 +111,7 @@ def test_local_checkpoint_folder_and_models_dir_are_benchmarked(tmp_path):
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                          vocab_size=100)).save_pretrained(checkpoint)
     by_path = benchboard("run", "--models", str(checkpoint), "--batch-sizes", "1", "--max-seconds", "0.3",
-                         "--db-path", str(tmp_path / "b.duckdb"), "--json")
+                         "--db-path", str(tmp_path / "b.duckdb"), "--results-dir", str(tmp_path / "results"), "--json")
     assert by_path.returncode == 0, by_path.stderr
     assert json.loads(by_path.stdout)["results"][0]["weights"] == "pretrained"
     listed = benchboard("models", "--models-dir", str(tmp_path / "checkpoints"), "--json")

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from litestar.testing import TestClient
 
-from descriptions import CPU, model_description
-from storage.results import insert_results, record_failure
+from descriptions import model_description, result_store, stored_run
+from engine.result import Measurement
+from engine.runs import RunRequest
 from storage.runs import save_run
 from webapp.app import create_app
 from webapp.reports import write_reports
@@ -31,23 +32,12 @@ GPT2 = model_description("gpt2-tiny", "gpt2")
 EVIL = model_description(HOSTILE, "<b>evil</b>")
 
 
-def result(model, batch_size, p50, run_id="run-a"):
-    return {
-        "model": model,
-        "hardware": CPU,
-        "run_id": run_id,
-        "config_key": f"{model['name']}|{batch_size}",
-        "fingerprint": "fp",
-        "batch_size": batch_size,
-        "precision": "fp32",
-        "average_latency_ms": p50,
-        "p50_latency_ms": p50,
-        "p90_latency_ms": p50 * 1.5,
-        "p99_latency_ms": p50 * 2,
-        "ci_met": True,
-        "throughput_items_per_second": batch_size / p50 * 1000,
-        "memory_peak_mb": 10.0 * batch_size,
-    }
+def result(model, batch_size, p50, **fields) -> Measurement:
+    return Measurement(
+        model_name=model.name, hardware="cpu", batch_size=batch_size, average_latency_ms=p50, p50_latency_ms=p50,
+        p90_latency_ms=p50 * 1.5, p99_latency_ms=p50 * 2, ci_met=True,
+        throughput_items_per_second=batch_size / p50 * 1000, memory_peak_mb=10.0 * batch_size, **fields,
+    )
 
 
 def settings(tmp_path):
@@ -66,45 +56,24 @@ def client(tmp_path_factory):
         services = test_client.app.state.services
         save_run(
             services.db,
-            {
-                "run_id": "run-a",
-                "status": "completed",
-                "priority": "high",
-                "total_configs": 7,
-                "completed_configs": 7,
-                "request": {
-                    "models": ["bert-tiny", "gpt2-tiny"],
-                    "hardware": ["cpu"],
-                    "batch_sizes": [1, 2, 4],
-                },
-                "started_at": datetime(2024, 5, 1, 12, 0),
-                "completed_at": datetime(2024, 5, 1, 12, 1),
-            },
+            stored_run(
+                "run-a",
+                total_configs=7,
+                completed_configs=7,
+                request=RunRequest(models=["bert-tiny", "gpt2-tiny"], hardware=["cpu"], batch_sizes=[1, 2, 4]),
+                start_time=datetime(2024, 5, 1, 12, 0),
+                completion_time=datetime(2024, 5, 1, 12, 1),
+            ),
         )
-        insert_results(
-            services.db,
-            [
-                result(BERT, 1, 10.0),
-                result(BERT, 2, 12.0),
-                result(BERT, 4, 16.0),
-                result(GPT2, 1, 20.0),
-                result(GPT2, 2, 30.0),
-                result(EVIL, 1, 5.0),
-            ],
-        )
-        record_failure(
-            services.db,
-            {
-                "run_id": "run-a",
-                "model": GPT2,
-                "hardware": CPU,
-                "batch_size": 4,
-                "precision": "fp32",
-                "error_type": "oom",
-                "error_message": f"out of memory {HOSTILE}",
-                "config_key": "gpt2-tiny|4",
-            },
-        )
+        store = result_store(services.db, BERT, GPT2, EVIL)
+        for measured in [
+            result(BERT, 1, 10.0), result(BERT, 2, 12.0), result(BERT, 4, 16.0),
+            result(GPT2, 1, 20.0), result(GPT2, 2, 30.0), result(EVIL, 1, 5.0),
+        ]:
+            store.record_result("run-a", measured, "fp")
+        oom = Measurement(model_name=GPT2.name, hardware="cpu", batch_size=4, status="failed", error_type="oom",
+                          error_message=f"out of memory {HOSTILE}")
+        store.record_result("run-a", oom, "fp")
         write_reports(services.db, services.settings.results_path, "run-a")
         yield test_client
 
@@ -368,14 +337,7 @@ def test_a_finished_run_page_shows_its_rows_and_no_live_stream(client):
 def test_a_running_run_page_subscribes_to_its_event_stream(client):
     save_run(
         client.app.state.services.db,
-        {
-            "run_id": "run-live",
-            "status": "running",
-            "priority": "high",
-            "total_configs": 4,
-            "completed_configs": 1,
-            "started_at": datetime.now(),
-        },
+        stored_run("run-live", "running", total_configs=4, completed_configs=1, start_time=datetime.now()),
     )
     page = client.get("/runs/run-live").text
     assert 'hx-ext="sse" sse-connect="/runs/run-live/events?measured=0&amp;failed=0" sse-close="done"' in page

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from litestar import Controller, get
 
+from engine.hardware import HardwareInfo
+from engine.models.spec import ModelInfo
+from webapp.errors import ERROR_RESPONSES
 from webapp.services import Services
 
 
@@ -11,10 +14,10 @@ class CatalogController(Controller):
     path = "/api/benchmark"
     tags = ["catalog"]
 
-    @get("/models", operation_id="listModels", sync_to_thread=True)
-    def models(self, services: Services) -> list[dict]:
+    @get("/models", operation_id="listModels", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def models(self, services: Services) -> list[ModelInfo]:
         return [spec.describe() for spec in services.registry.list()]
 
-    @get("/hardware", operation_id="listHardware")
-    async def hardware(self, services: Services) -> list[dict]:
-        return [hw.describe() for hw in services.hardware]
+    @get("/hardware", operation_id="listHardware", responses=ERROR_RESPONSES)
+    async def hardware(self, services: Services) -> list[HardwareInfo]:
+        return services.hardware

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from engine.config import PRECISIONS
+from engine.config import Precision
+from engine.result import ResultRow
 from storage import results as result_rows
+from storage.dashboard import Filters
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import run_guarded_query
+from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.schemas import SqlBody
-from webapp.exports import MEDIA_TYPES, download_headers, file_chunks
+from webapp.exports import export_response
 from webapp.services import Services
-
-PrecisionName = Literal[PRECISIONS]
 
 
 class DataController(Controller):
@@ -26,44 +26,38 @@ class DataController(Controller):
     tags = ["data"]
     guards = [require_allowed_origin]
 
-    @get("/query", operation_id="queryResults", sync_to_thread=True)
+    @get("/query", operation_id="queryResults", responses=ERROR_RESPONSES, sync_to_thread=True)
     def query(
         self,
         services: Services,
         model: str | None = None,
         hardware: str | None = None,
-        batch_size: Annotated[int | None, Parameter(ge=1)] = None,
-        precision: PrecisionName | None = None,
+        batch_size: Annotated[int | None, Parameter(ge=1, le=2**31 - 1)] = None,
+        precision: Precision | None = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    ) -> list[dict]:
+    ) -> list[ResultRow]:
         return result_rows.query_results(
-            services.db, model=model, hardware=hardware, batch_size=batch_size, precision=precision, limit=limit
+            services.db, ResultRow, model=model, hardware=hardware, batch_size=batch_size, precision=precision, limit=limit
         )
 
-    @get("/export", operation_id="exportResults")
+    @get("/export", operation_id="exportResults", responses=ERROR_RESPONSES, media_type="application/octet-stream")
     async def export(
         self,
         services: Services,
         format: Literal["csv", "parquet", "json"] = "csv",  # noqa: A002  (the seed-style query name)
         model: str | None = None,
+        family: str | None = None,
         hardware: str | None = None,
-        batch_size: Annotated[int | None, Parameter(ge=1)] = None,
-        precision: PrecisionName | None = None,
-        run_id: str | None = None,
+        batch_size: Annotated[int | None, Parameter(ge=1, le=2**31 - 1)] = None,
+        precision: Precision | None = None,
+        run_id: Annotated[str | None, Parameter(max_length=64)] = None,
     ) -> Stream:
-        """Filtered results as a file; ``model`` matches a name or a family, as in /query."""
+        """Filtered results as a file; ``model`` is a model name, ``family`` a model family."""
+        filters = Filters(family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
+                          run_id=run_id)
+        return export_response(services, filters, format)
 
-        def chunks() -> Iterator[bytes]:
-            # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
-            batches = result_rows.export_batches(
-                services.db, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
-                run_id=run_id,
-            )
-            yield from file_chunks(batches, format)
-
-        return Stream(chunks(), media_type=MEDIA_TYPES[format], headers=download_headers(format))
-
-    @post("/sql", status_code=200, operation_id="runSql", sync_to_thread=True)
+    @post("/sql", status_code=200, operation_id="runSql", responses=ERROR_RESPONSES, sync_to_thread=True)
     def sql(self, services: Services, data: SqlBody) -> dict:
         """Guarded custom SQL: one read-only query over the result tables and views."""
         result = run_guarded_query(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.response import File
 
-from webapp.reports import list_reports, report_file
+from webapp.errors import ERROR_RESPONSES
+from webapp.reports import ReportEntry, list_reports, report_file
 from webapp.services import Services
 
 MEDIA_TYPES = {"report.html": "text/html; charset=utf-8", "report.md": "text/markdown; charset=utf-8",
@@ -16,11 +17,11 @@ class ReportController(Controller):
     path = "/api/benchmark/reports"
     tags = ["reports"]
 
-    @get("/", operation_id="listReports", sync_to_thread=True)
-    def index(self, services: Services) -> list[dict]:
+    @get("/", operation_id="listReports", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def index(self, services: Services) -> list[ReportEntry]:
         return list_reports(services.db, services.settings.results_path)
 
-    @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", sync_to_thread=True)
+    @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
     def download(self, services: Services, run_id: str, file_name: str) -> File:
         path = report_file(services.settings.results_path, run_id, file_name)
         # report.html is shown inline (the Reports page previews it); the others download.

@@ -8,14 +8,13 @@ from litestar import Controller, get, post
 from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from engine.errors import InvalidRequestError
-from engine.runs import TERMINAL_STATUSES
-from storage import runs as run_rows
+from engine.runs import RunRequest, RunResults, RunStatus, RunStatusName
+from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin, require_token
-from webapp.api.schemas import RunBody
-from webapp.services import Services, status_from_record
+from webapp.api.schemas import RunAccepted
+from webapp.services import Services
 
-RUN_STATUSES = ("queued", "running", *TERMINAL_STATUSES)
+RunId = Annotated[str, Parameter(description="Run id", max_length=64)]
 
 
 class RunController(Controller):
@@ -23,45 +22,37 @@ class RunController(Controller):
     tags = ["runs"]
     guards = [require_allowed_origin]
 
-    @post("/run", status_code=HTTP_202_ACCEPTED, guards=[require_token], operation_id="startRun", sync_to_thread=True)
-    def start_run(self, services: Services, data: Annotated[RunBody, Body(title="Run request")]) -> dict:
+    @post("/run", status_code=HTTP_202_ACCEPTED, guards=[require_token], operation_id="startRun", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def start_run(self, services: Services, data: Annotated[RunRequest, Body(title="Run request")]) -> RunAccepted:
         """Queue a benchmark run; follow it with /status or the WebSocket."""
-        run = services.start_run(data.to_request())
-        status = services.scheduler.status(run.run_id)
-        return {
-            "run_id": run.run_id,
-            "status": status["status"],
-            "message": f"benchmark run queued: {run.total_configs} configs at priority {run.priority}",
-            "started_at": run.created_at.isoformat(),
-            "total_configs": run.total_configs,
-        }
+        run = services.start_run(data)
+        return RunAccepted(
+            run_id=run.run_id,
+            status=services.scheduler.status(run.run_id).status,
+            message=f"benchmark run queued: {run.total_configs} configs at priority {run.priority}",
+            started_at=run.created_at,
+            total_configs=run.total_configs,
+        )
 
-    @get("/status/{run_id:str}", operation_id="getRunStatus", sync_to_thread=True)
-    def status(self, services: Services, run_id: Annotated[str, Parameter(description="Run id")]) -> dict:
+    @get("/status/{run_id:str}", operation_id="getRunStatus", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def status(self, services: Services, run_id: RunId) -> RunStatus:
         return services.run_status(run_id)
 
-    @get("/results/{run_id:str}", operation_id="getRunResults", sync_to_thread=True)
-    def results(self, services: Services, run_id: str) -> dict:
+    @get("/results/{run_id:str}", operation_id="getRunResults", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def results(self, services: Services, run_id: RunId) -> RunResults:
+        """The run's results so far; a run still going returns what it has, with its status."""
         return services.run_results(run_id)
 
-    @post("/cancel/{run_id:str}", status_code=200, guards=[require_token], operation_id="cancelRun", sync_to_thread=True)
-    def cancel(self, services: Services, run_id: str) -> dict:
+    @post("/cancel/{run_id:str}", status_code=200, guards=[require_token], operation_id="cancelRun", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def cancel(self, services: Services, run_id: RunId) -> RunStatus:
         return services.cancel_run(run_id)
 
-    @get("/runs", operation_id="listRuns", sync_to_thread=True)
+    @get("/runs", operation_id="listRuns", responses=ERROR_RESPONSES, sync_to_thread=True)
     def runs(
         self,
         services: Services,
-        status: Annotated[str | None, Parameter(query="status", description=f"one of {', '.join(RUN_STATUSES)}")] = None,
+        status: Annotated[RunStatusName | None, Parameter(query="status")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
-    ) -> list[dict]:
-        if status is not None and status not in RUN_STATUSES:
-            raise InvalidRequestError("status", f"must be one of {', '.join(RUN_STATUSES)}")
-        records = run_rows.list_runs(
-            services.db, statuses=(status,) if status else None, limit=limit, offset=offset
-        )
-        return [
-            services.run_status(r["run_id"]) if services.scheduler.get(r["run_id"]) else status_from_record(r)
-            for r in records
-        ]
+        offset: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
+    ) -> list[RunStatus]:
+        return services.list_runs(status, limit=limit, offset=offset)

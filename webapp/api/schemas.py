@@ -1,26 +1,23 @@
-"""Request bodies of the JSON API. Unknown fields are refused, as DESIGN.md requires."""
+"""Bodies that only the JSON API has. The run request, statuses, results, models and
+hardware are the engine's own Structs (engine.runs, engine.result, engine.hardware)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
-from engine.config import DEFAULT_SEQUENCE_LENGTH
-from engine.runs import RunRequest
+from engine.runs import RunStatusName
 
 
-class RunBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    priority: str = "high"
-    hardware: list[str] = msgspec.field(default_factory=lambda: ["cpu"])
-    models: list[str] | None = None
-    batch_sizes: list[int] = msgspec.field(default_factory=lambda: [1, 8])
-    precision: str = "fp32"
-    progressive_mode: bool = True
-    incremental: bool = True
-    sequence_length: int = DEFAULT_SEQUENCE_LENGTH
-    force: bool = False
+class RunAccepted(msgspec.Struct, kw_only=True):
+    """The answer to POST /run: the run is queued; follow it with /status or the WebSocket."""
 
-    def to_request(self) -> RunRequest:
-        return RunRequest(**msgspec.structs.asdict(self))
+    run_id: str
+    status: RunStatusName
+    message: str
+    started_at: datetime
+    total_configs: int
 
 
 class SqlBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

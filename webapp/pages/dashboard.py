@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict
 from urllib.parse import urlencode
 
 from litestar import Controller, get
+from litestar.di import Provide
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Stream, Template
 
@@ -14,8 +14,8 @@ from storage import dashboard
 from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
 from storage.database import Database
 from webapp import charts
-from webapp.exports import MEDIA_TYPES, download_headers, file_chunks
-from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, parse_filters, render
+from webapp.exports import export_response
+from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, provide_filters, render
 from webapp.services import Services
 
 METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
@@ -104,19 +104,16 @@ def _page_size(value: str | None) -> int:
 class DashboardPages(Controller):
     exception_handlers = PAGE_EXCEPTION_HANDLERS
     include_in_schema = False
+    dependencies = {"filters": Provide(provide_filters, sync_to_thread=False)}
 
     @get("/", name="overview", sync_to_thread=True)
     def overview(
         self,
         request: HTMXRequest,
         services: Services,
-        family: str | None = None,
-        model: str | None = None,
-        hardware: str | None = None,
-        batch_size: str | None = None,
+        filters: Filters,
         metric: str | None = None,
     ) -> Template:
-        filters = parse_filters(family=family, model=model, hardware=hardware, batch_size=batch_size)
         chosen = dashboard.get_metric(metric)
         context = overview_context(services.db, filters, chosen) | {
             "active": "overview",
@@ -130,20 +127,13 @@ class DashboardPages(Controller):
         self,
         request: HTMXRequest,
         services: Services,
-        family: str | None = None,
-        model: str | None = None,
-        hardware: str | None = None,
-        batch_size: str | None = None,
-        precision: str | None = None,
+        filters: Filters,
         metric: str | None = None,
         sort: str | None = None,
         direction: str | None = None,
         page: str | None = None,
         page_size: str | None = None,
     ) -> Template:
-        filters = parse_filters(
-            family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
-        )
         context = comparison_context(
             services.db,
             filters,
@@ -170,24 +160,9 @@ class DashboardPages(Controller):
         self,
         request: HTMXRequest,
         services: Services,
-        family: str | None = None,
-        model: str | None = None,
-        hardware: str | None = None,
-        batch_size: str | None = None,
-        precision: str | None = None,
+        filters: Filters,
         sort: str | None = None,
         direction: str | None = None,
     ) -> Stream:
         """The filtered rows (every page, every API column) as a download, written in Python from Arrow."""
-        export_format = request.url.path.rsplit(".", 1)[1]
-        filters = parse_filters(
-            family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision
-        )
-        dashboard.check_sort(sort, direction)
-
-        def chunks() -> Iterator[bytes]:
-            # A sync iterator: Litestar pulls it in a worker thread, so DuckDB stays off the event loop.
-            batches = dashboard.results_export(services.db, filters, sort=sort, direction=direction)
-            yield from file_chunks(batches, export_format)
-
-        return Stream(chunks(), media_type=MEDIA_TYPES[export_format], headers=download_headers(export_format))
+        return export_response(services, filters, request.url.path.rsplit(".", 1)[1], sort, direction)

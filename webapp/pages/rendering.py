@@ -57,13 +57,14 @@ def optional_int(name: str, value: str | None, *, minimum: int = 1) -> int | Non
     return number
 
 
-def parse_filters(
+def provide_filters(
     family: str | None = None,
     model: str | None = None,
     hardware: str | None = None,
     batch_size: str | None = None,
     precision: str | None = None,
 ) -> Filters:
+    """The filter bar's query parameters, for every dashboard handler (``Provide``d)."""
     return Filters(
         family=optional_text(family),
         model=optional_text(model),

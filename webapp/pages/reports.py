@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, get
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
@@ -22,9 +23,10 @@ class ReportPages(Controller):
     @get("/reports", name="reports", sync_to_thread=True)
     def reports(self, request: HTMXRequest, services: Services, run: str | None = None) -> Template:
         """Every run with reports, newest first; ``run`` picks the one previewed (default: the newest)."""
-        reports = list_reports(services.db, services.settings.results_path)
-        for entry in reports:
-            entry["links"] = [(name, report_url(entry["run_id"], name)) for name in entry["reports"]]
+        reports = [
+            msgspec.structs.asdict(entry) | {"links": [(name, report_url(entry.run_id, name)) for name in entry.reports]}
+            for entry in list_reports(services.db, services.settings.results_path)
+        ]
         previewed = next(
             (entry for entry in reports if entry["run_id"] == run), reports[0] if reports else None
         )

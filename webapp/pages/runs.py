@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import anyio
@@ -14,15 +13,18 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
-from engine.config import DEFAULT_SEQUENCE_LENGTH, PRECISIONS
+import msgspec
+
+from engine.config import PRECISIONS
 from engine.errors import InvalidRequestError
-from engine.runs import PRIORITY_RANK, TERMINAL_STATUSES, RunRequest
+from engine.result import Measurement, ResultRow
+from engine.runs import PRIORITIES, RunRecord, RunRequest, RunStatus, run_request
 from storage import results as result_rows
 from storage import runs as run_rows
 from webapp.api.dependencies import require_token
-from webapp.live import run_channel
+from webapp.live import ResultEvent, decode_event, run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
-from webapp.services import Services, status_from_record
+from webapp.services import Services
 
 RECENT_RUNS = 50
 # After "done" the browser closes the stream itself. Ending it from here in the same
@@ -41,58 +43,45 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def status_view(status: dict) -> dict:
-    """The status object plus what the page prints: percent, ETA and elapsed time as text."""
-    terminal = status["status"] in TERMINAL_STATUSES
-    remaining = status.get("estimated_remaining_time")
-    return status | {
-        "percent": int(status["progress"] * 100),
-        "terminal": terminal,
-        "eta": "—" if terminal else ("estimating…" if remaining is None else duration(remaining)),
-        "elapsed": duration(status.get("elapsed_time")),
+def status_view(status: RunStatus) -> dict:
+    """The status plus what the page prints: percent, ETA and elapsed time as text."""
+    remaining = status.estimated_remaining_time
+    return msgspec.structs.asdict(status) | {
+        "percent": int(status.progress * 100),
+        "terminal": status.terminal,
+        "eta": "—" if status.terminal else ("estimating…" if remaining is None else duration(remaining)),
+        "elapsed": duration(status.elapsed_time),
     }
 
 
-def row_view(row: dict) -> dict:
+def row_view(row: Measurement) -> dict:
     """A result row as the run page shows it, from storage or from a live event alike."""
-    outcome = row.get("error_type") or row.get("status") or "ok"
-    return {
-        "key": f"{row['model_name']}|{row['hardware']}|{row['batch_size']}|{row['precision']}",
-        "model_name": row["model_name"],
-        "hardware": row["hardware"],
-        "batch_size": row["batch_size"],
-        "precision": row["precision"],
-        "outcome": outcome,
-        "p50_latency_ms": row.get("p50_latency_ms"),
-        "p99_latency_ms": row.get("p99_latency_ms"),
-        "throughput_items_per_second": row.get("throughput_items_per_second"),
-        "memory_peak_mb": row.get("memory_peak_mb"),
-        "error_message": row.get("error_message"),
-        "stop_reason": row.get("stop_reason"),
+    return msgspec.structs.asdict(row) | {
+        "key": row.config.key(),
+        "outcome": row.error_type or row.status,
     }
 
 
 def stored_rows(services: Services, run_id: str) -> tuple[list[dict], list[dict]]:
     """A run's measured rows and failed rows, each in recording order."""
     return (
-        [row_view(row) for row in result_rows.results_for_run(services.db, run_id)],
-        [row_view(row) for row in result_rows.failures_for_run(services.db, run_id)],
+        [row_view(row) for row in result_rows.results_for_run(services.db, run_id, ResultRow)],
+        [row_view(row) for row in result_rows.failures_for_run(services.db, run_id, ResultRow)],
     )
 
 
 def recent_runs(services: Services) -> list[dict]:
     runs = []
-    for record in run_rows.list_runs(services.db, limit=RECENT_RUNS):
-        live = services.scheduler.get(record["run_id"]) is not None
-        status = services.run_status(record["run_id"]) if live else status_from_record(record)
-        request = record["request"] or {}
+    for record in run_rows.list_runs(services.db, RunRecord, limit=RECENT_RUNS):
+        status = services.run_status(record.run_id) if services.scheduler.get(record.run_id) else record
+        request = record.request
         runs.append(
             status_view(status)
             | {
-                "models": request.get("models") or [f"{request.get('priority', 'high')} tier"],
-                "hardware": request.get("hardware") or [],
-                "batch_sizes": request.get("batch_sizes") or [],
-                "precision": request.get("precision"),
+                "models": request.models or [f"{request.priority} tier"],
+                "hardware": request.hardware,
+                "batch_sizes": request.batch_sizes,
+                "precision": request.precision,
             }
         )
     return runs
@@ -100,20 +89,17 @@ def recent_runs(services: Services) -> list[dict]:
 
 # ---- the start form ---------------------------------------------------------------
 
-FORM_DEFAULTS = {
-    "priority": "high",
-    "hardware": ["cpu"],
-    "models": [],
-    "batch_sizes": "1, 8",
-    "precision": "fp32",
-    "sequence_length": str(DEFAULT_SEQUENCE_LENGTH),
-    "progressive_mode": True,
-    "incremental": True,
-    "force": False,
-}
+
+def form_values(request: RunRequest) -> dict:
+    """A request as the form shows it: the defaults on a fresh form."""
+    return msgspec.structs.asdict(request) | {
+        "models": request.models or [],
+        "batch_sizes": ", ".join(map(str, request.batch_sizes)),
+        "sequence_length": str(request.sequence_length),
+    }
 
 
-def form_values(form: FormMultiDict) -> dict:
+def submitted_values(form: FormMultiDict) -> dict:
     """What the user submitted, kept as typed so the form can be shown again with errors."""
     return {
         "priority": form.get("priority", ""),
@@ -146,28 +132,22 @@ def _one_whole_number(field: str, text: str) -> int:
     return numbers[0]
 
 
-def run_request(values: dict) -> RunRequest:
-    """The form as a RunRequest; the engine's planner then checks models, hardware and ranges."""
-    return RunRequest(
-        priority=values["priority"],
-        hardware=values["hardware"],
-        models=values["models"] or None,  # none chosen: the priority's default tier
-        batch_sizes=_whole_numbers("batch_sizes", values["batch_sizes"]),
-        precision=values["precision"],
-        progressive_mode=values["progressive_mode"],
-        incremental=values["incremental"],
-        sequence_length=_one_whole_number("sequence_length", values["sequence_length"]),
-        force=values["force"],
-    )
+def form_request(values: dict) -> RunRequest:
+    """The form as a RunRequest, checked as the API checks its body."""
+    return run_request(values | {
+        "models": values["models"] or None,  # none chosen: the priority's default tier
+        "batch_sizes": _whole_numbers("batch_sizes", values["batch_sizes"]),
+        "sequence_length": _one_whole_number("sequence_length", values["sequence_length"]),
+    })
 
 
 def form_context(services: Services, values: dict, errors: dict[str, str]) -> dict:
     return {
         "values": values,
         "errors": errors,
-        "priorities": list(PRIORITY_RANK),
+        "priorities": PRIORITIES,
         "precisions": PRECISIONS,
-        "hardware_choices": [(hw.name, f"{hw.name} · {hw.device_name}") for hw in services.hardware],
+        "hardware_choices": [(hw.name, f"{hw.name} · {hw.device}") for hw in services.hardware],
         "model_choices": [
             (spec.name, f"{spec.name} ({spec.family}, {spec.parameters_million:,.1f} M)")
             for spec in sorted(
@@ -180,7 +160,7 @@ def form_context(services: Services, values: dict, errors: dict[str, str]) -> di
 # ---- the live stream ----------------------------------------------------------------
 
 
-def _status_event(request: HTMXRequest, status: dict) -> ServerSentEventMessage:
+def _status_event(request: HTMXRequest, status: RunStatus) -> ServerSentEventMessage:
     html = render_to_string(request, "partials/run_status.html", {"status": status_view(status)})
     return ServerSentEventMessage(event="status", data=html)
 
@@ -211,23 +191,22 @@ async def live_run_events(
             yield _row_event(request, row)
         yield _status_event(request, status)
         last = status
-        if status["status"] not in TERMINAL_STATUSES:
+        if not status.terminal:
             async for raw in subscriber.iter_events():
-                message = json.loads(raw)
-                if message["type"] == "result":
-                    row = row_view(message["row"])
+                event = decode_event(raw)
+                if isinstance(event, ResultEvent):
+                    row = row_view(event.row)
                     if row["key"] not in sent:
                         sent.add(row["key"])
                         yield _row_event(request, row)
                     continue
-                status = message["status"]
+                status = event.status
                 # Devices publish from their own threads; never let the bar move backwards.
-                terminal = status["status"] in TERMINAL_STATUSES
-                if not terminal and status["completed_configs"] < last["completed_configs"]:
+                if not status.terminal and status.completed_configs < last.completed_configs:
                     continue
                 last = status
                 yield _status_event(request, status)
-                if terminal:
+                if status.terminal:
                     break
     yield ServerSentEventMessage(event="done", data="done")
     await anyio.sleep(CLOSE_GRACE_S)
@@ -240,15 +219,15 @@ class RunPages(Controller):
     @get("/runs", name="runs", sync_to_thread=True)
     def runs(self, request: HTMXRequest, services: Services) -> Template:
         context = {"active": "runs", "runs": recent_runs(services)} | form_context(
-            services, FORM_DEFAULTS, {}
+            services, form_values(RunRequest()), {}
         )
         return render(request, "pages/runs.html", "partials/runs_table.html", context)
 
     @post("/runs", name="start-run", status_code=200, guards=[require_token])
     async def start(self, request: HTMXRequest, services: Services) -> Template | Redirect | ClientRedirect:
-        values = form_values(await request.form())
+        values = submitted_values(await request.form())
         try:
-            run = await anyio.to_thread.run_sync(services.start_run, run_request(values))
+            run = await anyio.to_thread.run_sync(services.start_run, form_request(values))
         except InvalidRequestError as error:
             context = {"active": "runs", "runs": await anyio.to_thread.run_sync(recent_runs, services)}
             context |= form_context(services, values, {error.field: error.reason})
@@ -265,12 +244,11 @@ class RunPages(Controller):
     @get("/runs/{run_id:str}", name="run", sync_to_thread=True)
     def run(self, request: HTMXRequest, services: Services, run_id: str) -> Template:
         status = status_view(services.run_status(run_id))
-        record = run_rows.get_run(services.db, run_id) or {}
         measured, failed = stored_rows(services, run_id)
         context = {
             "active": "runs",
             "status": status,
-            "config": record.get("request") or {},
+            "config": services.run_record(run_id).request,
             "rows": measured + failed,
             "shown_measured": len(measured),
             "shown_failed": len(failed),

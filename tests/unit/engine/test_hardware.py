@@ -3,6 +3,7 @@ import platform
 from importlib import metadata
 from types import SimpleNamespace
 
+import msgspec
 import psutil
 import pytest
 import torch
@@ -25,14 +26,14 @@ def test_cpu_is_detected_first_with_the_machines_real_facts():
     assert cpu.logical_cores == psutil.cpu_count(logical=True)
     assert 1 <= cpu.physical_cores <= cpu.logical_cores
     assert cpu.memory_gb == round(psutil.virtual_memory().total / GIB, 2)
-    assert cpu.device_name and cpu.device_name != "unknown cpu"
+    assert cpu.device and cpu.device != "unknown cpu"
     assert cpu.precisions[0] == "fp32"
 
 
-def test_describe_is_json_and_names_device_memory_and_capabilities():
-    described = json.loads(json.dumps(detect_hardware()[0].describe()))
+def test_the_hardware_struct_is_json_and_names_device_memory_and_capabilities():
+    described = json.loads(msgspec.json.encode(detect_hardware()[0]))
     assert described["name"] == "cpu"
-    assert described["device"] == detect_hardware()[0].device_name
+    assert described["device"] == detect_hardware()[0].device
     capabilities = ("physical_cores", "logical_cores", "compute_units", "compute_capability", "precisions")
     for key in ("type", "memory_gb", "torch_device", *capabilities):
         assert key in described
@@ -64,7 +65,7 @@ def test_environment_records_the_facts_a_fingerprint_needs():
     assert env["transformers_version"] == metadata.version("transformers")
     assert env["python_version"] == platform.python_version()
     assert env["threads"] == torch.get_num_threads()
-    assert env["device_name"] == env["cpu_model"] == detect_hardware()[0].device_name
+    assert env["device_name"] == env["cpu_model"] == detect_hardware()[0].device
 
 
 # No GPU exists on the test machine: these tests fake torch.cuda's answers to check
@@ -92,7 +93,7 @@ def test_cuda_devices_are_detected_with_capabilities_from_torch(monkeypatch, fre
     cpu, first, second = detect_hardware()
     assert cpu.name == "cpu"
     assert (first.name, first.type, first.torch_device) == ("cuda:0", "cuda", "cuda:0")
-    assert (first.device_name, first.memory_gb, first.compute_units) == ("NVIDIA A100-SXM4-80GB", 80.0, 108)
+    assert (first.device, first.memory_gb, first.compute_units) == ("NVIDIA A100-SXM4-80GB", 80.0, 108)
     assert (first.compute_capability, first.cuda_version) == ("8.0", "12.4")
     assert first.precisions == ["fp32", "fp16", "bf16"]
     assert (second.compute_capability, second.precisions) == ("7.5", ["fp32", "fp16"])

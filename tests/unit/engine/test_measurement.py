@@ -1,24 +1,17 @@
 import time
 
+import msgspec
 import pytest
 import torch
 
 from engine import measurement
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.hardware import HardwareInfo
-from engine.measurement import (
-    DEFAULT_THREADS,
-    choose_timer,
-    error_type,
-    kept_samples,
-    measure,
-    peak_memory_tracker,
-    prepare_inputs,
-    prepare_model,
-    time_callable,
-)
+from engine.measurement import DEFAULT_THREADS, error_type, measure, prepare_inputs, prepare_model
+from engine.memory import peak_memory_tracker
 from engine.models.registry import ModelRegistry
 from engine.result import FAILED, INCOMPATIBLE, OK
+from engine.timing import choose_timer, kept_samples, time_callable
 
 FAST = MeasurementSettings(
     warmup_iterations=2, warmup_seconds=0.01, min_iterations=10, min_seconds=0.05, max_seconds=0.5, threads=1
@@ -31,29 +24,34 @@ def registry():
 
 
 def run(registry, model="bert-tiny", batch_size=1, precision="fp32", settings=FAST, sequence_length=32):
-    config = BenchmarkConfig(model, "cpu", batch_size, precision, sequence_length=sequence_length)
-    return measure(Job(config, settings), registry)
+    config = BenchmarkConfig(
+        model_name=model, hardware="cpu", batch_size=batch_size, precision=precision,
+        sequence_length=sequence_length,
+    )
+    return measure(Job(config=config, settings=settings), registry)
 
 
 def test_bert_tiny_fp32_reports_consistent_statistics_and_throughput(registry):
     result = run(registry, batch_size=1)
 
     assert result.status == OK, result.error_message
-    stats = result.stats
-    assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p95_ms <= stats.p99_ms <= stats.max_ms
-    assert stats.ci_low_ms <= stats.p50_ms <= stats.ci_high_ms
-    assert stats.n >= FAST.min_iterations
-    assert result.throughput_items_per_second == pytest.approx(1 / (stats.p50_ms / 1000), rel=0.01)
+    assert (
+        result.min_latency_ms <= result.p50_latency_ms <= result.p90_latency_ms
+        <= result.p95_latency_ms <= result.p99_latency_ms <= result.max_latency_ms
+    )
+    assert result.ci_low_ms <= result.p50_latency_ms <= result.ci_high_ms
+    assert result.n_samples >= FAST.min_iterations
+    assert result.throughput_items_per_second == pytest.approx(1 / (result.p50_latency_ms / 1000), rel=0.01)
     # bert-tiny's tokens per item are its sequence length.
     assert result.throughput_tokens_per_second == pytest.approx(result.throughput_items_per_second * 32)
-    assert len(result.samples_ms) == stats.n
-    assert sorted(result.samples_ms)[0] == stats.min_ms
+    assert len(result.samples_ms) == result.n_samples
+    assert sorted(result.samples_ms)[0] == result.min_latency_ms
     assert result.load_time_ms > 0 and result.cold_latency_ms > 0
     assert result.memory_peak_mb > 0
     assert result.threads == 1
     assert result.torch_version == torch.__version__
     assert result.weights == "random" and result.parameters_million > 0
-    assert result.device_name and result.wall_seconds >= stats.total_seconds
+    assert result.device_name and result.wall_seconds >= result.total_timed_seconds
 
 
 def test_timing_stops_once_the_median_is_precise_after_minimum_time(registry):
@@ -62,15 +60,15 @@ def test_timing_stops_once_the_median_is_precise_after_minimum_time(registry):
     )
     result = run(registry, settings=settings)
 
-    assert result.stats.ci_met
-    assert settings.min_seconds <= result.stats.total_seconds < 1.0
+    assert result.ci_met
+    assert settings.min_seconds <= result.total_timed_seconds < 1.0
 
 
 def test_samples_kept_are_capped_but_statistics_use_them_all(registry):
-    result = run(registry, settings=MeasurementSettings(**{**FAST.to_dict(), "keep_samples": 5}))
+    result = run(registry, settings=msgspec.structs.replace(FAST, keep_samples=5))
 
     assert len(result.samples_ms) == 5
-    assert result.stats.n > 5
+    assert result.n_samples > 5
 
 
 def test_kept_samples_are_spread_over_the_whole_run():
@@ -86,7 +84,7 @@ def test_int8_dynamic_quantization_runs_on_cpu(registry):
 
     result = run(registry, precision="int8")
     assert result.status == OK, result.error_message
-    assert result.stats.p50_ms > 0
+    assert result.p50_latency_ms > 0
 
 
 def test_bf16_casts_the_model_and_float_inputs_but_keeps_token_ids_integer(registry):
@@ -112,12 +110,12 @@ def test_precision_the_precision_module_refuses_is_incompatible_not_a_crash(regi
 def test_int8_on_a_gpu_is_incompatible_before_anything_touches_the_gpu(registry, monkeypatch):
     # No GPU exists here: hardware lookup is replaced by a described CUDA device.
     # The precision check must answer before any CUDA call, which would fail.
-    gpu = HardwareInfo(name="cuda:0", type="cuda", device_name="NVIDIA A100", memory_gb=40.0,
+    gpu = HardwareInfo(name="cuda:0", type="cuda", device="NVIDIA A100", memory_gb=40.0,
                        compute_capability="8.0", torch_device="cuda:0")  # fmt: skip
     monkeypatch.setattr(measurement, "get_hardware", lambda name: gpu)
-    config = BenchmarkConfig("bert-tiny", "cuda:0", 1, "int8")
+    config = BenchmarkConfig(model_name="bert-tiny", hardware="cuda:0", batch_size=1, precision="int8")
 
-    result = measure(Job(config, FAST), registry)
+    result = measure(Job(config=config, settings=FAST), registry)
 
     assert result.status == INCOMPATIBLE
     assert result.error_message == "int8 dynamic quantization runs on cpu only"
@@ -146,7 +144,7 @@ def test_out_of_memory_errors_are_classified_as_oom():
 
 def test_a_jobs_thread_count_does_not_leak_into_the_next(registry):
     assert run(registry, settings=FAST).threads == 1
-    unset = MeasurementSettings(**{**FAST.to_dict(), "threads": None})
+    unset = msgspec.structs.replace(FAST, threads=None)
     assert run(registry, settings=unset).threads == DEFAULT_THREADS
 
 
@@ -256,7 +254,7 @@ def test_garbage_collection_is_paused_only_while_timing():
     import gc
 
     from engine.config import MeasurementSettings
-    from engine.measurement import time_callable
+    from engine.timing import time_callable
 
     seen = []
     samples, _ = time_callable(lambda: seen.append(gc.isenabled()),

@@ -16,7 +16,7 @@ from engine.config import MeasurementSettings
 from engine.hardware import environment, free_memory_bytes, resolve_hardware
 from engine.models.registry import ModelRegistry
 from engine.planning import plan_run
-from engine.runs import RunRequest
+from engine.runs import RunRequest, RunStatus
 from engine.scheduler import Scheduler
 from engine.worker_client import WorkerProcess
 
@@ -49,12 +49,13 @@ class MemoryStore:
         self.stops.append((run_id, config, reason))
 
     def save_run(self, record):
-        self.runs[record["run_id"]] = record
+        self.runs[record.run_id] = record
 
 
 class StatusLog:
     def __init__(self):
-        self.statuses: list[dict] = []
+        self.statuses: list[RunStatus] = []
+        self.finished: list[tuple[int, RunStatus]] = []  # (statuses published before it, the status)
 
     def run_updated(self, run_id, status):
         self.statuses.append(status)
@@ -62,8 +63,11 @@ class StatusLog:
     def result_recorded(self, run_id, result):
         pass
 
+    def run_finished(self, run_id, status):
+        self.finished.append((len(self.statuses), status))
+
     def first_running(self, run_id) -> int:
-        return next(i for i, s in enumerate(self.statuses) if s["run_id"] == run_id and s["status"] == "running")
+        return next(i for i, s in enumerate(self.statuses) if s.run_id == run_id and s.status == "running")
 
 
 @pytest.fixture
@@ -99,9 +103,12 @@ def test_run_completes_with_one_result_per_config_and_rising_progress(make_sched
     run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
     assert scheduler.wait(run.run_id, timeout=120).status == "completed"
     assert sorted(r.config.batch_size for _, r, _ in store.results) == [1, 2]
-    progress = [s["progress"] for s in events.statuses if s["run_id"] == run.run_id]
+    progress = [s.progress for s in events.statuses if s.run_id == run.run_id]
     assert progress == sorted(progress) and progress[-1] == 1.0
-    assert store.runs[run.run_id]["status"] == "completed"
+    assert store.runs[run.run_id].status == "completed"
+    # The end of the run is told once, after its terminal status was published.
+    (published_before, finished), = events.finished
+    assert finished.status == "completed" and finished == events.statuses[published_before - 1]
 
 
 def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, registry):
@@ -123,14 +130,14 @@ def test_cancelled_run_keeps_measured_results_and_frees_the_worker(make_schedule
     deadline = time.monotonic() + 120
     while not store.results and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert scheduler.cancel(run.run_id)["status"] == "cancelled"
+    assert scheduler.cancel(run.run_id).status == "cancelled"
     assert scheduler.wait(run.run_id, timeout=5).status == "cancelled"
     measured = [r for rid, r, _ in store.results if rid == run.run_id]
     assert measured and all(r.ok for r in measured) and len(measured) < 4
 
     follow_up = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
     assert scheduler.wait(follow_up.run_id, timeout=120).status == "completed"
-    assert store.runs[run.run_id]["status"] == "cancelled"  # no later, staler row overwrote it
+    assert store.runs[run.run_id].status == "cancelled"  # no later, staler row overwrote it
 
 
 def test_config_too_big_for_free_memory_is_refused_with_a_reason(make_scheduler, registry):
@@ -232,4 +239,4 @@ def test_shutdown_mid_config_records_nothing_for_it_so_a_restart_measures_it(mak
     scheduler.shutdown()
     assert all(result.ok for _, result, _ in store.results)
     assert len(store.finished_keys(run.run_id)) < 3
-    assert store.runs[run.run_id]["status"] == "running"  # resumed at the next start
+    assert store.runs[run.run_id].status == "running"  # resumed at the next start

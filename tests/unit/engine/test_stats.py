@@ -15,15 +15,15 @@ latencies = st.lists(
 def test_summary_of_one_to_ten_matches_hand_computed_values():
     stats = summarize([float(x) for x in range(10, 0, -1)], total_seconds=1.5, ci_target=0.5)
 
-    assert stats.n == 10
-    assert stats.mean_ms == 5.5
-    assert stats.std_ms == pytest.approx(math.sqrt(55 / 6))  # sample std, ddof=1
-    assert (stats.min_ms, stats.max_ms) == (1.0, 10.0)
-    assert stats.p50_ms == 5.5
-    assert stats.p90_ms == pytest.approx(9.1)
-    assert stats.p95_ms == pytest.approx(9.55)
-    assert stats.p99_ms == pytest.approx(9.91)
-    assert stats.total_seconds == 1.5
+    assert stats.n_samples == 10
+    assert stats.average_latency_ms == 5.5
+    assert stats.std_latency_ms == pytest.approx(math.sqrt(55 / 6))  # sample std, ddof=1
+    assert (stats.min_latency_ms, stats.max_latency_ms) == (1.0, 10.0)
+    assert stats.p50_latency_ms == 5.5
+    assert stats.p90_latency_ms == pytest.approx(9.1)
+    assert stats.p95_latency_ms == pytest.approx(9.55)
+    assert stats.p99_latency_ms == pytest.approx(9.91)
+    assert stats.total_timed_seconds == 1.5
 
 
 def test_percentiles_agree_with_numpy_linear_method():
@@ -76,8 +76,12 @@ def test_summarize_refuses_empty_input():
 @given(latencies)
 def test_percentiles_are_ordered_and_bounded(samples):
     stats = summarize(samples, 1.0, 0.02)
-    assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p95_ms <= stats.p99_ms <= stats.max_ms
-    assert stats.min_ms <= stats.mean_ms * (1 + 1e-12) and stats.mean_ms <= stats.max_ms * (1 + 1e-12)
+    assert (
+        stats.min_latency_ms <= stats.p50_latency_ms <= stats.p90_latency_ms
+        <= stats.p95_latency_ms <= stats.p99_latency_ms <= stats.max_latency_ms
+    )
+    assert stats.min_latency_ms <= stats.average_latency_ms * (1 + 1e-12)
+    assert stats.average_latency_ms <= stats.max_latency_ms * (1 + 1e-12)
 
 
 @given(latencies)

@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 
+import msgspec
 import pytest
 
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
@@ -18,7 +19,10 @@ from engine.worker_client import WorkerProcess
 FAST = MeasurementSettings(
     warmup_iterations=1, warmup_seconds=0, min_seconds=0.05, max_seconds=0.3, threads=1
 )
-QUICK_JOB = Job(BenchmarkConfig("bert-tiny", "cpu", 1, sequence_length=16), FAST)
+QUICK_JOB = Job(
+    config=BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, sequence_length=16),
+    settings=FAST,
+)
 
 # A custom workload whose build announces itself in a marker file, then hangs:
 # the tests know the worker is mid-config when the marker appears.
@@ -74,7 +78,7 @@ def worker(shared_worker, marker):
 
 
 def slow_job():
-    return Job(BenchmarkConfig("slow-build", "cpu", 1), FAST)
+    return Job(config=BenchmarkConfig(model_name="slow-build", hardware="cpu", batch_size=1), settings=FAST)
 
 
 def wait_for(path, timeout=30.0):
@@ -110,15 +114,19 @@ def test_worker_speaks_json_lines_answers_ping_and_exits_on_shutdown():
 
         process.stdin.write('{"op": "ping"}\nnot json\n{"op": "dance"}\n')
         process.stdin.write('{"op": "run", "job_id": "bad", "job": {"config": {"model": "bert-tiny"}}}\n')
-        process.stdin.write(json.dumps({"op": "run", "job_id": "j1", "job": QUICK_JOB.to_dict()}) + "\n")
+        run_job = {"op": "run", "job_id": "j1", "job": msgspec.to_builtins(QUICK_JOB)}
+        process.stdin.write(json.dumps(run_job) + "\n")
         process.stdin.write('{"op": "shutdown"}\n')
         process.stdin.flush()
 
         assert json.loads(process.stdout.readline()) == {"event": "pong"}
-        assert "not a request" in json.loads(process.stdout.readline())["message"]
-        assert "unknown op 'dance'" in json.loads(process.stdout.readline())["message"]
+        not_json = json.loads(process.stdout.readline())
+        assert not_json["event"] == "error" and "not a request" in not_json["message"]
+        unknown_op = json.loads(process.stdout.readline())
+        assert unknown_op["event"] == "error" and "Invalid value 'dance' - at `$.op`" in unknown_op["message"]
         malformed = json.loads(process.stdout.readline())
-        assert malformed["job_id"] == "bad" and "malformed job" in malformed["message"]
+        assert malformed["event"] == "error" and "not a request" in malformed["message"]
+        assert "missing required field `model_name` - at `$.job.config`" in malformed["message"]
         assert json.loads(process.stdout.readline()) == {"event": "started", "job_id": "j1"}
         result = json.loads(process.stdout.readline())
         assert result["event"] == "result" and result["job_id"] == "j1"
@@ -140,15 +148,19 @@ def test_client_runs_jobs_in_one_long_lived_worker(worker):
     assert worker.ping()
 
     first = worker.run(QUICK_JOB)
-    second = worker.run(Job(BenchmarkConfig("gpt2-tiny", "cpu", 2, sequence_length=16), FAST))
+    second = worker.run(Job(
+        config=BenchmarkConfig(model_name="gpt2-tiny", hardware="cpu", batch_size=2, sequence_length=16),
+        settings=FAST,
+    ))
 
     assert first.status == OK and second.status == OK, (first.error_message, second.error_message)
-    assert first.stats.p50_ms <= first.stats.p99_ms
+    assert first.p50_latency_ms <= first.p99_latency_ms
     assert worker.pid == pid
 
 
 def test_stray_output_from_a_model_never_corrupts_the_protocol(worker):
-    result = worker.run(Job(BenchmarkConfig("noisy", "cpu", 1), FAST))
+    noisy = BenchmarkConfig(model_name="noisy", hardware="cpu", batch_size=1)
+    result = worker.run(Job(config=noisy, settings=FAST))
 
     assert result.status == OK, result.error_message
     assert worker.run(QUICK_JOB).status == OK
@@ -213,7 +225,8 @@ def test_close_shuts_the_worker_down_gracefully(worker):
 
 
 def test_worker_for_absent_hardware_fails_to_start_with_what_is_present():
-    result = WorkerProcess("cuda:7").run(Job(BenchmarkConfig("bert-tiny", "cuda:7", 1), FAST))
+    config = BenchmarkConfig(model_name="bert-tiny", hardware="cuda:7", batch_size=1)
+    result = WorkerProcess("cuda:7").run(Job(config=config, settings=FAST))
 
     assert result.status == FAILED
     assert result.error_type == "worker_start_failed"

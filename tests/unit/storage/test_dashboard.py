@@ -1,7 +1,10 @@
+import msgspec
 import pyarrow as pa
 import pytest
 
-from descriptions import CPU, model_description
+from descriptions import CPU, hardware_description, model_description
+from engine.config import BenchmarkConfig
+from engine.result import Measurement
 from storage.dashboard import (
     METRICS,
     FilterOptions,
@@ -28,23 +31,26 @@ LATENCY = METRICS["latency_p50"]
 BERT = model_description("bert-tiny", "bert")
 ROBERTA = model_description("roberta-tiny", "roberta")
 GPT2 = model_description("gpt2-tiny", "gpt2")
-GPU = {"name": "cuda:0", "type": "cuda", "device": "Test GPU"}
+GPU = hardware_description("cuda:0", "cuda", "Test GPU")
 
 
 def row(model, hardware, batch_size, p50, precision="fp32", memory=100.0):
+    config = BenchmarkConfig(model_name=model.name, hardware=hardware.name, batch_size=batch_size, precision=precision)
+    measurement = Measurement.of(
+        config,
+        average_latency_ms=p50,
+        p50_latency_ms=p50,
+        p99_latency_ms=p50 * 1.5,
+        throughput_items_per_second=batch_size / p50 * 1000,
+        memory_peak_mb=memory,
+    )
     return {
+        **msgspec.structs.asdict(measurement),
         "model": model,
         "hardware": hardware,
         "run_id": "run-1",
-        "config_key": f"{model['name']}|{hardware['name']}|{batch_size}|{precision}",
+        "config_key": config.key(),
         "fingerprint": "fp",
-        "batch_size": batch_size,
-        "precision": precision,
-        "average_latency_ms": p50,
-        "p50_latency_ms": p50,
-        "p99_latency_ms": p50 * 1.5,
-        "throughput_items_per_second": batch_size / p50 * 1000,
-        "memory_peak_mb": memory,
     }
 
 

@@ -1,10 +1,16 @@
+import json
 import subprocess
 import sys
+from datetime import datetime
 
 import duckdb
 import pytest
 
+from engine.result import ResultRow
+from engine.runs import RunRecord, RunRequest
 from storage.database import Database, DatabaseLockedError
+from storage.results import failures_for_run
+from storage.runs import get_run
 from storage.schema import LATEST_VERSION, SEED_TABLES
 
 
@@ -36,6 +42,45 @@ def test_file_made_by_schema_v1_is_upgraded_with_nothing_lost(tmp_path):
         ).fetchone()
         assert row == ("r-old", 4, 2.5, 1600.0, None)
         assert upgraded.cursor().execute("SELECT model_name FROM models").fetchall() == [("bert-old",)]
+
+
+# A request as schema v2's code stored it (RunRequest.to_dict()).
+V2_REQUEST = {
+    "priority": "high", "hardware": ["cpu"], "models": ["bert-tiny"], "batch_sizes": [1, 2], "precision": "fp32",
+    "progressive_mode": True, "incremental": True, "sequence_length": 128, "force": False,
+}
+
+
+def test_runs_and_failures_stored_by_schema_v2_read_back_under_the_v3_names(tmp_path):
+    path = tmp_path / "v2.duckdb"
+    request = RunRequest(models=["bert-tiny"], batch_sizes=[1, 2])
+    started = datetime(2026, 1, 1, 10, 0, 1)
+    with Database(path, migrate_to=2) as old, old.writing() as cursor:
+        cursor.execute(
+            "INSERT INTO test_runs (run_id, status, priority, request, total_configs, completed_configs, "
+            "environment, fingerprint, total_models, completed_models, created_at, started_at, completed_at) "
+            "VALUES ('r-old', 'running', 'high', ?, 4, 1, '{}', 'fp', 1, 0, ?, ?, NULL)",
+            [json.dumps(V2_REQUEST), datetime(2026, 1, 1, 10, 0, 0), started],
+        )
+        cursor.execute("INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert')")
+        cursor.execute(
+            "INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'C', 'cpu')"
+        )
+        for error_type in ("progressive_stop", "incompatible", "insufficient_memory", "oom"):
+            cursor.execute(
+                "INSERT INTO hardware_compatibility (run_id, model_id, hardware_id, batch_size, precision, "
+                "is_compatible, error_type, error_message) "
+                "VALUES ('r-old', 1, 1, 8, 'fp32', false, ?, 'why')",
+                [error_type],
+            )
+
+    with Database(path) as upgraded:
+        run = get_run(upgraded, "r-old", RunRecord)
+        assert (run.status, run.start_time, run.completion_time) == ("running", started, None)
+        assert run.request == request
+        assert (run.progress, run.completed_configs, run.total_configs, run.elapsed_time) == (0.25, 1, 4, 0.0)
+        failures = failures_for_run(upgraded, "r-old", ResultRow)
+        assert [f.status for f in failures] == ["skipped", "incompatible", "refused", "failed"]
 
 
 def test_external_access_is_off_and_cannot_be_turned_back_on(tmp_path):

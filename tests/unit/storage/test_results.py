@@ -1,9 +1,15 @@
 from datetime import datetime, timedelta
 
+import msgspec
+
 from descriptions import CPU, model_description
+from engine.config import BenchmarkConfig, fingerprint
+from engine.hardware import environment
+from engine.result import FAILED, Measurement, ResultRow
+from engine.runs import RunRecord, RunRequest, RunState, expand
+from storage.dashboard import Filters, results_export
 from storage.database import Database
 from storage.results import (
-    export_batches,
     failures_for_run,
     finished_config_keys,
     has_recent_result,
@@ -18,14 +24,33 @@ BERT = model_description("bert-tiny", "bert", parameters_million=0.4)
 GPT2 = model_description("gpt2-tiny", "gpt2", type="decoder", parameters_million=0.5)
 
 
-def result_row(model=BERT, batch_size=1, run_id="run-1", key=None, p50=2.0):
+def config(model=BERT, batch_size=1, precision="fp32"):
+    return BenchmarkConfig(
+        model_name=model.name, hardware=CPU.name, batch_size=batch_size, precision=precision,
+        sequence_length=128,
+    )
+
+
+def stored(measurement, model=BERT, run_id="run-1", key=None, **extra):
+    """A row for storage, as the engine's ResultStore adapter builds it from a Measurement."""
     return {
-        "model": model, "hardware": CPU, "run_id": run_id, "config_key": key or f"{model['name']}|bs{batch_size}",
-        "fingerprint": "fp-a", "batch_size": batch_size, "precision": "fp32", "sequence_length": 128,
-        "n_samples": 3, "average_latency_ms": p50, "p50_latency_ms": p50, "p90_latency_ms": p50 + 1,
-        "p99_latency_ms": p50 + 2, "throughput_items_per_second": batch_size / p50 * 1000,
-        "samples_ms": [p50 - 0.1, p50, p50 + 0.1], "ci_met": True,
+        **msgspec.structs.asdict(measurement),
+        "run_id": run_id,
+        "config_key": key or measurement.config.key(),
+        "model": model,
+        "hardware": CPU,
+        **extra,
     }
+
+
+def result_row(model=BERT, batch_size=1, run_id="run-1", key=None, p50=2.0):
+    measurement = Measurement.of(
+        config(model, batch_size),
+        n_samples=3, average_latency_ms=p50, p50_latency_ms=p50, p90_latency_ms=p50 + 1,
+        p99_latency_ms=p50 + 2, throughput_items_per_second=batch_size / p50 * 1000,
+        samples_ms=[p50 - 0.1, p50, p50 + 0.1], ci_met=True,
+    )
+    return stored(measurement, model, run_id, key, fingerprint="fp-a")
 
 
 def test_bulk_insert_keeps_samples_and_links_models_and_hardware_once(tmp_path):
@@ -33,8 +58,8 @@ def test_bulk_insert_keeps_samples_and_links_models_and_hardware_once(tmp_path):
     rows = [result_row(batch_size=bs) for bs in (1, 2, 4)] + [result_row(model=GPT2)]
     assert insert_results(db, rows) == 4
 
-    stored = results_for_run(db, "run-1")
-    assert [(r["model_name"], r["batch_size"]) for r in stored] == [
+    read_back = results_for_run(db, "run-1", ResultRow)
+    assert [(r.model_name, r.batch_size) for r in read_back] == [
         ("bert-tiny", 1), ("bert-tiny", 2), ("bert-tiny", 4), ("gpt2-tiny", 1)
     ]
     assert db.cursor().execute("SELECT count(*) FROM models").fetchone()[0] == 2
@@ -56,36 +81,49 @@ def test_incremental_lookup_honours_fingerprint_and_age(tmp_path):
 def test_failures_count_as_finished_for_resume(tmp_path):
     db = Database(tmp_path / "b.duckdb")
     insert_results(db, [result_row(key="ok-key")])
-    record_failure(db, {"run_id": "run-1", "model": BERT, "hardware": CPU, "batch_size": 64, "precision": "fp16",
-                        "error_type": "oom", "error_message": "out of memory", "config_key": "failed-key"})
+    oom = Measurement.failure(config(batch_size=64, precision="fp16"), FAILED, "oom", "out of memory")
+    record_failure(db, stored(oom, key="failed-key", is_compatible=False))
     assert finished_config_keys(db, "run-1") == {"ok-key", "failed-key"}
-    assert failures_for_run(db, "run-1")[0]["error_message"] == "out of memory"
+    (failure,) = failures_for_run(db, "run-1", ResultRow)
+    assert (failure.status, failure.error_type, failure.error_message) == ("failed", "oom", "out of memory")
+    assert (failure.model_name, failure.hardware, failure.batch_size, failure.precision) == (
+        "bert-tiny", "cpu", 64, "fp16"
+    )
 
 
 def test_query_filters_by_family_hardware_and_batch_size(tmp_path):
     db = Database(tmp_path / "b.duckdb")
     insert_results(db, [result_row(batch_size=1), result_row(batch_size=8), result_row(model=GPT2, batch_size=8)])
-    assert {r["model_name"] for r in query_results(db, model="bert")} == {"bert-tiny"}
-    assert len(query_results(db, hardware="cpu", batch_size=8)) == 2
-    assert len(query_results(db, limit=1)) == 1
-    assert export_batches(db, model="gpt2-tiny").read_all().num_rows == 1
+    assert {r.model_name for r in query_results(db, ResultRow, model="bert")} == {"bert-tiny"}
+    assert len(query_results(db, ResultRow, hardware="cpu", batch_size=8)) == 2
+    assert len(query_results(db, ResultRow, limit=1)) == 1
+    assert results_export(db, Filters(model="gpt2-tiny")).read_all().num_rows == 1
+    assert results_export(db, Filters(run_id="run-1", batch_size=8)).read_all().num_rows == 2
+    assert results_export(db, Filters(run_id="another-run")).read_all().num_rows == 0
 
 
 def test_run_rows_round_trip_and_update_in_place(tmp_path):
     db = Database(tmp_path / "b.duckdb")
-    save_run(db, {"run_id": "r", "status": "queued", "priority": "high", "request": {"models": ["bert-tiny"]}})
-    save_run(db, {"run_id": "r", "status": "running", "priority": "high", "request": {"models": ["bert-tiny"]},
-                  "completed_configs": 1, "total_configs": 2})
-    run = get_run(db, "r")
-    assert (run["status"], run["completed_configs"], run["request"]) == ("running", 1, {"models": ["bert-tiny"]})
-    assert [r["run_id"] for r in list_runs(db, statuses=("running",))] == ["r"]
-    assert list_runs(db, statuses=("completed",)) == []
+    request = RunRequest(models=["bert-tiny"], batch_sizes=[1, 2])
+    state = RunState(request=request, configs=expand(request, ["bert-tiny"], ["cpu"]), run_id="r")
+    state.environments["cpu"] = environment("cpu")
+    state.fingerprints["cpu"] = fingerprint(state.environments["cpu"])
+    save_run(db, state.record())
+    state.status, state.started_at = "running", datetime.now()
+    state.finished_keys.add(state.configs[0].key())
+    running = state.record()
+    save_run(db, running)
+    run = get_run(db, "r", RunRecord)
+    assert (run.status, run.completed_configs, run.total_configs, run.request) == ("running", 1, 2, request)
+    assert run == running
+    assert [r.run_id for r in list_runs(db, RunRecord, statuses=("running",))] == ["r"]
+    assert list_runs(db, RunRecord, statuses=("completed",)) == []
 
 
 def test_catalog_rows_are_reused_and_refreshed_when_a_description_changes(tmp_path):
     db = Database(tmp_path / "b.duckdb")
     insert_results(db, [result_row()])
-    insert_results(db, [result_row(model={**BERT, "parameters_million": 0.5})])
+    insert_results(db, [result_row(model=msgspec.structs.replace(BERT, parameters_million=0.5))])
     assert db.cursor().execute("SELECT model_id, parameters_million FROM models").fetchall() == [(1, 0.5)]
-    insert_results(db, [result_row(model={**BERT, "parameters_million": 0.5})])
+    insert_results(db, [result_row(model=msgspec.structs.replace(BERT, parameters_million=0.5))])
     assert db.cursor().execute("SELECT count(*) FROM hardware_platforms").fetchone()[0] == 1

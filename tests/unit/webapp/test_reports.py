@@ -1,28 +1,51 @@
 import json
 import re
+from datetime import datetime
 
+import msgspec
 import pytest
 
 from descriptions import CPU, model_description
+from engine.config import BenchmarkConfig
+from engine.result import FAILED, Measurement
+from engine.runs import RunRequest, RunState, expand
 from storage.database import Database
 from storage.results import insert_results, record_failure
 from storage.runs import save_run
-from webapp.reports import ReportNotFound, list_reports, report_file, write_reports
+from webapp.reports import ReportNotFound, ReportWriter, list_reports, report_file, write_reports
 
 HOSTILE = "<script>alert(1)</script>"
 MODEL = model_description(HOSTILE, "bert", parameters_million=0.4, source="custom")
 
 
+def stored(measurement, key, **extra):
+    return {**msgspec.structs.asdict(measurement), "run_id": "r1", "config_key": key, "model": MODEL,
+            "hardware": CPU, **extra}
+
+
+def config(batch_size):
+    return BenchmarkConfig(model_name=HOSTILE, hardware=CPU.name, batch_size=batch_size)
+
+
+def completed_run() -> RunState:
+    request = RunRequest(models=[HOSTILE], batch_sizes=[4, 64])
+    run = RunState(request=request, configs=expand(request, [HOSTILE], [CPU.name]), run_id="r1")
+    run.status, run.started_at, run.completed_at = "completed", datetime.now(), datetime.now()
+    run.finished_keys = {c.key() for c in run.configs}
+    return run
+
+
 @pytest.fixture
 def finished_run(tmp_path):
     db = Database(tmp_path / "b.duckdb")
-    save_run(db, {"run_id": "r1", "status": "completed", "priority": "high", "request": {"models": [HOSTILE]},
-                  "total_configs": 2, "completed_configs": 2})
-    insert_results(db, [{"model": MODEL, "hardware": CPU, "run_id": "r1", "config_key": "k1", "batch_size": 4,
-                         "precision": "fp32", "n_samples": 30, "p50_latency_ms": 2.0, "p90_latency_ms": None,
-                         "p99_latency_ms": 3.0, "throughput_items_per_second": 2000.0, "ci_met": True}])
-    record_failure(db, {"run_id": "r1", "model": MODEL, "hardware": CPU, "batch_size": 64, "precision": "fp32",
-                        "error_type": "oom", "error_message": "out of memory", "config_key": "k2"})
+    save_run(db, completed_run().record())
+    measured = Measurement.of(
+        config(4), n_samples=30, p50_latency_ms=2.0, p90_latency_ms=None, p99_latency_ms=3.0,
+        throughput_items_per_second=2000.0, ci_met=True,
+    )
+    insert_results(db, [stored(measured, "k1")])
+    oom = Measurement.failure(config(64), FAILED, "oom", "out of memory")
+    record_failure(db, stored(oom, "k2", is_compatible=False))
     return db, tmp_path / "results"
 
 
@@ -50,7 +73,9 @@ def test_html_report_is_self_contained_and_escapes_model_names(finished_run):
 def test_listing_and_lookup_only_know_report_files(finished_run):
     db, results_dir = finished_run
     write_reports(db, results_dir, "r1")
-    assert list_reports(db, results_dir)[0]["reports"] == ["report.html", "report.md", "results.json"]
+    (entry,) = list_reports(db, results_dir)
+    assert (entry.run_id, entry.status) == ("r1", "completed")
+    assert entry.reports == ["report.html", "report.md", "results.json"]
     assert report_file(results_dir, "r1", "report.md").name == "report.md"
     for run_id, name in [("r1", "../b.duckdb"), ("..", "report.md"), ("r1", "/etc/passwd"), ("nope", "report.md")]:
         with pytest.raises(ReportNotFound):
@@ -61,3 +86,13 @@ def test_reports_for_an_unknown_run_are_refused(finished_run):
     db, results_dir = finished_run
     with pytest.raises(ReportNotFound):
         write_reports(db, results_dir, "missing")
+
+
+def test_the_report_writer_writes_once_the_run_has_finished(finished_run):
+    db, results_dir = finished_run
+    writer = ReportWriter(db, results_dir)
+    status = completed_run().status_now()
+    writer.run_updated("r1", status)
+    assert not (results_dir / "r1").exists()
+    writer.run_finished("r1", status)
+    assert sorted(path.name for path in (results_dir / "r1").iterdir()) == ["report.html", "report.md", "results.json"]
