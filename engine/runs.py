@@ -120,6 +120,7 @@ class RunRecord(RunStatus, kw_only=True):
     request: RunRequest
     environment: dict[str, dict] = {}
     fingerprint: str | None = None
+    report_error: str | None = None  # why its report files could not be written, if they could not
 
 
 class RunResults(msgspec.Struct, kw_only=True):

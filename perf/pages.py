@@ -32,7 +32,7 @@ from litestar.testing import TestClient  # noqa: E402
 
 from storage.database import Database  # noqa: E402
 from webapp.app import create_app  # noqa: E402
-from webapp.settings import Settings  # noqa: E402
+from webapp.wiring.settings import Settings  # noqa: E402
 
 RENDER_TARGET_MS = 200.0
 RATIO_TARGET = 2.0

@@ -192,5 +192,10 @@ _V3 = [
         LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+# v4: a report that could not be written is recorded on its run.
+_V4 = [
+    "ALTER TABLE test_runs ADD COLUMN report_error VARCHAR",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,22 +1,56 @@
 """Run one already-checked query in DuckDB's sandbox: a fresh cursor, a READ ONLY
-transaction that is always rolled back, a time limit and a row cap.
+transaction that is always rolled back, a time limit over the whole answer, a row cap,
+a byte cap and a cell cap, and a small pool that bounds how many run at once.
 
 The read-only transaction is the real boundary: whatever the parser-level guard in
 storage.sql_guard misses, DuckDB itself refuses to write inside it.
+
+The answer is bounded as a whole:
+- time: one deadline covers waiting for a slot, planning, execution, fetching and the
+  conversion to Python values. DuckDB is interrupted when it passes; the conversion
+  checks it between columns. So an answer comes within the limit plus one bounded step.
+- size: rows arrive as Arrow record batches, small ones, and are measured (Arrow bytes)
+  before anything becomes a Python object. Cells over ``max_cell_bytes`` are cut
+  (strings and blobs keep their start, other values become null), and the answer stops
+  at ``row_cap`` rows or ``max_bytes`` bytes, whichever comes first. ``truncated`` and
+  ``truncated_reason`` say so.
+- concurrency: ``SqlPool`` lets at most ``size`` guarded queries run at once; the next
+  waits up to ``wait_s`` and is then refused with SqlBusy. The async entry point runs the
+  query on threads of its own, never on the pool other request handlers share.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import duckdb
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_ROW_CAP = 10_000
+DEFAULT_MAX_BYTES = 8_000_000  # the whole answer, in Arrow bytes
+DEFAULT_MAX_CELL_BYTES = 1_000_000  # one value
+DEFAULT_POOL_SIZE = 2
+DEFAULT_POOL_WAIT_S = 1.0
+# Rows per Arrow batch: small, so one batch of wide rows stays small before it is measured.
+BATCH_ROWS = 256
+_SECONDS_PER_MONTH = 30 * 86_400  # as DuckDB counts a month when it converts an interval
 
 
 class QueryTimeout(Exception):
@@ -30,29 +64,80 @@ class QueryTimeout(Exception):
 
 class QueryFailed(Exception):
     """DuckDB rejected the query while binding or running it: an unknown column, a bad
-    cast, a write attempted inside the read-only transaction."""
+    cast, a write attempted inside the read-only transaction, too much memory."""
 
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
 
 
-@dataclass
-class QueryResult:
+class SqlBusy(Exception):
+    """Every slot of the SQL pool stayed taken for the whole wait; try again later."""
+
+    def __init__(self, size: int, retry_after_s: float = DEFAULT_POOL_WAIT_S):
+        self.size = size
+        self.retry_after_s = retry_after_s
+        queries = "query is" if size == 1 else "queries are"
+        self.reason = f"{size} SQL {queries} already running: retry in {retry_after_s:g} s"
+        super().__init__(self.reason)
+
+
+class QueryResult(msgspec.Struct, kw_only=True):
+    """One guarded query's answer, as the API returns it."""
+
     columns: list[str]
-    rows: list[list]
+    rows: list[list[Any]]
     row_count: int
     truncated: bool
+    truncated_reason: str | None = None  # why rows or cells were cut; None when nothing was
     elapsed_ms: float
 
-    def to_dict(self) -> dict:
-        return {
-            "columns": self.columns,
-            "rows": self.rows,
-            "row_count": self.row_count,
-            "truncated": self.truncated,
-            "elapsed_ms": self.elapsed_ms,
-        }
+
+class SqlPool:
+    """At most ``size`` guarded queries at once; the next waits up to ``wait_s`` for a slot.
+
+    ``run`` is for synchronous callers (a CLI, a worker thread); ``run_async`` waits on the
+    event loop without holding a thread, then runs the query on a capacity limiter of its
+    own, so a burst of SQL never takes threads from the handlers that serve status, results
+    and pages.
+    """
+
+    def __init__(self, size: int = DEFAULT_POOL_SIZE, *, wait_s: float = DEFAULT_POOL_WAIT_S):
+        if size < 1:
+            raise ValueError("an SQL pool needs at least one slot")
+        self.size = size
+        self.wait_s = wait_s
+        self._slots = threading.BoundedSemaphore(size)
+
+    def busy(self) -> SqlBusy:
+        return SqlBusy(self.size, retry_after_s=self.wait_s)
+
+    def run(self, function: Callable[..., T], /, *args, **kwargs) -> T:
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise self.busy()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self._slots.release()
+
+    async def run_async(self, function: Callable[..., T], /, *args, **kwargs) -> T:
+        give_up = time.monotonic() + self.wait_s
+        while not self._slots.acquire(blocking=False):
+            if time.monotonic() >= give_up:
+                raise self.busy()
+            await anyio.sleep(0.01)
+        try:
+            # A limiter per call: the slots above already bound concurrency, and this keeps
+            # the query off anyio's default limiter and off the loop's default executor.
+            return await anyio.to_thread.run_sync(
+                partial(function, *args, **kwargs), limiter=anyio.CapacityLimiter(1)
+            )
+        finally:
+            self._slots.release()
+
+
+SQL_POOL = SqlPool()
+"""The process's pool for guarded SQL: the API, the SQL page and the CLI share it."""
 
 
 def execute_read_only(
@@ -60,67 +145,322 @@ def execute_read_only(
     sql: str,
     *,
     params: dict[str, Any] | None = None,
-    timeout_s: float = 5.0,
-    row_cap: int = 10_000,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    row_cap: int = DEFAULT_ROW_CAP,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES,
+    check_plan: Callable[[QueryPlan], None] | None = None,
+    started: float | None = None,
 ) -> QueryResult:
     """Run ``sql`` on a fresh cursor of ``connection`` (a DuckDB connection or anything
     with ``.cursor()``) inside ``BEGIN TRANSACTION READ ONLY``, then roll back.
 
-    Fetches ``row_cap + 1`` rows so that ``truncated`` says whether more existed.
+    ``check_plan`` is given what DuckDB binds the query to (a QueryPlan) before it runs,
+    and may raise to refuse it. ``started`` is the
+    ``time.perf_counter()`` at which the time limit began (default: now).
     """
+    started = time.perf_counter() if started is None else started
     cursor = connection.cursor()
     try:
         cursor.execute("BEGIN TRANSACTION READ ONLY")
         try:
-            return _fetch_capped(cursor, sql, params, timeout_s, row_cap)
+            return _answer(cursor, sql, params, timeout_s, started, check_plan,
+                           _Caps(row_cap, max_bytes, max_cell_bytes))
         finally:
             cursor.execute("ROLLBACK")
     finally:
         cursor.close()
 
 
-def _fetch_capped(cursor, sql: str, params: dict | None, timeout_s: float, row_cap: int) -> QueryResult:
-    started = time.perf_counter()
-    deadline = _Deadline(cursor, timeout_s)
+class _Caps(msgspec.Struct, frozen=True):
+    rows: int
+    bytes: int
+    cell_bytes: int
+
+
+def _answer(cursor, sql, params, timeout_s, started, check_plan, caps: _Caps) -> QueryResult:
+    deadline = _Deadline(cursor, started + timeout_s)
     try:
         with deadline:
-            if params:
-                cursor.execute(sql, params)
+            if check_plan is not None:
+                check_plan(QueryPlan(cursor, sql, params))
+            relation = cursor.sql(sql, params=params or None)
+            if relation is None:  # a statement with no rows (only reachable without the guard)
+                columns, collected = [], _Collected(caps, deadline, timeout_s)
             else:
-                cursor.execute(sql)
-            columns = [description[0] for description in cursor.description or []]
-            fetched = cursor.fetchmany(row_cap + 1)
+                columns = list(relation.columns)
+                collected = _collect(relation, caps, deadline, timeout_s)
     except duckdb.InterruptException:
+        raise _interrupted(deadline, timeout_s) from None
+    except (duckdb.Error, pa.ArrowException) as error:
         if deadline.fired:
             raise QueryTimeout(timeout_s) from None
-        raise QueryFailed("query was interrupted (the server is shutting down?)") from None
-    except duckdb.Error as error:
         raise QueryFailed(_first_line(str(error))) from None
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    rows = [[json_value(value) for value in row] for row in fetched[:row_cap]]
+    rows = collected.rows
     return QueryResult(
         columns=columns,
         rows=rows,
         row_count=len(rows),
-        truncated=len(fetched) > row_cap,
-        elapsed_ms=round(elapsed_ms, 3),
+        truncated=bool(collected.reasons),
+        truncated_reason="; ".join(collected.reasons) or None,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
     )
 
 
+def _interrupted(deadline: _Deadline, timeout_s: float) -> Exception:
+    if deadline.fired:
+        return QueryTimeout(timeout_s)
+    return QueryFailed("query was interrupted (the server is shutting down?)")
+
+
+class QueryPlan:
+    """What DuckDB binds ``sql`` to, read before it runs, for a check to judge.
+
+    ``logical()`` is the binder's plan before any optimisation (json_serialize_plan), so
+    a scan the optimiser later answers from statistics, such as count(*), still shows;
+    None where DuckDB cannot serialise one (a PIVOT statement, a parameter whose type
+    only its value gives). ``physical()`` is EXPLAIN's plan, with the parameters bound.
+    """
+
+    def __init__(self, cursor, sql: str, params: dict | None):
+        self._cursor = cursor
+        self._sql = sql
+        self._params = params or None
+
+    @property
+    def database(self) -> str:
+        return self._cursor.execute("SELECT current_database()").fetchall()[0][0]
+
+    def logical(self, sql: str | None = None) -> dict | None:
+        """The binder's plan of ``sql`` (default: the query itself)."""
+        text = self._cursor.execute("SELECT json_serialize_plan($sql)", {"sql": sql or self._sql}).fetchall()[0][0]
+        plan = json.loads(text)
+        return None if plan.get("error") else plan
+
+    def physical(self) -> list[dict]:
+        rows = self._cursor.execute(f"EXPLAIN (FORMAT json) {self._sql}", self._params).fetchall()
+        return [node for _, plan in rows for node in json.loads(plan)]
+
+
+def _collect(relation, caps: _Caps, deadline: _Deadline, timeout_s: float) -> _Collected:
+    collected = _Collected(caps, deadline, timeout_s)
+    reader = relation.to_arrow_reader(BATCH_ROWS)
+    try:
+        for batch in reader:
+            if not collected.add(batch):
+                break
+    finally:
+        reader.close()  # before the ROLLBACK: a partly read reader holds the cursor
+    return collected
+
+
+class _Collected:
+    """The rows taken from the reader within the caps, already JSON-ready, and why any were cut.
+
+    Each batch is measured in Arrow, cut to what fits, and only then converted, so a huge
+    value is never turned into Python objects and no batch is held longer than needed.
+    """
+
+    def __init__(self, caps: _Caps, deadline: _Deadline, timeout_s: float):
+        self.caps = caps
+        self.rows: list[list] = []
+        self.bytes = 0
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._cut_columns: set[str] = set()
+        self._stopped: str | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        reasons = []
+        if self._cut_columns:
+            names = ", ".join(sorted(self._cut_columns))
+            reasons.append(f"values over {self.caps.cell_bytes:,} bytes were cut (column {names}): "
+                           "strings and blobs keep their start, other values are null")
+        if self._stopped:
+            reasons.append(self._stopped)
+        return reasons
+
+    def add(self, batch: pa.RecordBatch) -> bool:
+        """Takes what fits of ``batch``; False once nothing more may be taken."""
+        if batch.num_rows == 0:
+            return True
+        if len(self.rows) >= self.caps.rows:
+            self._stopped = f"more than {self.caps.rows:,} rows: only the first {self.caps.rows:,} are returned"
+            return False
+        room_rows = self.caps.rows - len(self.rows)
+        if batch.num_rows > room_rows:
+            self._take_within_bytes(batch.slice(0, room_rows))
+            if not self._stopped:
+                self._stopped = f"more than {self.caps.rows:,} rows: only the first {self.caps.rows:,} are returned"
+            return False
+        return self._take_within_bytes(batch)
+
+    def _take_within_bytes(self, batch: pa.RecordBatch) -> bool:
+        sizes = cut = None
+        if batch.nbytes > self.caps.cell_bytes:  # only then may one value be over the cell cap
+            sizes = np.column_stack([_value_sizes(column) for column in batch.columns])
+            over = sizes > self.caps.cell_bytes
+            if over.any():
+                cut = over
+                sizes = np.minimum(sizes, self.caps.cell_bytes)
+                self._cut_columns.update(batch.schema.names[i] for i in np.flatnonzero(over.any(axis=0)))
+        room = self.caps.bytes - self.bytes
+        total = int(sizes.sum()) if sizes is not None else batch.nbytes
+        if total <= room:
+            self._take(batch, cut, total)
+            return True
+        if sizes is None:
+            sizes = np.column_stack([_value_sizes(column) for column in batch.columns])
+        fits = int(np.searchsorted(np.cumsum(sizes.sum(axis=1)), room, side="right"))
+        self._take(batch.slice(0, fits), None if cut is None else cut[:fits], int(sizes[:fits].sum()))
+        self._stopped = (f"the answer is over {self.caps.bytes:,} bytes: "
+                         f"only the first {len(self.rows):,} rows are returned")
+        return False
+
+    def _take(self, batch: pa.RecordBatch, cut: np.ndarray | None, size: int) -> None:
+        self.bytes += size
+        if batch.num_rows == 0:
+            return
+        columns = []
+        for index, column in enumerate(batch.columns):
+            if self._deadline.passed():
+                raise QueryTimeout(self._timeout_s)
+            columns.append(_python_values(column, None if cut is None else cut[:, index], self.caps.cell_bytes))
+        self.rows.extend(map(list, zip(*columns)) if columns else ([] for _ in range(batch.num_rows)))
+
+
+def _value_sizes(array: pa.Array) -> np.ndarray:
+    """Approximate Arrow bytes of each value of ``array`` (int64 per row), without converting
+    anything to Python: fixed widths, string lengths, and lists summed over their children."""
+    kind = array.type
+    count = len(array)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if pa.types.is_null(kind):
+        return np.zeros(count, dtype=np.int64)
+    if pa.types.is_boolean(kind):
+        return np.ones(count, dtype=np.int64)
+    if pa.types.is_dictionary(kind):
+        sizes = _value_sizes(array.dictionary)
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return sizes[indices] + kind.index_type.byte_width
+    if (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind) or pa.types.is_string_view(kind) or pa.types.is_binary_view(kind)):
+        lengths = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return lengths + 8
+    if pa.types.is_fixed_size_binary(kind):
+        return np.full(count, kind.byte_width, dtype=np.int64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        child = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
+        offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        return child[offsets[1:]] - child[offsets[:-1]] + 8
+    if pa.types.is_fixed_size_list(kind):
+        width = kind.list_size
+        child = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
+        starts = (np.arange(count, dtype=np.int64) + array.offset) * width
+        return child[starts + width] - child[starts]
+    if pa.types.is_struct(kind):
+        sizes = np.zeros(count, dtype=np.int64)
+        for field in array.flatten():
+            sizes += _value_sizes(field)
+        return sizes
+    try:
+        return np.full(count, kind.byte_width, dtype=np.int64)
+    except ValueError:  # a type without a fixed width this does not know: measure each value
+        return np.array([array.slice(i, 1).nbytes for i in range(count)], dtype=np.int64)
+
+
+def _python_values(array: pa.Array, cut: np.ndarray | None, cell_bytes: int) -> list:
+    """The JSON-ready values of ``array``; ``cut`` marks the values over the cell cap."""
+    if cut is None or not cut.any():
+        return _convert(array)
+    values: list = [None] * len(array)
+    keep = np.flatnonzero(~cut)
+    for index, value in zip(keep, _convert(array.take(pa.array(keep)))):
+        values[index] = value
+    over = np.flatnonzero(cut)
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        starts = pc.utf8_slice_codeunits(array.take(pa.array(over)), 0, cell_bytes // 4)
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        # Hex doubles a blob's length in the answer.
+        starts = pc.binary_slice(array.take(pa.array(over)), 0, cell_bytes // 2)
+    else:
+        return values  # other values over the cap stay null
+    for index, value in zip(over, _convert(starts)):
+        values[index] = value
+    return values
+
+
+_PLAIN = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
+
+
+def _convert(array: pa.Array) -> list:
+    kind = array.type
+    try:
+        values = array.to_pylist(maps_as_pydicts="lossy")
+    except (pa.ArrowException, ValueError, OverflowError):
+        values = [_scalar_value(scalar) for scalar in array]  # e.g. 'infinity' timestamps
+    if any(check(kind) for check in _PLAIN):
+        return values
+    return [json_value(value) for value in values]
+
+
+def _scalar_value(scalar: pa.Scalar) -> Any:
+    try:
+        return scalar.as_py(maps_as_pydicts="lossy")
+    except (pa.ArrowException, ValueError, OverflowError):
+        return str(scalar)
+
+
+def json_value(value: Any) -> Any:
+    """A DuckDB value as something JSON can carry: times as ISO 8601, decimals as floats
+    (whole ones, HUGEINT included, as integers), intervals as seconds, blobs as hex,
+    NaN/infinity as null (JSON has neither)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value() and value.as_tuple().exponent == 0:
+            return int(value)
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime, date, time_of_day)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, pa.MonthDayNano):
+        return value.months * _SECONDS_PER_MONTH + value.days * 86_400 + value.nanoseconds / 1e9
+    if isinstance(value, (list, tuple)):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return str(value)  # UUID and any other scalar DuckDB hands back
+
+
 class _Deadline:
-    """Interrupts the cursor once ``timeout_s`` has passed, unless the query finished first.
+    """Interrupts the cursor at ``deadline`` (a perf_counter time), unless the work in the
+    ``with`` block finished first.
 
     The lock makes "finished" and "interrupt" mutually exclusive, so a timer that
     fires late can never interrupt the ROLLBACK that follows.
     """
 
-    def __init__(self, cursor, timeout_s: float):
+    def __init__(self, cursor, deadline: float):
         self._cursor = cursor
+        self._deadline = deadline
         self._lock = threading.Lock()
         self._finished = False
         self.fired = False
-        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), self._fire)
         self._timer.daemon = True
+
+    def passed(self) -> bool:
+        return time.perf_counter() >= self._deadline
 
     def __enter__(self) -> _Deadline:
         self._timer.start()
@@ -137,27 +477,6 @@ class _Deadline:
                 return
             self.fired = True
             self._cursor.interrupt()
-
-
-def json_value(value: Any) -> Any:
-    """A DuckDB value as something JSON can carry: times as ISO 8601, decimals as floats,
-    intervals as seconds, blobs as hex, NaN/infinity as null (JSON has neither)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, (float, Decimal)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, (datetime, date, time_of_day)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (list, tuple)):
-        return [json_value(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): json_value(item) for key, item in value.items()}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    return str(value)  # UUID and any other scalar DuckDB hands back
 
 
 def _first_line(message: str) -> str:

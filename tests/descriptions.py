@@ -5,7 +5,7 @@ from datetime import datetime
 from engine.hardware import HardwareInfo
 from engine.models.spec import ModelInfo
 from engine.runs import RunRecord, RunRequest
-from webapp.adapters import StorageResultStore
+from webapp.wiring.adapters import StorageResultStore
 
 
 def hardware_description(name: str, kind: str, device: str, **overrides) -> HardwareInfo:

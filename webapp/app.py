@@ -29,10 +29,10 @@ from webapp.api.reports import ReportController
 from webapp.api.runs import RunController
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.live import ChannelsPublisher, run_updates
-from webapp.logging_setup import configure_logging
+from webapp.wiring.logging_setup import configure_logging
 from webapp.pages import ROUTES as PAGE_ROUTES
-from webapp.services import Services
-from webapp.settings import Settings
+from webapp.wiring.services import Services
+from webapp.wiring.settings import Settings
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ Every error a client can cause is a 4xx JSON body naming what was wrong, the
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import msgspec
@@ -17,15 +18,16 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_404_NOT_FOUND,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 
 from engine.errors import InvalidRequestError, UnknownRunError
 from engine.runs import RUN_STATUSES, RunRequest, field_and_reason, literal_fields
-from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout
+from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, SqlBusy
 from webapp.pages.rendering import error_page
-from webapp.exports import MEDIA_TYPES
-from webapp.reports import ReportNotFound
+from webapp.reporting.exports import MEDIA_TYPES
+from webapp.reporting.reports import ReportNotFound
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,12 @@ def handle_query_timeout(_: Request, exc: QueryTimeout) -> Response:
     return error_response(HTTP_400_BAD_REQUEST, "query timed out", str(exc), "sql")
 
 
+def handle_sql_busy(_: Request, exc: SqlBusy) -> Response:
+    response = error_response(HTTP_429_TOO_MANY_REQUESTS, "too many queries", exc.reason)
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))  # whole seconds, per HTTP
+    return response
+
+
 def _is_page(request: Request) -> bool:
     return not request.url.path.startswith(("/api/", "/schema"))
 
@@ -130,6 +138,7 @@ EXCEPTION_HANDLERS = {
     QueryRefused: handle_query_refused,
     QueryTimeout: handle_query_timeout,
     QueryFailed: handle_query_failed,
+    SqlBusy: handle_sql_busy,
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }

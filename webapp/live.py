@@ -19,7 +19,7 @@ from engine.errors import UnknownRunError
 from engine.result import Measurement
 from engine.runs import RunStatus
 from webapp.api.dependencies import origin_allowed
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 log = logging.getLogger(__name__)
 RUNS_CHANNEL = "runs"

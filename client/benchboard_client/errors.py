@@ -51,7 +51,9 @@ def error_from_response(status_code: int, text: str, method: str, url: str) -> B
     except ValueError:
         body = None
     fields = body if isinstance(body, dict) else {}
-    detail = fields.get("detail") or fields.get("reason") or fields.get("error") or text.strip()[:500]
+    # The server's error body is {error, reason, field?}: "field: reason" says what to fix.
+    reason = fields.get("reason") or fields.get("error") or text.strip()[:500]
+    detail = f"{fields['field']}: {reason}" if fields.get("field") and reason else reason
     message = f"{detail} ({method} {url} -> {status_code})" if detail else f"{method} {url} -> {status_code}"
     error_class = ERRORS_BY_STATUS.get(status_code, BenchmarkAPIError)
     return error_class(message, status_code=status_code, error=fields.get("error"),

@@ -144,7 +144,7 @@ class ServerProcess:
 def start_server(tmp_path: Path, **settings) -> ServerProcess:
     """Start a server whose database, results and logs live under ``tmp_path``.
 
-    ``settings`` are ``webapp.settings.Settings`` field names (``token="s"``,
+    ``settings`` are ``webapp.wiring.settings.Settings`` field names (``token="s"``,
     ``max_seconds=1.0``); a value of None leaves the variable unset.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)

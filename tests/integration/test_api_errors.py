@@ -13,8 +13,8 @@ from litestar.testing import TestClient
 from storage.runs import save_run
 from descriptions import stored_run
 from webapp.app import create_app
-from webapp.reports import write_reports
-from webapp.settings import Settings
+from webapp.reporting.reports import write_reports
+from webapp.wiring.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from litestar.testing import TestClient
 
 from webapp.app import create_app
-from webapp.settings import Settings
+from webapp.wiring.settings import Settings
 
 FORM_WITH_AN_ERROR = {"priority": "high", "hardware": "cpu", "batch_sizes": "0", "precision": "fp32"}
 

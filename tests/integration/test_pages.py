@@ -20,8 +20,8 @@ from engine.result import Measurement
 from engine.runs import RunRequest
 from storage.runs import save_run
 from webapp.app import create_app
-from webapp.reports import write_reports
-from webapp.settings import Settings
+from webapp.reporting.reports import write_reports
+from webapp.wiring.settings import Settings
 
 HOSTILE = "<script>alert(1)</script>"
 PAGES = ["/", "/comparison", "/runs", "/reports", "/sql"]

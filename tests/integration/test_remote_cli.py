@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.integration.server import REPO_ROOT
-from webapp.remote_cli import add_remote_parser, run_remote
+from webapp.cli.remote import add_remote_parser, run_remote
 
 
 def remote(*argv: str) -> int:

@@ -7,7 +7,7 @@ from litestar import Controller, get
 from engine.hardware import HardwareInfo
 from engine.models.spec import ModelInfo
 from webapp.errors import ERROR_RESPONSES
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 
 class CatalogController(Controller):

@@ -13,12 +13,12 @@ from engine.result import ResultRow
 from storage import results as result_rows
 from storage.dashboard import Filters
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_guard import run_guarded_query
+from storage.sql_guard import QueryResult, run_guarded_query_async
 from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.schemas import SqlBody
-from webapp.exports import export_response
-from webapp.services import Services
+from webapp.reporting.exports import export_response
+from webapp.wiring.services import Services
 
 
 class DataController(Controller):
@@ -57,10 +57,13 @@ class DataController(Controller):
                           run_id=run_id)
         return export_response(services, filters, format)
 
-    @post("/sql", status_code=200, operation_id="runSql", responses=ERROR_RESPONSES, sync_to_thread=True)
-    def sql(self, services: Services, data: SqlBody) -> dict:
-        """Guarded custom SQL: one read-only query over the result tables and views."""
-        result = run_guarded_query(
+    @post("/sql", status_code=200, operation_id="runSql", responses=ERROR_RESPONSES)
+    async def sql(self, services: Services, data: SqlBody) -> QueryResult:
+        """Guarded custom SQL: one read-only query over the result tables and views.
+
+        Runs in the SQL pool's own slots and threads (at most two at once; 429 after a short
+        wait), never on the threads the other handlers share."""
+        return await run_guarded_query_async(
             services.db,
             data.sql,
             allowed_tables=ALLOWED_QUERY_TABLES,
@@ -68,5 +71,4 @@ class DataController(Controller):
             timeout_s=services.settings.sql_timeout_s,
             row_cap=services.settings.sql_row_cap,
         )
-        return result.to_dict()
 

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 
 def provide_services(state: State) -> Services:

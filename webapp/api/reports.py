@@ -6,8 +6,8 @@ from litestar import Controller, get
 from litestar.response import File
 
 from webapp.errors import ERROR_RESPONSES
-from webapp.reports import ReportEntry, list_reports, report_file
-from webapp.services import Services
+from webapp.reporting.reports import ReportEntry, list_reports, report_file
+from webapp.wiring.services import Services
 
 MEDIA_TYPES = {"report.html": "text/html; charset=utf-8", "report.md": "text/markdown; charset=utf-8",
                "results.json": "application/json"}

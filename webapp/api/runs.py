@@ -12,7 +12,7 @@ from engine.runs import RunRequest, RunResults, RunStatus, RunStatusName
 from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin, require_token
 from webapp.api.schemas import RunAccepted
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 RunId = Annotated[str, Parameter(description="Run id", max_length=64)]
 

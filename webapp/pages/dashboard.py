@@ -13,10 +13,10 @@ from litestar.response import Stream, Template
 from storage import dashboard
 from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
 from storage.database import Database
-from webapp import charts
-from webapp.exports import export_response
+from webapp.reporting import charts
+from webapp.reporting.exports import export_response
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, provide_filters, render
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
 PAGE_SIZES = (25, 50, 100)

@@ -10,7 +10,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect
 
 from webapp.api.dependencies import TOKEN_COOKIE
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 
 class LoginPage(Controller):

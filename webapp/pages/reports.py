@@ -8,8 +8,8 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
-from webapp.reports import list_reports
-from webapp.services import Services
+from webapp.reporting.reports import list_reports
+from webapp.wiring.services import Services
 
 
 def report_url(run_id: str, file_name: str) -> str:

@@ -24,7 +24,7 @@ from storage import runs as run_rows
 from webapp.api.dependencies import require_token
 from webapp.live import ResultEvent, decode_event, run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 RECENT_RUNS = 50
 # After "done" the browser closes the stream itself. Ending it from here in the same

@@ -13,9 +13,9 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import QueryFailed, QueryRefused, QueryResult, QueryTimeout, run_guarded_query
-from webapp import charts
+from webapp.reporting import charts
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
-from webapp.services import Services
+from webapp.wiring.services import Services
 
 EXAMPLES: dict[str, tuple[str, str]] = {
     "family-hardware": (

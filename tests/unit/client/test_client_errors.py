@@ -25,9 +25,8 @@ def test_each_status_code_maps_to_its_error_class(status_code, expected):
     assert error.status_code == status_code
 
 
-def test_the_servers_detail_field_and_reason_are_kept():
-    body = {"error": "invalid request", "reason": "unknown model 'nope'", "field": "models",
-            "detail": "models: unknown model 'nope'"}
+def test_the_servers_field_and_reason_make_the_message():
+    body = {"error": "invalid request", "reason": "unknown model 'nope'", "field": "models"}
     error = error_from_response(400, json.dumps(body), "POST", URL)
     assert str(error).startswith("models: unknown model 'nope'")
     assert "POST" in str(error) and "400" in str(error)
@@ -35,7 +34,7 @@ def test_the_servers_detail_field_and_reason_are_kept():
     assert error.body == body
 
 
-def test_a_body_without_detail_falls_back_to_its_reason():
+def test_a_body_without_a_field_is_its_reason():
     error = error_from_response(400, json.dumps({"error": "query refused", "reason": "DROP is not allowed"}),
                                 "POST", URL)
     assert str(error).startswith("DROP is not allowed")

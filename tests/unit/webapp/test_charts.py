@@ -4,7 +4,7 @@ from decimal import Decimal
 import pandas as pd
 
 from storage.dashboard import METRICS
-from webapp.charts import auto_chart, batch_scaling, family_heatmap, hardware_comparison
+from webapp.reporting.charts import auto_chart, batch_scaling, family_heatmap, hardware_comparison
 
 THROUGHPUT, LATENCY = METRICS["throughput"], METRICS["latency_p50"]
 

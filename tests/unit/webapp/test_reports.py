@@ -12,7 +12,7 @@ from engine.runs import RunRequest, RunState, expand
 from storage.database import Database
 from storage.results import insert_results, record_failure
 from storage.runs import save_run
-from webapp.reports import ReportNotFound, ReportWriter, list_reports, report_file, write_reports
+from webapp.reporting.reports import ReportNotFound, ReportWriter, list_reports, report_file, write_reports
 
 HOSTILE = "<script>alert(1)</script>"
 MODEL = model_description(HOSTILE, "bert", parameters_million=0.4, source="custom")

@@ -13,8 +13,8 @@ import msgspec
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
 from storage.database import StorageError
-from webapp.progress import ProgressBar
-from webapp.settings import Settings
+from webapp.cli.progress import ProgressBar
+from webapp.wiring.settings import Settings
 
 EXIT_USAGE = 2
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--db-path", default=None)
     query.add_argument("--json", action="store_true")
 
-    from webapp.remote_cli import add_remote_parser
+    from webapp.cli.remote import add_remote_parser
 
     add_remote_parser(commands)
     return parser
@@ -106,7 +106,7 @@ RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "p50_latenc
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from webapp.services import Services
+    from webapp.wiring.services import Services
 
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     if args.command == "remote":
-        from webapp.remote_cli import run_remote
+        from webapp.cli.remote import run_remote
 
         return run_remote(args)
     try:

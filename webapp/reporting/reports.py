@@ -26,7 +26,7 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 REPORT_FILES = ("report.html", "report.md", "results.json")
-VENDOR = Path(__file__).parent / "static" / "vendor"
+VENDOR = Path(__file__).parent.parent / "static" / "vendor"
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=lambda name: name.endswith(".html.j2"))
 _templates.filters["number"] = lambda value, spec: "-" if value is None else format(value, spec)

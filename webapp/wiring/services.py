@@ -22,10 +22,10 @@ from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
 from storage.runs import ACTIVE_STATUSES
-from webapp.adapters import StorageResultStore
-from webapp.events import EventFanout
-from webapp.reports import ReportWriter
-from webapp.settings import Settings
+from webapp.wiring.adapters import StorageResultStore
+from webapp.wiring.events import EventFanout
+from webapp.reporting.reports import ReportWriter
+from webapp.wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 
