@@ -195,6 +195,22 @@ _V3 = [
 # v4: a report that could not be written is recorded on its run.
 _V4 = [
     "ALTER TABLE test_runs ADD COLUMN report_error VARCHAR",
+    # results_view carries the raw samples, so SQL over the view reaches the distribution
+    # (issue 14). Keep samples_ms in any later CREATE OR REPLACE VIEW results_view.
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met, pr.total_timed_seconds,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at, pr.samples_ms
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
 ]
 
 MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
