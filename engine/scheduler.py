@@ -285,6 +285,10 @@ class Scheduler:
             if result.error_type in ESCALATION_STOPPERS or result.status == REFUSED:
                 return f"stopped after batch size {config.batch_size}: {result.error_type}"
             return None
+        if result.ci_met is False:
+            # An unconverged median cannot show a plateau: escalate on, and judge the next
+            # converged result against the last converged one (issue 14).
+            return None
         previous = run.last_throughput.get((config.model_name, config.hardware, config.precision))
         run.last_throughput[(config.model_name, config.hardware, config.precision)] = (
             config.batch_size, result.throughput_items_per_second
