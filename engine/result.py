@@ -41,6 +41,12 @@ class Statistics(msgspec.Struct, kw_only=True):
     ci_low_ms: float | None = None
     ci_high_ms: float | None = None
     ci_met: bool | None = None
+    # One-sided 95% order-statistic bounds of p90 and p99 (engine.stats.quantile_bounds);
+    # None where too few samples reach one (p99's upper bound needs n >= 299).
+    p90_ci_low_ms: float | None = None
+    p90_ci_high_ms: float | None = None
+    p99_ci_low_ms: float | None = None
+    p99_ci_high_ms: float | None = None
     total_timed_seconds: float | None = None
 
 

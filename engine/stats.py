@@ -5,6 +5,14 @@ Percentiles interpolate linearly between order statistics (numpy's default
 free: it is a pair of order statistics whose ranks come from the
 Binomial(n, 1/2) distribution, so it holds for skewed latency distributions
 where a mean +/- t*sd interval would not.
+
+The tail percentiles get the same treatment with Binomial(n, q): p90 and p99
+each carry a lower and an upper distribution-free 95% confidence bound, each
+bound one-sided (the population quantile lies above the lower one with at
+least 95% probability, and below the upper one with at least 95%). A bound
+that no order statistic reaches is None: the upper bound of p99 needs at
+least 299 samples (0.99**n <= 0.05), since below that even the maximum sits
+under the true p99 more than 5% of the time.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ CONFIDENCE = 0.95
 # Below this many samples even the widest interval [min, max] covers the median
 # with less than 95% probability (1 - 2 * 0.5**n < 0.95 for n < 6).
 MIN_SAMPLES_FOR_CI = 6
+# The tail quantiles that get confidence bounds, as fractions.
+TAIL_QUANTILES = (0.90, 0.99)
 
 
 def percentile(sorted_samples: Sequence[float], q: float) -> float:
@@ -55,6 +65,58 @@ def _lower_rank(n: int) -> int:
         k += 1
 
 
+def _binomial_cdf(n: int, q: float):
+    """P(B <= k) for B ~ Binomial(n, q), as a function of k, summed in log space from
+    ten standard deviations below the mean (the skipped mass is far below double
+    precision), so the cost per call is O(sqrt(n)) once cached."""
+    log_q, log_p = math.log(q), math.log1p(-q)
+    log_n_factorial = math.lgamma(n + 1)
+    start = max(0, math.floor(n * q - 10 * math.sqrt(n * q * (1 - q)) - 1))
+    cumulative: dict[int, float] = {}
+    total = 0.0
+    for k in range(start, n + 1):
+        total += math.exp(
+            log_n_factorial - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_q + (n - k) * log_p
+        )
+        cumulative[k] = min(total, 1.0)
+        if total >= 1.0 - 1e-15:
+            break
+
+    def cdf(k: int) -> float:
+        if k < start:
+            return 0.0
+        return cumulative.get(k, 1.0)
+
+    return cdf, start
+
+
+def quantile_bounds(sorted_samples: Sequence[float], q: float) -> tuple[float | None, float | None]:
+    """Distribution-free one-sided 95% confidence bounds of the population q-quantile (0 < q < 1),
+    as (lower, upper) order statistics of already sorted samples; None where none reaches 95%.
+
+    With B ~ Binomial(n, q) the number of samples below the quantile, the k-th smallest
+    sample (1-based) lies at or above it with probability P(B <= k - 1): the upper bound is
+    the smallest such k with probability >= 95%, the lower bound the largest j with
+    P(B >= j) >= 95%.
+    """
+    n = len(sorted_samples)
+    if n == 0:
+        return None, None
+    cdf, start = _binomial_cdf(n, q)
+    upper = None
+    for k in range(max(1, start), n + 1):
+        if cdf(k - 1) >= CONFIDENCE:
+            upper = sorted_samples[k - 1]
+            break
+    lower = None
+    j = max(1, start)
+    # P(B >= j) = 1 - cdf(j - 1) falls as j grows; the largest j still at 95% is the bound.
+    while j <= n and 1.0 - cdf(j - 1) >= CONFIDENCE:
+        lower = sorted_samples[j - 1]
+        j += 1
+    return lower, upper
+
+
 def median_ci(samples: Sequence[float]) -> tuple[float, float]:
     """Distribution-free 95% confidence interval of the median, as (low, high).
 
@@ -81,6 +143,8 @@ def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: floa
     mean = math.fsum(ordered) / n
     variance = math.fsum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
     ci_low, ci_high = _median_ci_of_sorted(ordered)
+    p90_low, p90_high = quantile_bounds(ordered, 0.90)
+    p99_low, p99_high = quantile_bounds(ordered, 0.99)
     return Statistics(
         n_samples=n,
         average_latency_ms=mean,
@@ -94,6 +158,10 @@ def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: floa
         ci_low_ms=ci_low,
         ci_high_ms=ci_high,
         ci_met=_ci_met_of_sorted(ordered, ci_target),
+        p90_ci_low_ms=p90_low,
+        p90_ci_high_ms=p90_high,
+        p99_ci_low_ms=p99_low,
+        p99_ci_high_ms=p99_high,
         total_timed_seconds=total_seconds,
     )
 

@@ -89,3 +89,53 @@ def test_median_ci_brackets_the_median(samples):
     low, high = median_ci(samples)
     median = percentile(sorted(samples), 50)
     assert min(samples) <= low <= median <= high <= max(samples)
+
+
+# Tail percentiles' bounds: one-sided 95% order statistics from Binomial(n, q) (issue 10).
+
+
+def test_p99_upper_bound_needs_299_samples_and_is_the_maximum_there():
+    below = summarize([float(i) for i in range(1, 299)], total_seconds=1.0, ci_target=0.02)
+    at = summarize([float(i) for i in range(1, 300)], total_seconds=1.0, ci_target=0.02)
+    assert below.p99_ci_high_ms is None  # 0.99**298 > 0.05: even the maximum is no 95% bound
+    assert at.p99_ci_high_ms == 299.0  # 0.99**299 <= 0.05: the maximum is
+    assert below.p99_ci_low_ms is not None and below.p99_ci_low_ms <= below.p99_latency_ms
+    # Ten samples: the old p99 was just the maximum, and nothing says how far it can be trusted.
+    ten = summarize([float(i) for i in range(1, 11)], total_seconds=1.0, ci_target=0.02)
+    assert ten.p99_ci_high_ms is None and ten.p90_ci_high_ms is None
+
+
+@pytest.mark.parametrize(("n", "q", "lower_rank", "upper_rank"), [
+    # Ranks (1-based) as scipy.stats.binom gives them: the upper bound is the smallest k with
+    # binom.cdf(k - 1, n, q) >= 0.95, the lower the largest j with binom.sf(j - 1, n, q) >= 0.95.
+    (100, 0.90, 85, 96), (1000, 0.90, 884, 916), (1000, 0.99, 985, 996), (299, 0.99, 293, 299),
+])
+def test_tail_bounds_are_the_binomial_order_statistics(n, q, lower_rank, upper_rank):
+    from engine.stats import quantile_bounds
+
+    samples = [float(i) for i in range(1, n + 1)]
+    assert quantile_bounds(samples, q) == (float(lower_rank), float(upper_rank))
+
+
+@pytest.mark.parametrize(("n", "q"), [(100, 0.90), (1000, 0.90), (1000, 0.99), (299, 0.99), (50_000, 0.99)])
+def test_tail_bound_ranks_agree_with_scipy(n, q):
+    binom = pytest.importorskip("scipy.stats").binom
+    from engine.stats import quantile_bounds
+
+    lower, upper = quantile_bounds([float(i) for i in range(1, n + 1)], q)
+    upper_rank = next(k for k in range(1, n + 1) if binom.cdf(k - 1, n, q) >= 0.95)
+    lower_rank = max(j for j in range(1, n + 1) if binom.sf(j - 1, n, q) >= 0.95)
+    assert (lower, upper) == (float(lower_rank), float(upper_rank))
+
+
+def test_p90_bounds_each_hold_about_95_percent_of_the_time():
+    rng = random.Random(3)
+    trials, n = 2000, 60
+    true_p90 = -math.log(0.1)  # exponential(1)
+    under_upper = over_lower = 0
+    for _ in range(trials):
+        stats = summarize([rng.expovariate(1.0) for _ in range(n)], total_seconds=1.0, ci_target=0.02)
+        under_upper += true_p90 <= stats.p90_ci_high_ms
+        over_lower += stats.p90_ci_low_ms <= true_p90
+    # Each bound is conservative (discrete ranks): at least 95%, with sampling slack.
+    assert under_upper / trials >= 0.94 and over_lower / trials >= 0.94
