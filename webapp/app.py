@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from webapp.api.catalog import CatalogController
+from webapp.api.compare import CompareController
 from webapp.api.data import DataController
 from webapp.api.dependencies import provide_services
 from webapp.api.reports import ReportController
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CatalogController,
             ReportController,
             DataController,
+            CompareController,
             run_updates,
             *PAGE_ROUTES,
             create_static_files_router(path="/static", directories=[HERE / "static"], name="static"),

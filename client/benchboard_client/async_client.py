@@ -182,6 +182,13 @@ class AsyncBenchmarkAPIClient:
         return await self._send(calls.query_results(model=model, hardware=hardware, batch_size=batch_size,
                                                     precision=precision, limit=limit))
 
+    async def compare_runs(self, baseline: str | None = None, contender: str | None = None, *,
+                           history: str | None = None, threshold: str | float | None = None,
+                           threshold_for: list[str] | None = None, lookback: int | None = None) -> dict:
+        return await self._send(calls.compare_runs(baseline=baseline, contender=contender, history=history,
+                                                   threshold=threshold, threshold_for=threshold_for,
+                                                   lookback=lookback))
+
     async def run_sql(self, sql: str, params: dict | None = None) -> dict:
         return await self._send(calls.run_sql(sql, params))
 

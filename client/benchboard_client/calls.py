@@ -90,5 +90,16 @@ def export(export_format: str, *, model=None, hardware=None, batch_size=None, pr
     return Call("GET", f"{API_PREFIX}/export", params=params)
 
 
+def compare_runs(*, baseline=None, contender=None, history=None, threshold=None, threshold_for=None,
+                 lookback=None) -> Call:
+    if history is None and (baseline is None or contender is None):
+        missing = "baseline" if baseline is None else "contender"
+        raise InvalidRequest(f"{missing}: give baseline and contender, or history", field=missing,
+                             reason="give baseline and contender, or history")
+    params = present(baseline=baseline, contender=contender, history=history, threshold=threshold,
+                     threshold_for=list(threshold_for) if threshold_for else None, lookback=lookback)
+    return Call("GET", f"{API_PREFIX}/compare", params=params)
+
+
 def run_socket_path(run_id: str) -> str:
     return f"{API_PREFIX}/ws/{segment(run_id, 'run_id')}"

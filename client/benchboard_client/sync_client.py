@@ -199,6 +199,20 @@ class BenchmarkAPIClient:
         return self._send(calls.query_results(model=model, hardware=hardware, batch_size=batch_size,
                                               precision=precision, limit=limit))
 
+    def compare_runs(self, baseline: str | None = None, contender: str | None = None, *,
+                     history: str | None = None, threshold: str | float | None = None,
+                     threshold_for: list[str] | None = None, lookback: int | None = None) -> dict:
+        """Run ``contender`` against run ``baseline`` config by config, or (``history=RUN_ID``) a run
+        against the last ``lookback`` results of each of its configs.
+
+        ``threshold`` is "5%" or 0.05 (server default 5%); ``threshold_for`` lists per-config
+        ones as "PATTERN=THRESHOLD". Returns ``{mode, configs: [{config_key, ratio, ratio_ci_low,
+        ratio_ci_high, p_value, verdict, ...}], added, removed, counts, has_regression, ...}``.
+        """
+        return self._send(calls.compare_runs(baseline=baseline, contender=contender, history=history,
+                                             threshold=threshold, threshold_for=threshold_for,
+                                             lookback=lookback))
+
     def run_sql(self, sql: str, params: dict | None = None) -> dict:
         """One read-only query over the result tables and views, with ``$name`` parameters.
 

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     from webapp.cli.remote import add_remote_parser
 
     add_remote_parser(commands)
+    from webapp.cli.compare import add_compare_parser
+
+    add_compare_parser(commands)
     return parser
 
 
@@ -234,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         from webapp.cli.remote import run_remote
 
         return run_remote(args)
+    if args.command == "compare":
+        from webapp.cli.compare import run_compare
+
+        return run_compare(args)
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:

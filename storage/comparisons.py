@@ -1,0 +1,150 @@
+"""Typed reads a comparison needs: results with their config key, fingerprint and raw samples.
+
+Rows are ``results_view`` rows plus ``samples_ms`` (and, where a result pooled several worker
+processes, ``repeats`` and ``between_process_cv``) from performance_results, read back with
+``msgspec.convert`` into the type the caller names (engine.compare.ComparedResult), so storage
+needs no engine import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+import msgspec
+
+from storage.database import Database
+from storage.results import RESULT_ROW_COLUMNS
+
+Row = TypeVar("Row")
+
+_VIEW_COLUMNS = (*RESULT_ROW_COLUMNS, "config_key", "fingerprint")
+# Columns of performance_results that results_view does not show; each is read only where the
+# schema has it, so these reads work on every schema version that has results_view.
+_OPTIONAL_RESULT_COLUMNS = ("repeats", "between_process_cv")
+
+
+def _extra_columns(db: Database) -> tuple[str, ...]:
+    present = {
+        row[0] for row in db.cursor().execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'performance_results'"
+        ).fetchall()
+    }
+    return tuple(column for column in _OPTIONAL_RESULT_COLUMNS if column in present)
+
+
+def _select(db: Database, with_samples: bool, leading: Sequence[str] = ()) -> tuple[str, tuple[str, ...]]:
+    extra = _extra_columns(db) + (("samples_ms",) if with_samples else ())
+    names = (*leading, *_VIEW_COLUMNS, *extra)
+    columns = ", ".join([*leading, *(f"rv.{c}" for c in _VIEW_COLUMNS), *(f"pr.{c}" for c in extra)])
+    return columns, names
+
+
+def _convert(rows: list[tuple], names: tuple[str, ...], as_type: type[Row]) -> list[Row]:
+    return msgspec.convert([dict(zip(names, row, strict=True)) for row in rows], list[as_type])
+
+
+def results_with_samples(db: Database, run_id: str, as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
+    """A run's measured results, in recording order, with their raw samples."""
+    columns, names = _select(db, with_samples)
+    rows = db.cursor().execute(
+        f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
+        "WHERE rv.run_id = $run_id ORDER BY rv.result_id",
+        {"run_id": run_id},
+    ).fetchall()
+    return _convert(rows, names, as_type)
+
+
+def results_for_runs(db: Database, run_ids: Sequence[str], as_type: type[Row], *, with_samples: bool = False) -> dict[str, list[Row]]:
+    """Several runs' results at once, by run id (the runs list marks regressions from these)."""
+    if not run_ids:
+        return {}
+    columns, names = _select(db, with_samples)
+    rows = db.cursor().execute(
+        f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
+        "WHERE list_contains($run_ids, rv.run_id) ORDER BY rv.result_id",
+        {"run_ids": list(run_ids)},
+    ).fetchall()
+    grouped: dict[str, list[Row]] = {run_id: [] for run_id in run_ids}
+    for row in _convert(rows, names, as_type):
+        grouped[row.run_id].append(row)
+    return grouped
+
+
+_HISTORY = """
+    WITH contender AS (
+        SELECT run_id AS contender_run_id, config_key, fingerprint, result_id AS contender_result_id
+        FROM performance_results WHERE list_contains($run_ids, run_id)
+    ),
+    earlier AS (
+        SELECT c.contender_run_id, pr.result_id,
+               row_number() OVER (PARTITION BY c.contender_run_id, c.contender_result_id
+                                  ORDER BY pr.result_id DESC) AS depth
+        FROM contender c
+        JOIN performance_results pr
+          ON pr.config_key = c.config_key AND pr.fingerprint = c.fingerprint
+         AND pr.result_id < c.contender_result_id AND pr.run_id <> c.contender_run_id
+    )
+    SELECT {columns}
+    FROM earlier e
+    JOIN results_view rv ON rv.result_id = e.result_id
+    JOIN performance_results pr ON pr.result_id = e.result_id
+    WHERE e.depth <= $lookback
+    ORDER BY e.contender_run_id, rv.config_key, rv.result_id DESC
+"""
+
+
+def history_for_runs(
+    db: Database, run_ids: Sequence[str], lookback: int, as_type: type[Row], *, with_samples: bool = False
+) -> dict[str, list[Row]]:
+    """For each run, the ``lookback`` latest earlier results (older result ids, other runs) of
+    each of its configs with the same config key and fingerprint, newest first per config."""
+    if not run_ids:
+        return {}
+    columns, names = _select(db, with_samples, leading=("e.contender_run_id",))
+    rows = db.cursor().execute(
+        _HISTORY.format(columns=columns), {"run_ids": list(run_ids), "lookback": lookback}
+    ).fetchall()
+    grouped: dict[str, list[Row]] = {run_id: [] for run_id in run_ids}
+    values = _convert([row[1:] for row in rows], names[1:], as_type)
+    for row, value in zip(rows, values, strict=True):
+        grouped[row[0]].append(value)
+    return grouped
+
+
+def history_for_run(db: Database, run_id: str, lookback: int, as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
+    """The run's configs' histories (see ``history_for_runs``), with raw samples."""
+    return history_for_runs(db, [run_id], lookback, as_type, with_samples=with_samples)[run_id]
+
+
+def other_environment_counts(db: Database, run_id: str) -> dict[str, int]:
+    """Per config key of the run: how many earlier results it has under another fingerprint."""
+    rows = db.cursor().execute(
+        """SELECT c.config_key, count(*)
+           FROM performance_results c
+           JOIN performance_results pr
+             ON pr.config_key = c.config_key AND pr.fingerprint IS DISTINCT FROM c.fingerprint
+            AND pr.result_id < c.result_id AND pr.run_id <> c.run_id
+           WHERE c.run_id = $run_id
+           GROUP BY c.config_key""",
+        {"run_id": run_id},
+    ).fetchall()
+    return {key: count for key, count in rows}
+
+
+def previous_run_with_configs(db: Database, run_id: str) -> str | None:
+    """The latest earlier completed run that measured at least one of this run's configs."""
+    row = db.cursor().execute(
+        """SELECT other.run_id
+           FROM test_runs this
+           JOIN test_runs other ON other.created_at < this.created_at AND other.status = 'completed'
+           WHERE this.run_id = $run_id
+             AND EXISTS (
+                 SELECT 1 FROM performance_results mine JOIN performance_results theirs
+                   ON theirs.config_key = mine.config_key
+                 WHERE mine.run_id = this.run_id AND theirs.run_id = other.run_id)
+           ORDER BY other.created_at DESC, other.test_run_id DESC
+           LIMIT 1""",
+        {"run_id": run_id},
+    ).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,269 @@
+"""engine.compare: the verdict rules, on synthetic samples with known distributions."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pytest
+
+from engine.compare import (
+    BOOTSTRAP_SEED,
+    FASTER,
+    INCOMPARABLE,
+    NOISY,
+    P_THRESHOLD,
+    SLOWER,
+    UNCHANGED,
+    ComparedResult,
+    RunComparison,
+    Thresholds,
+    bootstrap_medians,
+    compare_history,
+    compare_pair,
+    compare_runs,
+    parse_threshold,
+    parse_threshold_override,
+    ratio_ci,
+    thresholds_from,
+)
+from engine.errors import InvalidRequestError
+
+_ids = iter(range(1, 1_000_000))
+
+
+def row(samples, *, model="m", batch_size=1, fingerprint="env-a", run_id="r", result_id=None, **fields):
+    return ComparedResult(
+        model_name=model, hardware="cpu", batch_size=batch_size, samples_ms=[float(x) for x in samples],
+        fingerprint=fingerprint, run_id=run_id, result_id=result_id or next(_ids), **fields,
+    )
+
+
+def normal(median, relative_sd, n=400, seed=0):
+    return np.random.default_rng(seed).normal(median, median * relative_sd, n)
+
+
+# ---- two results ------------------------------------------------------------------------
+
+
+def test_identical_distributions_are_not_slower():
+    same = normal(10.0, 0.02, seed=1)
+    pair = compare_pair(row(same), row(same))
+    assert pair.verdict == UNCHANGED
+    assert pair.ratio == pytest.approx(1.0)
+    assert pair.p_value == pytest.approx(1.0)
+
+
+def test_two_draws_of_one_distribution_are_unchanged_not_slower():
+    for seed in range(10):
+        pair = compare_pair(row(normal(10.0, 0.02, seed=seed)), row(normal(10.0, 0.02, seed=seed + 100)))
+        assert pair.verdict == UNCHANGED, pair.reason
+        assert pair.ratio_ci_low <= 1.0 <= pair.ratio_ci_high or abs(pair.ratio - 1) < 0.01
+
+
+def test_ten_percent_slower_with_tight_cis_is_slower_with_ratio_near_1_10():
+    pair = compare_pair(row(normal(10.0, 0.02, seed=1)), row(normal(11.0, 0.02, seed=2)))
+    assert pair.verdict == SLOWER, pair.reason
+    assert pair.ratio == pytest.approx(1.10, abs=0.01)
+    assert pair.ratio_ci_low < pair.ratio < pair.ratio_ci_high
+    assert pair.ratio_ci_low > 1.05
+    assert pair.p_value < P_THRESHOLD
+    assert pair.contender.ci_low_ms > pair.baseline.ci_high_ms
+
+
+def test_ten_percent_faster_is_faster():
+    pair = compare_pair(row(normal(11.0, 0.02, seed=1)), row(normal(10.0, 0.02, seed=2)))
+    assert pair.verdict == FASTER
+    assert pair.ratio == pytest.approx(1 / 1.1, abs=0.01)
+
+
+def test_wide_cis_are_noisy_even_when_the_medians_differ_by_more_than_the_threshold():
+    rng = np.random.default_rng(3)
+    baseline = rng.lognormal(np.log(10.0), 0.8, 15)
+    contender = rng.lognormal(np.log(10.8), 0.8, 15)
+    pair = compare_pair(row(baseline), row(contender))
+    assert pair.verdict == NOISY, pair.reason
+    assert pair.ratio_ci_high - pair.ratio_ci_low > 0.2
+
+
+def test_a_change_below_the_threshold_is_unchanged_even_when_significant():
+    pair = compare_pair(row(normal(10.0, 0.005, n=2000, seed=1)), row(normal(10.2, 0.005, n=2000, seed=2)))
+    assert pair.p_value < P_THRESHOLD  # a real 2% shift...
+    assert pair.verdict == UNCHANGED  # ...within the 5% threshold
+
+
+def test_slower_needs_the_p_value_too():
+    # Six samples each: the CIs are [min, max]-ish and p cannot get below 0.002.
+    pair = compare_pair(row([10, 10.1, 10.2, 10.3, 10.4, 10.5]), row([11.5, 11.6, 11.7, 11.8, 11.9, 12.0]))
+    assert pair.ratio > 1.1
+    assert pair.p_value >= P_THRESHOLD
+    assert pair.verdict == NOISY
+    assert "p =" in pair.reason
+
+
+def test_too_few_samples_are_noisy():
+    pair = compare_pair(row([10, 11]), row([12, 13]))
+    assert pair.verdict == NOISY
+    assert "too few" in pair.reason
+
+
+def test_different_fingerprints_are_incomparable_whatever_the_numbers():
+    pair = compare_pair(row(normal(10.0, 0.02, seed=1), fingerprint="env-a"),
+                        row(normal(13.0, 0.02, seed=2), fingerprint="env-b"))
+    assert pair.verdict == INCOMPARABLE
+    assert "env-a" in pair.reason and "env-b" in pair.reason
+    assert pair.ratio == pytest.approx(1.3, abs=0.02)  # still reported
+
+
+def test_the_threshold_decides_and_can_be_set_per_config():
+    baseline, contender = normal(10.0, 0.01, seed=1), normal(10.8, 0.01, seed=2)
+    assert compare_pair(row(baseline), row(contender), 0.05).verdict == SLOWER
+    assert compare_pair(row(baseline), row(contender), 0.10).verdict == UNCHANGED
+    thresholds = Thresholds(default=0.05, overrides={"slow-*": 0.10})
+    assert thresholds.for_config("slow-model|cpu|bs1", "slow-model") == 0.10
+    assert thresholds.for_config("other|cpu|bs1", "other") == 0.05
+    assert thresholds.for_config("other|cpu|bs8|fp32", "other") == 0.05
+    assert Thresholds(overrides={"*|bs8|*": 0.2}).for_config("other|cpu|bs8|fp32", "other") == 0.2
+
+
+def test_between_process_spread_widens_the_cis_so_a_shift_it_explains_is_not_slower():
+    baseline, contender = normal(10.0, 0.01, seed=1), normal(10.7, 0.01, seed=2)
+    assert compare_pair(row(baseline), row(contender)).verdict == SLOWER
+    spread = {"repeats": 3, "between_process_cv": 0.08}
+    pair = compare_pair(row(baseline, **spread), row(contender, **spread))
+    assert pair.verdict == NOISY
+    assert pair.ratio_ci_high - pair.ratio_ci_low > 0.1
+
+
+def test_the_ratio_ci_is_reproducible_and_covers_the_true_ratio():
+    baseline, contender = normal(10.0, 0.05, seed=4), normal(11.0, 0.05, seed=5)
+    first, again = ratio_ci(baseline, contender), ratio_ci(baseline, contender)
+    assert first == again
+    assert first[0] < 1.10 < first[1]
+
+
+def test_the_exact_median_bootstrap_matches_resampling():
+    rng = np.random.default_rng(7)
+    for n in (31, 40):
+        data = np.sort(rng.lognormal(0, 0.4, n))
+        exact = bootstrap_medians(data, np.random.default_rng(BOOTSTRAP_SEED), 40_000)
+        brute = np.median(rng.choice(data, (40_000, n)), axis=1)
+        for q in (5, 25, 50, 75, 95):
+            assert np.percentile(exact, q) == pytest.approx(np.percentile(brute, q), rel=0.03)
+
+
+# ---- two runs -----------------------------------------------------------------------------
+
+
+def test_runs_are_matched_by_config_key_and_the_rest_listed_as_added_or_removed():
+    baseline = [row(normal(10, 0.02, seed=1), batch_size=1, run_id="a"),
+                row(normal(20, 0.02, seed=2), batch_size=4, run_id="a")]
+    contender = [row(normal(11, 0.02, seed=3), batch_size=1, run_id="b"),
+                 row(normal(30, 0.02, seed=4), batch_size=8, run_id="b")]
+    result = compare_runs(baseline, contender, baseline_run_id="a", contender_run_id="b")
+    assert [c.batch_size for c in result.configs] == [1]
+    assert result.configs[0].verdict == SLOWER
+    assert [c.batch_size for c in result.added] == [8]
+    assert [c.batch_size for c in result.removed] == [4]
+    assert result.has_regression
+    assert result.counts == {SLOWER: 1, FASTER: 0, UNCHANGED: 0, NOISY: 0, INCOMPARABLE: 0}
+
+
+def test_configs_are_sorted_by_ratio_the_most_slowed_first():
+    baseline = [row(normal(10, 0.02, seed=s), batch_size=b) for s, b in ((1, 1), (2, 2), (3, 4))]
+    contender = [row(normal(m, 0.02, seed=s + 10), batch_size=b) for s, b, m in ((1, 1, 9), (2, 2, 12), (3, 4, 10))]
+    result = compare_runs(baseline, contender, baseline_run_id="a", contender_run_id="b")
+    assert [c.batch_size for c in result.configs] == [2, 4, 1]
+    assert [c.verdict for c in result.configs] == [SLOWER, UNCHANGED, FASTER]
+
+
+def test_a_comparison_survives_json_unchanged():
+    result = compare_runs([row(normal(10, 0.02, seed=1))], [row(normal(11, 0.02, seed=2))],
+                          baseline_run_id="a", contender_run_id="b")
+    again = msgspec.json.decode(msgspec.json.encode(result), type=RunComparison)
+    assert again == result
+    assert len(again.configs[0].baseline.quantiles_ms) == 21
+
+
+# ---- history ------------------------------------------------------------------------------
+
+
+def history(medians, *, fingerprint="env-a", noise=0.02):
+    return [row(normal(m, noise, seed=i), run_id=f"h{i}", fingerprint=fingerprint) for i, m in enumerate(medians)]
+
+
+def test_history_unchanged_run_is_unchanged():
+    earlier = history([10.0, 10.1, 9.9, 10.05, 9.95, 10.0, 10.1, 9.9, 10.0, 10.02])
+    now = row(normal(10.03, 0.02, seed=99), run_id="now")
+    result = compare_history([now], earlier, run_id="now")
+    (config,) = result.configs
+    assert config.verdict == UNCHANGED, config.reason
+    assert config.baseline.n_results == 10
+    assert abs(config.z_score) < 5
+
+
+def test_history_catches_a_slow_run_by_z_score_and_ratio():
+    earlier = history([10.0, 10.1, 9.9, 10.05, 9.95, 10.0, 10.1, 9.9, 10.0, 10.02])
+    now = row(normal(11.0, 0.02, seed=99), run_id="now")
+    (config,) = compare_history([now], earlier, run_id="now").configs
+    assert config.verdict == SLOWER, config.reason
+    assert config.z_score > 5
+    assert config.ratio == pytest.approx(1.10, abs=0.01)
+
+
+def test_history_with_a_wide_spread_is_noisy_not_slower():
+    earlier = history([8.0, 12.0, 9.0, 11.5, 8.5, 12.5, 10.0, 9.5, 11.0, 10.5])
+    now = row(normal(11.0, 0.02, seed=99), run_id="now")
+    (config,) = compare_history([now], earlier, run_id="now").configs
+    assert config.verdict == NOISY
+    assert config.z_score < 5
+
+
+def test_history_uses_only_the_last_k_earlier_results_with_the_same_fingerprint():
+    old = history([20.0] * 5)  # slow long ago
+    recent = history([11.0, 11.1, 10.9, 11.0, 11.05])
+    other_env = history([5.0, 5.0, 5.0], fingerprint="env-b")
+    now = row(normal(11.0, 0.02, seed=99), run_id="now")
+    (config,) = compare_history([now], old + recent + other_env, run_id="now", lookback=5).configs
+    assert config.baseline.n_results == 5
+    assert config.baseline.median_ms == pytest.approx(11.0, abs=0.1)
+    assert config.verdict == UNCHANGED
+
+
+def test_history_of_another_environment_only_is_incomparable_and_none_is_added():
+    now = [row(normal(10, 0.02), run_id="now", batch_size=1), row(normal(10, 0.02), run_id="now", batch_size=2)]
+    result = compare_history(now, [], run_id="now", other_environments={now[0].key: 4})
+    assert [c.verdict for c in result.configs] == [INCOMPARABLE]
+    assert "4 under other fingerprints" in result.configs[0].reason
+    assert [c.batch_size for c in result.added] == [2]
+
+
+def test_short_history_is_compared_with_the_latest_as_two_runs():
+    earlier = history([10.0, 10.0])
+    now = row(normal(11.0, 0.02, seed=99), run_id="now")
+    (config,) = compare_history([now], earlier, run_id="now").configs
+    assert config.verdict == SLOWER
+    assert config.z_score is None
+    assert "too few for a z-score" in config.reason
+
+
+# ---- user input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [("5%", 0.05), ("0.05", 0.05), (" 12.5 % ", 0.125), (0.1, 0.1)])
+def test_thresholds_parse_as_a_percentage_or_a_fraction(text, value):
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["5", "abc", "0", "-5%", "150%", "nan", ""])
+def test_bad_thresholds_are_refused_naming_the_field(text):
+    with pytest.raises(InvalidRequestError) as refused:
+        parse_threshold(text)
+    assert refused.value.field == "threshold"
+
+
+def test_per_config_thresholds_parse_as_pattern_equals_threshold():
+    assert parse_threshold_override("bert-*=10%") == ("bert-*", 0.10)
+    assert thresholds_from("3%", ["gpt2*=0.2"]) == Thresholds(default=0.03, overrides={"gpt2*": 0.2})
+    with pytest.raises(InvalidRequestError) as refused:
+        parse_threshold_override("no-equals-sign")
+    assert refused.value.field == "threshold_for"

@@ -1,0 +1,149 @@
+"""``benchboard compare``: two runs config by config, or a run against its history; a CI gate.
+
+    benchboard compare BASELINE CONTENDER [--db-path PATH | --url URL] [--threshold 5%] [--fail-on-regression]
+    benchboard compare --history RUN [--lookback 10]
+
+Exit status: 0; 1 with --fail-on-regression when a config is slower (or on a server or
+storage error); 2 for an unknown run or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison, format_ratio, format_threshold, thresholds_from
+from engine.errors import InvalidRequestError, UnknownRunError
+from storage.database import StorageError
+from webapp.cli.main import _print_json, _print_table
+from webapp.wiring.settings import Settings
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+
+def add_compare_parser(subparsers) -> argparse.ArgumentParser:
+    compare = subparsers.add_parser(
+        "compare", help="compare two runs, or a run against its history; a CI regression gate",
+        description="Match the configs of two runs (or of a run and the last K results of each config) and "
+                    "give each a verdict: slower, faster, unchanged, noisy or incomparable.",
+    )
+    compare.add_argument("runs", nargs="*", metavar="RUN", help="BASELINE CONTENDER run ids")
+    compare.add_argument("--history", metavar="RUN", default=None,
+                         help="compare RUN against the last --lookback results of each of its configs")
+    compare.add_argument("--lookback", type=int, default=DEFAULT_LOOKBACK, metavar="K",
+                         help=f"history depth (default {DEFAULT_LOOKBACK})")
+    compare.add_argument("--threshold", default=None, metavar="T",
+                         help="ratio of medians beyond which a config may be slower or faster: 5%% or 0.05 (default 5%%)")
+    compare.add_argument("--threshold-for", action="append", default=[], metavar="PATTERN=T",
+                         help="a threshold for configs whose key or model name matches PATTERN ('bert-*=10%%'); repeatable")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any config is slower")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    where = compare.add_mutually_exclusive_group()
+    where.add_argument("--db-path", default=None, help="DuckDB file (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
+    where.add_argument("--url", default=None, help="a running server instead of a database file")
+    compare.add_argument("--token", default=None, help="API token for --url (default: env BENCHBOARD_TOKEN)")
+    return compare
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    if args.history and args.runs:
+        return _error("give BASELINE CONTENDER or --history RUN, not both", EXIT_USAGE)
+    if not args.history and len(args.runs) != 2:
+        return _error("give two run ids (BASELINE CONTENDER), or --history RUN", EXIT_USAGE)
+    if not 1 <= args.lookback <= MAX_LOOKBACK:
+        return _error(f"--lookback must be between 1 and {MAX_LOOKBACK}", EXIT_USAGE)
+    try:
+        thresholds_from(args.threshold, args.threshold_for)  # refused here, before any connection
+        comparison = _remote(args) if args.url else _local(args)
+    except InvalidRequestError as error:
+        return _error(str(error), EXIT_USAGE)
+    except UnknownRunError as error:
+        return _error(str(error), EXIT_USAGE)
+    except StorageError as error:
+        return _error(str(error), EXIT_REGRESSION)
+    if args.json:
+        _print_json(comparison)
+    else:
+        print_comparison(comparison)
+    return EXIT_REGRESSION if args.fail_on_regression and comparison.has_regression else EXIT_OK
+
+
+def _local(args: argparse.Namespace) -> RunComparison:
+    from storage.database import Database
+    from webapp.api.compare import history_comparison, run_comparison
+
+    db_path = Settings.from_env(db_path=args.db_path).db_path
+    if not Path(db_path).exists():
+        raise StorageError(f"no database at {db_path} (pass --db-path, or --url for a server)")
+    thresholds = thresholds_from(args.threshold, args.threshold_for)
+    with Database(db_path) as db:
+        if args.history:
+            return history_comparison(db, args.history, thresholds, args.lookback)
+        return run_comparison(db, args.runs[0], args.runs[1], thresholds)
+
+
+class _RemoteFailure(StorageError):
+    """A server's refusal, as the exit status 1 that storage errors also get."""
+
+
+def _remote(args: argparse.Namespace) -> RunComparison:
+    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError, InvalidRequest, NotFound
+
+    token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
+    try:
+        with BenchmarkAPIClient(args.url, token=token) as client:
+            answer = client.compare_runs(
+                baseline=None if args.history else args.runs[0], contender=None if args.history else args.runs[1],
+                history=args.history, threshold=args.threshold, threshold_for=args.threshold_for or None,
+                lookback=args.lookback,
+            )
+    except ValueError as error:  # a malformed --url
+        raise InvalidRequestError("url", str(error)) from None
+    except NotFound as error:
+        raise UnknownRunError(error.reason or str(error)) from None
+    except InvalidRequest as error:
+        raise InvalidRequestError(error.field or "request", error.reason or str(error)) from None
+    except BenchmarkAPIError as error:
+        raise _RemoteFailure(str(error)) from None
+    return msgspec.convert(answer, RunComparison)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def print_comparison(comparison: RunComparison, out=None) -> None:
+    """The table (config, both medians, ratio with its CI, p, verdict), then unmatched configs."""
+    out = out or sys.stdout
+    history = comparison.mode == "history"
+    columns = ["config", "history mean ms" if history else "baseline ms", "contender ms", "ratio [95% CI]"]
+    columns += ["z", "p", "verdict"] if history else ["p", "verdict"]
+    rows = []
+    for config in comparison.configs:
+        row = [config.label, _ms(config.baseline.median_ms), _ms(config.contender.median_ms), format_ratio(config)]
+        if history:
+            row.append("-" if config.z_score is None else f"{config.z_score:+.1f}")
+        rows.append(row + [_p(config.p_value), config.verdict])
+    if rows:
+        _print_table(columns, rows, out=out)
+    for title, unmatched in (("added", comparison.added), ("removed", comparison.removed)):
+        for config in unmatched:
+            print(f"{title}: {config.label} (median {_ms(config.median_ms)} ms)", file=out)
+    what = (f"run {comparison.contender_run_id} against the last {comparison.lookback} results of each config"
+            if history else f"run {comparison.contender_run_id} against run {comparison.baseline_run_id}")
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in comparison.counts.items() if n)
+    print(f"{what}: {len(comparison.configs)} matched ({counts or 'none'}), {len(comparison.added)} added, "
+          f"{len(comparison.removed)} removed; threshold {format_threshold(comparison.threshold)}", file=sys.stderr)
