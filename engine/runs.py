@@ -10,7 +10,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
@@ -19,6 +19,11 @@ from msgspec import Meta
 from engine.config import DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
+
+def utc_now() -> datetime:
+    """Every time the engine records is aware UTC, so API answers carry an RFC 3339 offset."""
+    return datetime.now(timezone.utc)
+
 
 Priority = Literal["critical", "high", "medium", "low", "all"]
 PRIORITIES: tuple[str, ...] = get_args(Priority)
@@ -161,7 +166,7 @@ class RunState:
     status: RunStatusName = QUEUED
     current_step: str | None = None
     error: str | None = None
-    created_at: datetime = field(default_factory=datetime.now)
+    created_at: datetime = field(default_factory=lambda: utc_now())
     started_at: datetime | None = None
     completed_at: datetime | None = None
     finished_keys: set[str] = field(default_factory=set)
@@ -216,7 +221,7 @@ class RunState:
     def elapsed_seconds(self) -> float:
         if self.started_at is None:
             return 0.0
-        end = self.completed_at or datetime.now()
+        end = self.completed_at or utc_now()
         return max(0.0, (end - self.started_at).total_seconds())
 
     def estimated_remaining_seconds(self) -> float | None:

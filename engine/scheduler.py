@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.errors import UnknownRunError
@@ -23,7 +23,7 @@ from engine.resources import refusal_reason
 from engine import result as config_outcome
 from engine import runs as run_states
 from engine.result import REFUSED, Measurement
-from engine.runs import CANCELLED, PRIORITY_RANK, QUEUED, RUNNING, RunState, RunStatus
+from engine.runs import CANCELLED, PRIORITY_RANK, QUEUED, RUNNING, RunState, RunStatus, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Scheduler:
                 return run.status_now()
             run.status = CANCELLED
             run.current_step = None
-            run.completed_at = datetime.now()
+            run.completed_at = utc_now()
             devices = [d for d, (rid, _) in self._in_flight.items() if rid == run_id]
             workers = [self._workers[d] for d in devices if d in self._workers]
             self._lock.notify_all()
@@ -152,7 +152,7 @@ class Scheduler:
 
     def _forget_finished_runs(self) -> None:
         """A long-lived server must not keep every run ever made; storage has the finished ones."""
-        cutoff = datetime.now() - FINISHED_RUN_MEMORY
+        cutoff = utc_now() - FINISHED_RUN_MEMORY
         for run_id in [rid for rid, run in self._runs.items() if run.terminal and run.completed_at < cutoff]:
             del self._runs[run_id]
 
@@ -195,7 +195,7 @@ class Scheduler:
                 self._in_flight[device] = (run.run_id, config.key())
                 if run.status == QUEUED:
                     run.status = RUNNING
-                    run.started_at = run.started_at or datetime.now()
+                    run.started_at = run.started_at or utc_now()
                 run.current_step = f"{config.model_name} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
             self._publish(run)
             try:
@@ -365,6 +365,6 @@ class Scheduler:
             if all_failed:
                 run.error = f"all {run.total_configs} configs failed; see hardware_compatibility for reasons"
             run.current_step = None
-            run.completed_at = datetime.now()
+            run.completed_at = utc_now()
             self._lock.notify_all()
         self._publish(run)

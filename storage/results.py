@@ -6,7 +6,7 @@ back with ``msgspec.convert`` into the type the caller names.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 import msgspec
@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from storage.catalog import ensure_hardware, ensure_model
 from storage.database import Database
+from storage.timestamps import read_back, stored, utc_now
 
 Row = TypeVar("Row")
 
@@ -50,6 +51,7 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "samples_ms": pa.list_(pa.float64()),
     "stop_reason": pa.string(),
     "wall_seconds": pa.float64(),
+    "created_at": pa.timestamp("us"),  # UTC; not DuckDB's current_timestamp, whose zone is the session's
 }
 _INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
 _INSERT_SCHEMA = pa.schema([("model_id", pa.int32()), ("hardware_id", pa.int32()), *RESULT_VALUE_COLUMNS.items()])
@@ -78,6 +80,7 @@ def insert_results(db: Database, rows: list[dict]) -> int:
         model_ids: dict[str, int] = {}
         hardware_ids: dict[str, int] = {}
         columns: dict[str, list] = {name: [] for name in _INSERT_COLUMNS}
+        defaults = {"created_at": stored(utc_now())}
         for row in rows:
             model, hardware = row["model"], row["hardware"]
             if model.name not in model_ids:
@@ -87,7 +90,7 @@ def insert_results(db: Database, rows: list[dict]) -> int:
             columns["model_id"].append(model_ids[model.name])
             columns["hardware_id"].append(hardware_ids[hardware.name])
             for name in RESULT_VALUE_COLUMNS:
-                columns[name].append(row.get(name))
+                columns[name].append(stored(row.get(name, defaults.get(name))))
         batch = pa.table(columns, schema=_INSERT_SCHEMA)
         cursor.register("incoming_results", batch)
         try:
@@ -100,7 +103,7 @@ def insert_results(db: Database, rows: list[dict]) -> int:
 
 FAILURE_VALUE_COLUMNS = (
     "run_id", "config_key", "batch_size", "precision", "sequence_length", "image_size", "status",
-    "is_compatible", "error_type", "error_message",
+    "is_compatible", "error_type", "error_message", "created_at",
 )
 
 
@@ -117,12 +120,13 @@ def record_failure(db: Database, failure: dict) -> None:
         cursor.execute(
             f"INSERT INTO hardware_compatibility (model_id, hardware_id, {names}) "
             f"VALUES (?, ?, {', '.join('?' for _ in FAILURE_VALUE_COLUMNS)})",
-            [model_id, hardware_id, *(failure.get(column) for column in FAILURE_VALUE_COLUMNS)],
+            [model_id, hardware_id, *(stored(failure.get(column)) for column in FAILURE_VALUE_COLUMNS[:-1]),
+             stored(failure.get("created_at") or utc_now())],
         )
 
 
 def _rows(cursor, columns: tuple[str, ...], as_type: type[Row]) -> list[Row]:
-    return msgspec.convert([dict(zip(columns, row, strict=True)) for row in cursor.fetchall()], list[as_type])
+    return msgspec.convert([read_back(dict(zip(columns, row, strict=True))) for row in cursor.fetchall()], list[as_type])
 
 
 def results_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
@@ -192,7 +196,7 @@ def query_results(
 
 
 def has_recent_result(db: Database, config_key: str, fingerprint: str, max_age_days: int) -> bool:
-    cutoff = datetime.now() - timedelta(days=max_age_days)
+    cutoff = stored(utc_now() - timedelta(days=max_age_days))
     row = db.cursor().execute(
         "SELECT 1 FROM performance_results WHERE config_key = ? AND fingerprint = ? AND created_at >= ? LIMIT 1",
         [config_key, fingerprint, cutoff],

@@ -11,6 +11,7 @@ from typing import TypeVar
 import msgspec
 
 from storage.database import Database
+from storage.timestamps import read_back, stored
 
 RUN_COLUMNS = (
     "run_id", "status", "priority", "progress", "current_step", "start_time", "elapsed_time",
@@ -24,7 +25,7 @@ Row = TypeVar("Row")
 
 def save_run(db: Database, record: msgspec.Struct) -> None:
     """Insert or update a run from a Struct whose fields include RUN_COLUMNS."""
-    values = {column: getattr(record, column) for column in RUN_COLUMNS}
+    values = {column: stored(getattr(record, column)) for column in RUN_COLUMNS}
     for column in JSON_COLUMNS:
         values[column] = msgspec.json.encode(values[column]).decode()
     assignments = ", ".join(
@@ -40,7 +41,7 @@ def save_run(db: Database, record: msgspec.Struct) -> None:
 
 
 def _decode(row: tuple, as_type: type[Row]) -> Row:
-    run = dict(zip(RUN_COLUMNS, row, strict=True))
+    run = read_back(dict(zip(RUN_COLUMNS, row, strict=True)))
     for column in JSON_COLUMNS:
         run[column] = msgspec.json.decode(run[column]) if run[column] is not None else None
     if run["environment"] is None:

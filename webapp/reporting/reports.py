@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import altair as alt
@@ -18,7 +18,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from engine.result import ResultRow
-from engine.runs import RunRecord, RunStatus
+from engine.runs import RunRecord, RunStatus, utc_now
 from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
@@ -98,7 +98,7 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     payload = msgspec.json.format(msgspec.json.encode({"run": run, "results": results, "failures": failures}))
     (folder / "results.json").write_bytes(payload)
-    context = {"run": run, "results": results, "failures": failures, "generated_at": datetime.now()}
+    context = {"run": run, "results": results, "failures": failures, "generated_at": utc_now()}
     (folder / "report.md").write_text(_templates.get_template("reports/report.md.j2").render(**context), encoding="utf-8")
     chart = throughput_chart(results)
     html = _templates.get_template("reports/report.html.j2").render(
@@ -129,7 +129,7 @@ def list_reports(db: Database, results_dir: Path) -> list[ReportEntry]:
             status=run.status if run else "unknown",
             reports=files,
             url=f"/api/benchmark/reports/{folder.name}/report.html",
-            modified=datetime.fromtimestamp(folder.stat().st_mtime),
+            modified=datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc),
         ))
     return sorted(entries, key=lambda entry: entry.modified, reverse=True)
 

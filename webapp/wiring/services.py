@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 import msgspec
 
@@ -15,7 +14,7 @@ from engine.models.spec import ModelInfo
 from engine.planning import plan_run
 from engine.ports import EventSink
 from engine.result import ResultRow
-from engine.runs import FAILED, RunRecord, RunRequest, RunResults, RunState, RunStatus, RunStatusName
+from engine.runs import FAILED, RunRecord, RunRequest, RunResults, RunState, RunStatus, RunStatusName, utc_now
 from engine.scheduler import Scheduler
 from engine.worker_client import WorkerProcess
 from storage import results as result_rows
@@ -79,7 +78,7 @@ class Services:
                 run = self.plan(record.request)
             except Exception as error:  # its models or hardware may be gone since
                 run_rows.save_run(self.db, msgspec.structs.replace(
-                    record, status=FAILED, completion_time=datetime.now(), current_step=None,
+                    record, status=FAILED, completion_time=utc_now(), current_step=None,
                     error=f"could not resume after restart: {error}",
                 ))
                 continue

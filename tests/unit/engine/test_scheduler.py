@@ -187,13 +187,15 @@ def test_progressive_mode_stops_escalating_after_a_failure(make_scheduler, regis
 
 
 def test_runs_finished_long_ago_are_forgotten_by_the_scheduler(make_scheduler, registry):
-    from datetime import datetime, timedelta
+    from datetime import timedelta
+
+    from engine.runs import utc_now
 
     scheduler, _, _ = make_scheduler()
     old = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
     scheduler.wait(old.run_id, timeout=120)
     assert scheduler.get(old.run_id) is old
-    old.completed_at = datetime.now() - timedelta(hours=1)
+    old.completed_at = utc_now() - timedelta(hours=1)
     fresh = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
     assert scheduler.get(old.run_id) is None and scheduler.get(fresh.run_id) is fresh
 

@@ -1,7 +1,7 @@
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 import duckdb
 import pytest
@@ -76,7 +76,10 @@ def test_runs_and_failures_stored_by_schema_v2_read_back_under_the_v3_names(tmp_
 
     with Database(path) as upgraded:
         run = get_run(upgraded, "r-old", RunRecord)
-        assert (run.status, run.start_time, run.completion_time) == ("running", started, None)
+        # Stored naive, the time is UTC and reads back aware.
+        assert (run.status, run.start_time, run.completion_time) == (
+            "running", started.replace(tzinfo=timezone.utc), None
+        )
         assert run.request == request
         assert (run.progress, run.completed_configs, run.total_configs, run.elapsed_time) == (0.25, 1, 4, 0.0)
         failures = failures_for_run(upgraded, "r-old", ResultRow)

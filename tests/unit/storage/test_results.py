@@ -1,5 +1,7 @@
 from datetime import datetime, timedelta
 
+from engine.runs import utc_now
+
 import msgspec
 
 from descriptions import CPU, model_description
@@ -109,7 +111,7 @@ def test_run_rows_round_trip_and_update_in_place(tmp_path):
     state.environments["cpu"] = environment("cpu")
     state.fingerprints["cpu"] = fingerprint(state.environments["cpu"])
     save_run(db, state.record())
-    state.status, state.started_at = "running", datetime.now()
+    state.status, state.started_at = "running", utc_now()
     state.finished_keys.add(state.configs[0].key())
     running = state.record()
     save_run(db, running)
