@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchboard_client.errors import BenchmarkAPIError, NotFound, ServerUnreachable
@@ -38,9 +39,10 @@ class FollowPolicy:
 class RunFollower:
     """State of following one run: the last status seen and the reconnect budget."""
 
-    def __init__(self, run_id: str, policy: FollowPolicy):
+    def __init__(self, run_id: str, policy: FollowPolicy, clock: Callable[[], float] = time.monotonic):
         self.run_id = run_id
         self.policy = policy
+        self._clock = clock
         self.last: dict | None = None
         self._reached_server = False
         self._failed_connects = 0
@@ -93,7 +95,7 @@ class RunFollower:
         """Seconds until the next poll; re-raises once the server has been away too long."""
         if not self._reached_server:
             raise error
-        now = time.monotonic()
+        now = self._clock()
         if self._unreachable_since is None:
             self._unreachable_since = now
         if now - self._unreachable_since > self.policy.unreachable_timeout:

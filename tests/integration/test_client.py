@@ -245,7 +245,7 @@ def test_followers_survive_a_server_crash_mid_run_and_see_the_end(tmp_path, capl
         ]
         for follower in followers:
             follower.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # the first config waits for a worker's torch import on a busy box
         while not all(any(s["completed_configs"] >= 1 for _, s in statuses) for statuses in seen.values()):
             assert time.monotonic() < deadline, "the run never got going"
             time.sleep(0.02)

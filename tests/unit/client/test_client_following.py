@@ -1,7 +1,6 @@
 """client.following decides how a watcher follows a run: when to report, reconnect, poll or give up."""
 
 import json
-import time
 
 import pytest
 
@@ -14,8 +13,21 @@ def status(state="running", completed=0, **extra):
             "total_configs": 2, "current_step": None, "error": None, **extra}
 
 
-def follower(**policy):
-    return RunFollower("r1", FollowPolicy(**policy))
+class FakeClock:
+    """Seconds that pass only when a test says so: no test here sleeps or races a timer."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def follower(clock=None, **policy):
+    return RunFollower("r1", FollowPolicy(**policy), clock=clock or FakeClock())
 
 
 def test_each_change_is_reported_once_and_repeats_are_dropped():
@@ -84,20 +96,26 @@ def test_polling_a_server_never_reached_gives_up_at_once():
 
 
 def test_polling_waits_for_a_server_that_went_away_then_gives_up():
-    watcher = follower(poll_interval=0.05, unreachable_timeout=0.2)
+    clock = FakeClock()
+    watcher = follower(clock, poll_interval=0.05, unreachable_timeout=0.2)
     watcher.on_status(status())
     error = ServerUnreachable("cannot reach server")
     assert watcher.after_unreachable(error) == 0.05
-    time.sleep(0.25)
+    clock.advance(0.19)
+    assert watcher.after_unreachable(error) == 0.05  # still within the timeout: keep polling
+    clock.advance(0.02)
     with pytest.raises(ServerUnreachable):
         watcher.after_unreachable(error)
 
 
 def test_a_status_between_outages_restarts_the_unreachable_clock():
-    watcher = follower(poll_interval=0.05, unreachable_timeout=0.2)
+    clock = FakeClock()
+    watcher = follower(clock, poll_interval=0.05, unreachable_timeout=0.2)
     watcher.on_status(status())
     error = ServerUnreachable("cannot reach server")
     watcher.after_unreachable(error)
-    time.sleep(0.25)
+    clock.advance(0.25)
     watcher.on_status(status(completed=1))
     assert watcher.after_unreachable(error) == 0.05
+    clock.advance(0.15)
+    assert watcher.after_unreachable(error) == 0.05  # the outage is counted from after the status
