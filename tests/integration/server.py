@@ -44,6 +44,8 @@ def server_environment(tmp_path: Path, settings: dict) -> dict[str, str]:
         "results_dir": tmp_path / "results",
         "log_dir": tmp_path / "logs",
         "max_seconds": 0.3,
+        # A test that measures starts its worker with its first run; the others start none.
+        "prestart_workers": False,
     }
     # Inherited BENCHBOARD_* variables (a developer's token, say) must not leak into a test server.
     env = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
@@ -67,6 +69,9 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.log_path = tmp_path / "server-output.log"
         self._env = server_environment(tmp_path, settings)
+        # With a token, reads need it too, the readiness probe's included.
+        token = settings.get("token")
+        self._ready_headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._popen: subprocess.Popen | None = None
         # Every process group this server ever led is swept at stop(). Workers run in
         # sessions of their own and end by themselves once their server is gone.
@@ -97,7 +102,7 @@ class ServerProcess:
             if not self.alive():
                 raise ServerStartError(f"server exited with {self._popen.returncode}:\n{self.output()}")
             try:
-                if httpx.get(self.url + READY_PATH, timeout=2.0).status_code == 200:
+                if httpx.get(self.url + READY_PATH, headers=self._ready_headers, timeout=2.0).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
