@@ -1,119 +1,19 @@
-"""Comparing runs: GET /api/benchmark/compare, and the loading the CLI and the Compare page share.
-
-``run_comparison`` and ``history_comparison`` read the rows from storage and hand them to
-``engine.compare``; the API, ``benchboard compare`` and the Compare page all call them, so
-the three show the same verdicts.
-"""
+"""GET /api/benchmark/compare: two runs config by config, or a run against its history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from engine.compare import (
-    DEFAULT_LOOKBACK,
-    MAX_LOOKBACK,
-    SLOWER,
-    ComparedResult,
-    RunComparison,
-    Thresholds,
-    compare_history,
-    compare_runs,
-    thresholds_from,
-)
-from engine.errors import InvalidRequestError, UnknownRunError
-from storage import comparisons
-from storage import runs as run_rows
-from storage.database import Database
+from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison
 from webapp.api.dependencies import require_allowed_origin
 from webapp.errors import ERROR_RESPONSES
+from webapp.wiring.comparisons import comparison_request
 from webapp.wiring.services import Services
 
 RunIdParameter = Annotated[str | None, Parameter(description="Run id", max_length=64)]
-
-
-class _RunId(msgspec.Struct):
-    run_id: str
-
-
-def require_run(db: Database, run_id: str) -> None:
-    if run_rows.get_run(db, run_id, _RunId) is None:
-        raise UnknownRunError(run_id)
-
-
-def run_comparison(db: Database, baseline: str, contender: str, thresholds: Thresholds | None = None) -> RunComparison:
-    """Run ``contender`` against run ``baseline``; UnknownRunError if either is not stored."""
-    require_run(db, baseline)
-    require_run(db, contender)
-    return compare_runs(
-        comparisons.results_with_samples(db, baseline, ComparedResult),
-        comparisons.results_with_samples(db, contender, ComparedResult),
-        baseline_run_id=baseline, contender_run_id=contender, thresholds=thresholds,
-    )
-
-
-def history_comparison(
-    db: Database, run_id: str, thresholds: Thresholds | None = None, lookback: int = DEFAULT_LOOKBACK
-) -> RunComparison:
-    """Run ``run_id`` against the last ``lookback`` results of each of its configs."""
-    require_run(db, run_id)
-    return compare_history(
-        comparisons.results_with_samples(db, run_id, ComparedResult),
-        comparisons.history_for_run(db, run_id, lookback, ComparedResult),
-        run_id=run_id, lookback=lookback, thresholds=thresholds,
-        other_environments=comparisons.other_environment_counts(db, run_id),
-    )
-
-
-def regressed_runs(db: Database, run_ids: Sequence[str], lookback: int = DEFAULT_LOOKBACK) -> set[str]:
-    """Which of ``run_ids`` have a config ``slower`` than its history (what the runs list marks).
-
-    All runs are first compared on their stored medians and CIs, without raw samples; only a
-    run with a config more than half the threshold slower is then compared in full, exactly
-    as the Compare page does, so the list stays cheap and agrees with that page."""
-    if not run_ids:
-        return set()
-    results = comparisons.results_for_runs(db, run_ids, ComparedResult)
-    histories = comparisons.history_for_runs(db, run_ids, lookback, ComparedResult)
-    marked = set()
-    for run_id in run_ids:
-        if not results.get(run_id) or not histories.get(run_id):
-            continue
-        rough = compare_history(results[run_id], histories[run_id], run_id=run_id, lookback=lookback)
-        if any(c.ratio is not None and c.ratio > 1 + c.threshold / 2 for c in rough.configs):
-            if history_comparison(db, run_id, lookback=lookback).has_regression:
-                marked.add(run_id)
-    return marked
-
-
-def comparison_request(
-    db: Database,
-    *,
-    baseline: str | None,
-    contender: str | None,
-    history: str | None,
-    threshold: str | None,
-    threshold_for: Iterable[str] = (),
-    lookback: int = DEFAULT_LOOKBACK,
-) -> RunComparison:
-    """The comparison asked for by query parameters: ``baseline`` and ``contender``, or
-    ``history``. InvalidRequestError names the field that is missing or wrong."""
-    thresholds = thresholds_from(threshold, threshold_for)
-    if not 1 <= lookback <= MAX_LOOKBACK:
-        raise InvalidRequestError("lookback", f"must be between 1 and {MAX_LOOKBACK}")
-    if history:
-        if baseline or contender:
-            raise InvalidRequestError("history", "give either history, or baseline and contender, not both")
-        return history_comparison(db, history, thresholds, lookback)
-    if not baseline:
-        raise InvalidRequestError("baseline", "required with contender (or give history=RUN_ID alone)")
-    if not contender:
-        raise InvalidRequestError("contender", "required with baseline")
-    return run_comparison(db, baseline, contender, thresholds)
 
 
 class CompareController(Controller):

@@ -79,7 +79,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def _local(args: argparse.Namespace) -> RunComparison:
     from storage.database import Database
-    from webapp.api.compare import history_comparison, run_comparison
+    from webapp.wiring.comparisons import history_comparison, run_comparison
 
     db_path = Settings.from_env(db_path=args.db_path).db_path
     if not Path(db_path).exists():

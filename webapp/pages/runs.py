@@ -24,6 +24,7 @@ from storage import runs as run_rows
 from webapp.api.dependencies import require_token
 from webapp.live import ResultEvent, decode_event, run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
+from webapp.wiring.comparisons import regressed_runs
 from webapp.wiring.services import Services
 
 RECENT_RUNS = 50
@@ -84,6 +85,9 @@ def recent_runs(services: Services) -> list[dict]:
                 "precision": request.precision,
             }
         )
+    regressed = regressed_runs(services.db, [run["run_id"] for run in runs if run["status"] == "completed"])
+    for run in runs:
+        run["regressed"] = run["run_id"] in regressed
     return runs
 
 

@@ -247,3 +247,46 @@ def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
         columns[category], columns[number], None if group is None else columns[group]
     )
     return _filled(template, records, f"{columns[number]} by {columns[category]}")
+
+
+COMPARE_SIDES = ("baseline", "contender")
+
+
+@cache
+def _distributions_template() -> dict:
+    base = alt.Chart(_rows()).encode(
+        y=alt.Y("label:N", title=None, sort=None),  # data order: the baseline first
+        x=alt.X("latency_ms:Q", title="Latency (ms)", scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=NUMBER_FORMAT)),
+        color=alt.Color("side:N", legend=None,
+                        scale=alt.Scale(domain=list(COMPARE_SIDES), range=["#64748b", "#2563eb"])),
+    )
+    box = base.mark_boxplot(extent="min-max", size=22, opacity=0.3, median={"color": "#1f2933"})
+    strip = base.mark_tick(thickness=1.5, size=16).encode(
+        tooltip=[
+            alt.Tooltip("label:N", title="Side"),
+            alt.Tooltip("percentile:Q", title="Percentile"),
+            alt.Tooltip("latency_ms:Q", title="Latency (ms)", format=",.4~f"),
+        ],
+    )
+    return _template(alt.layer(box, strip).properties(height=110))
+
+
+def sample_distributions(
+    title: str, baseline_quantiles: Sequence[float], contender_quantiles: Sequence[float],
+    labels: tuple[str, str] = COMPARE_SIDES,
+) -> dict | None:
+    """Both sides of a compared config: a box (min, quartiles, median, max) and a strip of
+    ticks at every 5th percentile of each side's raw samples. The quantiles come already
+    computed (engine.compare's Side.quantiles_ms), so the chart never carries raw samples."""
+    rows = []
+    for side, label, quantiles in zip(COMPARE_SIDES, labels, (baseline_quantiles, contender_quantiles), strict=True):
+        steps = len(quantiles) - 1
+        rows += [
+            {"side": side, "label": label, "percentile": round(100 * i / steps, 1) if steps else 50.0,
+             "latency_ms": float(value)}
+            for i, value in enumerate(quantiles)
+        ]
+    if not rows:
+        return None
+    return _filled(_distributions_template(), rows, title)
