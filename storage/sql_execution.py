@@ -29,7 +29,6 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
-from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -48,6 +47,9 @@ DEFAULT_MAX_BYTES = 8_000_000  # the whole answer, in Arrow bytes
 DEFAULT_MAX_CELL_BYTES = 1_000_000  # one value
 DEFAULT_POOL_SIZE = 2
 DEFAULT_POOL_WAIT_S = 1.0
+# How long past its deadline an async caller waits for a query that DuckDB is still
+# finishing (inside one call interrupt() cannot stop) before answering QueryTimeout.
+LATE_GRACE_S = 0.3
 # Rows per Arrow batch: small, so one batch of wide rows stays small before it is measured.
 BATCH_ROWS = 256
 _SECONDS_PER_MONTH = 30 * 86_400  # as DuckDB counts a month when it converts an interval
@@ -112,28 +114,60 @@ class SqlPool:
     def busy(self) -> SqlBusy:
         return SqlBusy(self.size, retry_after_s=self.wait_s)
 
-    def run(self, function: Callable[..., T], /, *args, **kwargs) -> T:
+    def run(self, function: Callable[[], T]) -> T:
+        """``function()`` in a slot, on the calling thread."""
         if not self._slots.acquire(timeout=self.wait_s):
             raise self.busy()
         try:
-            return function(*args, **kwargs)
+            return function()
         finally:
             self._slots.release()
 
-    async def run_async(self, function: Callable[..., T], /, *args, **kwargs) -> T:
+    async def run_async(
+        self,
+        function: Callable[[], T],
+        *,
+        deadline: float | None = None,
+        late: Callable[[], Exception] | None = None,
+    ) -> T:
+        """``function()`` in a slot, on a thread of its own.
+
+        With a ``deadline`` (a perf_counter time), the caller gets ``late()`` once it is
+        LATE_GRACE_S past, even if the thread is still inside a call DuckDB cannot
+        interrupt; the slot stays taken until that thread ends, so the bound holds.
+        """
         give_up = time.monotonic() + self.wait_s
         while not self._slots.acquire(blocking=False):
             if time.monotonic() >= give_up:
                 raise self.busy()
             await anyio.sleep(0.01)
+        handover = threading.Lock()
+        state = {"started": False, "abandoned": False}
+
+        def in_slot() -> T:
+            with handover:
+                if state["abandoned"]:  # the caller gave up before this thread began
+                    raise self.busy()
+                state["started"] = True
+            try:
+                return function()
+            finally:
+                self._slots.release()
+
+        # A limiter per call: the slots above already bound concurrency, and this keeps
+        # the query off anyio's default limiter and off the loop's default executor.
+        limiter = anyio.CapacityLimiter(1)
         try:
-            # A limiter per call: the slots above already bound concurrency, and this keeps
-            # the query off anyio's default limiter and off the loop's default executor.
-            return await anyio.to_thread.run_sync(
-                partial(function, *args, **kwargs), limiter=anyio.CapacityLimiter(1)
-            )
+            if deadline is None:
+                return await anyio.to_thread.run_sync(in_slot, limiter=limiter)
+            with anyio.move_on_after(max(0.0, deadline - time.perf_counter()) + LATE_GRACE_S):
+                return await anyio.to_thread.run_sync(in_slot, abandon_on_cancel=True, limiter=limiter)
+            raise late() if late is not None else TimeoutError("past the deadline")
         finally:
-            self._slots.release()
+            with handover:
+                if not state["started"]:  # cancelled before the thread took the slot over
+                    state["abandoned"] = True
+                    self._slots.release()
 
 
 SQL_POOL = SqlPool()
@@ -327,7 +361,7 @@ class _Collected:
             if self._deadline.passed():
                 raise QueryTimeout(self._timeout_s)
             columns.append(_python_values(column, None if cut is None else cut[:, index], self.caps.cell_bytes))
-        self.rows.extend(map(list, zip(*columns)) if columns else ([] for _ in range(batch.num_rows)))
+        self.rows.extend(map(list, zip(*columns, strict=True)) if columns else ([] for _ in range(batch.num_rows)))
 
 
 def _value_sizes(array: pa.Array) -> np.ndarray:
@@ -377,18 +411,20 @@ def _python_values(array: pa.Array, cut: np.ndarray | None, cell_bytes: int) -> 
         return _convert(array)
     values: list = [None] * len(array)
     keep = np.flatnonzero(~cut)
-    for index, value in zip(keep, _convert(array.take(pa.array(keep)))):
+    for index, value in zip(keep, _convert(array.take(pa.array(keep))), strict=True):
         values[index] = value
     over = np.flatnonzero(cut)
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        starts = pc.utf8_slice_codeunits(array.take(pa.array(over)), 0, cell_bytes // 4)
+        # The first cell_bytes bytes, less a character the cut would split.
+        starts = pc.binary_slice(array.take(pa.array(over)).cast(pa.large_binary()), 0, cell_bytes)
+        cut_values = [None if raw is None else raw.decode("utf-8", "ignore") for raw in starts.to_pylist()]
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
         # Hex doubles a blob's length in the answer.
-        starts = pc.binary_slice(array.take(pa.array(over)), 0, cell_bytes // 2)
+        cut_values = _convert(pc.binary_slice(array.take(pa.array(over)), 0, cell_bytes // 2))
     else:
         return values  # other values over the cap stay null
-    for index, value in zip(over, _convert(starts)):
+    for index, value in zip(over, cut_values, strict=True):
         values[index] = value
     return values
 

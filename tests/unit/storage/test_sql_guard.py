@@ -7,18 +7,25 @@ import json
 import threading
 import time
 
+import anyio
+import anyio.to_thread
+import msgspec
+import psutil
 import pytest
 
-from storage.database import Database
+from storage import sql_execution
+from storage.database import MEMORY_LIMIT_CAP_BYTES, Database
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_execution import execute_read_only
+from storage.sql_execution import SqlBusy, SqlPool, execute_read_only
 from storage.sql_guard import (
     QueryFailed,
     QueryRefused,
+    QueryResult,
     QuerySyntaxError,
     QueryTimeout,
     check_query,
     run_guarded_query,
+    run_guarded_query_async,
 )
 
 SEED_STATEMENTS = [
@@ -171,10 +178,19 @@ def test_result_values_are_json_ready(benchmark_db):
     assert result.rows == [
         ["2024-05-01T10:01:00", "2024-05-01", [9.0, 10.0, 11.0], 1.5, 90.0, None, {"bs": 1}, "01ff"]
     ]
-    payload = result.to_dict()
-    assert set(payload) == {"columns", "rows", "row_count", "truncated", "elapsed_ms"}
+    payload = msgspec.to_builtins(result)
+    assert set(payload) == {"columns", "rows", "row_count", "truncated", "truncated_reason", "elapsed_ms"}
     json.dumps(payload, allow_nan=False)
     assert payload["elapsed_ms"] >= 0
+    assert payload["truncated_reason"] is None
+
+
+def test_the_result_is_a_msgspec_struct_the_api_can_return_as_is(benchmark_db):
+    result = run(benchmark_db, "SELECT 1::HUGEINT AS whole, sum(batch_size) AS total FROM performance_results")
+    assert isinstance(result, QueryResult) and isinstance(result, msgspec.Struct)
+    decoded = msgspec.json.decode(msgspec.json.encode(result), type=QueryResult)
+    assert decoded.rows == [[1, 27]]  # HUGEINT sums stay integers
+    assert decoded.truncated is False and decoded.truncated_reason is None
 
 
 def test_syntax_error_names_the_parsers_position(benchmark_db):
@@ -259,3 +275,234 @@ def test_sandbox_stops_writes_that_skip_the_parser(
     assert duckdb_says in failed.value.reason
     assert database_fingerprint(benchmark_db) == before
     assert not (tmp_path / "stolen.csv").exists()
+
+
+
+# --- The answer is bounded as a whole: rows, bytes, cells, time --------------------
+
+def test_rows_past_the_cap_give_the_reason(benchmark_db):
+    capped = run(benchmark_db, "SELECT result_id FROM performance_results ORDER BY result_id", row_cap=4)
+    assert capped.truncated_reason == "more than 4 rows: only the first 4 are returned"
+
+
+def test_an_answer_over_the_byte_cap_is_cut_at_the_cap_and_says_why(benchmark_db):
+    # 5,000 rows of about 1 kB: 5 MB, over a 100 kB cap.
+    result = run(benchmark_db, "SELECT i, repeat('x', 1000) || i AS filler FROM unnest(generate_series(1, 5000)) t(i)",
+                 max_bytes=100_000)
+    assert result.truncated is True
+    assert result.truncated_reason.startswith("the answer is over 100,000 bytes: only the first ")
+    assert 0 < result.row_count < 100
+    assert len(msgspec.json.encode(result.rows)) <= 120_000
+    assert [row[0] for row in result.rows] == list(range(1, result.row_count + 1))
+
+
+def test_a_single_row_past_the_byte_cap_is_not_returned(benchmark_db):
+    result = run(benchmark_db, "SELECT repeat('x', 90000) AS a, repeat('y', 90000) AS b", max_bytes=100_000)
+    assert (result.rows, result.truncated) == ([], True)
+    assert result.columns == ["a", "b"]
+
+
+def test_a_string_over_the_cell_cap_keeps_its_start(benchmark_db):
+    result = run(benchmark_db, "SELECT repeat('ab', 50000) AS long, 'short' AS short", max_cell_bytes=1000)
+    assert result.rows == [["ab" * 500, "short"]]
+    assert result.truncated is True
+    assert result.truncated_reason.startswith("values over 1,000 bytes were cut (column long)")
+
+
+def test_a_list_over_the_cell_cap_becomes_null(benchmark_db):
+    result = run(benchmark_db, "SELECT generate_series(1, 100000) AS big, [1, 2] AS small", max_cell_bytes=10_000)
+    assert result.rows == [[None, [1, 2]]]
+    assert "column big" in result.truncated_reason
+
+
+MAP_OF_A_MILLION = ("SELECT map(l, l) AS m FROM (SELECT list(x) AS l FROM unnest(generate_series(1, 1000000)) t(x)), "
+                    "unnest(generate_series(1, 3))")
+# The interrupt and the byte-bounded conversion land within the limit; the rest is slack
+# for a loaded 2-core CI machine.
+SLACK_S = 2.0
+
+
+def test_three_maps_of_a_million_entries_answer_within_the_time_limit(benchmark_db):
+    # Reported: 13.9 s past a 5 s limit, converting 3 million map entries to Python.
+    started = time.perf_counter()
+    try:
+        result = run(benchmark_db, MAP_OF_A_MILLION, timeout_s=5.0)
+    except QueryTimeout:
+        pass  # a slow machine may not even finish building the maps: interrupted in time
+    else:
+        assert result.rows == [[None], [None], [None]]
+        assert result.truncated and "column m" in result.truncated_reason
+    assert time.perf_counter() - started < 5.0 + SLACK_S
+
+
+def test_a_histogram_of_a_million_values_is_cut_not_converted(benchmark_db):
+    started = time.perf_counter()
+    try:
+        result = run(benchmark_db, "SELECT histogram(x) AS h FROM unnest(generate_series(1, 1000000)) t(x)")
+    except QueryTimeout:
+        pass
+    else:
+        assert result.rows == [[None]] and result.truncated
+    assert time.perf_counter() - started < 5.0 + SLACK_S
+
+
+def test_the_time_limit_covers_converting_the_rows(benchmark_db, monkeypatch):
+    real = sql_execution._python_values
+
+    def slow(*args):
+        time.sleep(0.2)  # stands in for a conversion that takes long under the GIL
+        return real(*args)
+
+    monkeypatch.setattr(sql_execution, "_python_values", slow)
+    started = time.perf_counter()
+    with pytest.raises(QueryTimeout):
+        run(benchmark_db, "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(20)), timeout_s=1.0)
+    # 20 columns x 0.2 s would be 4 s; the deadline stops it after the column in hand.
+    assert time.perf_counter() - started < 1.0 + SLACK_S
+
+
+def test_the_time_limit_counts_from_the_call(benchmark_db):
+    with pytest.raises(QueryTimeout) as timed_out:
+        run(benchmark_db, "SELECT 1", timeout_s=0.5, _started=time.perf_counter() - 1.0)
+    assert timed_out.value.reason == "query interrupted after 0.5 s"
+
+
+# --- Memory -----------------------------------------------------------------------
+
+def test_duckdb_memory_is_limited_before_the_configuration_is_locked(benchmark_db):
+    cursor = benchmark_db.cursor()
+    limit, temp = cursor.execute(
+        "SELECT current_setting('memory_limit'), current_setting('max_temp_directory_size')"
+    ).fetchall()[0]
+    number, unit = limit.split()
+    limit_bytes = float(number) * {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[unit]
+    expected = min(psutil.virtual_memory().total / 4, MEMORY_LIMIT_CAP_BYTES)
+    assert abs(limit_bytes - expected) <= 0.06 * expected  # DuckDB prints one decimal
+    assert temp == "4.0 GiB"
+    with pytest.raises(Exception, match="locked"):
+        cursor.execute("SET memory_limit = '100GB'")
+
+
+def test_a_recursive_cte_doubling_a_string_stops_at_the_memory_limit(tmp_path):
+    db = Database(tmp_path / "small.duckdb", memory_limit="256MiB")
+    process = psutil.Process()
+    before = process.memory_info().rss
+    try:
+        with pytest.raises((QueryFailed, QueryTimeout)) as stopped:
+            run(db, """WITH RECURSIVE r(s, i) AS (SELECT 'x', 0 UNION ALL SELECT s || s, i + 1 FROM r WHERE i < 40)
+                       SELECT max(length(s)) FROM r""", timeout_s=10.0)
+        if isinstance(stopped.value, QueryFailed):
+            assert "Out of Memory" in stopped.value.reason
+        # Without the limit this reaches 2^40 characters; with it, a few hundred MB at most.
+        assert process.memory_info().rss - before < 1024**3
+    finally:
+        db.close()
+
+
+def test_a_growing_replacement_is_checked_when_it_runs(benchmark_db):
+    with pytest.raises(QueryFailed) as failed:
+        run(benchmark_db, "SELECT length(regexp_replace(repeat('x', 100000), 'x', 'yyyyyyyyyy', 'g'))")
+    assert "regexp_replace could build a string over 100,000 characters: refused" in failed.value.reason
+    with pytest.raises(QueryFailed) as failed:
+        run(benchmark_db, "SELECT length(replace(repeat('x', 100000), 'x', 'yy'))")
+    assert "replace could build a string over 100,000 characters" in failed.value.reason
+    assert run(benchmark_db, "SELECT replace('bert-tiny', 'tiny', 'small')").rows == [["bert-small"]]
+
+
+# --- A bounded pool ------------------------------------------------------------------
+
+def test_a_query_past_the_pool_waits_then_is_refused_as_busy(crowded_db):
+    pool = SqlPool(2, wait_s=0.3)
+    outcomes = []
+    started = threading.Barrier(3)
+
+    def slow():
+        started.wait()
+        try:
+            run(crowded_db, SLOW_QUERY, timeout_s=3.0, pool=pool)
+        except QueryTimeout as error:
+            outcomes.append(error)
+
+    workers = [threading.Thread(target=slow) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    started.wait()
+    time.sleep(0.3)  # both slow queries hold their slots by now
+    asked = time.perf_counter()
+    with pytest.raises(SqlBusy) as busy:
+        run(crowded_db, "SELECT 1", pool=pool)
+    waited = time.perf_counter() - asked
+    for worker in workers:
+        worker.join(timeout=15)
+
+    assert busy.value.retry_after_s == 0.3
+    assert busy.value.reason == "2 SQL queries are already running: retry in 0.3 s"
+    assert 0.25 <= waited < 0.3 + SLACK_S
+    assert len(outcomes) == 2
+    assert run(crowded_db, "SELECT 1 AS n", pool=pool).rows == [[1]]  # the slots came back
+
+
+def test_the_async_pool_waits_on_the_loop_then_is_refused_as_busy(crowded_db):
+    pool = SqlPool(1, wait_s=0.3)
+
+    async def main():
+        results = {}
+
+        async def slow():
+            try:
+                await run_guarded_query_async(crowded_db, SLOW_QUERY, allowed_tables=ALLOWED_QUERY_TABLES,
+                                              timeout_s=2.0, pool=pool)
+            except QueryTimeout as error:
+                results["slow"] = error
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow)
+            await anyio.sleep(0.2)
+            with pytest.raises(SqlBusy):
+                await run_guarded_query_async(crowded_db, "SELECT 1", allowed_tables=ALLOWED_QUERY_TABLES, pool=pool)
+        return results
+
+    assert isinstance(anyio.run(main)["slow"], QueryTimeout)
+
+
+def test_async_queries_do_not_use_the_default_thread_limiter(benchmark_db):
+    async def main():
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = 1
+        release = threading.Event()
+        async with anyio.create_task_group() as group:
+            # Every default worker thread is taken, as when all page handlers are busy...
+            group.start_soon(lambda: anyio.to_thread.run_sync(release.wait, 10))
+            await anyio.sleep(0.1)
+            with anyio.fail_after(5):  # ... and SQL still runs, on threads of its own.
+                result = await run_guarded_query_async(benchmark_db, "SELECT 42 AS n",
+                                                       allowed_tables=ALLOWED_QUERY_TABLES)
+            release.set()
+        return result
+
+    assert anyio.run(main).rows == [[42]]
+
+
+def test_an_async_caller_gets_its_answer_by_the_deadline_while_the_slot_stays_taken():
+    # Stands in for DuckDB inside one call interrupt() cannot stop (building a huge map).
+    pool = SqlPool(1, wait_s=0.1)
+    finished = threading.Event()
+
+    def uninterruptible():
+        time.sleep(1.5)
+        finished.set()
+
+    async def main():
+        started = time.perf_counter()
+        with pytest.raises(QueryTimeout):
+            await pool.run_async(uninterruptible, deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
+        answered = time.perf_counter() - started
+        with pytest.raises(SqlBusy):  # the slot is still the stuck query's
+            await pool.run_async(lambda: None)
+        return answered
+
+    answered = anyio.run(main)
+    assert answered < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
+    assert finished.wait(timeout=5)
+    time.sleep(0.1)
+    assert anyio.run(pool.run_async, lambda: 42) == 42  # released once the thread ended

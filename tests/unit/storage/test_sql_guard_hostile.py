@@ -3,11 +3,15 @@ and the database is the same afterwards."""
 
 import pytest
 
+from storage import sql_guard
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_guard import MAX_QUERY_LENGTH, QueryRefused, QuerySyntaxError, run_guarded_query
+from storage.sql_execution import execute_read_only
+from storage.sql_guard import MAX_QUERY_LENGTH, QueryRefused, QuerySyntaxError, plan_checker, run_guarded_query
 from test_sql_guard import database_fingerprint, make_benchmark_db
 
-NOT_A_QUERY = "is not allowed: only queries (SELECT, WITH, set operations, VALUES, PIVOT) may run"
+NOT_A_QUERY = (
+    "is not allowed: only queries (SELECT, WITH, set operations, VALUES, PIVOT, DESCRIBE, SUMMARIZE) may run"
+)
 ALLOWLIST = ", ".join(sorted(ALLOWED_QUERY_TABLES))
 TOO_DEEP = "query is nested too deeply (at most 64 levels)"
 ONE_STATEMENT = "only one statement is allowed"
@@ -29,6 +33,22 @@ def not_allowlisted(table):
 
 def main_schema_only(table):
     return f"table {table} is not allowed: only tables of the main schema may be queried"
+
+
+def same_name_as_the_catalog(name):
+    return f"the CTE name {name} is also a table or view of the database: rename the CTE"
+
+
+def FROM_ARGUMENT(function):  # noqa: N802 - reads like the other reason constants
+    return f"function {function} may not take a width or precision from an argument"
+
+
+def IN_A_LAMBDA(function):  # noqa: N802
+    return f"function {function} may not be used inside a lambda: it would run once per list element"
+
+
+def DOUBLING(function):  # noqa: N802
+    return f"function {function} may not combine its accumulator with itself: the value would double at every element"
 
 
 HOSTILE = [
@@ -78,8 +98,6 @@ HOSTILE = [
     ("use", "USE memory", not_a_query("USE")),
     ("begin", "BEGIN TRANSACTION", not_a_query("BEGIN")),
     ("commit", "COMMIT", not_a_query("COMMIT")),
-    ("summarize", "SUMMARIZE models", not_a_query("SUMMARIZE")),
-    ("describe", "DESCRIBE models", not_a_query("DESCRIBE")),
     ("show-tables", "SHOW TABLES", not_a_query("SHOW")),
     ("explain", "EXPLAIN SELECT * FROM models", not_a_query("EXPLAIN")),
     ("explain-analyze", "EXPLAIN ANALYZE SELECT * FROM models", not_a_query("EXPLAIN")),
@@ -104,17 +122,45 @@ HOSTILE = [
     # one call that builds a huge value cannot be interrupted by the time limit
     ("huge-series", "SELECT count(*) FROM (SELECT unnest(generate_series(1, 1000000000)))",
      "function generate_series may build at most 1,000,000 elements"),
-    ("computed-series", "SELECT generate_series(1, model_id * 1000000000) FROM models",
-     "function generate_series needs literal numbers as its size arguments"),
-    ("huge-repeat", "SELECT length(repeat('x', 10000000000))", "function repeat may build at most 1,000,000 elements"),
+    ("huge-repeat", "SELECT length(repeat('x', 10000000000))", "function repeat may build at most 100,000 characters"),
     ("huge-list-resize", "SELECT list_resize([1], 5000000000)",
      "function list_resize may build at most 1,000,000 elements"),
-    ("huge-lpad", "SELECT lpad('x', 600000000, 'y')", "function lpad may build at most 1,000,000 elements"),
-    ("huge-rpad", "SELECT rpad('x', 300000000, 'y')", "function rpad may build at most 1,000,000 elements"),
+    ("huge-lpad", "SELECT lpad('x', 600000000, 'y')", "function lpad may build at most 100,000 characters"),
+    ("huge-rpad", "SELECT rpad('x', 300000000, 'y')", "function rpad may build at most 100,000 characters"),
     ("nested-repeat", "SELECT repeat(repeat('x', 1000000), 1000)",
      "function repeat may not take the result of another list or string builder"),
-    ("wide-printf", "SELECT printf('%0200000000d', 1)", "function printf may build at most 1,000,000 characters"),
-    ("wide-format", "SELECT format('{:>200000000}', 1)", "function format may build at most 1,000,000 characters"),
+    ("wide-printf", "SELECT printf('%0200000000d', 1)", "function printf may build at most 100,000 characters"),
+    ("wide-format", "SELECT format('{:>200000000}', 1)", "function format may build at most 100,000 characters"),
+    # ... judged in the SQL that runs, after sqlglot's rewrites: space(n) runs as REPEAT(' ', n)
+    ("huge-space", "SELECT space(300000000)", "function repeat may build at most 100,000 characters"),
+    ("nested-space", "SELECT repeat(space(1000), 1000)",
+     "function repeat may not take the result of another list or string builder"),
+    ("long-text-repeated", "SELECT repeat('" + "y" * 1000 + "', 1000)",
+     "function repeat may build at most 100,000 characters"),
+    # ... widths and precisions taken from an argument cannot be checked, so they are refused
+    ("printf-star-width", "SELECT printf('%*d', 300000000, 1)", FROM_ARGUMENT("printf")),
+    ("printf-star-precision", "SELECT printf('%.*f', 300000000, 1.0)", FROM_ARGUMENT("printf")),
+    ("printf-wide-precision", "SELECT printf('%.200000000f', 1.0)",
+     "function printf may build at most 100,000 characters"),
+    ("format-nested-width", "SELECT format('{:>{}}', 'x', 300000000)", FROM_ARGUMENT("format")),
+    ("format-nested-numbered-width", "SELECT format('{0:>{1}}', 'x', 300000000)", FROM_ARGUMENT("format")),
+    ("series-computed-step", "SELECT generate_series(1, 100, batch_size) FROM performance_results",
+     "function generate_series needs a literal step (a number or an interval such as INTERVAL 1 DAY) "
+     "when its start or end is computed"),
+    # ... and a builder inside a lambda runs once per element, which interrupt() cannot stop
+    ("repeat-in-lambda", "SELECT list_transform(generate_series(1, 1000), lambda x: repeat('x', x))",
+     IN_A_LAMBDA("repeat")),
+    ("series-in-lambda", "SELECT list_transform(samples_ms, lambda x: range(x::INT)) FROM performance_results",
+     IN_A_LAMBDA("range")),
+    ("growing-replace-in-lambda", "SELECT list_transform(['a'], lambda x: replace(x, 'a', 'aa'))",
+     IN_A_LAMBDA("replace")),
+    # ... nor a reduce doubling its accumulator: 31 elements made 2 GB in one call
+    ("reduce-doubling-string", "SELECT list_reduce(list_resize(['x'], 31, 'x'), lambda a, b: a || a)",
+     DOUBLING("list_reduce")),
+    ("reduce-doubling-concat", "SELECT list_reduce(['x', 'y'], lambda a, b: concat(a, b, a))",
+     DOUBLING("list_reduce")),
+    ("reduce-doubling-list", "SELECT array_reduce([[1], [2]], lambda a, b: list_concat(a, a))",
+     DOUBLING("array_reduce")),
     ("computed-format", "SELECT printf(model_name, 1) FROM models", "function printf needs a literal format string"),
     ("table-keyword", "SELECT * FROM TABLE(models)", "table function table is not allowed"),
     ("joined", "SELECT * FROM models m JOIN read_parquet('x.parquet') p ON true",
@@ -167,6 +213,48 @@ HOSTILE = [
      not_allowlisted("secrets")),
     ("union", "SELECT model_name FROM models UNION SELECT s FROM secrets", not_allowlisted("secrets")),
     ("pivot-statement", "PIVOT secrets ON s USING count(*)", not_allowlisted("secrets")),
+    # ... judged by the real name, whatever the alias: DuckDB binds "pg_settings AS t" to
+    # the catalog even next to a CTE named t (this returned DuckDB's settings)
+    ("alias-named-like-a-cte", "WITH t AS (SELECT 1 AS v) SELECT name, setting FROM t CROSS JOIN pg_settings AS t",
+     not_allowlisted("pg_settings")),
+    ("alias-duckdb-databases", "WITH t AS (SELECT 1 AS v) SELECT * FROM t, duckdb_databases AS t",
+     not_allowlisted("duckdb_databases")),
+    ("alias-duckdb-tables", "WITH t AS (SELECT 1 AS v) SELECT * FROM t JOIN duckdb_tables AS t ON true",
+     not_allowlisted("duckdb_tables")),
+    ("alias-pg-proc", "WITH t AS (SELECT 1 AS v) SELECT * FROM t CROSS JOIN pg_proc t", not_allowlisted("pg_proc")),
+    ("alias-secret-table", "WITH t AS (SELECT 1 AS v) SELECT * FROM t, secrets t", not_allowlisted("secrets")),
+    ("alias-in-subquery", "WITH t AS (SELECT 1 AS v) SELECT * FROM (SELECT * FROM pg_settings AS t) AS s",
+     not_allowlisted("pg_settings")),
+    ("alias-in-another-cte", "WITH t AS (SELECT 1 AS v), u AS (SELECT * FROM pg_settings AS t) SELECT * FROM u",
+     not_allowlisted("pg_settings")),
+    ("alias-quoted", 'WITH t AS (SELECT 1 AS v) SELECT * FROM t, "pg_settings" AS "t"', not_allowlisted("pg_settings")),
+    ("alias-in-recursive-cte",
+     "WITH RECURSIVE t(v) AS (SELECT 1 UNION ALL SELECT 1 FROM t, pg_settings AS t WHERE false) SELECT * FROM t",
+     not_allowlisted("pg_settings")),
+    ("alias-named-like-an-allowed-cte", "WITH models AS (SELECT 1 AS v) SELECT * FROM models, secrets AS models",
+     not_allowlisted("secrets")),
+    ("alias-in-lateral", "WITH t AS (SELECT 1 AS v) SELECT * FROM t, LATERAL (SELECT * FROM duckdb_settings AS t) s",
+     not_allowlisted("duckdb_settings")),
+    ("alias-in-exists", "WITH t AS (SELECT 1 AS v) SELECT * FROM t WHERE EXISTS (SELECT 1 FROM pg_settings AS t)",
+     not_allowlisted("pg_settings")),
+    ("alias-in-pivot", "WITH t AS (SELECT 1 AS v) PIVOT (SELECT name FROM pg_settings AS t) ON name",
+     not_allowlisted("pg_settings")),
+    ("main-qualified-system-view", "SELECT * FROM main.duckdb_tables", not_allowlisted("duckdb_tables")),
+    # ... and a CTE may not take the name of a table or view off the allowlist, which
+    # DuckDB could bind instead
+    ("cte-named-like-a-system-view", "WITH pg_settings AS (SELECT 1 AS v) SELECT * FROM pg_settings",
+     same_name_as_the_catalog("pg_settings")),
+    ("cte-named-like-a-duckdb-view", "WITH duckdb_tables AS (SELECT 1 AS v) SELECT * FROM duckdb_tables",
+     same_name_as_the_catalog("duckdb_tables")),
+    ("cte-named-like-a-secret-table", "WITH secrets AS (SELECT 'x' AS s) SELECT * FROM secrets",
+     same_name_as_the_catalog("secrets")),
+    # DESCRIBE and SUMMARIZE only of what may be queried, and only as the whole statement
+    ("describe-secret", "DESCRIBE secrets", not_allowlisted("secrets")),
+    ("summarize-secret", "SUMMARIZE secrets", not_allowlisted("secrets")),
+    ("summarize-query-of-secret", "SUMMARIZE SELECT * FROM secrets", not_allowlisted("secrets")),
+    ("describe-system-view", "DESCRIBE pg_settings", not_allowlisted("pg_settings")),
+    ("describe-file", "DESCRIBE '/etc/passwd'", "file paths as tables are not allowed: '/etc/passwd'"),
+    ("show-table", "SHOW models", not_a_query("SHOW")),
     # stacked statements and comments hiding one
     ("stacked", "SELECT 1; DROP TABLE models", ONE_STATEMENT),
     ("stacked-selects", "SELECT 1; SELECT 2", ONE_STATEMENT),
@@ -240,3 +328,58 @@ def test_unicode_look_alikes_of_separators_are_refused_or_harmless(shared_db, pr
 def test_parse_errors_are_refusals_too(shared_db):
     with pytest.raises(QuerySyntaxError):
         run_guarded_query(shared_db, "SELECT FROM WHERE", allowed_tables=ALLOWED_QUERY_TABLES)
+
+
+# What DuckDB binds is checked too, so the allowlist holds even where the parser-level
+# checks are skipped: execute_read_only runs raw SQL, with only the plan check.
+DUCKDB_BINDS = [
+    ("WITH t AS (SELECT 1 AS v) SELECT name, setting FROM t CROSS JOIN pg_settings AS t",
+     "DuckDB would read table function duckdb_settings, which is not allowed"),
+    ("SELECT * FROM duckdb_databases", "DuckDB would read table function duckdb_databases, which is not allowed"),
+    ("SELECT * FROM duckdb_tables()", "DuckDB would read table function duckdb_tables, which is not allowed"),
+    ("SELECT * FROM pg_proc", "DuckDB would read table function duckdb_schemas, which is not allowed"),
+    ("SELECT * FROM information_schema.tables", "DuckDB would read table function duckdb_views, which is not allowed"),
+    ("SELECT * FROM range(3)", "DuckDB would read table function range, which is not allowed"),
+    ("SELECT * FROM secrets", f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
+    # Answered from statistics, so the physical plan has no scan; the binder's plan has one.
+    ("SELECT count(*) FROM secrets", f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: "
+                                     f"{ALLOWLIST}"),
+    ("SELECT * FROM (SELECT * FROM secrets) WHERE false",
+     f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
+    # A PIVOT statement cannot be serialised: the physical plan is checked instead.
+    ("PIVOT secrets ON s USING count(*)",
+     f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
+]
+
+
+@pytest.fixture(scope="module")
+def plan_db(tmp_path_factory):
+    db = make_benchmark_db(tmp_path_factory.mktemp("plan") / "hostile.duckdb")
+    yield db
+    db.close()
+
+
+@pytest.mark.parametrize(("sql", "reason"), DUCKDB_BINDS, ids=[sql[:40] for sql, _ in DUCKDB_BINDS])
+def test_what_duckdb_binds_is_checked_against_the_allowlist(plan_db, sql, reason):
+    with pytest.raises(QueryRefused) as refused:
+        execute_read_only(plan_db, sql, check_plan=plan_checker(frozenset(ALLOWED_QUERY_TABLES)))
+    assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT * FROM results_view", "PIVOT results_view ON precision USING count(*)", "SUMMARIZE results_view",
+     "SELECT * FROM unnest([1, 2]) AS t(x)", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r "
+     "WHERE n < 3) SELECT * FROM r, (VALUES (1)) v(x)"],
+)
+def test_what_duckdb_binds_for_allowed_queries_passes_the_plan_check(plan_db, sql):
+    execute_read_only(plan_db, sql, check_plan=plan_checker(frozenset(ALLOWED_QUERY_TABLES)))
+
+
+def test_the_guard_checks_the_plan_even_if_its_parser_checks_were_fooled(shared_db, monkeypatch):
+    # As if the scope analysis had again taken pg_settings AS t for the CTE t.
+    bypass = "WITH t AS (SELECT 1 AS v) SELECT name, setting FROM t CROSS JOIN pg_settings AS t"
+    monkeypatch.setattr(sql_guard, "inspect_query", lambda sql, *_, **__: sql_guard.CheckedQuery(sql, frozenset()))
+    with pytest.raises(QueryRefused) as refused:
+        run_guarded_query(shared_db, bypass, allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason == "DuckDB would read table function duckdb_settings, which is not allowed"

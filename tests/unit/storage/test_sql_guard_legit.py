@@ -249,6 +249,99 @@ LEGIT = [
         {},
         [[1, "cpu", "Intel Xeon", "cpu", 64.0, None, None, None]],
     ),
+    # Analysts' idioms with computed sizes: they run, with the size clamped in the SQL.
+    (
+        "text-bar-from-a-computed-width",
+        "SELECT result_id, repeat('#', (throughput_items_per_second / 100)::INT) AS bar FROM performance_results "
+        "WHERE result_id <= 3 ORDER BY result_id",
+        {},
+        [[1, "#"], [2, "##"], [3, ""]],
+    ),
+    (
+        "range-of-the-batch-size",
+        "SELECT result_id, range(batch_size) FROM performance_results WHERE result_id IN (1, 2) ORDER BY result_id",
+        {},
+        [[1, [0]], [2, [0, 1, 2, 3, 4, 5, 6, 7]]],
+    ),
+    (
+        "series-to-the-batch-size",
+        "SELECT result_id, generate_series(1, batch_size) FROM performance_results WHERE result_id IN (1, 2) "
+        "ORDER BY result_id",
+        {},
+        [[1, [1]], [2, [1, 2, 3, 4, 5, 6, 7, 8]]],
+    ),
+    (
+        "lpad-to-a-computed-width",
+        "SELECT lpad(model_name, 4 + model_id * 4, '.') FROM models ORDER BY model_id",
+        {},
+        [["bert-tin"], ["...gpt2-tiny"], ["........vit-tiny"]],
+    ),
+    (
+        "space-from-a-computed-width",  # runs as REPEAT(' ', ...) after sqlglot's rewrite
+        "SELECT length(space(model_id * 2)) FROM models ORDER BY model_id",
+        {},
+        [[2], [4], [6]],
+    ),
+    (
+        "regexp-split-to-table",
+        "SELECT regexp_split_to_table('bert-tiny,gpt2-tiny', ',') AS name",
+        {},
+        [["bert-tiny"], ["gpt2-tiny"]],
+    ),
+    (
+        "daily-series-to-a-computed-date",
+        "SELECT run_id, len(generate_series(DATE '2024-01-01', CAST(created_at AS DATE), INTERVAL 1 DAY)) "
+        "FROM test_runs ORDER BY run_id",
+        {},
+        [["run-a", 122], ["run-b", 167]],
+    ),
+    (
+        "computed-series-is-clamped",
+        "SELECT len(generate_series(1, model_id::BIGINT * 1000000000)) FROM models ORDER BY model_id",
+        {},
+        [[10001], [10001], [10001]],
+    ),
+    (
+        "computed-repeat-is-clamped",
+        "SELECT len(repeat('ab', model_id::BIGINT * 1000000000)) FROM models WHERE model_id = 1",
+        {},
+        [[100000]],
+    ),
+    (
+        "computed-list-resize-is-clamped",
+        "SELECT len(list_resize([0], batch_size * 100000)) FROM performance_results WHERE result_id = 2",
+        {},
+        [[10000]],
+    ),
+    ("a-million-rows-from-a-literal-series", "SELECT count(*) FROM unnest(generate_series(1, 1000000))", {},
+     [[1000000]]),
+    (
+        "replacements",
+        "SELECT replace(model_name, '-tiny', '-small'), regexp_replace(model_name, '-tiny$', '') "
+        "FROM models ORDER BY model_id",
+        {},
+        [["bert-small", "bert"], ["gpt2-small", "gpt2"], ["vit-small", "vit"]],
+    ),
+    (
+        "printf-and-format-with-literal-widths",
+        "SELECT printf('%-10s|%5.1f', model_name, parameters_million), format('{:>10}', model_name) "
+        "FROM models WHERE model_id = 1",
+        {},
+        [["bert-tiny |  4.4", " bert-tiny"]],
+    ),
+    (
+        "list-reduce-without-doubling",
+        "SELECT list_reduce(samples_ms, lambda a, b: a + b), list_reduce(['a', 'b', 'c'], lambda a, b: a || b) "
+        "FROM performance_results WHERE result_id = 1",
+        {},
+        [[30.0, "abc"]],
+    ),
+    (
+        "describe-an-allowed-query",
+        "DESCRIBE SELECT model_name, batch_size FROM results_view",
+        {},
+        [["model_name", "VARCHAR", "NO", "UNI", None, None], ["batch_size", "INTEGER", "NO", None, None, None]],
+    ),
 ]
 
 
@@ -272,4 +365,20 @@ def test_legitimate_query_returns_the_right_answer(shared_db, sql, params, expec
     result = run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params)
     assert result.rows == expected
     assert (result.row_count, result.truncated) == (len(expected), False)
+    assert database_fingerprint(shared_db) == before
+
+
+def test_describe_an_allowed_table_lists_its_columns(shared_db):
+    result = run_guarded_query(shared_db, "DESCRIBE models", allowed_tables=ALLOWED_QUERY_TABLES)
+    assert result.columns[:2] == ["column_name", "column_type"]
+    assert result.rows[:2] == [["model_id", "INTEGER", "NO", "PRI", "nextval('seq_models')", None],
+                               ["model_name", "VARCHAR", "NO", "UNI", None, None]]
+
+
+@pytest.mark.parametrize("target", ["models", "results_view", "SELECT batch_size FROM performance_results"])
+def test_summarize_an_allowed_table_or_query_is_read_only(shared_db, target):
+    before = database_fingerprint(shared_db)
+    result = run_guarded_query(shared_db, f"SUMMARIZE {target}", allowed_tables=ALLOWED_QUERY_TABLES)
+    assert result.columns[:4] == ["column_name", "column_type", "min", "max"]
+    assert result.row_count >= 1 and not result.truncated
     assert database_fingerprint(shared_db) == before
