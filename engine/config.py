@@ -15,24 +15,47 @@ import msgspec
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_SEQUENCE_LENGTH = 128
-DEFAULT_IMAGE_SIZE = 224
+DEFAULT_IMAGE_SIZE = 224  # what a vision model with no stated size of its own takes
+
+# latency: each call timed on its own, with a device sync after it (what a caller waits).
+# throughput: calls pipelined, as torch.utils.benchmark's blocked_autorange times them.
+Timing = Literal["latency", "throughput"]
+TIMINGS: tuple[str, ...] = get_args(Timing)
+AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = get_args(AttnImplementation)
+DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
+
+
+def default_timing(batch_size: int) -> str:
+    """A request that names no timing mode: latency for one item at a time, throughput for batches."""
+    return "latency" if batch_size == 1 else "throughput"
 
 
 class BenchmarkConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """One point to measure: model x hardware x batch size x precision x input shape."""
+    """One point to measure: model x hardware x batch size x precision x input shape x timing
+    mode x attention implementation.
+
+    ``image_size`` is the size a vision model runs at (planning fills in the model's own
+    where the request names none); None for models that take no image. ``attn_implementation``
+    is what transformers builds the model with; None leaves the model's own choice (custom
+    workloads, whose attention is their code's).
+    """
 
     model_name: str
     hardware: str
     batch_size: int
     precision: Precision = "fp32"
     sequence_length: int = DEFAULT_SEQUENCE_LENGTH
-    image_size: int = DEFAULT_IMAGE_SIZE
+    image_size: int | None = None
+    timing: Timing = "latency"
+    attn_implementation: AttnImplementation | None = None
 
     def key(self) -> str:
         """Stable identity of the point, used for incremental skips and resume."""
+        image = "-" if self.image_size is None else self.image_size
         return (
             f"{self.model_name}|{self.hardware}|bs{self.batch_size}|{self.precision}"
-            f"|seq{self.sequence_length}|img{self.image_size}"
+            f"|seq{self.sequence_length}|img{image}|{self.timing}|attn-{self.attn_implementation or 'own'}"
         )
 
     def label(self) -> str:
@@ -56,6 +79,11 @@ class MeasurementSettings(msgspec.Struct, frozen=True, kw_only=True):
     ci_target: float = 0.02
     threads: int | None = None
     keep_samples: int = 10_000
+    # Throughput mode on the host clock: calls per timed block grow until the clock's own
+    # cost is below this share of the block (torch.utils.benchmark's rule of thumb).
+    max_timer_share: float = 0.001
+    # Throughput mode on CUDA: iterations queued between host syncs, each between its own event pair.
+    gpu_block_seconds: float = 0.05
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,3 +36,8 @@ class UnknownRunError(EngineError):
     def __init__(self, run_id: str):
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")
+
+
+class UnsupportedConfigError(EngineError, ValueError):
+    """A config this model cannot run as asked (an attention implementation it lacks, an
+    image size its position embeddings cannot take): the config is incompatible, not broken."""

@@ -1,15 +1,26 @@
 """What hardware this machine has, read from torch and psutil; nothing simulated.
 
 Memory figures are GiB (1024**3 bytes), rounded to two decimals.
+
+The server process never initialises CUDA: a CUDA context costs it about 0.5 GB of
+device memory and makes it one more client of the GPU it measures. So GPUs (CUDA,
+ROCm, XPU) are detected by a short-lived probe, ``python -m engine.hardware --probe``,
+which prints what torch sees there and exits; a torch build without GPU support
+skips it. Free device memory comes from NVML (``engine.nvml``) or from the device's
+worker, which holds a context anyway. Worker processes call
+``detect_in_process()`` and ask torch directly.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import platform
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import cache
 from importlib import metadata
 from typing import Literal
@@ -18,10 +29,17 @@ import msgspec
 import psutil
 import torch
 
+from engine import nvml
 from engine.errors import UnknownHardwareError
 from engine.precision import supported_precisions
 
 GIB = 1024**3
+PROBE_TIMEOUT_S = 120
+# The ISA extensions that change what a CPU kernel runs (bf16/fp16/int8 paths above all).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+log = logging.getLogger(__name__)
+_in_process = False  # True in workers and in the probe: they may initialise the device
 
 
 HardwareType = Literal["cpu", "cuda", "rocm", "mps", "xpu"]
@@ -42,12 +60,56 @@ class HardwareInfo(msgspec.Struct, kw_only=True):
     cuda_version: str | None = None  # the HIP version on ROCm
     precisions: list[str] = []
     torch_device: str = "cpu"  # what torch.device() accepts
+    uuid: str | None = None  # the GPU's UUID ("GPU-..."), how NVML finds it
 
 
 @cache
 def detect_hardware() -> list[HardwareInfo]:
     """Every device torch can use here, the CPU first. Cached: devices do not come and go."""
-    return [_cpu(), *_cuda_devices(), *_mps(), *_xpu_devices()]
+    return [_cpu(), *_gpus(), *_mps()]
+
+
+def detect_in_process() -> None:
+    """Let this process ask torch about GPUs itself (workers and the probe, never the server)."""
+    global _in_process
+    _in_process = True
+    detect_hardware.cache_clear()
+
+
+def probe_gpus() -> list[HardwareInfo]:
+    """The GPUs torch sees in this process (it initialises the device runtime)."""
+    return [*_cuda_devices(), *_xpu_devices()]
+
+
+def _build_has_gpus() -> bool:
+    """Whether this torch build could drive a CUDA, ROCm or XPU device at all."""
+    return bool(torch.version.cuda or getattr(torch.version, "hip", None) or getattr(torch.version, "xpu", None))
+
+
+def _gpus() -> list[HardwareInfo]:
+    if not _build_has_gpus():
+        return []
+    if _in_process:
+        return probe_gpus()
+    return run_probe()
+
+
+def run_probe() -> list[HardwareInfo]:
+    """The GPUs a short-lived ``python -m engine.hardware --probe`` finds; [] when it fails (logged)."""
+    command = [sys.executable, "-m", "engine.hardware", "--probe"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("GPU detection probe did not run: %s", error)
+        return []
+    if done.returncode != 0:
+        log.warning("GPU detection probe failed (exit %s): %s", done.returncode, done.stderr.strip()[-500:])
+        return []
+    try:
+        return msgspec.json.decode(done.stdout.strip().splitlines()[-1], type=list[HardwareInfo])
+    except (IndexError, msgspec.DecodeError) as error:
+        log.warning("GPU detection probe answered no device list (%s): %r", error, done.stdout[-500:])
+        return []
 
 
 def hardware_names() -> list[str]:
@@ -72,21 +134,49 @@ def resolve_hardware(names: list[str]) -> list[str]:
     return resolved
 
 
-def free_memory_bytes(name: str) -> int:
-    """Memory a new model could use on the device now."""
+def free_memory_bytes(name: str, ask_worker: Callable[[], int | None] | None = None) -> int:
+    """Memory a new model could use on the device now, without a CUDA context in this process:
+    NVML for NVIDIA GPUs, else ``ask_worker`` (the device's worker, which has a context), else
+    the device's total memory (logged: nothing better is known)."""
     hw = get_hardware(name)
+    if hw.type not in ("cuda", "rocm", "xpu"):
+        # CPU memory, and MPS, whose memory is the machine's unified memory.
+        return int(psutil.virtual_memory().available)
+    if hw.type == "cuda":
+        free = nvml.free_memory_bytes(nvml.device_handle(hw.uuid, _device_index(hw)))
+        if free is not None:
+            return free
+    if ask_worker is not None:
+        free = ask_worker()
+        if free is not None:
+            return int(free)
+    log.warning("free memory of %s is unknown (no NVML, no worker answer); assuming its total", name)
+    return int(hw.memory_gb * GIB)
+
+
+def device_free_memory_bytes(hw: HardwareInfo) -> int:
+    """Free memory of ``hw`` asked of torch in this process: for workers, which hold a device context."""
     if hw.type in ("cuda", "rocm"):
         free, _total = torch.cuda.mem_get_info(torch.device(hw.torch_device))
         return int(free)
     if hw.type == "xpu":
         free, _total = torch.xpu.mem_get_info(torch.device(hw.torch_device))
         return int(free)
-    # CPU memory, and MPS, whose memory is the machine's unified memory.
     return int(psutil.virtual_memory().available)
 
 
+def _device_index(hw: HardwareInfo) -> int | None:
+    _, _, index = hw.torch_device.partition(":")
+    return int(index) if index.isdigit() else None
+
+
 def environment(hardware_name: str) -> dict:
-    """The facts that change what a measurement on ``hardware_name`` means (for the fingerprint)."""
+    """The facts that change what a measurement on ``hardware_name`` means (for the fingerprint).
+
+    torch's numeric flags are read here, in a process that never changes them, and the
+    workers run with the same defaults; none of the reads initialises CUDA. Planning adds
+    what a run chooses: its thread count and measurement settings.
+    """
     hw = get_hardware(hardware_name)
     return {
         "hardware": hw.name,
@@ -94,13 +184,44 @@ def environment(hardware_name: str) -> dict:
         "device_name": hw.device,
         "driver_version": hw.driver_version,
         "cuda_version": hw.cuda_version,
+        "compute_capability": hw.compute_capability,
+        "benchboard_version": _version("benchboard"),
         "torch_version": str(torch.__version__),  # a TorchVersion, which msgspec does not encode
         "transformers_version": _version("transformers"),
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
-        "threads": torch.get_num_threads(),
+        "cpu_flags": cpu_flags(),
+        "cpu_capability": _cpu_capability(),
+        "quantized_engine": str(torch.backends.quantized.engine),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "default_threads": torch.get_num_threads(),
     }
+
+
+@cache
+def cpu_flags() -> list[str]:
+    """Which of ``CPU_FLAGS`` this CPU has (Linux /proc/cpuinfo; [] where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    present = set(value.split())
+                    return [flag for flag in CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def _cpu_capability() -> str | None:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _by_name() -> dict[str, HardwareInfo]:
@@ -160,6 +281,7 @@ def _cuda_devices() -> list[HardwareInfo]:
                 cuda_version=torch.version.hip if on_hip else torch.version.cuda,
                 precisions=supported_precisions(kind, {"compute_capability": capability}),
                 torch_device=f"cuda:{index}",
+                uuid=_uuid(props),
             )
         )
     return devices
@@ -245,8 +367,29 @@ def _amd_driver_version() -> str | None:
         return None
 
 
+def _uuid(props) -> str | None:
+    uuid = getattr(props, "uuid", None)
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
 def _version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _probe_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.hardware", description="Print the GPUs torch sees, as JSON.")
+    parser.add_argument("--probe", action="store_true", required=True, help="detect GPUs in this process and exit")
+    parser.parse_args(argv)
+    detect_in_process()
+    sys.stdout.write(msgspec.json.encode(probe_gpus()).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_probe_main())

@@ -1,29 +1,41 @@
 """Measuring one config, inside a worker process: build, warm up, time adaptively, summarize.
 
-The timers and the stopping rule are in ``engine.timing``, the peak-memory
-trackers in ``engine.memory``.
+The timers, timing modes and the stopping rule are in ``engine.timing``, the
+peak-memory trackers in ``engine.memory``, the other processes' CPU time in
+``engine.contention`` and the GPU's clocks, temperature and power in ``engine.nvml``.
+
+Throughput is a measured rate: the items the timed loop processed over its wall
+seconds (``total_timed_seconds``), never the batch size over a percentile.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import statistics
 import time
 import warnings
 
 import msgspec
 import torch
 
+from engine import nvml
 from engine.config import BenchmarkConfig, Job
-from engine.hardware import get_hardware
+from engine.contention import ContentionMeter
+from engine.errors import UnsupportedConfigError
+from engine.hardware import HardwareInfo, get_hardware
 from engine.memory import peak_memory_tracker
 from engine.precision import incompatibility_reason, torch_dtype
 from engine.result import FAILED, INCOMPATIBLE, OK, Measurement
 from engine.stats import summarize
-from engine.timing import GPU_EVENT_TYPES, NS_PER_MS, choose_timer, device_synchronizer, kept_samples, time_callable, warm_up
+from engine.timing import GPU_EVENT_TYPES, NS_PER_MS, choose_timer, device_synchronizer, kept_samples, time_config, warm_up
 
 # torch's thread count when the worker started, restored for jobs that name none,
 # so one job's `threads` never leaks into the next in a long-lived worker.
 DEFAULT_THREADS = torch.get_num_threads()
+# The SM clock falling by more than this share across the timed loop marks the result throttled.
+THROTTLE_DROP = 0.10
+FLASH_ATTENTION_PRECISIONS = ("fp16", "bf16")
 
 
 def measure(job: Job, registry) -> Measurement:
@@ -43,7 +55,9 @@ def measure(job: Job, registry) -> Measurement:
 
 
 def failure_result(config: BenchmarkConfig, exc: BaseException) -> Measurement:
-    """A FAILED result naming what went wrong."""
+    """A FAILED result naming what went wrong; INCOMPATIBLE for a config the model cannot run as asked."""
+    if isinstance(exc, UnsupportedConfigError):
+        return Measurement.failure(config, INCOMPATIBLE, "incompatible", str(exc))
     return Measurement.failure(config, FAILED, error_type(exc), str(exc) or type(exc).__name__)
 
 
@@ -52,6 +66,24 @@ def error_type(exc: BaseException) -> str:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return "oom"
     return type(exc).__name__
+
+
+def attention_incompatibility(config: BenchmarkConfig, hardware: HardwareInfo, chooses_attention: bool) -> str | None:
+    """Why ``config.attn_implementation`` cannot run here, if it cannot (before anything is built)."""
+    attention = config.attn_implementation
+    if attention is None:
+        return None
+    if not chooses_attention:
+        return (
+            f"{config.model_name} is a custom workload whose attention is its own code's; "
+            f"attn_implementation {attention} cannot be chosen for it"
+        )
+    if attention == "flash_attention_2":
+        if hardware.type not in GPU_EVENT_TYPES:
+            return f"flash_attention_2 runs on CUDA and ROCm GPUs only, not on {hardware.type}"
+        if config.precision not in FLASH_ATTENTION_PRECISIONS:
+            return f"flash_attention_2 runs in fp16 or bf16 only, not {config.precision}"
+    return None
 
 
 def _measure(job: Job, registry) -> Measurement:
@@ -63,27 +95,35 @@ def _measure(job: Job, registry) -> Measurement:
     if reason is not None:
         return Measurement.failure(config, INCOMPATIBLE, "incompatible", reason)
     spec = registry.get(config.model_name)
+    reason = attention_incompatibility(config, hardware, spec.chooses_attention)
+    if reason is not None:
+        return Measurement.failure(config, INCOMPATIBLE, "incompatible", reason)
 
     torch.set_num_threads(settings.threads or DEFAULT_THREADS)
     device = torch.device(hardware.torch_device)
     if hardware.type in GPU_EVENT_TYPES:
         torch.cuda.set_device(device)  # events and streams below belong to the current device
     timer = choose_timer(hardware.type)
+    gpu = _nvml_handle(hardware)
     memory = peak_memory_tracker(hardware.type, device)
 
     load_started = time.perf_counter_ns()
-    model = prepare_model(spec.build(), config.precision, device)
+    built = spec.build(attn_implementation=config.attn_implementation) if spec.chooses_attention else spec.build()
+    model = prepare_model(built, config.precision, device)
+    del built
     sync = device_synchronizer(hardware.type)
     if sync is not None:
         sync()
     load_time_ms = (time.perf_counter_ns() - load_started) / NS_PER_MS
-    memory.sample()
+    load_memory_mb = memory.end_load()
 
+    image_size = config.image_size or spec.image_size  # the size actually run (vision models)
     inputs = prepare_inputs(
-        spec.make_inputs(config.batch_size, config.sequence_length, config.image_size),
+        spec.make_inputs(config.batch_size, config.sequence_length, image_size),
         device,
         torch_dtype(config.precision),
     )
+    contention = ContentionMeter()
     with torch.inference_mode():
 
         def run_once():
@@ -91,17 +131,24 @@ def _measure(job: Job, registry) -> Measurement:
 
         cold_latency_ms = timer(run_once) / NS_PER_MS
         memory.sample()
-        warm_up(run_once, settings, timer)
+        warm_readings = warm_up(run_once, settings, timer)
         memory.sample()
-        samples_ms, total_seconds = time_callable(run_once, settings, timer=timer)
+        before = nvml.readings(gpu)
+        contention.start()
+        loop = time_config(
+            run_once, settings, hardware.type, config.timing, timer=timer,
+            estimate_ns=statistics.median(warm_readings) if warm_readings else None,
+        )
+        other_cpu_seconds, contended = contention.stop(loop.total_seconds)
+        after = nvml.readings(gpu)
     memory.sample()
 
-    stats = summarize(samples_ms, total_seconds, settings.ci_target)
-    items_per_second = config.batch_size / (stats.p50_latency_ms / 1000.0) if stats.p50_latency_ms > 0 else None
+    stats = summarize(loop.samples_ms, loop.total_seconds, settings.ci_target)
+    items_per_second = config.batch_size * loop.calls / loop.total_seconds if loop.total_seconds > 0 else None
     tokens_per_second = None
     if items_per_second is not None and spec.tokens_per_item is not None:
         tokens_per_second = items_per_second * spec.tokens_per_item(config.sequence_length)
-    return Measurement.of(
+    result = Measurement.of(
         config,
         **msgspec.structs.asdict(stats),
         status=OK,
@@ -110,12 +157,39 @@ def _measure(job: Job, registry) -> Measurement:
         load_time_ms=load_time_ms,
         cold_latency_ms=cold_latency_ms,
         memory_peak_mb=memory.peak_increase_mb(),
-        samples_ms=kept_samples(samples_ms, settings.keep_samples),
+        load_memory_peak_mb=load_memory_mb,
+        memory_reserved_peak_mb=memory.reserved_peak_mb(),
+        process_device_memory_mb=nvml.process_memory_mb(gpu, os.getpid()),
+        calls_per_sample=loop.calls_per_sample,
+        samples_ms=kept_samples(loop.samples_ms, settings.keep_samples),
         threads=torch.get_num_threads(),
         device_name=hardware.device,
         weights=spec.weights,
         parameters_million=spec.parameters_million,
+        other_cpu_seconds=other_cpu_seconds,
+        contended=contended,
+        **_gpu_readings(before, after),
     )
+    result.image_size = image_size
+    return result
+
+
+def _nvml_handle(hardware: HardwareInfo):
+    """NVML's handle of an NVIDIA GPU, for clocks, temperature, power and process memory; None elsewhere."""
+    if hardware.type != "cuda":
+        return None
+    index = hardware.torch_device.partition(":")[2]
+    return nvml.device_handle(hardware.uuid, int(index) if index.isdigit() else None)
+
+
+def _gpu_readings(before: dict, after: dict) -> dict:
+    """NVML's readings before and after the timed loop, and whether the SM clock fell by over 10%."""
+    fields = {f"{name}_{when}": reading[name] for when, reading in (("before", before), ("after", after))
+              for name in ("sm_clock_mhz", "temperature_c", "power_w")}
+    clock_before, clock_after = before["sm_clock_mhz"], after["sm_clock_mhz"]
+    if clock_before and clock_after is not None:
+        fields["throttled"] = clock_after < clock_before * (1 - THROTTLE_DROP)
+    return fields
 
 
 def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:

@@ -1,14 +1,20 @@
-"""Peak memory of one config, per device type.
+"""Peak memory of one config, per device type, in two phases: loading and inference.
 
-CPU: the peak resident set size above the RSS just before the model is built.
-On Linux the kernel's own high-water mark is used: it is reset through
-``/proc/self/clear_refs`` (``5``) and ``VmHWM`` is read afterwards, so transient
-peaks inside an iteration count; freed heap is first handed back to the OS
-(glibc ``malloc_trim``), so memory a previous config freed in this long-lived
-worker does not hide this config's allocations. Elsewhere RSS is sampled with
-psutil after each phase (build, cold call, warm-up, timing), a lower bound.
-CUDA/XPU: ``max_memory_allocated`` after ``reset_peak_memory_stats``, less what
-was allocated before the build. MPS has no peak counter: None.
+A tracker is made just before the model is built. ``end_load()`` closes the load
+phase (build, cast, move: for fp16, bf16 and int8 that includes the fp32 build and
+its conversion) and returns its peak above the starting point; from then on the
+peak is measured above the loaded model, so ``peak_increase_mb()`` is what the
+inference itself needs (activations, workspaces), not the weights.
+
+CPU: peak resident set size. On Linux the kernel's own high-water mark is used: it
+is reset through ``/proc/self/clear_refs`` (``5``) and ``VmHWM`` is read afterwards,
+so transient peaks inside an iteration count; freed heap is first handed back to
+the OS (glibc ``malloc_trim``), so memory a previous phase or config freed in this
+long-lived worker does not hide this one's allocations. Elsewhere RSS is sampled
+with psutil after each phase, a lower bound.
+CUDA/XPU: ``max_memory_allocated`` after ``reset_peak_memory_stats``, less what was
+allocated at the start of the phase; ``reserved_peak_mb()`` is the caching
+allocator's reserved peak over both phases (CUDA). MPS has no peak counter: None.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ MIB = 1024 * 1024
 
 
 class _CpuPeakMemory:
-    """Peak RSS above the baseline at construction (see the module docstring)."""
+    """Peak RSS above the baseline of the current phase (see the module docstring)."""
 
     def __init__(self):
         self._process = psutil.Process()
+        self._start_phase()
+
+    def _start_phase(self) -> None:
         gc.collect()
         self._exact = _reset_rss_high_water_mark()
         self._baseline = self._process.memory_info().rss
@@ -38,32 +47,68 @@ class _CpuPeakMemory:
         if not self._exact:
             self._peak = max(self._peak, self._process.memory_info().rss)
 
-    def peak_increase_mb(self) -> float:
+    def _phase_peak_mb(self) -> float:
         self.sample()
         peak = _rss_high_water_mark() if self._exact else self._peak
         return max(0, peak - self._baseline) / MIB
 
+    def end_load(self) -> float:
+        load = self._phase_peak_mb()
+        self._start_phase()  # the loaded model is the new baseline
+        return load
+
+    def peak_increase_mb(self) -> float:
+        return self._phase_peak_mb()
+
+    def reserved_peak_mb(self) -> None:
+        return None
+
 
 class _AcceleratorPeakMemory:
-    """Peak allocator memory above what was allocated at construction (CUDA, XPU)."""
+    """Peak allocator memory above what was allocated at the start of the phase (CUDA, XPU)."""
 
     def __init__(self, backend, device: torch.device):
         self._backend, self._device = backend, device
-        backend.reset_peak_memory_stats(device)
-        self._baseline = backend.memory_allocated(device)
+        self._reserved_peak = 0
+        self._start_phase()
+
+    def _start_phase(self) -> None:
+        self._backend.reset_peak_memory_stats(self._device)
+        self._baseline = self._backend.memory_allocated(self._device)
 
     def sample(self) -> None:
         """The allocator keeps its own peak."""
 
-    def peak_increase_mb(self) -> float:
+    def _phase_peak_mb(self) -> float:
+        reserved = getattr(self._backend, "max_memory_reserved", None)
+        if reserved is not None:
+            self._reserved_peak = max(self._reserved_peak, reserved(self._device))
         return max(0, self._backend.max_memory_allocated(self._device) - self._baseline) / MIB
+
+    def end_load(self) -> float:
+        load = self._phase_peak_mb()
+        self._start_phase()
+        return load
+
+    def peak_increase_mb(self) -> float:
+        return self._phase_peak_mb()
+
+    def reserved_peak_mb(self) -> float | None:
+        self._phase_peak_mb()
+        return self._reserved_peak / MIB if self._reserved_peak else None
 
 
 class _NoPeakMemory:
     def sample(self) -> None:
         """MPS offers no peak counter."""
 
+    def end_load(self) -> None:
+        return None
+
     def peak_increase_mb(self) -> None:
+        return None
+
+    def reserved_peak_mb(self) -> None:
         return None
 
 

@@ -1,4 +1,5 @@
-"""Turning a user's request into a run: validation, config ordering and environments."""
+"""Turning a user's request into a run: validation, configs fitted to their models, ordering,
+the run's measurement settings and the environments its results are fingerprinted by."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from collections.abc import Callable
 
 import msgspec
 
-from engine.config import BenchmarkConfig, fingerprint
+from engine.config import DEFAULT_ATTN_IMPLEMENTATION, BenchmarkConfig, MeasurementSettings, fingerprint
 from engine.errors import InvalidRequestError, ModelLoadError, UnknownHardwareError, UnknownModelError
+from engine.models.spec import ModelSpec
 from engine.runs import RunRequest, RunState, expand, run_request
+
+# The measurement settings that change a number, recorded in every run's environment.
+RECORDED_SETTINGS = (
+    "warmup_iterations", "warmup_seconds", "min_iterations", "min_seconds", "max_seconds", "max_iterations",
+    "ci_target", "max_timer_share", "gpu_block_seconds",
+)
 
 
 def validate(request: RunRequest) -> RunRequest:
@@ -28,14 +36,58 @@ def order_configs(configs: list[BenchmarkConfig], parameters: dict[str, float], 
     )
 
 
+def fit_to_model(config: BenchmarkConfig, spec: ModelSpec) -> BenchmarkConfig:
+    """``config`` as ``spec`` runs it: a vision model at the requested image size or its own, no
+    image size for models that take none; sdpa for transformers models unless another
+    attention was asked for. A custom workload keeps an explicit attention request, which
+    its worker refuses with the reason (its attention is its own code's)."""
+    image_size = None if spec.image_size is None else config.image_size or spec.image_size
+    attention = config.attn_implementation
+    if spec.chooses_attention and attention is None:
+        attention = DEFAULT_ATTN_IMPLEMENTATION
+    return msgspec.structs.replace(config, image_size=image_size, attn_implementation=attention)
+
+
+def run_settings(settings: MeasurementSettings, request: RunRequest) -> MeasurementSettings:
+    """The server's measurement settings with what the request chooses (its thread count)."""
+    if request.threads is None:
+        return settings
+    return msgspec.structs.replace(settings, threads=request.threads)
+
+
+def run_environment(
+    device_environment: dict, settings: MeasurementSettings, request: RunRequest, parallel_devices: bool
+) -> dict:
+    """The device's facts plus the run's choices that change its numbers: the thread count the
+    worker will use, the stopping rules, the timing mode asked for, whether devices measured at
+    the same time."""
+    threads = settings.threads or device_environment.get("default_threads")
+    measurement = {name: getattr(settings, name) for name in RECORDED_SETTINGS}
+    measurement["timing"] = request.timing or "auto"  # auto: latency at batch size 1, else throughput
+    return {
+        **device_environment,
+        "threads": threads,
+        "measurement": measurement,
+        "parallel_devices": parallel_devices,
+    }
+
+
 def plan_run(
     request: RunRequest,
     *,
     registry,
     resolve_hardware: Callable[[list[str]], list[str]],
     environment: Callable[[str], dict],
+    settings: MeasurementSettings | None = None,
+    parallel_devices: bool = False,
 ) -> RunState:
-    """A queued RunState for ``request``, or InvalidRequestError naming the bad field."""
+    """A queued RunState for ``request``, or InvalidRequestError naming the bad field.
+
+    ``settings`` are the server's measurement settings (the request may choose the thread
+    count); ``parallel_devices`` whether this machine's devices measure at the same time.
+    Both are recorded in each device's environment, so results measured otherwise never
+    count as the same.
+    """
     request = validate(request)
     try:
         models = registry.resolve(request.models) if request.models is not None else registry.tier(request.priority)
@@ -48,10 +100,13 @@ def plan_run(
     request.batch_sizes = sorted(set(request.batch_sizes)) if request.progressive_mode else list(
         dict.fromkeys(request.batch_sizes)
     )
-    parameters = {name: registry.get(name).parameters_million for name in models}
-    configs = order_configs(expand(request, models, hardware), parameters, request.progressive_mode)
+    specs = {name: registry.get(name) for name in models}
+    parameters = {name: spec.parameters_million for name, spec in specs.items()}
+    configs = [fit_to_model(config, specs[config.model_name]) for config in expand(request, models, hardware)]
+    configs = order_configs(configs, parameters, request.progressive_mode)
     run = RunState(request=request, configs=configs)
+    run.settings = run_settings(settings or MeasurementSettings(), request)
     for device in hardware:
-        run.environments[device] = environment(device)
+        run.environments[device] = run_environment(environment(device), run.settings, request, parallel_devices)
         run.fingerprints[device] = fingerprint(run.environments[device])
     return run

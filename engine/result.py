@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.config import DEFAULT_IMAGE_SIZE, DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision
+from engine.config import DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision, default_timing
 
 # What happened to one config. Not a run's status: a run is queued/running/... (engine.runs).
 ResultStatus = Literal["ok", "incompatible", "failed", "refused", "skipped"]
@@ -58,13 +58,32 @@ class Measurement(Statistics, kw_only=True):
     batch_size: int
     precision: Precision = "fp32"
     sequence_length: int | None = DEFAULT_SEQUENCE_LENGTH
-    image_size: int | None = DEFAULT_IMAGE_SIZE
+    image_size: int | None = None  # the size a vision model ran at; None for models without images
+    timing: str | None = None  # "latency" | "throughput"; None in rows stored before timing modes
+    attn_implementation: str | None = None  # sdpa | eager | flash_attention_2; None: the model's own
     status: ResultStatus = OK
     throughput_items_per_second: float | None = None
     throughput_tokens_per_second: float | None = None
     load_time_ms: float | None = None
     cold_latency_ms: float | None = None
-    memory_peak_mb: float | None = None
+    memory_peak_mb: float | None = None  # inference peak above the loaded model
+    load_memory_peak_mb: float | None = None  # build, cast and move, above the worker before the build
+    memory_reserved_peak_mb: float | None = None  # CUDA: the caching allocator's reserved peak
+    process_device_memory_mb: float | None = None  # CUDA: this worker's device memory as NVML reports it
+    calls_per_sample: int | None = None  # calls timed together per sample (throughput blocks on the host clock)
+    # GPU readings (NVML) just before and just after the timed loop; throttled when the SM clock
+    # fell by more than 10% across it.
+    sm_clock_mhz_before: float | None = None
+    sm_clock_mhz_after: float | None = None
+    temperature_c_before: float | None = None
+    temperature_c_after: float | None = None
+    power_w_before: float | None = None
+    power_w_after: float | None = None
+    throttled: bool | None = None
+    # CPU seconds that other processes used while this config was timed, and whether that
+    # exceeded 10% of one core (engine.contention): a contended result is not to be trusted.
+    other_cpu_seconds: float | None = None
+    contended: bool | None = None
     # Every timed iteration (capped at keep_samples); None where not measured or not loaded
     # (API rows leave them out: a row's samples are served on their own).
     samples_ms: list[float] | None = None
@@ -87,7 +106,8 @@ class Measurement(Statistics, kw_only=True):
         return BenchmarkConfig(
             model_name=self.model_name, hardware=self.hardware, batch_size=self.batch_size,
             precision=self.precision, sequence_length=self.sequence_length or DEFAULT_SEQUENCE_LENGTH,
-            image_size=self.image_size or DEFAULT_IMAGE_SIZE,
+            image_size=self.image_size, timing=self.timing or default_timing(self.batch_size),
+            attn_implementation=self.attn_implementation,
         )
 
     @classmethod

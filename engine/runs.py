@@ -16,7 +16,15 @@ from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 import msgspec
 from msgspec import Meta
 
-from engine.config import DEFAULT_SEQUENCE_LENGTH, BenchmarkConfig, Precision
+from engine.config import (
+    DEFAULT_SEQUENCE_LENGTH,
+    AttnImplementation,
+    BenchmarkConfig,
+    MeasurementSettings,
+    Precision,
+    Timing,
+    default_timing,
+)
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
 
@@ -37,6 +45,8 @@ TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED)
 MAX_BATCH_SIZE = 4096
 MAX_BATCH_SIZES = 64
 MAX_SEQUENCE_LENGTH = 32768
+MAX_IMAGE_SIZE = 4096
+MAX_THREADS = 1024
 
 Name = Annotated[str, Meta(min_length=1, max_length=512)]
 BatchSize = Annotated[int, Meta(ge=1, le=MAX_BATCH_SIZE)]
@@ -57,6 +67,14 @@ class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     incremental: bool = True
     sequence_length: Annotated[int, Meta(ge=1, le=MAX_SEQUENCE_LENGTH)] = DEFAULT_SEQUENCE_LENGTH
     force: bool = False
+    # None: latency at batch size 1, throughput at larger batches (engine.config.default_timing).
+    timing: Timing | None = None
+    # None: sdpa for transformers models; a custom workload keeps its own attention.
+    attn_implementation: AttnImplementation | None = None
+    # None: each vision model's own size; models that take no image ignore it.
+    image_size: Annotated[int, Meta(ge=1, le=MAX_IMAGE_SIZE)] | None = None
+    # torch threads in the worker; None: the server's setting, else torch's default there.
+    threads: Annotated[int, Meta(ge=1, le=MAX_THREADS)] | None = None
 
 
 def run_request(fields: dict) -> RunRequest:
@@ -92,7 +110,12 @@ def field_and_reason(
 def literal_fields(struct: type) -> dict[str, tuple]:
     """The fields of ``struct`` that take one of fixed values, with those values."""
     hints = get_type_hints(struct)
-    return {name: get_args(kind) for name, kind in hints.items() if get_origin(kind) is Literal}
+    choices = {name: get_args(kind) for name, kind in hints.items() if get_origin(kind) is Literal}
+    for name, kind in hints.items():  # an optional choice: Literal[...] | None
+        literal = [arg for arg in get_args(kind) if get_origin(arg) is Literal]
+        if name not in choices and len(literal) == 1:
+            choices[name] = get_args(literal[0])
+    return choices
 
 
 class RunStatus(msgspec.Struct, kw_only=True):
@@ -149,6 +172,9 @@ def expand(request: RunRequest, models: list[str], hardware: list[str]) -> list[
             batch_size=batch_size,
             precision=request.precision,
             sequence_length=request.sequence_length,
+            image_size=request.image_size,
+            timing=request.timing or default_timing(batch_size),
+            attn_implementation=request.attn_implementation,
         )
         for model in models
         for device in hardware
@@ -178,6 +204,8 @@ class RunState:
     # progressive mode: (model, hardware, precision) -> (batch size, throughput) last measured
     last_throughput: dict[tuple, tuple[int, float]] = field(default_factory=dict)
     environments: dict[str, dict] = field(default_factory=dict)
+    # The stopping rules and thread count this run's configs are measured with (planning sets them).
+    settings: MeasurementSettings | None = None
     sequence: int = 0
     # Scheduler bookkeeping: the latest state snapshot taken, and the latest stored;
     # whether the end of the run is being told to listeners, and when they have heard it.

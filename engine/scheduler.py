@@ -5,10 +5,16 @@ One dispatcher thread per device pulls the next config of the best run
 until its configs there are done), checks incremental skips and memory, hands the
 config to that device's long-lived worker process, stores the result and publishes
 the run's new status. The scheduler never runs a model in its own process.
+
+By default the machine measures one config at a time, whatever the device: a CPU
+worker uses every core while a GPU worker is launch-bound on the same CPU, so two
+devices measuring at once disturb each other. ``parallel_devices=True`` lets each
+device measure on its own (each run records which it was).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -47,6 +53,7 @@ class Scheduler:
         config_timeout_s: float | None = None,
         models_dir: str | None = None,
         custom_benchmarks_dir: str | None = None,
+        parallel_devices: bool = False,
     ):
         self._store = store
         self._sink = sink
@@ -57,6 +64,9 @@ class Scheduler:
         self._config_timeout_s = config_timeout_s or self.settings.max_seconds * 3 + 120
         self._models_dir = models_dir
         self._custom_benchmarks_dir = custom_benchmarks_dir
+        self.parallel_devices = parallel_devices
+        # Held while a config is measured, unless devices may measure at the same time.
+        self._machine = threading.Lock()
         self._lock = threading.Condition()
         self._save_lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
@@ -223,16 +233,20 @@ class Scheduler:
             self._finish_config(run, config, measured_seconds=None, skipped=True)
             return
 
-        reason = refusal_reason(config, self._parameters_million(config.model_name), self._free_memory_bytes(device))
-        if reason is not None:
-            result = Measurement.failure(config, REFUSED, "insufficient_memory", reason)
-        else:
-            with self._lock:
-                if run.status == CANCELLED or self._stopping:
-                    return  # cancelled while this config was being picked
-            started = time.monotonic()
-            result = self._worker(device).run(self._job(config), timeout_s=self._config_timeout_s)
-            result.wall_seconds = result.wall_seconds or time.monotonic() - started
+        with self._one_config_per_machine():
+            reason = refusal_reason(
+                config, self._parameters_million(config.model_name), self._free_memory_bytes(device)
+            )
+            if reason is not None:
+                result = Measurement.failure(config, REFUSED, "insufficient_memory", reason)
+            else:
+                with self._lock:
+                    if run.status == CANCELLED or self._stopping:
+                        return  # cancelled while this config was being picked
+                started = time.monotonic()
+                job = self._job(config, run.settings)
+                result = self._worker(device).run(job, timeout_s=self._config_timeout_s)
+                result.wall_seconds = result.wall_seconds or time.monotonic() - started
 
         with self._lock:
             killed_by_us = run.status == CANCELLED or self._stopping
@@ -252,16 +266,23 @@ class Scheduler:
         if stopped_by:
             self._skip_rest_of_escalation(run, config, stopped_by)
 
+    def _one_config_per_machine(self):
+        return contextlib.nullcontext() if self.parallel_devices else self._machine
+
+    def worker(self, device: str):
+        """The device's worker (made on first use, not started): for questions only it can answer."""
+        return self._worker(device)
+
     def _worker(self, device: str):
         with self._lock:
             if device not in self._workers:
                 self._workers[device] = self._worker_factory(device)
             return self._workers[device]
 
-    def _job(self, config: BenchmarkConfig) -> Job:
+    def _job(self, config: BenchmarkConfig, settings: MeasurementSettings | None = None) -> Job:
         return Job(
             config=config,
-            settings=self.settings,
+            settings=settings or self.settings,
             models_dir=self._models_dir,
             custom_benchmarks_dir=self._custom_benchmarks_dir,
         )

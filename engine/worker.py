@@ -9,6 +9,8 @@ answers one JSON object per stdin line (the Structs of ``engine.worker_protocol`
 * ``{"op": "run", "job_id": ID, "job": Job}`` -> ``{"event": "started", "job_id": ID}``,
   then ``{"event": "result", "job_id": ID, "result": Measurement}``
 * ``{"op": "ping"}`` -> ``{"event": "pong"}``
+* ``{"op": "memory"}`` -> ``{"event": "memory", "free_bytes": N}``: the device's free memory,
+  which the server asks here (or of NVML) so that it never opens a CUDA context itself
 * ``{"op": "shutdown"}``, or the end of stdin -> exit 0
 * anything else -> ``{"event": "error", "message": ...}``; the worker lives on.
 
@@ -42,7 +44,7 @@ import torch
 
 from engine import worker_protocol as protocol
 from engine.errors import EngineError
-from engine.hardware import get_hardware
+from engine.hardware import detect_in_process, device_free_memory_bytes, get_hardware
 from engine.measurement import failure_result, measure
 from engine.models.registry import ModelRegistry
 
@@ -73,6 +75,8 @@ class Worker:
             return False
         if isinstance(request, protocol.Ping):
             self._send(protocol.Pong())
+        elif isinstance(request, protocol.MemoryQuery):
+            self._send(protocol.MemoryInfo(free_bytes=self._free_memory()))
         else:
             self._run(request)
         return True
@@ -87,6 +91,12 @@ class Worker:
         else:
             result = measure(job, registry)
         self._send(protocol.JobResult(job_id=request.job_id, result=result))
+
+    def _free_memory(self) -> int | None:
+        try:
+            return device_free_memory_bytes(get_hardware(self.device))
+        except Exception:  # noqa: BLE001 - an unanswerable question must not end the worker
+            return None
 
     def _registry(self, job) -> ModelRegistry:
         default_models, default_custom = self._default_dirs
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--custom-benchmarks-dir")
     args = parser.parse_args(argv)
     out = _protocol_stream()
+    detect_in_process()  # a worker owns its device's context: it asks torch directly
     try:
         hardware = get_hardware(args.device)
     except EngineError as exc:

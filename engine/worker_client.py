@@ -249,6 +249,29 @@ class WorkerProcess:
                 if isinstance(event, protocol.Pong):
                     return True
 
+    def free_memory_bytes(self, timeout_s: float = 30.0) -> int | None:
+        """The device's free memory as the worker reads it (starting the worker if need be);
+        None when it cannot start or does not say."""
+        with self._run_lock:
+            try:
+                self.start()
+            except WorkerStartError:
+                return None
+            process = self._process
+            if process is None:  # closed meanwhile
+                return None
+            try:
+                _send(process, protocol.MemoryQuery())
+            except OSError:
+                return None
+            deadline = time.monotonic() + timeout_s
+            while True:
+                event = _next_event(process, deadline)
+                if event is None or event is _EXITED:
+                    return None
+                if isinstance(event, protocol.MemoryInfo):
+                    return event.free_bytes
+
     def cancel(self) -> bool:
         """Kill the job in flight (from any thread); its ``run`` returns FAILED "cancelled" promptly.
 

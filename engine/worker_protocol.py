@@ -25,7 +25,11 @@ class Shutdown(msgspec.Struct, tag_field="op", tag="shutdown"):
     pass
 
 
-WorkerRequest = RunJob | Ping | Shutdown
+class MemoryQuery(msgspec.Struct, tag_field="op", tag="memory"):
+    """How much memory the worker's device has free: the server asks rather than open a CUDA context."""
+
+
+WorkerRequest = RunJob | Ping | Shutdown | MemoryQuery
 
 
 class Ready(msgspec.Struct, tag_field="event", tag="ready", kw_only=True):
@@ -47,12 +51,16 @@ class Pong(msgspec.Struct, tag_field="event", tag="pong"):
     pass
 
 
+class MemoryInfo(msgspec.Struct, tag_field="event", tag="memory", kw_only=True):
+    free_bytes: int | None = None  # None: the device could not say
+
+
 class WorkerError(msgspec.Struct, tag_field="event", tag="error", kw_only=True):
     message: str
     job_id: str | None = None
 
 
-WorkerEvent = Ready | Started | JobResult | Pong | WorkerError
+WorkerEvent = Ready | Started | JobResult | Pong | MemoryInfo | WorkerError
 
 encode = msgspec.json.Encoder().encode
 request_decoder = msgspec.json.Decoder(WorkerRequest)

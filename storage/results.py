@@ -51,6 +51,25 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "samples_ms": pa.list_(pa.float64()),
     "stop_reason": pa.string(),
     "wall_seconds": pa.float64(),
+    "timing": pa.string(),
+    "attn_implementation": pa.string(),
+    "p90_ci_low_ms": pa.float64(),
+    "p90_ci_high_ms": pa.float64(),
+    "p99_ci_low_ms": pa.float64(),
+    "p99_ci_high_ms": pa.float64(),
+    "load_memory_peak_mb": pa.float64(),
+    "memory_reserved_peak_mb": pa.float64(),
+    "process_device_memory_mb": pa.float64(),
+    "calls_per_sample": pa.int32(),
+    "sm_clock_mhz_before": pa.float64(),
+    "sm_clock_mhz_after": pa.float64(),
+    "temperature_c_before": pa.float64(),
+    "temperature_c_after": pa.float64(),
+    "power_w_before": pa.float64(),
+    "power_w_after": pa.float64(),
+    "throttled": pa.bool_(),
+    "other_cpu_seconds": pa.float64(),
+    "contended": pa.bool_(),
     "created_at": pa.timestamp("us"),  # UTC; not DuckDB's current_timestamp, whose zone is the session's
 }
 _INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
@@ -65,6 +84,11 @@ RESULT_ROW_COLUMNS = (
     "total_timed_seconds", "throughput_items_per_second", "throughput_tokens_per_second", "memory_peak_mb",
     "load_time_ms", "cold_latency_ms", "threads", "torch_version", "stop_reason", "wall_seconds",
     "parameters_million", "created_at",
+    # issue 10
+    "timing", "attn_implementation", "p90_ci_low_ms", "p90_ci_high_ms", "p99_ci_low_ms", "p99_ci_high_ms",
+    "calls_per_sample", "load_memory_peak_mb", "memory_reserved_peak_mb", "process_device_memory_mb",
+    "sm_clock_mhz_before", "sm_clock_mhz_after", "temperature_c_before", "temperature_c_after",
+    "power_w_before", "power_w_after", "throttled", "other_cpu_seconds", "contended",
 )
 
 

@@ -211,6 +211,73 @@ _V4 = [
         FROM performance_results pr
         JOIN models m ON pr.model_id = m.model_id
         JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    # Issue 10: the timing mode and attention implementation of each result, the tail
+    # percentiles' order-statistic bounds, load vs inference memory, GPU clocks, temperature
+    # and power around the timed loop, and the CPU other processes took meanwhile.
+    *(
+        f"ALTER TABLE performance_results ADD COLUMN {column}"
+        for column in (
+            "timing VARCHAR",
+            "attn_implementation VARCHAR",
+            "p90_ci_low_ms DOUBLE",
+            "p90_ci_high_ms DOUBLE",
+            "p99_ci_low_ms DOUBLE",
+            "p99_ci_high_ms DOUBLE",
+            "load_memory_peak_mb DOUBLE",
+            "memory_reserved_peak_mb DOUBLE",
+            "process_device_memory_mb DOUBLE",
+            "calls_per_sample INTEGER",
+            "sm_clock_mhz_before DOUBLE",
+            "sm_clock_mhz_after DOUBLE",
+            "temperature_c_before DOUBLE",
+            "temperature_c_after DOUBLE",
+            "power_w_before DOUBLE",
+            "power_w_after DOUBLE",
+            "throttled BOOLEAN",
+            "other_cpu_seconds DOUBLE",
+            "contended BOOLEAN",
+        )
+    ),
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.timing,
+               pr.attn_implementation, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met,
+               pr.p90_ci_low_ms, pr.p90_ci_high_ms, pr.p99_ci_low_ms, pr.p99_ci_high_ms,
+               pr.total_timed_seconds, pr.calls_per_sample,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_memory_peak_mb, pr.memory_reserved_peak_mb,
+               pr.process_device_memory_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.sm_clock_mhz_before, pr.sm_clock_mhz_after, pr.temperature_c_before,
+               pr.temperature_c_after, pr.power_w_before, pr.power_w_after, pr.throttled,
+               pr.other_cpu_seconds, pr.contended,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at, pr.samples_ms
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    # Issue 17: panels saved as custom dashboard tabs (storage.panels). Not on the SQL
+    # allowlist: no guarded query reads another panel's SQL.
+    "CREATE SEQUENCE IF NOT EXISTS seq_dashboard_panels START 1",
+    """CREATE TABLE IF NOT EXISTS dashboard_panels (
+        panel_id INTEGER PRIMARY KEY DEFAULT nextval('seq_dashboard_panels'),
+        tab VARCHAR NOT NULL,
+        title VARCHAR NOT NULL,
+        sql VARCHAR NOT NULL,
+        chart VARCHAR NOT NULL DEFAULT 'table',
+        x VARCHAR,
+        y VARCHAR,
+        color VARCHAR,
+        facet VARCHAR,
+        params JSON,
+        refresh_s INTEGER,
+        position INTEGER NOT NULL DEFAULT 0,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        updated_at TIMESTAMP DEFAULT current_timestamp
+    )""",
 ]
 
 MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]

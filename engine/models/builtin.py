@@ -30,6 +30,7 @@ from functools import cache, partial
 
 import transformers
 
+from engine.config import DEFAULT_IMAGE_SIZE
 from engine.models.hf import BuildFromConfig, ConfigInputs, tokens_per_item_for
 from engine.models.spec import ModelSpec
 
@@ -190,9 +191,12 @@ def _spec(model: BuiltinModel) -> ModelSpec:
         modality=family.modality,
         parameters_million=model.parameters / 1e6,
         build=BuildFromConfig(family.model_class, config),
-        make_inputs=ConfigInputs(model.name, config),
+        make_inputs=ConfigInputs(model.name, config, family.model_class),
         source="builtin",
         weights="random",
         tier=model.tier,
         tokens_per_item=tokens_per_item_for(family.architecture),
+        # Read from the stated config, so listing builds nothing; 224 is ViTConfig's default.
+        image_size=model.config.get("image_size", DEFAULT_IMAGE_SIZE) if family.architecture == "vision" else None,
+        chooses_attention=True,
     )

@@ -15,8 +15,10 @@ from engine.errors import ModelLoadError
 from engine.models.hf import (
     ConfigInputs,
     architecture_and_modality,
+    attention_refusal,
     count_parameters,
     model_class_for,
+    native_image_size,
     tokens_per_item_for,
 )
 from engine.models.spec import ModelSpec
@@ -104,20 +106,28 @@ def load_config(location: str, local_files_only: bool):
 
 @dataclass(frozen=True)
 class LoadPretrained:
-    """``build`` for a checkpoint: its weights, in fp32, in eval mode."""
+    """``build`` for a checkpoint: its weights, in fp32, in eval mode, with the attention
+    implementation asked for (transformers refuses one the model lacks: UnsupportedConfigError)."""
 
     model_class: str
     location: str
     local_files_only: bool
 
-    def __call__(self) -> torch.nn.Module:
+    def __call__(self, attn_implementation: str | None = None) -> torch.nn.Module:
         loader = getattr(transformers, self.model_class)
+        extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
         try:
             # use_cache=False as for the built-ins: one forward pass is measured, no KV cache.
             model = loader.from_pretrained(
-                self.location, dtype=torch.float32, local_files_only=self.local_files_only, use_cache=False
+                self.location, dtype=torch.float32, local_files_only=self.local_files_only, use_cache=False, **extra
             )
+        except ImportError as err:
+            if attn_implementation is None:
+                raise
+            raise attention_refusal(self.model_class, attn_implementation, err) from err
         except (OSError, ValueError) as err:
+            if attn_implementation is not None and "attention" in str(err).lower():
+                raise attention_refusal(self.model_class, attn_implementation, err) from err
             raise ModelLoadError(f"cannot load the weights of {self.location!r}: {err}") from err
         return model.eval()
 
@@ -135,8 +145,10 @@ def _spec(name: str, location: str, config, *, source: str, local_files_only: bo
         modality=modality,
         parameters_million=count_parameters(model_class, config) / 1e6,
         build=LoadPretrained(model_class, location, local_files_only),
-        make_inputs=ConfigInputs(name, partial(load_config, location, local_files_only)),
+        make_inputs=ConfigInputs(name, partial(load_config, location, local_files_only), model_class),
         source=source,
         weights="pretrained",
         tokens_per_item=tokens_per_item_for(architecture),
+        image_size=native_image_size(config) if architecture == "vision" else None,
+        chooses_attention=True,
     )

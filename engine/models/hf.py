@@ -6,13 +6,18 @@ the same inputs a built-in of its family gets.
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
 import transformers
 from transformers.models.auto import modeling_auto
+
+from engine.errors import UnsupportedConfigError
 
 INPUT_SEED = 0
 WEIGHT_SEED = 0
@@ -48,24 +53,34 @@ class ConfigInputs:
 
     Text models get ``sequence_length`` tokens (encoder-decoders as many decoder
     tokens too); speech models get the log-mel frames their encoder requires and
-    ``sequence_length`` decoder tokens. Vision models' learned position
-    embeddings fix their image size, so they take the config's ``image_size``
-    and ignore the requested one.
+    ``sequence_length`` decoder tokens. Vision models get ``image_size`` square
+    images (None: the config's own size). A size other than the config's needs a
+    model that interpolates its learned position embeddings (ViT's
+    ``interpolate_pos_encoding=True``, passed along with the pixels) and a whole
+    number of patches; anything else is refused with the reason
+    (``UnsupportedConfigError``), never silently run at another size.
 
     ``config`` returns the transformers config when called; it is asked only
-    here, so listing models never builds configs.
+    here, so listing models never builds configs. ``model_class`` is the
+    transformers class the inputs are for, where known.
     """
 
     model_name: str
     config: Callable[[], Any]
+    model_class: str | None = None
 
-    def __call__(self, batch_size: int, sequence_length: int, image_size: int) -> dict:
+    def __call__(self, batch_size: int, sequence_length: int, image_size: int | None) -> dict:
         config = self.config()
         generator = torch.Generator().manual_seed(INPUT_SEED)
         architecture, _modality = architecture_and_modality(config)
         if architecture == "vision":
-            shape = (batch_size, config.num_channels, config.image_size, config.image_size)
-            return {"pixel_values": torch.randn(shape, generator=generator)}
+            size = image_size or native_image_size(config)
+            shape = (batch_size, config.num_channels, size, size)
+            inputs = {"pixel_values": torch.randn(shape, generator=generator)}
+            if size != native_image_size(config):
+                self._check_image_size(config, size)
+                inputs["interpolate_pos_encoding"] = True
+            return inputs
         self._check_sequence_length(config, sequence_length)
         tokens = _token_ids(config, batch_size, sequence_length, generator)
         if architecture == "audio":
@@ -76,6 +91,21 @@ class ConfigInputs:
         if architecture == "encoder-decoder":
             inputs["decoder_input_ids"] = _token_ids(config, batch_size, sequence_length, generator)
         return inputs
+
+    def _check_image_size(self, config: Any, size: int) -> None:
+        native = native_image_size(config)
+        if not self.model_class or not _forward_takes(self.model_class, "interpolate_pos_encoding"):
+            raise UnsupportedConfigError(
+                f"{self.model_name} runs at image size {native} only: its position embeddings are fixed "
+                f"and it cannot interpolate them to {size}"
+            )
+        patch = getattr(config, "patch_size", None)
+        patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+        if patch and size % patch:
+            raise UnsupportedConfigError(
+                f"image size {size} is not a whole number of {self.model_name}'s {patch}-pixel patches; "
+                f"use a multiple of {patch}"
+            )
 
     def _check_sequence_length(self, config: Any, sequence_length: int) -> None:
         limit = max_sequence_length(config)
@@ -101,16 +131,54 @@ def max_sequence_length(config: Any) -> int | None:
     return limit
 
 
+def native_image_size(config: Any) -> int:
+    """The square image size a vision config is made for."""
+    size = getattr(config, "image_size", 224)
+    return size[0] if isinstance(size, (list, tuple)) else int(size)
+
+
+@cache
+def _forward_takes(model_class: str, argument: str) -> bool:
+    forward = getattr(getattr(transformers, model_class, None), "forward", None)
+    return forward is not None and argument in inspect.signature(forward).parameters
+
+
+def with_attn_implementation(config: Any, attn_implementation: str | None) -> Any:
+    """A copy of ``config`` asking transformers for ``attn_implementation`` (None: the config as it is)."""
+    if attn_implementation is None:
+        return config
+    config = copy.deepcopy(config)
+    config._attn_implementation = attn_implementation
+    return config
+
+
+def attention_refusal(model_class: str, attn_implementation: str, error: Exception) -> UnsupportedConfigError:
+    """transformers' refusal of an attention implementation, as the reason a config is incompatible."""
+    reason = str(error).split(". ")[0].strip().rstrip(".")
+    return UnsupportedConfigError(f"{model_class} cannot use attn_implementation {attn_implementation}: {reason}")
+
+
 @dataclass(frozen=True)
 class BuildFromConfig:
-    """``build`` for a randomly initialised model; seeded, so every build has the same weights."""
+    """``build`` for a randomly initialised model; seeded, so every build has the same weights.
+
+    ``attn_implementation`` (sdpa, eager, flash_attention_2) is handed to transformers, which
+    refuses one the model lacks; that refusal is an ``UnsupportedConfigError``.
+    """
 
     model_class: str
     config: Callable[[], Any]
 
-    def __call__(self) -> torch.nn.Module:
+    def __call__(self, attn_implementation: str | None = None) -> torch.nn.Module:
         torch.manual_seed(WEIGHT_SEED)
-        return getattr(transformers, self.model_class)(self.config()).eval()
+        config = with_attn_implementation(self.config(), attn_implementation)
+        try:
+            model = getattr(transformers, self.model_class)(config)
+        except (ValueError, ImportError) as error:
+            if attn_implementation is None:
+                raise
+            raise attention_refusal(self.model_class, attn_implementation, error) from error
+        return model.eval()
 
 
 def count_parameters(model_class: str, config: Any) -> int:

@@ -33,7 +33,10 @@ class ModelSpec:
     ``make_inputs(batch_size, sequence_length, image_size)`` returns the keyword
     arguments for ``module(**inputs)``, as CPU tensors; the worker moves them.
     ``tokens_per_item(sequence_length)`` is the token count one item carries, or
-    None where tokens/s means nothing (vision).
+    None where tokens/s means nothing (vision). ``image_size`` is a vision model's own
+    square input size (None for models that take no image). ``chooses_attention`` says
+    that ``build(attn_implementation=...)`` builds it with sdpa, eager or flash_attention_2
+    (transformers models); a custom workload's attention is its own code's.
     """
 
     name: str
@@ -47,6 +50,8 @@ class ModelSpec:
     weights: str = "random"  # random | pretrained
     tier: str = "low"
     tokens_per_item: Callable[[int], int] | None = None
+    image_size: int | None = None
+    chooses_attention: bool = False
 
     def describe(self) -> ModelInfo:
         return ModelInfo(

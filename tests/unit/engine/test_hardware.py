@@ -8,13 +8,16 @@ import psutil
 import pytest
 import torch
 
+from engine import hardware, nvml
 from engine.errors import UnknownHardwareError
 from engine.hardware import GIB, detect_hardware, environment, free_memory_bytes, resolve_hardware
 
 
 @pytest.fixture
-def fresh_detection():
-    """Detection is cached per process; tests that fake a GPU must not leak it into others."""
+def fresh_detection(monkeypatch):
+    """Detection is cached per process; tests that fake a GPU must not leak it into others.
+    Detection here is the worker's kind, in-process (the server's goes through a probe)."""
+    monkeypatch.setattr(hardware, "_in_process", True)
     detect_hardware.cache_clear()
     yield
     detect_hardware.cache_clear()
@@ -63,9 +66,22 @@ def test_environment_records_the_facts_a_fingerprint_needs():
     env = json.loads(json.dumps(environment("cpu")))
     assert env["torch_version"] == torch.__version__
     assert env["transformers_version"] == metadata.version("transformers")
+    assert env["benchboard_version"] == metadata.version("benchboard")
     assert env["python_version"] == platform.python_version()
-    assert env["threads"] == torch.get_num_threads()
+    assert env["default_threads"] == torch.get_num_threads()  # planning records the job's own count
     assert env["device_name"] == env["cpu_model"] == detect_hardware()[0].device
+    assert env["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+    assert env["cuda_matmul_allow_tf32"] is torch.backends.cuda.matmul.allow_tf32
+    assert env["cudnn_allow_tf32"] is torch.backends.cudnn.allow_tf32
+    assert env["cudnn_benchmark"] is torch.backends.cudnn.benchmark
+    assert env["quantized_engine"] == torch.backends.quantized.engine
+    assert set(env["cpu_flags"]) <= set(hardware.CPU_FLAGS)
+
+
+def test_cpu_flags_are_the_isa_extensions_that_matter_read_from_cpuinfo():
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        flags = next(line for line in cpuinfo if line.startswith("flags")).split(":")[1].split()
+    assert hardware.cpu_flags() == [flag for flag in hardware.CPU_FLAGS if flag in flags]
 
 
 # No GPU exists on the test machine: these tests fake torch.cuda's answers to check
@@ -78,6 +94,11 @@ MI250 = SimpleNamespace(
     name="AMD Instinct MI250X", total_memory=64 * GIB, multi_processor_count=110, major=9, minor=0,
     gcnArchName="gfx90a:sramecc+:xnack-",
 )  # fmt: skip
+
+
+class FakeUuid:
+    def __str__(self):
+        return "58c3f8e2-0000-1111-2222-333344445555"
 
 
 def fake_gpus(monkeypatch, devices, *, cuda=None, hip=None):
@@ -106,7 +127,7 @@ def test_cuda_shorthand_means_the_first_gpu(monkeypatch, fresh_detection):
         resolve_hardware(["cuda:2"])
 
 
-def test_free_cuda_memory_comes_from_mem_get_info(monkeypatch, fresh_detection):
+def test_a_worker_reads_free_cuda_memory_from_mem_get_info(monkeypatch, fresh_detection):
     fake_gpus(monkeypatch, [A100], cuda="12.4")
     asked = []
 
@@ -115,8 +136,13 @@ def test_free_cuda_memory_comes_from_mem_get_info(monkeypatch, fresh_detection):
         return 5 * GIB, 80 * GIB
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
-    assert free_memory_bytes("cuda") == 5 * GIB
+    assert hardware.device_free_memory_bytes(hardware.get_hardware("cuda")) == 5 * GIB
     assert asked == [torch.device("cuda:0")]
+
+
+def test_the_gpu_uuid_is_recorded_as_nvml_names_it(monkeypatch, fresh_detection):
+    fake_gpus(monkeypatch, [SimpleNamespace(**vars(A100), uuid=FakeUuid())], cuda="12.4")
+    assert detect_hardware()[1].uuid == "GPU-58c3f8e2-0000-1111-2222-333344445555"
 
 
 def test_a_gpu_on_a_hip_build_is_rocm_named_as_torch_names_it(monkeypatch, fresh_detection):

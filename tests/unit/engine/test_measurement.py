@@ -41,13 +41,19 @@ def test_bert_tiny_fp32_reports_consistent_statistics_and_throughput(registry):
     )
     assert result.ci_low_ms <= result.p50_latency_ms <= result.ci_high_ms
     assert result.n_samples >= FAST.min_iterations
-    assert result.throughput_items_per_second == pytest.approx(1 / (result.p50_latency_ms / 1000), rel=0.01)
+    # A measured rate: the items the timed loop processed over its wall seconds.
+    assert result.throughput_items_per_second == pytest.approx(
+        result.n_samples * result.calls_per_sample / result.total_timed_seconds, rel=0.01
+    )
+    assert result.timing == "latency" and result.calls_per_sample == 1
     # bert-tiny's tokens per item are its sequence length.
     assert result.throughput_tokens_per_second == pytest.approx(result.throughput_items_per_second * 32)
     assert len(result.samples_ms) == result.n_samples
     assert sorted(result.samples_ms)[0] == result.min_latency_ms
     assert result.load_time_ms > 0 and result.cold_latency_ms > 0
-    assert result.memory_peak_mb > 0
+    assert result.memory_peak_mb > 0 and result.load_memory_peak_mb >= 0
+    assert result.other_cpu_seconds >= 0 and result.contended in (True, False)
+    assert result.sm_clock_mhz_before is None and result.throttled is None  # no GPU, no NVML readings
     assert result.threads == 1
     assert result.torch_version == torch.__version__
     assert result.weights == "random" and result.parameters_million > 0
@@ -261,3 +267,277 @@ def test_garbage_collection_is_paused_only_while_timing():
                                MeasurementSettings(min_iterations=5, min_seconds=0.0, max_seconds=0.05))
     assert samples and not any(seen)
     assert gc.isenabled()
+
+
+# ---- issue 10: honest throughput, load vs inference memory, image size, attention, timing modes ----
+
+
+class OneModel:
+    """A registry of one custom workload, whatever name is asked."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def get(self, name):
+        return self.spec
+
+
+def custom_spec(name, build, make_inputs, **fields):
+    from engine.models.spec import ModelSpec
+
+    return ModelSpec(name, "test", "custom", "tabular", 0.0, build, make_inputs, **fields)
+
+
+class Skewed(torch.nn.Module):
+    """One call in four takes ten times the others: a skewed latency distribution."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        busy(3000 if self.calls % 4 == 0 else 300)
+        return x
+
+
+def test_throughput_is_the_items_processed_over_the_timed_wall_seconds_not_batch_over_p50():
+    spec = custom_spec("skewed", Skewed, lambda b, s, i: {"x": torch.zeros(b, 4)})
+    settings = MeasurementSettings(warmup_iterations=4, warmup_seconds=0, min_iterations=40, min_seconds=0.2,
+                                   max_seconds=0.6, threads=1)
+    config = BenchmarkConfig(model_name="skewed", hardware="cpu", batch_size=4)
+    result = measure(Job(config=config, settings=settings), OneModel(spec))
+
+    assert result.status == OK, result.error_message
+    calls = result.n_samples * result.calls_per_sample
+    assert result.throughput_items_per_second == pytest.approx(4 * calls / result.total_timed_seconds, rel=0.01)
+    # batch / p50 would claim the rate of the fast calls alone; the mean call is ~3x slower.
+    assert result.throughput_items_per_second < 0.6 * 4 / (result.p50_latency_ms / 1000)
+
+
+class Heavy(torch.nn.Module):
+    """64 MiB of fp32 weights that the forward pass barely touches (an embedding lookup)."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Embedding(65536, 256)
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+def test_load_memory_is_recorded_apart_from_the_inference_peak_above_the_loaded_model():
+    spec = custom_spec("heavy", Heavy, lambda b, s, i: {"ids": torch.zeros(b, 8, dtype=torch.long)})
+    config = BenchmarkConfig(model_name="heavy", hardware="cpu", batch_size=2, precision="bf16")
+    result = measure(Job(config=config, settings=FAST), OneModel(spec))
+
+    assert result.status == OK, result.error_message
+    # The fp32 build (64 MiB) and its bf16 copy count towards loading...
+    assert result.load_memory_peak_mb >= 60
+    # ...not towards inference, which needs a few kilobytes of activations above the loaded model.
+    assert result.memory_peak_mb < 16
+
+
+def test_accelerator_memory_is_split_into_load_and_inference_with_the_reserved_peak():
+    # No GPU here: a fake allocator backend with torch.cuda's counters stands in for one.
+    class FakeAllocator:
+        allocated, peak, reserved = 10 * 2**20, 10 * 2**20, 0
+
+        def reset_peak_memory_stats(self, device):
+            self.peak = self.allocated
+
+        def memory_allocated(self, device):
+            return self.allocated
+
+        def max_memory_allocated(self, device):
+            return self.peak
+
+        def max_memory_reserved(self, device):
+            return self.reserved
+
+        def allocate(self, mib, keep=True):
+            self.peak = max(self.peak, self.allocated + mib * 2**20)
+            self.reserved = max(self.reserved, self.allocated + mib * 2**20 + 64 * 2**20)
+            if keep:
+                self.allocated += mib * 2**20
+
+    from engine.memory import _AcceleratorPeakMemory
+
+    allocator = FakeAllocator()
+    tracker = _AcceleratorPeakMemory(allocator, torch.device("cuda:0"))
+    allocator.allocate(500)  # the weights, moved to the device
+    assert tracker.end_load() == 500
+    allocator.allocate(40, keep=False)  # activations of one forward pass
+    assert tracker.peak_increase_mb() == 40
+    assert tracker.reserved_peak_mb() == 10 + 500 + 40 + 64
+
+
+def test_a_vision_model_runs_at_the_image_size_asked_for_and_records_it(registry):
+    inputs = registry.get("vit-tiny").make_inputs(2, 16, 64)
+    assert tuple(inputs["pixel_values"].shape) == (2, 3, 64, 64) and inputs["interpolate_pos_encoding"] is True
+
+    at_64 = run_vision(registry, 64)
+    native = run_vision(registry, None)
+    assert at_64.status == native.status == OK, (at_64.error_message, native.error_message)
+    assert (at_64.image_size, native.image_size) == (64, 32)  # None: the model's own size, recorded
+    # 64 patches instead of 16 per image: a generous bound, the work is four times larger.
+    assert at_64.p50_latency_ms > native.p50_latency_ms * 1.2
+
+
+def run_vision(registry, image_size, batch_size=2):
+    config = BenchmarkConfig(model_name="vit-tiny", hardware="cpu", batch_size=batch_size, image_size=image_size)
+    return measure(Job(config=config, settings=FAST), registry)
+
+
+def test_an_image_size_that_is_no_whole_number_of_patches_is_refused_with_the_reason(registry):
+    result = run_vision(registry, 60)
+    assert result.status == INCOMPATIBLE
+    assert result.error_message == "image size 60 is not a whole number of vit-tiny's 8-pixel patches; use a multiple of 8"
+
+
+def test_attention_implementation_is_built_and_recorded(registry):
+    from engine.models.builtin import builtin_config
+
+    model = registry.get("bert-tiny").build(attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    assert builtin_config("bert-tiny")._attn_implementation != "eager"  # the shared config is left alone
+
+    config = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, sequence_length=16,
+                             attn_implementation="eager")
+    result = measure(Job(config=config, settings=FAST), registry)
+    assert result.status == OK and result.attn_implementation == "eager"
+
+
+def test_an_attention_a_model_lacks_is_refused_with_transformers_reason(registry):
+    from engine.errors import UnsupportedConfigError
+
+    with pytest.raises(UnsupportedConfigError, match="T5ForConditionalGeneration cannot use attn_implementation "
+                                                     "flash_attention_2: .*does not support Flash Attention"):
+        registry.get("t5-tiny").build(attn_implementation="flash_attention_2")
+
+
+def test_flash_attention_off_a_gpu_and_attention_for_custom_code_are_incompatible(registry):
+    flash = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, attn_implementation="flash_attention_2")
+    result = measure(Job(config=flash, settings=FAST), registry)
+    assert result.status == INCOMPATIBLE
+    assert result.error_message == "flash_attention_2 runs on CUDA and ROCm GPUs only, not on cpu"
+
+    spec = custom_spec("skewed", Skewed, lambda b, s, i: {"x": torch.zeros(b, 4)})
+    custom = BenchmarkConfig(model_name="skewed", hardware="cpu", batch_size=1, attn_implementation="eager")
+    result = measure(Job(config=custom, settings=FAST), OneModel(spec))
+    assert result.status == INCOMPATIBLE and "attention is its own code's" in result.error_message
+
+
+def test_throughput_mode_on_the_host_clock_times_blocks_grown_until_the_clock_is_negligible():
+    from engine.timing import block_size, time_config
+
+    assert block_size(lambda: None, None, 0.001) > 16  # a no-op needs many calls per reading
+    assert block_size(lambda: busy(1000), None, 0.001) == 1  # 1 ms dwarfs a clock reading
+
+    settings = MeasurementSettings(min_iterations=10, min_seconds=0.05, max_seconds=0.3)
+    loop = time_config(lambda: None, settings, "cpu", "throughput")
+    assert loop.calls_per_sample > 16 and loop.calls == len(loop.samples_ms) * loop.calls_per_sample
+    assert sorted(loop.samples_ms)[len(loop.samples_ms) // 2] < 0.01  # per call, not per block
+
+    latency = time_config(lambda: busy(200), settings, "cpu", "latency")
+    assert latency.calls_per_sample == 1
+
+
+def test_throughput_mode_on_cuda_queues_a_block_with_an_event_pair_per_call_and_one_sync(monkeypatch):
+    # No GPU here: torch.cuda.Event is a recorder; what is checked is the order of calls.
+    from engine.timing import cuda_block_step, gpu_block_size
+
+    calls = []
+
+    class FakeEvent:
+        made = 0
+
+        def __init__(self, enable_timing):
+            self.name = FakeEvent.made
+            FakeEvent.made += 1
+
+        def record(self):
+            calls.append(("record", self.name))
+
+        def synchronize(self):
+            calls.append(("synchronize", self.name))
+
+        def elapsed_time(self, end):
+            return 2.0
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    step = cuda_block_step(3)  # events 0-2 start, 3-5 end
+    samples = []
+    step(lambda: calls.append(("call",)), samples.append, 10)
+
+    assert calls == [
+        ("record", 0), ("call",), ("record", 3),
+        ("record", 1), ("call",), ("record", 4),
+        ("record", 2), ("call",), ("record", 5),
+        ("synchronize", 5),
+    ]
+    assert samples == [2_000_000.0] * 3
+    calls.clear()
+    step(lambda: calls.append(("call",)), samples.append, 1)  # the last block stops at max_iterations
+    assert calls == [("record", 0), ("call",), ("record", 3), ("synchronize", 3)]
+    assert gpu_block_size(MeasurementSettings(gpu_block_seconds=0.05), estimate_ns=1_000_000) == 50
+
+
+def test_another_process_spinning_during_timing_makes_the_result_contended():
+    import subprocess
+    import sys
+
+    from engine.contention import ContentionMeter, is_contended
+
+    assert not is_contended(0.0, 1.0) and is_contended(0.5, 1.0)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it get going
+        meter = ContentionMeter()
+        meter.start()
+        time.sleep(0.5)
+        others, contended = meter.stop(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # The spinner alone takes a whole core (0.5 s); a generous floor for a shared machine.
+    assert others >= 0.25 and contended
+
+
+def test_gpu_readings_around_timing_mark_a_clock_drop_of_over_10_percent_as_throttled():
+    from engine.measurement import _gpu_readings
+
+    def reading(clock):
+        return {"sm_clock_mhz": clock, "temperature_c": 60.0, "power_w": 300.0}
+
+    assert _gpu_readings(reading(1980.0), reading(1500.0))["throttled"] is True
+    steady = _gpu_readings(reading(1980.0), reading(1900.0))
+    assert steady["throttled"] is False and steady["sm_clock_mhz_before"] == 1980.0 and steady["power_w_after"] == 300
+    assert "throttled" not in _gpu_readings(reading(None), reading(None))
+
+
+def test_nvml_readings_convert_units_and_find_this_process(monkeypatch):
+    # No GPU here: pynvml is a fake answering as NVML does (power in mW, memory in bytes).
+    from types import SimpleNamespace
+
+    from engine import nvml
+
+    fake = SimpleNamespace(
+        NVML_CLOCK_SM=1, NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByUUID=lambda uuid: "h",
+        nvmlDeviceGetClockInfo=lambda handle, kind: 1755,
+        nvmlDeviceGetTemperature=lambda handle, kind: 54,
+        nvmlDeviceGetPowerUsage=lambda handle: 312_500,
+        nvmlDeviceGetComputeRunningProcesses=lambda handle: [
+            SimpleNamespace(pid=1, usedGpuMemory=2**30), SimpleNamespace(pid=4242, usedGpuMemory=3 * 2**29)],
+    )
+    monkeypatch.setattr(nvml, "pynvml", fake)
+    nvml.available.cache_clear()
+    try:
+        handle = nvml.device_handle("GPU-x")
+        assert nvml.readings(handle) == {"sm_clock_mhz": 1755.0, "temperature_c": 54.0, "power_w": 312.5}
+        assert nvml.process_memory_mb(handle, 4242) == 1536.0
+        assert nvml.process_memory_mb(handle, 7) is None
+    finally:
+        nvml.available.cache_clear()

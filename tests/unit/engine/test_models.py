@@ -26,7 +26,7 @@ def test_every_tiny_builtin_builds_and_runs_a_forward_pass_at_batch_2(name):
     model = spec.build()
     assert not model.training
     with torch.inference_mode():
-        out = first_output(model(**spec.make_inputs(2, 16, 224)))
+        out = first_output(model(**spec.make_inputs(2, 16, None)))
     assert out.shape[0] == 2
     assert torch.isfinite(out).all()
     assert spec.parameters_million < 1.0
@@ -52,7 +52,7 @@ def test_inputs_have_each_architectures_shapes():
 
     def shapes(name, batch_size=3, sequence_length=20, image_size=224):
         inputs = registry.get(name).make_inputs(batch_size, sequence_length, image_size)
-        return {key: tuple(value.shape) for key, value in inputs.items()}
+        return {key: tuple(value.shape) for key, value in inputs.items() if isinstance(value, torch.Tensor)}
 
     assert shapes("bert-tiny") == {"input_ids": (3, 20), "attention_mask": (3, 20)}
     assert shapes("t5-tiny") == {
@@ -63,9 +63,12 @@ def test_inputs_have_each_architectures_shapes():
     # Whisper's encoder takes exactly 2 x max_source_positions log-mel frames.
     assert shapes("whisper-tiny-random") == {"input_features": (3, 80, 128), "decoder_input_ids": (3, 20)}
     assert shapes("whisper-base")["input_features"] == (3, 80, 3000)
-    # ViT's position embeddings fix its image size: the requested 224 is not used.
-    assert shapes("vit-tiny", image_size=224) == {"pixel_values": (3, 3, 32, 32)}
-    assert shapes("vit-base-patch16-224", batch_size=1, image_size=64) == {"pixel_values": (1, 3, 224, 224)}
+    # ViT runs at the image size asked for, interpolating its position embeddings; None is its own size.
+    assert shapes("vit-tiny", image_size=None) == {"pixel_values": (3, 3, 32, 32)}
+    assert shapes("vit-tiny", image_size=32) == {"pixel_values": (3, 3, 32, 32)}
+    assert shapes("vit-base-patch16-224", batch_size=1, image_size=64) == {"pixel_values": (1, 3, 64, 64)}
+    assert registry.get("vit-base-patch16-224").make_inputs(1, 20, 64)["interpolate_pos_encoding"] is True
+    assert (registry.get("vit-tiny").image_size, registry.get("bert-tiny").image_size) == (32, None)
 
 
 def test_tokens_per_item_is_the_sequence_length_and_none_for_vision():

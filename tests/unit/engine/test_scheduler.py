@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+import msgspec
 import pytest
 
 from engine.config import MeasurementSettings
@@ -242,3 +243,74 @@ def test_shutdown_mid_config_records_nothing_for_it_so_a_restart_measures_it(mak
     assert all(result.ok for _, result, _ in store.results)
     assert len(store.finished_keys(run.run_id)) < 3
     assert store.runs[run.run_id].status == "running"  # resumed at the next start
+
+
+class ConcurrencyProbe:
+    """Stands in for the workers of two devices (this machine has one, the CPU): each run
+    takes a moment and records how many configs were measuring at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.jobs = []
+
+    def worker(self, device):
+        probe = self
+
+        class Worker:
+            def run(self, job, timeout_s=None):
+                from engine.result import Measurement
+
+                with probe.lock:
+                    probe.running += 1
+                    probe.most = max(probe.most, probe.running)
+                    probe.jobs.append(job)
+                time.sleep(0.3)  # long enough for the other device's thread to try to start
+                with probe.lock:
+                    probe.running -= 1
+                return Measurement.of(job.config, n_samples=1, p50_latency_ms=1.0, throughput_items_per_second=1.0,
+                                      ci_met=True)
+
+            def cancel(self):
+                return False
+
+            def close(self):
+                pass
+
+        return Worker()
+
+
+def two_device_run(registry, **request):
+    devices = ["cpu", "gpu-stand-in:0"]
+    return plan_run(RunRequest(models=["bert-tiny"], hardware=devices, batch_sizes=[1, 2], progressive_mode=False,
+                               **request),
+                    registry=registry, resolve_hardware=lambda names: devices,
+                    environment=lambda device: {"hardware": device})
+
+
+@pytest.mark.parametrize(("parallel_devices", "most"), [(False, 1), (True, 2)])
+def test_one_config_at_a_time_per_machine_unless_devices_may_measure_in_parallel(registry, parallel_devices, most):
+    probe = ConcurrencyProbe()
+    scheduler = Scheduler(store=MemoryStore(), sink=StatusLog(), worker_factory=probe.worker,
+                          parameters_million=lambda name: 0.2, free_memory_bytes=lambda device: 1024**4,
+                          settings=FAST, parallel_devices=parallel_devices)
+    try:
+        run = scheduler.submit(two_device_run(registry))
+        assert scheduler.wait(run.run_id, timeout=60).status == "completed"
+    finally:
+        scheduler.shutdown()
+    assert len(probe.jobs) == 4 and probe.most == most
+
+
+def test_a_run_is_measured_with_its_own_settings(registry):
+    probe = ConcurrencyProbe()
+    scheduler = Scheduler(store=MemoryStore(), sink=StatusLog(), worker_factory=probe.worker,
+                          parameters_million=lambda name: 0.2, free_memory_bytes=lambda device: 1024**4,
+                          settings=FAST)
+    try:
+        run = two_device_run(registry, threads=1)
+        run.settings = msgspec.structs.replace(FAST, threads=1)
+        scheduler.wait(scheduler.submit(run).run_id, timeout=60)
+    finally:
+        scheduler.shutdown()
+    assert {job.settings.threads for job in probe.jobs} == {1}
