@@ -19,7 +19,8 @@ Two runs (``compare_runs``). Configs are matched by config key. For each pair:
     do not overlap, all three; ``faster`` the same below 1 - threshold;
   * ``unchanged``: the ratio's CI lies within [1 - threshold, 1 + threshold], so any change
     is smaller than the threshold;
-  * ``noisy``: anything else: the CIs are too wide to tell (or there are too few samples).
+  * ``noisy``: anything else: the CIs are too wide to tell (or there are too few samples),
+    or a change either way was measured on a contended host (``contended``, where recorded).
 
 Configs in one run only are listed as ``added`` (contender only) or ``removed``.
 
@@ -76,6 +77,8 @@ class ComparedResult(ResultRow, kw_only=True):
     fingerprint: str | None = None
     repeats: int | None = None
     between_process_cv: float | None = None
+    # Other processes took more than a tenth of a core while it was timed (where recorded).
+    contended: bool | None = None
 
     @property
     def key(self) -> str:
@@ -174,6 +177,7 @@ class Side(msgspec.Struct, kw_only=True):
     ci_met: bool | None = None
     repeats: int | None = None
     between_process_cv: float | None = None
+    contended: bool | None = None
     spread_ms: float | None = None
     quantiles_ms: list[float] = msgspec.field(default_factory=list)
 
@@ -263,7 +267,7 @@ def _side(row: ComparedResult, ordered: Sequence[float]) -> Side:
         run_id=row.run_id, result_id=row.result_id, run_ids=[row.run_id] if row.run_id else [],
         fingerprint=row.fingerprint, median_ms=median, ci_low_ms=low, ci_high_ms=high,
         n_samples=len(ordered), ci_met=row.ci_met, repeats=row.repeats, between_process_cv=row.between_process_cv,
-        quantiles_ms=_quantiles(ordered),
+        contended=row.contended, quantiles_ms=_quantiles(ordered),
     )
 
 
@@ -362,11 +366,20 @@ def compare_pair(baseline: ComparedResult, contender: ComparedResult, threshold:
     interval = ratio_ci(b_samples, c_samples, extra_log_se=math.hypot(_log_cv_se(baseline), _log_cv_se(contender)))
     ratio_low, ratio_high = interval if interval else (None, None)
     p_value = mann_whitney_p(b_samples, c_samples)
-    verdict, reason = _two_run_verdict(b_side, c_side, ratio, ratio_low, ratio_high, p_value, threshold)
+    verdict, reason = _contended(*_two_run_verdict(b_side, c_side, ratio, ratio_low, ratio_high, p_value, threshold),
+                                 baseline=b_side.contended, contender=c_side.contended)
     return ConfigComparison(
         **_identity(contender), baseline=b_side, contender=c_side, ratio=ratio, ratio_ci_low=ratio_low,
         ratio_ci_high=ratio_high, p_value=p_value, threshold=threshold, verdict=verdict, reason=reason,
     )
+
+
+def _contended(verdict: str, reason: str, *, baseline: bool | None, contender: bool | None) -> tuple[str, str]:
+    """A change measured while other processes competed for the CPU is not to be trusted."""
+    if verdict not in (SLOWER, FASTER) or not (baseline or contender):
+        return verdict, reason
+    which = "both sides were" if baseline and contender else ("the baseline was" if baseline else "the contender was")
+    return NOISY, f"{reason}; but {which} timed on a contended host, so it is not called {verdict}"
 
 
 def _two_run_verdict(
@@ -489,7 +502,8 @@ def compare_to_history(
     if ratio is not None and spread:
         z = (c_side.median_ms - mean) / spread
     p_value = mann_whitney_p(pooled, c_samples)
-    verdict, reason = _history_verdict(c_side, ratio, ratio_low, ratio_high, z, spread, k, threshold)
+    verdict, reason = _contended(*_history_verdict(c_side, ratio, ratio_low, ratio_high, z, spread, k, threshold),
+                                 baseline=False, contender=c_side.contended)
     return ConfigComparison(
         **_identity(contender), baseline=b_side, contender=c_side, ratio=ratio, ratio_ci_low=ratio_low,
         ratio_ci_high=None if ratio_high is None or not math.isfinite(ratio_high) else ratio_high,

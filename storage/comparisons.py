@@ -21,7 +21,7 @@ Row = TypeVar("Row")
 _VIEW_COLUMNS = (*RESULT_ROW_COLUMNS, "config_key", "fingerprint")
 # Columns of performance_results that results_view does not show; each is read only where the
 # schema has it, so these reads work on every schema version that has results_view.
-_OPTIONAL_RESULT_COLUMNS = ("repeats", "between_process_cv")
+_OPTIONAL_RESULT_COLUMNS = ("repeats", "between_process_cv", "contended")
 
 
 def _extra_columns(db: Database) -> tuple[str, ...]:
@@ -30,7 +30,7 @@ def _extra_columns(db: Database) -> tuple[str, ...]:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'performance_results'"
         ).fetchall()
     }
-    return tuple(column for column in _OPTIONAL_RESULT_COLUMNS if column in present)
+    return tuple(column for column in _OPTIONAL_RESULT_COLUMNS if column in present and column not in _VIEW_COLUMNS)
 
 
 def _select(db: Database, with_samples: bool, leading: Sequence[str] = ()) -> tuple[str, tuple[str, ...]]:

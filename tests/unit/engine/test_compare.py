@@ -267,3 +267,11 @@ def test_per_config_thresholds_parse_as_pattern_equals_threshold():
     with pytest.raises(InvalidRequestError) as refused:
         parse_threshold_override("no-equals-sign")
     assert refused.value.field == "threshold_for"
+
+
+def test_a_change_timed_on_a_contended_host_is_noisy_not_slower():
+    baseline, contender = normal(10.0, 0.02, seed=1), normal(11.0, 0.02, seed=2)
+    pair = compare_pair(row(baseline), row(contender, contended=True))
+    assert pair.verdict == NOISY
+    assert "contended" in pair.reason
+    assert compare_pair(row(baseline, contended=True), row(baseline)).verdict == UNCHANGED
