@@ -2,18 +2,37 @@
 
 Every column a caller can choose (metric, sort column) comes from an allowlist here; user
 strings only ever travel as bound parameters, never as SQL text.
+
+Two rules hold for every aggregate:
+
+- **like with like**: results are grouped by precision, sequence length and scenario as well
+  as by what the chart shows, so no average and no line ever mixes them; each group is a
+  ``series``, and a chart draws one series per line (or colour).
+- **say how far it can be trusted**: each group says how many results it covers (``n``),
+  how many of them are noisy, and the widest 95% CI among them (``ci_low``/``ci_high``)
+  where the metric has one.
+
+A result is *noisy* when its median never converged (``ci_met`` false) or, where results
+record it (issue 10's ``contended`` column), when other processes competed for the CPU.
+Columns that later schema versions add (``scenario``, ``contended``) are used when
+results_view has them and read as NULL/false before.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
+import msgspec
 import pandas as pd
 import pyarrow as pa
 
 from storage.database import Database
 from storage.results import RESULT_ROW_COLUMNS
+
+Row = TypeVar("Row")
 
 
 class InvalidFilter(ValueError):
@@ -31,6 +50,10 @@ class Metric:
     column: str
     label: str
     higher_is_better: bool
+    # SQL for the 95% CI of one result's value, where the engine measures one. The median's
+    # CI is measured; throughput carries the same relative interval (items/s scale as 1/latency).
+    ci_low: str | None = None
+    ci_high: str | None = None
 
     @property
     def best(self) -> str:
@@ -45,8 +68,12 @@ class Metric:
 METRICS: dict[str, Metric] = {
     metric.key: metric
     for metric in (
-        Metric("throughput", "throughput_items_per_second", "Throughput (items/s)", True),
-        Metric("latency_p50", "p50_latency_ms", "Latency p50 (ms)", False),
+        Metric(
+            "throughput", "throughput_items_per_second", "Throughput (items/s)", True,
+            ci_low="throughput_items_per_second * p50_latency_ms / nullif(ci_high_ms, 0)",
+            ci_high="throughput_items_per_second * p50_latency_ms / nullif(ci_low_ms, 0)",
+        ),
+        Metric("latency_p50", "p50_latency_ms", "Latency p50 (ms)", False, ci_low="ci_low_ms", ci_high="ci_high_ms"),
         Metric("latency_p99", "p99_latency_ms", "Latency p99 (ms)", False),
         Metric("memory", "memory_peak_mb", "Peak memory (MB)", False),
     )
@@ -69,8 +96,13 @@ TABLE_COLUMNS: dict[str, str] = {
     "device_name": "Device",
     "batch_size": "Batch",
     "precision": "Precision",
+    "sequence_length": "Seq len",
     "throughput_items_per_second": "Throughput (items/s)",
     "p50_latency_ms": "p50 (ms)",
+    "ci_low_ms": "p50 CI low (ms)",
+    "ci_high_ms": "p50 CI high (ms)",
+    "n_samples": "n",
+    "ci_met": "Trust",
     "p99_latency_ms": "p99 (ms)",
     "memory_peak_mb": "Peak memory (MB)",
     "created_at": "Measured at",
@@ -78,17 +110,40 @@ TABLE_COLUMNS: dict[str, str] = {
 DEFAULT_SORT = "created_at"
 MAX_PAGE_SIZE = 500
 
+# Columns that later schema versions add, and what they read as before.
+OPTIONAL_COLUMNS = {"scenario": "NULL::VARCHAR", "contended": "NULL::BOOLEAN"}
+_columns: weakref.WeakKeyDictionary[Database, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def view_columns(db: Database) -> frozenset[str]:
+    """results_view's column names (fixed once the database is open and migrated)."""
+    if db not in _columns:
+        rows = db.cursor().execute("DESCRIBE results_view").fetchall()
+        _columns[db] = frozenset(row[0] for row in rows)
+    return _columns[db]
+
+
+def has_scenarios(db: Database) -> bool:
+    return "scenario" in view_columns(db)
+
 
 @dataclass(frozen=True)
 class Filters:
-    """What the dashboard's filter bar and the API's export narrow results to; ``None`` means "any"."""
+    """What the dashboard's filter bar and the API's export narrow results to; ``None`` means "any".
+
+    ``latest_only`` keeps the newest result of each config (the pages' default); otherwise
+    every run's result counts (the API's export, the pages' "all runs").
+    """
 
     family: str | None = None
     model: str | None = None
     hardware: str | None = None
     batch_size: int | None = None
     precision: str | None = None
+    sequence_length: int | None = None
+    scenario: str | None = None
     run_id: str | None = None
+    latest_only: bool = False
 
     def where(self, *extra: str) -> tuple[str, dict]:
         """A WHERE clause over results_view with named parameters, plus ``extra`` fixed clauses."""
@@ -99,6 +154,8 @@ class Filters:
             ("hardware", "hardware"),
             ("batch_size", "batch_size"),
             ("precision", "precision"),
+            ("sequence_length", "sequence_length"),
+            ("scenario", "scenario"),
             ("run_id", "run_id"),
         ):
             value = getattr(self, name)
@@ -108,18 +165,59 @@ class Filters:
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _noisy_sql(columns: frozenset[str]) -> str:
+    contended = " OR coalesce(contended, false)" if "contended" in columns else ""
+    return f"(coalesce(ci_met = false, false){contended})"
+
+
+def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
+    """The filtered results (latest per config when asked), raw samples left out, with the
+    optional columns filled in and a ``noisy`` flag: a subquery to select FROM."""
+    columns = view_columns(db)
+    if filters.scenario and "scenario" not in columns:
+        raise InvalidFilter("scenario", "no result records a scenario yet")
+    # Filter on the view's own columns first, then fill in the ones it lacks.
+    where, params = filters.where(*extra)
+    missing = "".join(f", {value} AS {name}" for name, value in OPTIONAL_COLUMNS.items() if name not in columns)
+    latest = (
+        "QUALIFY row_number() OVER (PARTITION BY coalesce(config_key, CAST(result_id AS VARCHAR)) "
+        "ORDER BY created_at DESC, result_id DESC) = 1"
+        if filters.latest_only
+        else ""
+    )
+    excluded = " EXCLUDE (samples_ms)" if "samples_ms" in columns else ""
+    return (
+        f"(SELECT *{excluded}{missing}, {_noisy_sql(columns)} AS noisy FROM results_view {where} {latest})",
+        params,
+    )
+
+
 def _frame(db: Database, sql: str, params: dict) -> pd.DataFrame:
     return db.cursor().execute(sql, params).df()
 
 
+# One series: what must never be averaged together or joined by a line.
+_SERIES = "concat_ws(' · ', precision, 'seq ' || sequence_length, scenario)"
+_SERIES_COLUMNS = "precision, sequence_length, scenario"
+
+
+def _trust(metric: Metric) -> str:
+    """Aggregates that say how far a group's value can be trusted."""
+    low = f"min({metric.ci_low})" if metric.ci_low else "NULL::DOUBLE"
+    high = f"max({metric.ci_high})" if metric.ci_high else "NULL::DOUBLE"
+    return (
+        f"{low} AS ci_low, {high} AS ci_high, count(*) AS n, count(*) FILTER (WHERE noisy) AS noisy, "
+        "CASE WHEN count(*) = 1 THEN any_value(result_id) END AS result_id"
+    )
+
+
 def _most_measured(db: Database, filters: Filters, column: str) -> str | None:
     # ``column`` is one of two literals below, never user input.
-    where, params = filters.where()
+    relation, params = _relation(db, filters)
     row = (
         db.cursor()
         .execute(
-            f"SELECT {column} FROM results_view {where} GROUP BY {column} "
-            f"ORDER BY count(*) DESC, {column} LIMIT 1",
+            f"SELECT {column} FROM {relation} r GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT 1",
             params,
         )
         .fetchone()
@@ -137,98 +235,136 @@ def most_measured_hardware(db: Database, filters: Filters) -> str | None:
     return _most_measured(db, filters, "hardware")
 
 
+HARDWARE_COLUMNS = [
+    "model_name", "hardware", "device_name", "batch_size", "precision", "sequence_length", "scenario", "series",
+    "value", "ci_low", "ci_high", "n", "noisy", "result_id",
+]
+
+
 def hardware_comparison(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
-    """One model's average ``metric`` per hardware and batch size.
+    """One model's average ``metric`` per hardware, batch size and series (precision,
+    sequence length, scenario).
 
     The hardware filter is ignored: comparing hardware is the point. ``filters.model`` names the
     model; without one, the most measured model is used.
-    Columns: model_name, hardware, device_name, batch_size, value, n.
     """
     filters = replace(filters, hardware=None)
     model = filters.model or most_measured_model(db, filters)
     if model is None:
-        return pd.DataFrame(columns=["model_name", "hardware", "device_name", "batch_size", "value", "n"])
-    where, params = replace(filters, model=model).where(f"{metric.column} IS NOT NULL")
+        return pd.DataFrame(columns=HARDWARE_COLUMNS)
+    relation, params = _relation(db, replace(filters, model=model), f"{metric.column} IS NOT NULL")
     return _frame(
         db,
-        f"""SELECT model_name, hardware, any_value(device_name) AS device_name, batch_size,
-                   avg({metric.column}) AS value, count(*) AS n
-            FROM results_view {where}
-            GROUP BY model_name, hardware, batch_size
-            ORDER BY hardware, batch_size""",
+        f"""SELECT model_name, hardware, any_value(device_name) AS device_name, batch_size, {_SERIES_COLUMNS},
+                   {_SERIES} AS series, avg({metric.column}) AS value, {_trust(metric)}
+            FROM {relation} r
+            GROUP BY model_name, hardware, batch_size, {_SERIES_COLUMNS}
+            ORDER BY hardware, precision, sequence_length NULLS FIRST, scenario NULLS FIRST, batch_size""",
         params,
     )
 
 
-def top_models(db: Database, filters: Filters, metric: Metric, limit: int = 5) -> pd.DataFrame:
-    """Per hardware, the ``limit`` models with the best ``metric`` (best over the filtered configs).
+TOP_COLUMNS = [
+    "hardware", "rank", "model_name", "model_family", "precision", "sequence_length", "scenario", "series",
+    "value", "batch_size", "ci_low", "ci_high", "ci_met", "contended", "noisy", "result_id", "n",
+]
 
-    Columns: hardware, rank, model_name, model_family, value, batch_size (where the best was measured).
+
+def top_models(db: Database, filters: Filters, metric: Metric, limit: int = 5) -> pd.DataFrame:
+    """Per hardware, the ``limit`` best (model, series) pairs by their best ``metric``.
+
+    Each row is one result, the best of its model and series: ``batch_size``, its CI, whether
+    it is noisy and its ``result_id``; ``n`` is how many results it was picked from.
     """
-    where, params = filters.where(f"{metric.column} IS NOT NULL")
+    relation, params = _relation(db, filters, f"{metric.column} IS NOT NULL")
     params["limit"] = limit
+    low = metric.ci_low or "NULL::DOUBLE"
+    high = metric.ci_high or "NULL::DOUBLE"
     return _frame(
         db,
-        f"""WITH per_model AS (
-                SELECT hardware, model_name, any_value(model_family) AS model_family,
-                       {metric.best}({metric.column}) AS value,
-                       arg_{metric.best}(batch_size, {metric.column}) AS batch_size
-                FROM results_view {where}
-                GROUP BY hardware, model_name)
+        f"""WITH candidates AS (
+                SELECT hardware, model_name, model_family, {_SERIES_COLUMNS}, {_SERIES} AS series,
+                       {metric.column} AS value, batch_size, {low} AS ci_low, {high} AS ci_high,
+                       ci_met, contended, noisy, result_id,
+                       count(*) OVER (PARTITION BY hardware, model_name, {_SERIES_COLUMNS}) AS n,
+                       row_number() OVER (PARTITION BY hardware, model_name, {_SERIES_COLUMNS}
+                                          ORDER BY {metric.column} {metric.order}, result_id DESC) AS pick
+                FROM {relation} r),
+            best AS (SELECT * EXCLUDE (pick) FROM candidates WHERE pick = 1)
             SELECT hardware,
-                   row_number() OVER (PARTITION BY hardware ORDER BY value {metric.order}, model_name)
+                   row_number() OVER (PARTITION BY hardware ORDER BY value {metric.order}, model_name, series)
                        AS rank,
-                   model_name, model_family, value, batch_size
-            FROM per_model
+                   model_name, model_family, {_SERIES_COLUMNS}, series, value, batch_size, ci_low, ci_high,
+                   ci_met, contended, noisy, result_id, n
+            FROM best
             QUALIFY rank <= $limit
             ORDER BY hardware, rank""",
         params,
     )
 
 
-def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: int = 8) -> pd.DataFrame:
-    """Average ``metric`` per batch size for each model on one hardware.
+SCALING_COLUMNS = [
+    "model_name", "hardware", "batch_size", "precision", "sequence_length", "scenario", "series",
+    "value", "ci_low", "ci_high", "n", "noisy", "result_id",
+]
 
+
+def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: int = 8) -> pd.DataFrame:
+    """Average ``metric`` per batch size for each model and series on one hardware.
+
+    ``series`` is "model · precision · seq N" (plus the scenario where results have one): a
+    line never joins points of another precision, sequence length or scenario.
     The batch-size filter is ignored: batch size is the x axis. ``filters.hardware`` names the
-    hardware; without one, the most measured hardware is used. Only the ``max_models`` models with
-    the best values are kept, so the chart stays readable.
-    Columns: model_name, hardware, batch_size, value.
+    hardware; without one, the most measured hardware is used. Only the ``max_models`` series
+    with the best values are kept, so the chart stays readable.
     """
     filters = replace(filters, batch_size=None)
     hardware = filters.hardware or most_measured_hardware(db, filters)
     if hardware is None:
-        return pd.DataFrame(columns=["model_name", "hardware", "batch_size", "value"])
-    where, params = replace(filters, hardware=hardware).where(f"{metric.column} IS NOT NULL")
+        return pd.DataFrame(columns=SCALING_COLUMNS)
+    relation, params = _relation(db, replace(filters, hardware=hardware), f"{metric.column} IS NOT NULL")
     params["max_models"] = max_models
     return _frame(
         db,
         f"""WITH points AS (
-                SELECT model_name, hardware, batch_size, avg({metric.column}) AS value
-                FROM results_view {where}
-                GROUP BY model_name, hardware, batch_size),
+                SELECT model_name, hardware, batch_size, {_SERIES_COLUMNS},
+                       concat_ws(' · ', model_name, {_SERIES}) AS series,
+                       avg({metric.column}) AS value, {_trust(metric)}
+                FROM {relation} r
+                GROUP BY model_name, hardware, batch_size, {_SERIES_COLUMNS}),
             chosen AS (
-                SELECT model_name FROM points GROUP BY model_name
-                ORDER BY {metric.best}(value) {metric.order}, model_name LIMIT $max_models)
-            SELECT model_name, hardware, batch_size, value FROM points
-            WHERE model_name IN (SELECT model_name FROM chosen)
-            ORDER BY model_name, batch_size""",
+                SELECT series FROM points GROUP BY series
+                ORDER BY {metric.best}(value) {metric.order}, series LIMIT $max_models)
+            SELECT model_name, hardware, batch_size, {_SERIES_COLUMNS}, series, value, ci_low, ci_high, n,
+                   noisy, result_id
+            FROM points
+            WHERE series IN (SELECT series FROM chosen)
+            ORDER BY series, batch_size""",
         params,
     )
 
 
-def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
-    """Average ``metric`` for every model family × hardware pair.
+HEATMAP_COLUMNS = [
+    "model_family", "hardware", "precision", "sequence_length", "scenario", "series",
+    "value", "ci_low", "ci_high", "n", "noisy", "result_id",
+]
 
-    Columns: model_family, hardware, value, n.
+
+def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
+    """Average ``metric`` for every model family × series × hardware cell.
+
+    ``series`` is "family · precision · seq N": a cell never averages precisions or sequence
+    lengths together.
     """
-    where, params = filters.where(f"{metric.column} IS NOT NULL")
+    relation, params = _relation(db, filters, f"{metric.column} IS NOT NULL")
     return _frame(
         db,
-        f"""SELECT coalesce(model_family, '(none)') AS model_family, hardware,
-                   avg({metric.column}) AS value, count(*) AS n
-            FROM results_view {where}
+        f"""SELECT coalesce(model_family, '(none)') AS model_family, hardware, {_SERIES_COLUMNS},
+                   concat_ws(' · ', coalesce(model_family, '(none)'), {_SERIES}) AS series,
+                   avg({metric.column}) AS value, {_trust(metric)}
+            FROM {relation} r
             GROUP BY ALL
-            ORDER BY model_family, hardware""",
+            ORDER BY model_family, precision, sequence_length NULLS FIRST, scenario NULLS FIRST, hardware""",
         params,
     )
 
@@ -264,6 +400,9 @@ def check_sort(sort: str | None, direction: str | None) -> None:
     _order_by(sort, direction)
 
 
+PAGE_ROW_COLUMNS = ("result_id", "run_id", *TABLE_COLUMNS, "scenario", "contended", "noisy")
+
+
 def results_page(
     db: Database,
     filters: Filters,
@@ -279,16 +418,15 @@ def results_page(
         raise InvalidFilter("page", f"{page} is not a page number (they start at 1)")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidFilter("page_size", f"{page_size} is outside 1..{MAX_PAGE_SIZE}")
-    where, params = filters.where()
-    total = db.cursor().execute(f"SELECT count(*) FROM results_view {where}", params).fetchone()[0]
+    relation, params = _relation(db, filters)
+    total = db.cursor().execute(f"SELECT count(*) FROM {relation} r", params).fetchone()[0]
     page = min(page, max(1, math.ceil(total / page_size)))
-    columns = ("result_id", "run_id", *TABLE_COLUMNS)
     cursor = db.cursor().execute(
-        f"SELECT {', '.join(columns)} FROM results_view {where} "
+        f"SELECT {', '.join(PAGE_ROW_COLUMNS)} FROM {relation} r "
         f"ORDER BY {order_by} LIMIT $limit OFFSET $offset",
         {**params, "limit": page_size, "offset": (page - 1) * page_size},
     )
-    rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    rows = [dict(zip(PAGE_ROW_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
     return ResultsPage(rows, total, page, page_size, sort, direction)
 
 
@@ -305,11 +443,11 @@ def results_export(
     The caller writes CSV or Parquet in Python from these batches: exports never use ``COPY TO``.
     """
     _, _, order_by = _order_by(sort, direction)
-    where, params = filters.where()
-    relation = db.cursor().sql(
-        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} ORDER BY {order_by}", params=params
+    relation, params = _relation(db, filters)
+    relation_sql = db.cursor().sql(
+        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM {relation} r ORDER BY {order_by}", params=params
     )
-    return relation.fetch_record_batch(rows_per_batch)
+    return relation_sql.fetch_record_batch(rows_per_batch)
 
 
 @dataclass(frozen=True)
@@ -321,25 +459,42 @@ class FilterOptions:
     hardware: list[str] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     precisions: list[str] = field(default_factory=list)
+    sequence_lengths: list[int] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=list)  # empty until results record one
+    runs: list[str] = field(default_factory=list)  # run ids with results, newest first
+
+
+RUN_CHOICES = 50
 
 
 def filter_options(db: Database) -> FilterOptions:
     """Models and hardware come from their own small tables (which also hold those that only
-    failed); batch sizes and precisions from the results, in one scan."""
+    failed); batch sizes, precisions, sequence lengths and scenarios from the results, in one scan."""
     cursor = db.cursor()
     families, models = cursor.execute(
         "SELECT list(DISTINCT model_family), list(DISTINCT model_name) FROM models"
     ).fetchone()
     hardware = cursor.execute("SELECT list(DISTINCT platform) FROM hardware_platforms").fetchone()[0]
-    batch_sizes, precisions = cursor.execute(
-        "SELECT list(DISTINCT batch_size), list(DISTINCT precision) FROM performance_results"
+    scenario = "list(DISTINCT scenario)" if has_scenarios(db) else "NULL"
+    batch_sizes, precisions, sequence_lengths, scenarios = cursor.execute(
+        f"SELECT list(DISTINCT batch_size), list(DISTINCT precision), list(DISTINCT sequence_length), {scenario} "
+        "FROM results_view"
     ).fetchone()
+    runs = [
+        row[0]
+        for row in cursor.execute(
+            "SELECT run_id FROM performance_results WHERE run_id IS NOT NULL GROUP BY run_id "
+            "ORDER BY max(created_at) DESC, run_id LIMIT $limit",
+            {"limit": RUN_CHOICES},
+        ).fetchall()
+    ]
     # list() of no rows is NULL.
     return FilterOptions(
         *(
             sorted(value for value in values or [] if value is not None)
-            for values in (families, models, hardware, batch_sizes, precisions)
-        )
+            for values in (families, models, hardware, batch_sizes, precisions, sequence_lengths, scenarios)
+        ),
+        runs=runs,
     )
 
 
@@ -350,19 +505,145 @@ class Summary:
     hardware: int
     runs: int
     failures: int
+    noisy: int = 0
 
 
 def summary(db: Database) -> Summary:
     """Counts for the overview's header line: models and hardware are those known (measured or failed)."""
+    noisy = _noisy_sql(view_columns(db))
     row = (
         db.cursor()
         .execute(
-            """SELECT (SELECT count(*) FROM performance_results),
+            f"""SELECT (SELECT count(*) FROM performance_results),
                   (SELECT count(*) FROM models),
                   (SELECT count(*) FROM hardware_platforms),
                   (SELECT count(*) FROM test_runs),
-                  (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible)"""
+                  (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible),
+                  (SELECT count(*) FROM results_view WHERE {noisy})"""
         )
         .fetchone()
     )
     return Summary(*row)
+
+
+# ---- one result: the result page -------------------------------------------------------
+
+DETAIL_COLUMNS = (*RESULT_ROW_COLUMNS, "config_key", "fingerprint", "scenario", "contended", "noisy")
+
+
+def result_detail(db: Database, result_id: int, as_type: type[Row]) -> Row | None:
+    """One stored result without its samples, as ``as_type`` (fields it lacks are dropped)."""
+    relation, params = _relation(db, Filters(), "result_id = $result_id")
+    names = tuple(dict.fromkeys(DETAIL_COLUMNS))
+    row = db.cursor().execute(f"SELECT {', '.join(names)} FROM {relation} r", {**params, "result_id": result_id})
+    found = row.fetchone()
+    return None if found is None else msgspec.convert(dict(zip(names, found, strict=True)), as_type)
+
+
+def result_samples(db: Database, result_id: int) -> list[float] | None:
+    """The raw samples of one result in iteration order; None for no such result."""
+    row = db.cursor().execute(
+        "SELECT coalesce(samples_ms, []) FROM results_view WHERE result_id = ?", [result_id]
+    ).fetchone()
+    return None if row is None else list(row[0])
+
+
+def sample_histogram(db: Database, result_id: int, bins: int = 30) -> pd.DataFrame:
+    """The samples of one result counted into ``bins`` equal-width bins between their min and max.
+
+    Columns: bin_start, bin_end, count (every bin, empty ones too; one bin if all samples are equal).
+    """
+    frame = _frame(
+        db,
+        """WITH samples AS (SELECT unnest(samples_ms) AS value FROM performance_results WHERE result_id = $id),
+                bounds AS (SELECT min(value) AS low, max(value) AS high, count(*) AS total FROM samples),
+                shape AS (SELECT low, high, CASE WHEN high > low THEN $bins ELSE 1 END AS bins,
+                                 CASE WHEN high > low THEN (high - low) / $bins ELSE 1.0 END AS width
+                          FROM bounds WHERE total > 0),
+                counted AS (
+                    SELECT least(CAST(floor((value - low) / width) AS INTEGER), bins - 1) AS bin, count(*) AS count
+                    FROM samples, shape GROUP BY bin)
+           SELECT low + b.bin * width AS bin_start,
+                  CASE WHEN bins = 1 THEN high + 0.0 ELSE low + (b.bin + 1) * width END AS bin_end,
+                  coalesce(counted.count, 0) AS count
+           FROM shape, (SELECT unnest(range((SELECT bins FROM shape))) AS bin) b
+           LEFT JOIN counted ON counted.bin = b.bin
+           ORDER BY b.bin""",
+        {"id": result_id, "bins": bins},
+    )
+    return frame
+
+
+def sample_trace(db: Database, result_id: int, max_points: int = 600) -> pd.DataFrame:
+    """The samples of one result in iteration order, for drift and throttling.
+
+    Up to ``max_points`` samples come back as they are; more are bucketed by iteration into
+    ``max_points`` buckets with their min, median and max. Columns: iteration (the bucket's
+    first, 1-based), iteration_end, latency_ms (the median), low, high.
+    """
+    return _frame(
+        db,
+        """WITH samples AS (
+               SELECT unnest(samples_ms) AS value, unnest(range(len(samples_ms))) AS i
+               FROM performance_results WHERE result_id = $id),
+           sized AS (SELECT greatest(1, CAST(ceil(count(*) / $max_points) AS INTEGER)) AS width FROM samples)
+           SELECT min(i) + 1 AS iteration, max(i) + 1 AS iteration_end, median(value) AS latency_ms,
+                  min(value) AS low, max(value) AS high
+           FROM samples, sized
+           GROUP BY i // width
+           ORDER BY iteration""",
+        {"id": result_id, "max_points": max_points},
+    )
+
+
+def same_config_results(db: Database, config_key: str | None, limit: int = 50) -> pd.DataFrame:
+    """Every stored result of ``config_key``, newest first: the same config in other runs."""
+    if not config_key:
+        return pd.DataFrame(columns=["result_id", "run_id", "created_at"])
+    relation, params = _relation(db, Filters(), "config_key = $config_key")
+    return _frame(
+        db,
+        f"""SELECT result_id, run_id, created_at, fingerprint, n_samples, p50_latency_ms, ci_low_ms, ci_high_ms,
+                   ci_met, noisy, throughput_items_per_second, torch_version, threads
+            FROM {relation} r ORDER BY created_at DESC, result_id DESC LIMIT $limit""",
+        {**params, "config_key": config_key, "limit": limit},
+    )
+
+
+# ---- runs: what a run reused, and how long configs take ------------------------------------
+
+
+def reused_results(
+    db: Database, run_id: str, config_keys: list[str], fingerprints: list[str]
+) -> dict[str, dict]:
+    """For configs a run skipped as already measured: the newest result of each with one of
+    the run's fingerprints from another run (what incremental mode reused), by config key."""
+    if not config_keys:
+        return {}
+    relation, params = _relation(
+        db, Filters(),
+        "list_contains($keys, config_key)", "list_contains($fingerprints, fingerprint)",
+        "run_id IS DISTINCT FROM $run_id",
+    )
+    frame = _frame(
+        db,
+        f"""SELECT config_key, result_id, run_id, created_at, model_name, hardware, batch_size, precision,
+                   sequence_length, scenario, n_samples, p50_latency_ms, ci_low_ms, ci_high_ms, ci_met, noisy,
+                   p99_latency_ms, throughput_items_per_second, memory_peak_mb, wall_seconds
+            FROM {relation} r
+            QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY created_at DESC, result_id DESC) = 1""",
+        {**params, "keys": list(config_keys), "fingerprints": list(fingerprints), "run_id": run_id},
+    )
+    return {row["config_key"]: row for row in frame.astype(object).where(frame.notna(), None).to_dict("records")}
+
+
+def typical_wall_seconds(db: Database, config_keys: list[str]) -> dict[str, float]:
+    """The median wall time of each config's stored measurements: what history says it takes."""
+    if not config_keys:
+        return {}
+    rows = db.cursor().execute(
+        """SELECT config_key, median(wall_seconds) FROM performance_results
+           WHERE list_contains($keys, config_key) AND wall_seconds IS NOT NULL GROUP BY config_key""",
+        {"keys": list(config_keys)},
+    ).fetchall()
+    return {key: float(seconds) for key, seconds in rows}

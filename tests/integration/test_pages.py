@@ -191,7 +191,7 @@ def test_overview_filters_swap_the_charts_through_htmx_and_push_the_url(client):
     page = client.get("/").text
     form = re.search(r'<form[^>]*id="overview-filters"[^>]*>', page, re.S).group(0)
     assert 'hx-get="/"' in form and 'hx-target="#overview-body"' in form and 'hx-push-url="true"' in form
-    for name in ("family", "model", "hardware", "batch_size", "metric"):
+    for name in ("family", "model", "hardware", "batch_size", "precision", "sequence_length", "run", "runs", "metric"):
         assert f'id="filter-{name}" name="{name}"' in page
     assert 'data-vega-spec="chart-hardware-spec"' in page and 'data-vega-spec="chart-scaling-spec"' in page
 
@@ -199,7 +199,7 @@ def test_overview_filters_swap_the_charts_through_htmx_and_push_the_url(client):
 def test_overview_charts_follow_the_chosen_filters_and_metric(client):
     fragment = client.get("/?family=bert&metric=latency_p50", headers={"HX-Request": "true"}).text
     hardware_spec = json.loads(re.search(r'id="chart-hardware-spec">(.*?)</script>', fragment, re.S).group(1))
-    assert hardware_spec["title"] == "bert-tiny: Latency p50 (ms) by hardware"
+    assert hardware_spec["description"] == "bert-tiny: Latency p50 (ms) by hardware (fp32 · seq 128)"
     values = next(iter(hardware_spec["datasets"].values()))
     assert sorted(row["value"] for row in values) == [10.0, 12.0, 16.0]
     top = re.search(
@@ -235,7 +235,7 @@ def test_results_table_filters_and_pages(client):
     headers = {"HX-Request": "true", "HX-Target": "results-table-section"}
     fragment = parse(client.get("/comparison?family=bert", headers=headers).text)
     assert column(fragment.by_id("results-table"), "model_name") == ["bert-tiny"] * 3
-    assert fragment.by_id("results-count").text() == "· 3 rows"
+    assert fragment.by_id("results-count").text() == "· 3 rows, the latest of each config"
     assert fragment.by_id("page-info").text() == "Page 1 of 1"
     assert fragment.by_id("page-next").attrs.get("aria-disabled") == "true"
 
@@ -314,7 +314,7 @@ def test_run_form_errors_are_shown_next_to_the_field(client, fields, field, reas
 def test_the_run_form_offers_detected_hardware_and_registered_models(client):
     page = client.get("/runs").text
     assert 'name="hardware" value="cpu" checked' in page
-    assert '<option value="bert-tiny"' in page and '<option value="gpt2-tiny"' in page
+    assert 'name="models" value="bert-tiny"' in page and 'name="models" value="gpt2-tiny"' in page
     for name in ("priority", "batch_sizes", "precision", "progressive_mode", "incremental"):
         assert f'name="{name}"' in page
     assert 'hx-post="/runs"' in page and 'name="_csrf_token"' in page
@@ -432,3 +432,335 @@ def test_export_with_a_bad_sort_is_a_clear_400_not_an_empty_file(client):
     reply = client.get("/comparison/results.csv?sort=evil")
     assert reply.status_code == 400
     assert "cannot sort by" in reply.text
+
+
+# ---- issue 14: like with like, and how far each number can be trusted ------------------------
+
+import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
+import time  # noqa: E402
+
+import msgspec  # noqa: E402
+
+from webapp.pages.live_runs import Submissions  # noqa: E402
+
+# The realistic rerun: bert-tiny at batch sizes 1 and 2 on this machine's CPU, already measured.
+RERUN = RunRequest(models=["bert-tiny"], hardware=["cpu"], batch_sizes=[1, 2], progressive_mode=False)
+SAMPLES = [2.0 + (i % 8) * 0.25 for i in range(40)]  # 40 samples between 2.0 and 3.75 ms, in this order
+ENVIRONMENT = {"cpu_model": "Test CPU", "threads": 2, "torch_version": "2.x"}
+
+
+def measured(config, p50, **fields):
+    return Measurement.of(
+        config, n_samples=fields.pop("n_samples", 10), average_latency_ms=p50, p50_latency_ms=p50,
+        p99_latency_ms=p50 * 2, ci_low_ms=p50 * 0.98, ci_high_ms=p50 * 1.02, ci_met=True,
+        throughput_items_per_second=config.batch_size / p50 * 1000, memory_peak_mb=50.0, wall_seconds=1.5,
+        **fields,
+    )
+
+
+@pytest.fixture(scope="module")
+def trust_client(tmp_path_factory):
+    """Two runs of bert-tiny at fp32 (the second one again at batch 1) and int8, one of them
+    noisy; stored with this machine's real fingerprint, so a rerun reuses them. No worker starts."""
+    tmp_path = tmp_path_factory.mktemp("trust")
+    with TestClient(create_app(dataclasses.replace(settings(tmp_path), prestart_workers=False))) as test_client:
+        services = test_client.app.state.services
+        plan = services.plan(RERUN)
+        fingerprint = plan.fingerprints["cpu"]
+        bs1, bs2 = sorted(plan.configs, key=lambda config: config.batch_size)
+        int8_bs1, int8_bs2 = (msgspec.structs.replace(config, precision="int8") for config in (bs1, bs2))
+        store = result_store(services.db, model_description("bert-tiny", "bert"))
+        for run_id in ("run-old", "run-new"):
+            save_run(services.db, stored_run(run_id, request=RERUN, environment={"cpu": ENVIRONMENT},
+                                             fingerprint=fingerprint, start_time=datetime(2024, 5, 1, 12),
+                                             completion_time=datetime(2024, 5, 1, 12, 1)))
+        store.record_result("run-old", measured(bs1, 10.0, samples_ms=SAMPLES, n_samples=len(SAMPLES)), fingerprint)
+        store.record_result("run-old", measured(bs2, 12.0), fingerprint)
+        store.record_result("run-new", measured(bs1, 8.0), fingerprint)
+        store.record_result("run-new", measured(int8_bs1, 6.0), fingerprint)
+        noisy = msgspec.structs.replace(
+            measured(int8_bs2, 7.0), ci_met=False, ci_low_ms=2.0, ci_high_ms=40.0)
+        store.record_result("run-new", noisy, fingerprint)
+        yield test_client
+
+
+def result_id(client, run_id, batch_size, precision="fp32") -> int:
+    return client.app.state.services.db.cursor().execute(
+        "SELECT result_id FROM results_view WHERE run_id = ? AND batch_size = ? AND precision = ?",
+        [run_id, batch_size, precision],
+    ).fetchone()[0]
+
+
+def spec_of(html: str, chart_id: str) -> dict:
+    return json.loads(re.search(rf'id="{chart_id}-spec">(.*?)</script>', html, re.S).group(1))
+
+
+def rows_of(spec: dict) -> list[dict]:
+    return spec["datasets"]["rows"]
+
+
+def test_batch_scaling_draws_one_line_per_precision_never_one_across_them(trust_client):
+    spec = spec_of(trust_client.get("/?model=bert-tiny", headers={"HX-Request": "true"}).text, "chart-scaling")
+    rows = rows_of(spec)
+    assert {row["series"] for row in rows} == {"bert-tiny · fp32 · seq 128", "bert-tiny · int8 · seq 128"}
+    line = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
+    assert line["encoding"]["detail"]["field"] == "series"
+    assert spec["encoding"]["color"]["field"] == "series"
+    # The latest result per config by default: batch 1 at fp32 is run-new's 8 ms alone.
+    fp32_bs1 = next(row for row in rows if row["series"].endswith("fp32 · seq 128") and row["batch_size"] == 1)
+    assert (fp32_bs1["n"], fp32_bs1["value"]) == (1, pytest.approx(1000 / 8.0))
+    assert fp32_bs1["ci_low"] < fp32_bs1["value"] < fp32_bs1["ci_high"]
+
+
+def test_all_runs_averages_a_config_and_says_over_how_many(trust_client):
+    page = trust_client.get("/?model=bert-tiny&runs=all", headers={"HX-Request": "true"}).text
+    rows = rows_of(spec_of(page, "chart-scaling"))
+    fp32_bs1 = next(row for row in rows if "fp32" in row["series"] and row["batch_size"] == 1)
+    assert fp32_bs1["n"] == 2
+    assert fp32_bs1["value"] == pytest.approx((1000 / 10.0 + 1000 / 8.0) / 2)
+    assert "Showing every run's results" in page
+
+
+def test_the_hardware_chart_splits_mixed_precisions_into_series_and_counts_results(trust_client):
+    spec = spec_of(trust_client.get("/?model=bert-tiny", headers={"HX-Request": "true"}).text, "chart-hardware")
+    assert spec["encoding"]["xOffset"]["field"] == "group"
+    bars = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "bar")
+    assert bars["encoding"]["color"]["field"] == "series"
+    assert sorted((row["series"], row["batch_size"], row["n"]) for row in rows_of(spec)) == [
+        ("fp32 · seq 128", 1, 1), ("fp32 · seq 128", 2, 1), ("int8 · seq 128", 1, 1), ("int8 · seq 128", 2, 1),
+    ]
+    # Error bars from the CI: a rule layer from ci_low to ci_high.
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    assert (rule["encoding"]["y"]["field"], rule["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
+
+
+def test_the_heatmap_and_top_models_never_average_precisions_and_show_n(trust_client):
+    page = trust_client.get("/comparison", headers={"HX-Request": "true"}).text
+    cells = rows_of(spec_of(page, "chart-heatmap"))
+    assert sorted((row["series"], row["n"], row["noisy"]) for row in cells) == [
+        ("bert · fp32 · seq 128", 2, 0), ("bert · int8 · seq 128", 2, 1),
+    ]
+    overview = parse(trust_client.get("/").text)
+    top = overview.find_all("table", class_="top-models-table")[0]
+    headers = [th.text() for th in top.find_all("th")]
+    assert "n" in headers and "95% CI" in headers and "Precision · seq" in headers
+    series = [row.find_all("td")[2].text() for row in top.find_all("tbody")[0].find_all("tr")]
+    assert sorted(series) == ["fp32 · seq 128", "int8 · seq 128"]
+
+
+def test_a_noisy_result_shows_the_noisy_badge_not_ok(trust_client):
+    noisy_id = result_id(trust_client, "run-new", 2, "int8")
+    table = parse(trust_client.get("/comparison").text).by_id("results-table")
+    for row in table.find_all("tbody")[0].find_all("tr"):
+        trust = [element for element in row.iter() if element.attrs.get("data-trust")][0]
+        if row.attrs["data-result-id"] == str(noisy_id):
+            assert (trust.attrs["data-trust"], trust.text()) == ("noisy", "noisy")
+            assert trust.attrs["href"] == f"/results/{noisy_id}"
+        else:
+            assert (trust.attrs["data-trust"], trust.text()) == ("ok", "OK")
+    run_page = parse(trust_client.get("/runs/run-new").text)
+    noisy_row = [row for row in run_page.find_all("tr") if row.attrs.get("data-result-id") == str(noisy_id)][0]
+    assert "noisy" in noisy_row.text() and "OK" not in noisy_row.text()
+
+
+def test_the_results_table_shows_sequence_length_ci_n_and_trust(trust_client):
+    table = parse(trust_client.get("/comparison").text).by_id("results-table")
+    headed = [th.attrs.get("data-column") for th in table.find_all("th")]
+    for name in ("sequence_length", "ci_low_ms", "ci_high_ms", "n_samples", "ci_met", "run_id"):
+        assert name in headed
+    assert column(table, "sequence_length") == ["128"] * 4
+    assert column(table, "n_samples") == ["10"] * 4  # run-old's batch-1 result (40 samples) is not the latest
+
+
+@pytest.mark.parametrize(
+    ("query", "rows"),
+    [
+        ("", 4),  # the latest result of each of the 4 configs
+        ("runs=all", 5),
+        ("precision=int8", 2),
+        ("run=run-old&runs=all", 2),
+        ("run=run-old", 2),
+        ("sequence_length=128", 4),
+        ("sequence_length=64", 0),
+    ],
+)
+def test_filters_narrow_by_precision_sequence_length_and_run(trust_client, query, rows):
+    page = parse(trust_client.get(f"/comparison?{query}", headers={"HX-Request": "true"}).text)
+    count = page.by_id("results-count").text()
+    assert count.startswith(f"· {rows} rows")
+
+
+def test_a_bad_run_scope_is_a_400_naming_the_field(trust_client):
+    response = trust_client.get("/?runs=some")
+    assert response.status_code == 400 and "runs: must be one of latest, all" in response.text
+
+
+def test_the_result_page_draws_the_stored_samples_with_every_statistic_and_the_environment(trust_client):
+    rid = result_id(trust_client, "run-old", 1)
+    response = trust_client.get(f"/results/{rid}")
+    assert response.status_code == 200
+    page = response.text
+    bins = rows_of(spec_of(page, "chart-histogram"))
+    assert sum(row["count"] for row in bins) == len(SAMPLES)
+    assert bins[0]["bin_start"] == min(SAMPLES) and bins[-1]["bin_end"] == max(SAMPLES)
+    for value in SAMPLES:  # every sample lies in a bin that counts it
+        assert any(row["bin_start"] <= value <= row["bin_end"] and row["count"] for row in bins)
+    trace = rows_of(spec_of(page, "chart-trace"))
+    assert [row["latency_ms"] for row in trace] == SAMPLES
+    assert [row["iteration"] for row in trace] == list(range(1, len(SAMPLES) + 1))
+    tree = parse(page)
+    stats = {row.attrs["data-statistic"]: row.find_all("td")[0].text() for row in tree.by_id("statistics-table").find_all("tr")}
+    assert stats["n_samples"] == "40" and stats["p50_latency_ms"] == "10.0000"
+    for name in ("ci_low_ms", "ci_high_ms", "ci_met", "p99_latency_ms", "throughput_items_per_second", "wall_seconds"):
+        assert name in stats
+    environment = tree.by_id("environment-table").text()
+    assert "cpu_model Test CPU" in environment
+    plan = trust_client.app.state.services.plan(RERUN)
+    assert tree.by_id("result-fingerprint").text() == plan.fingerprints["cpu"]
+    # The same config in another run, linked.
+    other = result_id(trust_client, "run-new", 1)
+    assert f'href="/results/{other}"' in str(page)
+    assert [li.text() for li in tree.by_id("samples-list").find_all("li")] == [f"{value:.4f}" for value in SAMPLES]
+
+
+def test_a_noisy_result_page_explains_and_offers_to_measure_it_again(trust_client):
+    rid = result_id(trust_client, "run-new", 2, "int8")
+    tree = parse(trust_client.get(f"/results/{rid}").text)
+    assert "never tightened" in tree.by_id("noisy-explanation").text()
+    form = tree.by_id("measure-again-form")
+    fields = {element.attrs["name"]: element.attrs.get("value") for element in form.find_all("input")}
+    assert (fields["models"], fields["hardware"], fields["batch_sizes"], fields["precision"], fields["force"]) == (
+        "bert-tiny", "cpu", "2", "int8", "on")
+    assert fields["submission"] and form.attrs["action"] == "/runs"
+
+
+def test_an_unknown_result_is_an_html_404(trust_client):
+    response = trust_client.get("/results/999999")
+    assert response.status_code == 404 and response.text.startswith("<!doctype html>")
+
+
+def test_the_samples_endpoint_serves_a_results_raw_samples_in_order(trust_client):
+    rid = result_id(trust_client, "run-old", 1)
+    reply = trust_client.get(f"/api/benchmark/results/run-old/samples/{rid}")
+    assert reply.status_code == 200
+    assert reply.json() == {"run_id": "run-old", "result_id": rid, "n_samples": 40, "samples_ms": SAMPLES}
+    wrong_run = trust_client.get(f"/api/benchmark/results/run-new/samples/{rid}")
+    assert wrong_run.status_code == 404 and "has no result" in wrong_run.json()["reason"]
+    assert trust_client.get("/api/benchmark/results/run-old/samples/0").status_code == 400
+    assert "getResultSamples" in trust_client.get("/schema/openapi.json").text
+
+
+def test_results_view_carries_the_raw_samples(trust_client):
+    rid = result_id(trust_client, "run-old", 1)
+    reply = trust_client.post("/api/benchmark/sql", json={
+        "sql": "SELECT len(samples_ms) AS n, samples_ms[1] AS first FROM results_view WHERE result_id = $id",
+        "params": {"id": rid},
+    })
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["rows"] == [[40, SAMPLES[0]]]
+
+
+def test_the_sql_page_runs_a_query_from_the_url_on_load(trust_client):
+    page = trust_client.get("/sql", params={"q": "SELECT model_name, avg(p50_latency_ms) AS p50 FROM results_view GROUP BY 1"})
+    assert page.status_code == 200
+    tree = parse(page.text)
+    assert tree.by_id("sql-input").text() == "SELECT model_name, avg(p50_latency_ms) AS p50 FROM results_view GROUP BY 1"
+    assert [td.text() for td in tree.by_id("sql-table").find_all("td")] == ["bert-tiny", "8.6"]
+    assert "Chart: p50 by model_name." in tree.by_id("chart-sql-title").text()
+    form = re.search(r'<form id="sql-form"[^>]*>', page.text).group(0)
+    assert 'method="get"' in form and 'hx-push-url="true"' in form
+    refused = trust_client.get("/sql", params={"q": "DROP TABLE models"})
+    assert refused.status_code == 400 and 'id="sql-refusal"' in refused.text
+
+
+def test_the_run_form_groups_models_by_size_and_previews_the_run(trust_client):
+    page = parse(trust_client.get("/runs").text)
+    groups = [group.text() for group in page.find_all("p", class_="model-group-title")]
+    assert groups == ["Tiny sizes (quick checks and tests)", "Full sizes"]
+    tiny, full = page.find_all("div", class_="model-group")
+    assert tiny.find_all("input", value="bert-tiny") and full.find_all("input", value="bert-base-uncased")
+    assert page.by_id("model-search").attrs["type"] == "search"
+    token = csrf_token(trust_client)
+    form = {"priority": "high", "hardware": "cpu", "models": "bert-tiny", "batch_sizes": "1, 2, 4",
+            "precision": "fp32", "sequence_length": "128", "incremental": "on", "_csrf_token": token}
+    preview = parse(trust_client.post("/runs/preview", data=form, headers={"HX-Request": "true"}).text)
+    text = preview.by_id("run-preview-text").text()
+    assert preview.by_id("run-preview-configs").text() == "3 configs"
+    assert "2 to be reused" in text and "1 never timed here: up to 10 s of timing each" in text
+    bad = parse(trust_client.post("/runs/preview", data=form | {"batch_sizes": "1, x"}).text)
+    assert bad.by_id("run-preview-text").text() == "Not valid yet: batch_sizes: 'x' is not a whole number"
+
+
+def test_run_form_errors_are_tied_to_their_field_and_take_the_focus(trust_client):
+    data = {"priority": "high", "hardware": "cpu", "batch_sizes": "1, x", "precision": "fp32",
+            "sequence_length": "16", "_csrf_token": csrf_token(trust_client)}
+    fragment = parse(trust_client.post("/runs", data=data, headers={"HX-Request": "true"}).text)
+    field = fragment.by_id("run-batch-sizes")
+    assert field.attrs["aria-invalid"] == "true" and "autofocus" in field.attrs
+    assert "error-batch_sizes" in field.attrs["aria-describedby"].split()
+    assert len(fragment.find_all(autofocus="")) == 1
+
+
+def test_a_rerun_that_skips_every_config_lists_them_with_the_run_they_came_from(trust_client):
+    """The same form sent twice (a double-click without JavaScript) starts one run; every config
+    of it already has a result with this environment, so nothing is measured and no worker starts."""
+    token = csrf_token(trust_client)
+    form = {"priority": "high", "hardware": "cpu", "models": "bert-tiny", "batch_sizes": "1, 2", "precision": "fp32",
+            "sequence_length": "128", "incremental": "on", "submission": "one-form", "_csrf_token": token}
+    first = trust_client.post("/runs", data=form, follow_redirects=False)
+    second = trust_client.post("/runs", data=form, follow_redirects=False)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    run_id = first.headers["location"].rsplit("/", 1)[1]
+    services = trust_client.app.state.services
+    deadline = time.monotonic() + 60  # generous: skipping two configs takes milliseconds
+    while not services.run_status(run_id).terminal and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert services.run_status(run_id).status == "completed"
+    assert [run.run_id for run in services.list_runs()].count(run_id) == 1
+    page = parse(trust_client.get(f"/runs/{run_id}").text)
+    rows = page.by_id("run-results-body").find_all("tr")
+    reused = {row.find_all("td")[2].text(): row.text() for row in rows if row.attrs["data-outcome"] == "reused"}
+    assert set(reused) == {"1", "2"}
+    assert "from run run-new" in reused["1"] and "from run run-old" in reused["2"]
+    assert "2 of 2 configs were not measured again" in page.by_id("run-skipped").text()
+    listed = parse(trust_client.get("/runs").text).by_id(f"run-row-{run_id}").text()
+    assert "fp32" in listed and "128" in listed
+
+
+def test_one_submission_token_starts_one_run_however_often_it_comes():
+    async def scenario():
+        submissions, started = Submissions(), []
+
+        async def start():
+            started.append(1)
+            await asyncio.sleep(0.01)
+            return f"run-{len(started)}"
+
+        together = await asyncio.gather(*(submissions.start("token", start) for _ in range(5)))
+        later = await submissions.start("token", start)
+        other = await submissions.start("another", start)
+        untokened = [await submissions.start("", start) for _ in range(2)]
+        return together, later, other, untokened, len(started)
+
+    together, later, other, untokened, calls = asyncio.run(scenario())
+    assert together == ["run-1"] * 5 and later == "run-1"
+    assert other == "run-2" and untokened == ["run-3", "run-4"] and calls == 4
+
+
+def test_a_refused_submission_can_be_fixed_and_sent_again():
+    async def scenario():
+        submissions, attempts = Submissions(), []
+
+        async def start():
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ValueError("batch_sizes: enter at least one number")
+            return "run-1"
+
+        with pytest.raises(ValueError):
+            await submissions.start("token", start)
+        return await submissions.start("token", start)
+
+    assert asyncio.run(scenario()) == "run-1"

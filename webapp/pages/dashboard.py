@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from urllib.parse import urlencode
 
 from litestar import Controller, get
@@ -15,18 +14,40 @@ from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
 from storage.database import Database
 from webapp.reporting import charts
 from webapp.reporting.exports import export_response
-from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_int, provide_filters, render
+from webapp.pages.rendering import (
+    PAGE_EXCEPTION_HANDLERS,
+    RUN_SCOPES,
+    filter_state,
+    optional_int,
+    provide_filters,
+    render,
+)
 from webapp.wiring.services import Services
 
 METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
 PAGE_SIZES = (25, 50, 100)
 NUMERIC_COLUMNS = frozenset(
-    {"batch_size", "throughput_items_per_second", "p50_latency_ms", "p99_latency_ms", "memory_peak_mb"}
+    {"batch_size", "sequence_length", "throughput_items_per_second", "p50_latency_ms", "ci_low_ms", "ci_high_ms",
+     "n_samples", "p99_latency_ms", "memory_peak_mb"}
 )
 
 
 def _records(frame) -> list[dict]:
-    return frame.to_dict("records")
+    """Frame rows as dicts, with NaN/NA as None so templates can test ``is none``."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def filter_context(db: Database, filters: Filters) -> dict:
+    """What every filter bar offers, and the query string of the filters in force."""
+    state = {key: value for key, value in filter_state(filters).items() if value not in (None, "")}
+    return {
+        "options": dashboard.filter_options(db),
+        "metric_choices": METRIC_CHOICES,
+        "run_scopes": list(RUN_SCOPES.items()),
+        "run_scope": "latest" if filters.latest_only else "all",
+        "has_scenarios": dashboard.has_scenarios(db),
+        "filter_query": urlencode(state),
+    }
 
 
 def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
@@ -63,7 +84,7 @@ def comparison_context(
         db, filters, sort=sort, direction=direction, page=page, page_size=page_size
     )
     heatmap = dashboard.family_heatmap(db, filters, metric)
-    state = asdict(filters) | {"metric": metric.key}
+    state = filter_state(filters) | {"metric": metric.key}
 
     def link(**changes) -> str:
         """This table's URL with ``changes`` applied: for sort headers, pager and exports."""
@@ -90,7 +111,7 @@ def comparison_context(
         "link": link,
         "page_sizes": PAGE_SIZES,
         # Without filters the total is every result; with them, an empty table means "no match".
-        "has_results": results.total > 0 or filters != Filters(),
+        "has_results": results.total > 0 or filters != Filters(latest_only=filters.latest_only),
     }
 
 
@@ -115,10 +136,8 @@ class DashboardPages(Controller):
         metric: str | None = None,
     ) -> Template:
         chosen = dashboard.get_metric(metric)
-        context = overview_context(services.db, filters, chosen) | {
+        context = overview_context(services.db, filters, chosen) | filter_context(services.db, filters) | {
             "active": "overview",
-            "options": dashboard.filter_options(services.db),
-            "metric_choices": METRIC_CHOICES,
         }
         return render(request, "pages/overview.html", "partials/overview_body.html", context)
 
@@ -142,11 +161,7 @@ class DashboardPages(Controller):
             direction=direction,
             page=optional_int("page", page) or 1,
             page_size=_page_size(page_size),
-        ) | {
-            "active": "comparison",
-            "options": dashboard.filter_options(services.db),
-            "metric_choices": METRIC_CHOICES,
-        }
+        ) | filter_context(services.db, filters) | {"active": "comparison"}
         # Sorting and paging swap only the table; the filter form swaps the heatmap too.
         fragment = (
             "partials/results_table.html"

@@ -57,21 +57,48 @@ def optional_int(name: str, value: str | None, *, minimum: int = 1) -> int | Non
     return number
 
 
+RUN_SCOPES = {"latest": "Latest result per config", "all": "Every run's results"}
+
+
 def provide_filters(
     family: str | None = None,
     model: str | None = None,
     hardware: str | None = None,
     batch_size: str | None = None,
     precision: str | None = None,
+    sequence_length: str | None = None,
+    scenario: str | None = None,
+    run: str | None = None,
+    runs: str | None = None,
 ) -> Filters:
-    """The filter bar's query parameters, for every dashboard handler (``Provide``d)."""
+    """The filter bar's query parameters, for every dashboard handler (``Provide``d).
+
+    ``runs`` is ``latest`` (the default: the newest result of each config) or ``all``;
+    ``run`` narrows to one run's results."""
+    scope = optional_text(runs) or "latest"
+    if scope not in RUN_SCOPES:
+        raise InvalidFilter("runs", f"must be one of {', '.join(RUN_SCOPES)}, not {scope!r}")
     return Filters(
         family=optional_text(family),
         model=optional_text(model),
         hardware=optional_text(hardware),
         batch_size=optional_int("batch_size", batch_size),
         precision=optional_text(precision),
+        sequence_length=optional_int("sequence_length", sequence_length),
+        scenario=optional_text(scenario),
+        run_id=optional_text(run),
+        latest_only=scope == "latest",
     )
+
+
+def filter_state(filters: Filters) -> dict:
+    """The filters as the query parameters that ask for them (what links keep)."""
+    return {
+        "family": filters.family, "model": filters.model, "hardware": filters.hardware,
+        "batch_size": filters.batch_size, "precision": filters.precision,
+        "sequence_length": filters.sequence_length, "scenario": filters.scenario, "run": filters.run_id,
+        "runs": None if filters.latest_only else "all",
+    }
 
 
 def error_page(request: Request, status_code: int, title: str, message: str) -> Template:

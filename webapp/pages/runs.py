@@ -22,6 +22,7 @@ from engine.runs import PRIORITIES, RunRecord, RunRequest, RunStatus, run_reques
 from storage import results as result_rows
 from storage import runs as run_rows
 from webapp.api.dependencies import require_token
+from webapp.pages import live_runs
 from webapp.live import ResultEvent, decode_event, run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
 from webapp.wiring.comparisons import regressed_runs
@@ -44,9 +45,12 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def status_view(status: RunStatus) -> dict:
-    """The status plus what the page prints: percent, ETA and elapsed time as text."""
-    remaining = status.estimated_remaining_time
+def status_view(status: RunStatus, remaining: float | None = None) -> dict:
+    """The status plus what the page prints: percent, ETA and elapsed time as text.
+
+    ``remaining`` is the page's own estimate (live_runs.estimate_remaining: this run's and
+    history's per-config times); without one, the engine's."""
+    remaining = status.estimated_remaining_time if remaining is None else remaining
     return msgspec.structs.asdict(status) | {
         "percent": int(status.progress * 100),
         "terminal": status.terminal,
@@ -57,9 +61,12 @@ def status_view(status: RunStatus) -> dict:
 
 def row_view(row: Measurement) -> dict:
     """A result row as the run page shows it, from storage or from a live event alike."""
-    return msgspec.structs.asdict(row) | {
+    fields = msgspec.structs.asdict(row)
+    return fields | {
         "key": row.config.key(),
         "outcome": row.error_type or row.status,
+        # Noisy: the median never converged, or (where results record it) the host was contended.
+        "noisy": fields.get("ci_met") is False or bool(fields.get("contended")),
     }
 
 
@@ -83,6 +90,7 @@ def recent_runs(services: Services) -> list[dict]:
                 "hardware": request.hardware,
                 "batch_sizes": request.batch_sizes,
                 "precision": request.precision,
+                "sequence_length": request.sequence_length,
             }
         )
     regressed = regressed_runs(services.db, [run["run_id"] for run in runs if run["status"] == "completed"])
@@ -152,21 +160,39 @@ def form_context(services: Services, values: dict, errors: dict[str, str]) -> di
         "priorities": PRIORITIES,
         "precisions": PRECISIONS,
         "hardware_choices": [(hw.name, f"{hw.name} · {hw.device}") for hw in services.hardware],
-        "model_choices": [
-            (spec.name, f"{spec.name} ({spec.family}, {spec.parameters_million:,.1f} M)")
-            for spec in sorted(
-                services.registry.list(), key=lambda spec: (spec.family, spec.parameters_million)
-            )
-        ],
-    }
+        "model_groups": live_runs.model_groups(services),
+        # One run per rendering of the form, however often it is sent (a double-click).
+        "submission": live_runs.new_submission_token(),
+    } | preview_context(services, values)
+
+
+def preview_context(services: Services, values: dict) -> dict:
+    """The form's preview: how many configs and about how long, or why the form is not valid yet."""
+    try:
+        return {"preview": live_runs.preview(services, form_request(values))}
+    except InvalidRequestError as error:
+        return {"preview_error": f"{error.field}: {error.reason}"}
 
 
 # ---- the live stream ----------------------------------------------------------------
 
 
-def _status_event(request: HTMXRequest, status: RunStatus) -> ServerSentEventMessage:
-    html = render_to_string(request, "partials/run_status.html", {"status": status_view(status)})
+def _status_event(request: HTMXRequest, status: RunStatus, remaining: float | None = None) -> ServerSentEventMessage:
+    html = render_to_string(request, "partials/run_status.html", {"status": status_view(status, remaining)})
     return ServerSentEventMessage(event="status", data=html)
+
+
+def unseen_rows(services: Services, run_id: str, sent: set[str]) -> list[dict]:
+    """Rows the stream has not sent: stored ones (a progressive stop is stored, not published)
+    and configs the run reused, in that order."""
+    measured, failed = stored_rows(services, run_id)
+    stored = [row for row in measured + failed if row["key"] not in sent]
+    reused = live_runs.reused_configs(services, services.run_record(run_id), sent | {row["key"] for row in stored})
+    return stored + reused
+
+
+def status_and_estimate(services: Services, run_id: str) -> tuple[RunStatus, float | None]:
+    return services.run_status(run_id), live_runs.estimate_remaining(services, run_id)
 
 
 def _row_event(request: HTMXRequest, row: dict) -> ServerSentEventMessage:
@@ -185,15 +211,20 @@ async def live_run_events(
 
     ``shown`` counts the measured and failed rows the page was rendered with. Subscribing
     comes first, so a row stored between the page and this stream is read from storage
-    and, if it is also published, skipped as already sent.
+    and, if it is also published, skipped as already sent. Each status also brings the rows
+    that were stored or reused without an event of their own (progressive stops, incremental
+    skips); the page drops a row it already has (static/js/app.js), so none shows twice.
     """
     async with channels.start_subscription([run_channel(run_id)]) as subscriber:
-        status = await anyio.to_thread.run_sync(services.run_status, run_id)
+        status, remaining = await anyio.to_thread.run_sync(status_and_estimate, services, run_id)
         measured, failed = await anyio.to_thread.run_sync(stored_rows, services, run_id)
         sent = {row["key"] for row in measured + failed}
         for row in measured[shown[0] :] + failed[shown[1] :]:
             yield _row_event(request, row)
-        yield _status_event(request, status)
+        for row in await anyio.to_thread.run_sync(unseen_rows, services, run_id, sent):
+            sent.add(row["key"])
+            yield _row_event(request, row)
+        yield _status_event(request, status, remaining)
         last = status
         if not status.terminal:
             async for raw in subscriber.iter_events():
@@ -209,7 +240,14 @@ async def live_run_events(
                 if not status.terminal and status.completed_configs < last.completed_configs:
                     continue
                 last = status
-                yield _status_event(request, status)
+                if status.completed_configs > len(sent) or status.terminal:
+                    for row in await anyio.to_thread.run_sync(unseen_rows, services, run_id, sent):
+                        sent.add(row["key"])
+                        yield _row_event(request, row)
+                remaining = None if status.terminal else await anyio.to_thread.run_sync(
+                    live_runs.estimate_remaining, services, run_id
+                )
+                yield _status_event(request, status, remaining)
                 if status.terminal:
                     break
     yield ServerSentEventMessage(event="done", data="done")
@@ -227,11 +265,38 @@ class RunPages(Controller):
         )
         return render(request, "pages/runs.html", "partials/runs_table.html", context)
 
+    @get("/runs/stream", name="runs-stream", guards=[require_token])
+    async def stream(self, request: HTMXRequest, services: Services, channels: ChannelsPlugin) -> ServerSentEvent:
+        """The runs table as server-sent HTML (event "runs"), again whenever a run changes."""
+
+        async def table() -> str:
+            runs = await anyio.to_thread.run_sync(recent_runs, services)
+            return render_to_string(request, "partials/runs_table.html", {"runs": runs})
+
+        async def messages() -> AsyncIterator[ServerSentEventMessage]:
+            async for html in live_runs.runs_list_events(channels, table):
+                yield ServerSentEventMessage(event="runs", data=html)
+
+        return ServerSentEvent(messages())
+
+    @post("/runs/preview", name="run-preview", status_code=200, guards=[require_token])
+    async def preview(self, request: HTMXRequest, services: Services) -> Template:
+        """The form's config count and duration estimate for what it holds now."""
+        values = submitted_values(await request.form())
+        context = await anyio.to_thread.run_sync(preview_context, services, values)
+        return Template(template_name="partials/run_preview.html", context=context)
+
     @post("/runs", name="start-run", status_code=200, guards=[require_token])
     async def start(self, request: HTMXRequest, services: Services) -> Template | Redirect | ClientRedirect:
-        values = submitted_values(await request.form())
+        form = await request.form()
+        values = submitted_values(form)
+
+        async def start_run() -> str:
+            started = await anyio.to_thread.run_sync(services.start_run, form_request(values))
+            return started.run_id
+
         try:
-            run = await anyio.to_thread.run_sync(services.start_run, form_request(values))
+            run_id = await live_runs.submissions(request.app.state).start(form.get("submission", ""), start_run)
         except InvalidRequestError as error:
             context = {"active": "runs", "runs": await anyio.to_thread.run_sync(recent_runs, services)}
             context |= form_context(services, values, {error.field: error.reason})
@@ -242,18 +307,21 @@ class RunPages(Controller):
                 context,
                 status_code=HTTP_422_UNPROCESSABLE_ENTITY,
             )
-        url = f"/runs/{run.run_id}"
+        url = f"/runs/{run_id}"
         return ClientRedirect(url) if wants_fragment(request) else Redirect(url, status_code=303)
 
     @get("/runs/{run_id:str}", name="run", sync_to_thread=True)
     def run(self, request: HTMXRequest, services: Services, run_id: str) -> Template:
-        status = status_view(services.run_status(run_id))
+        status = status_view(services.run_status(run_id), live_runs.estimate_remaining(services, run_id))
         measured, failed = stored_rows(services, run_id)
+        reused = live_runs.reused_configs(services, services.run_record(run_id), {row["key"] for row in measured + failed})
         context = {
             "active": "runs",
             "status": status,
             "config": services.run_record(run_id).request,
-            "rows": measured + failed,
+            "rows": measured + failed + reused,
+            "reused_count": len(reused),
+            "skipped_count": max(0, status["completed_configs"] - len(measured) - len(failed)),
             "shown_measured": len(measured),
             "shown_failed": len(failed),
         }

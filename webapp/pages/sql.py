@@ -97,8 +97,15 @@ class SqlPages(Controller):
     include_in_schema = False
 
     @get("/sql", name="sql")
-    async def page(self, request: HTMXRequest, example: str | None = None) -> Template:
-        """The query box, filled with an example (the seed's query by default)."""
+    async def page(
+        self, request: HTMXRequest, services: Services, example: str | None = None, q: str | None = None
+    ) -> Template:
+        """The query box, filled with an example (the seed's query by default); with ``q``, that
+        query, run at once, so a link to /sql?q=... shows its result (the form runs queries so)."""
+        if q is not None:
+            context = _context(q, await anyio.to_thread.run_sync(outcome, services, q))
+            status = HTTP_400_BAD_REQUEST if "refusal" in context else 200
+            return render(request, "pages/sql.html", "partials/sql_result.html", context, status_code=status)
         _, sql = EXAMPLES.get(example or DEFAULT_EXAMPLE, EXAMPLES[DEFAULT_EXAMPLE])
         return render(request, "pages/sql.html", "partials/sql_form.html", _context(sql, {}))
 

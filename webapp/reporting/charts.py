@@ -8,6 +8,12 @@ Altair validates a chart against the Vega-Lite schema as it builds it, which cos
 milliseconds per chart, more than the DuckDB aggregate behind it. So each chart's
 shape is built (and validated) once per metric, reading a named dataset, and every
 request only fills in its rows and title.
+
+A chart's title is its ``description``: the page prints it as an HTML heading, which wraps
+on a phone, where a Vega title would be cut off. Charts of aggregates never join unlike
+results: a ``series`` (precision, sequence length, scenario) is a line or a colour of its
+own, every point says how many results it covers (``n``) and draws its 95% CI as an error
+bar where the metric has one, and a point with noisy results is drawn hollow or faded.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import re
 from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
 
@@ -29,6 +37,8 @@ CHART_HEIGHT = 280
 # Beyond this many categories a bar chart of SQL results stops being readable.
 AUTO_CHART_MAX_BARS = 50
 DATASET = "rows"  # the named dataset every template reads
+MARKS = "marks"  # a second named dataset: reference lines (the median and its CI)
+NOISY = "datum.noisy > 0"
 
 
 def _template(chart: alt.Chart | alt.LayerChart) -> dict:
@@ -37,19 +47,22 @@ def _template(chart: alt.Chart | alt.LayerChart) -> dict:
         chart.properties(width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
         .configure_view(strokeWidth=0)
         .configure(font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif")
-        .configure_title(anchor="start", fontSize=14, fontWeight=600)
         .configure_axis(labelFontSize=11, titleFontSize=12, labelLimit=180)
-        .configure_legend(orient="bottom", direction="horizontal", titleOrient="left")
+        # static/js/app.js sets the legend's columns to what the chart's width holds.
+        .configure_legend(orient="bottom", direction="horizontal", titleOrient="top", labelLimit=160)
     )
     return styled.to_dict()
 
 
-def _filled(template: dict, rows: pd.DataFrame | list[dict], title: str) -> dict:
-    spec = copy.deepcopy(template)
+def _records(rows: pd.DataFrame | list[dict]) -> list[dict]:
     # to_json turns NaN into null, as JSON needs; numpy scalars into plain numbers.
-    records = json.loads(rows.to_json(orient="records")) if isinstance(rows, pd.DataFrame) else rows
-    spec["datasets"] = {DATASET: records}
-    spec["title"] = title
+    return json.loads(rows.to_json(orient="records", date_format="iso")) if isinstance(rows, pd.DataFrame) else rows
+
+
+def _filled(template: dict, rows: pd.DataFrame | list[dict], title: str, **datasets) -> dict:
+    spec = copy.deepcopy(template)
+    spec["datasets"] = {DATASET: _records(rows), **{name: _records(value) for name, value in datasets.items()}}
+    spec["description"] = title
     return spec
 
 
@@ -65,67 +78,109 @@ def _value_tooltip(metric: Metric) -> alt.Tooltip:
     return alt.Tooltip("value:Q", title=metric.label, format=NUMBER_FORMAT)
 
 
-@cache
-def _hardware_comparison_template(metric: Metric) -> dict:
-    return _template(
-        alt.Chart(_rows())
-        .mark_bar()
-        .encode(
-            x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
-            xOffset=alt.XOffset("batch_size:O"),
-            y=_value(metric),
-            color=alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues")),
-            tooltip=[
-                alt.Tooltip("hardware:N", title="Hardware"),
-                alt.Tooltip("device_name:N", title="Device"),
-                alt.Tooltip("batch_size:O", title="Batch size"),
-                _value_tooltip(metric),
-                alt.Tooltip("n:Q", title="Results"),
-            ],
-        )
-        .properties(height=CHART_HEIGHT)
+def _trust_tooltips(metric: Metric) -> list[alt.Tooltip]:
+    """What every aggregated point says about itself: its CI, its n, its noisy results."""
+    ci = (
+        [
+            alt.Tooltip("ci_low:Q", title="95% CI low", format=NUMBER_FORMAT),
+            alt.Tooltip("ci_high:Q", title="95% CI high", format=NUMBER_FORMAT),
+        ]
+        if metric.ci_low
+        else []
     )
+    return [*ci, alt.Tooltip("n:Q", title="Results (n)"), alt.Tooltip("noisy:Q", title="Noisy results")]
+
+
+def _series_count(df: pd.DataFrame) -> int:
+    return df["series"].nunique(dropna=False) if "series" in df else 1
+
+
+@cache
+def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
+    # One series: a bar per batch size, coloured by it. Several: a bar per batch size and
+    # series, coloured by series, so no colour ever stands for two precisions.
+    offset = "group:N" if split else "batch_size:O"
+    color = (
+        alt.Color("series:N", title="Precision · sequence length")
+        if split
+        else alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues"))
+    )
+    bars = alt.Chart().mark_bar().encode(
+        y=_value(metric),
+        color=color,
+        opacity=alt.condition(NOISY, alt.value(0.45), alt.value(1.0)),
+        tooltip=[
+            alt.Tooltip("hardware:N", title="Hardware"),
+            alt.Tooltip("device_name:N", title="Device"),
+            alt.Tooltip("batch_size:O", title="Batch size"),
+            alt.Tooltip("series:N", title="Precision · sequence length"),
+            _value_tooltip(metric),
+            *_trust_tooltips(metric),
+        ],
+    )
+    layers = [bars]
+    if metric.ci_low:
+        layers.append(alt.Chart().mark_rule(color="#1f2933").encode(y="ci_low:Q", y2="ci_high:Q"))
+    chart = alt.layer(*layers, data=_rows()).encode(
+        x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(offset),
+    )
+    return _template(chart.properties(height=CHART_HEIGHT))
 
 
 def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
-    """Grouped bars: one model's ``metric`` on each hardware, a bar per batch size.
+    """Grouped bars: one model's ``metric`` on each hardware, a bar per batch size and series.
 
-    ``df`` columns: model_name, hardware, device_name, batch_size, value, n.
+    ``df`` columns: storage.dashboard.HARDWARE_COLUMNS (model_name, hardware, device_name,
+    batch_size, series, value, ci_low, ci_high, n, noisy, ...).
     """
     if df.empty:
         return None
-    title = f"{df['model_name'].iloc[0]}: {metric.label} by hardware"
-    return _filled(_hardware_comparison_template(metric), df, title)
+    split = _series_count(df) > 1
+    rows = df.assign(group=df["batch_size"].map("bs {}".format) + " · " + df["series"].fillna(""))
+    series = "" if split else f" ({df['series'].iloc[0]})"
+    title = f"{df['model_name'].iloc[0]}: {metric.label} by hardware{series}"
+    return _filled(_hardware_comparison_template(metric, split), rows, title)
 
 
 @cache
 def _batch_scaling_template(metric: Metric) -> dict:
-    return _template(
-        alt.Chart(_rows())
-        .mark_line(point=True)
-        .encode(
-            x=alt.X(
-                "batch_size:Q",
-                title="Batch size",
-                scale=alt.Scale(type="log", base=2),
-                axis=alt.Axis(format="d"),
-            ),
-            y=_value(metric),
-            color=alt.Color("model_name:N", title="Model"),
-            tooltip=[
-                alt.Tooltip("model_name:N", title="Model"),
-                alt.Tooltip("batch_size:Q", title="Batch size"),
-                _value_tooltip(metric),
-            ],
-        )
-        .properties(height=CHART_HEIGHT)
+    tooltip = [
+        alt.Tooltip("series:N", title="Series"),
+        alt.Tooltip("batch_size:Q", title="Batch size"),
+        _value_tooltip(metric),
+        *_trust_tooltips(metric),
+    ]
+    # One line per series: a line never joins two precisions or sequence lengths.
+    line = alt.Chart().mark_line().encode(y=_value(metric), detail="series:N")
+    # Noisy points are hollow.
+    points = alt.Chart().mark_point(size=60, filled=True).encode(
+        y=_value(metric),
+        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N", legend=None)),
+        tooltip=tooltip,
     )
+    layers = [line]
+    if metric.ci_low:
+        layers.append(alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q"))
+    layers.append(points)
+    chart = alt.layer(*layers, data=_rows()).encode(
+        x=alt.X(
+            "batch_size:Q",
+            title="Batch size",
+            scale=alt.Scale(type="log", base=2),
+            axis=alt.Axis(format="d"),
+        ),
+        color=alt.Color("series:N", title="Model · precision · sequence length"),
+    )
+    return _template(chart.properties(height=CHART_HEIGHT))
 
 
 def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
-    """Lines of ``metric`` against batch size (log2 axis), one per model, on one hardware.
+    """Lines of ``metric`` against batch size (log2 axis), one per series (model, precision,
+    sequence length, scenario), on one hardware.
 
-    ``df`` columns: model_name, hardware, batch_size, value.
+    ``df`` columns: storage.dashboard.SCALING_COLUMNS (model_name, hardware, batch_size, series,
+    value, ci_low, ci_high, n, noisy, ...).
     """
     if df.empty:
         return None
@@ -148,7 +203,7 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
 def _family_heatmap_template(metric: Metric) -> dict:
     base = alt.Chart(_rows()).encode(
         x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("model_family:N", title="Model family"),
+        y=alt.Y("series:N", title="Family · precision · sequence length", axis=alt.Axis(labelLimit=150)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
@@ -159,29 +214,115 @@ def _family_heatmap_template(metric: Metric) -> dict:
         ),
         tooltip=[
             alt.Tooltip("model_family:N", title="Family"),
+            alt.Tooltip("series:N", title="Series"),
             alt.Tooltip("hardware:N", title="Hardware"),
             _value_tooltip(metric),
-            alt.Tooltip("n:Q", title="Results"),
+            *_trust_tooltips(metric),
         ],
     )
     labels = base.mark_text(fontSize=11).encode(
-        text=alt.Text("value:Q", format=NUMBER_FORMAT),
+        text=alt.Text("label:N"),
         color=alt.condition("datum.dark", alt.value("white"), alt.value("#1f2933")),
     )
     return _template(alt.layer(cells, labels).properties(height={"step": 32}))
 
 
 def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
-    """A model family × hardware grid coloured by ``metric``; darker is better.
+    """A (family · precision · sequence length) × hardware grid coloured by ``metric``; darker
+    is better. Each cell's label carries its n.
 
-    ``df`` columns: model_family, hardware, value, n.
+    ``df`` columns: storage.dashboard.HEATMAP_COLUMNS (model_family, hardware, series, value, n, noisy, ...).
     """
     if df.empty:
         return None
     # Labels turn white on the darker half of the scale so they stay legible.
     middle = (df["value"].min() + df["value"].max()) / 2
-    rows = df.assign(dark=df["value"] > middle if metric.higher_is_better else df["value"] < middle)
+    rows = df.assign(
+        dark=df["value"] > middle if metric.higher_is_better else df["value"] < middle,
+        label=[
+            f"{value:,.4g} (n={n}{', noisy' if noisy else ''})"
+            for value, n, noisy in zip(df["value"], df["n"], df.get("noisy", [0] * len(df)), strict=True)
+        ],
+    )
     return _filled(_family_heatmap_template(metric), rows, f"{metric.label} by model family and hardware")
+
+
+# ---- one result's samples ----------------------------------------------------------------
+
+
+@cache
+def _histogram_template() -> dict:
+    bars = (
+        alt.Chart(_rows())
+        .mark_bar(color="#2563eb")
+        .encode(
+            x=alt.X("bin_start:Q", title="Latency (ms)", bin="binned", axis=alt.Axis(format=NUMBER_FORMAT)),
+            x2="bin_end:Q",
+            y=alt.Y("count:Q", title="Iterations"),
+            tooltip=[
+                alt.Tooltip("bin_start:Q", title="From (ms)", format=",.4~f"),
+                alt.Tooltip("bin_end:Q", title="To (ms)", format=",.4~f"),
+                alt.Tooltip("count:Q", title="Iterations"),
+            ],
+        )
+    )
+    marks = alt.Chart(alt.NamedData(name=MARKS))
+    ci = marks.transform_filter("datum.kind === 'ci'").mark_rect(color="#f59e0b", opacity=0.25).encode(
+        x="start:Q", x2="end:Q", tooltip=[alt.Tooltip("label:N", title="Marked")]
+    )
+    median = marks.transform_filter("datum.kind === 'p50'").mark_rule(color="#b91c1c", strokeWidth=2).encode(
+        x="start:Q", tooltip=[alt.Tooltip("label:N", title="Marked")]
+    )
+    return _template(alt.layer(ci, bars, median).properties(height=220))
+
+
+def sample_histogram(df: pd.DataFrame, p50: float | None, ci_low: float | None, ci_high: float | None) -> dict | None:
+    """The distribution of one result's samples: ``df`` is storage.dashboard.sample_histogram's
+    bins (bin_start, bin_end, count), with the median and its 95% CI marked."""
+    if df.empty or df["count"].sum() == 0:
+        return None
+    marks = []
+    if ci_low is not None and ci_high is not None:
+        marks.append({"kind": "ci", "start": ci_low, "end": ci_high,
+                      "label": f"95% CI of the median: {ci_low:,.4g} to {ci_high:,.4g} ms"})
+    if p50 is not None:
+        marks.append({"kind": "p50", "start": p50, "end": p50, "label": f"median {p50:,.4g} ms"})
+    total = int(df["count"].sum())
+    return _filled(_histogram_template(), df, f"Distribution of {total:,} timed iterations", **{MARKS: marks})
+
+
+@cache
+def _trace_template(bucketed: bool) -> dict:
+    x = alt.X("iteration:Q", title="Iteration", axis=alt.Axis(format="d"))
+    tooltip = [
+        alt.Tooltip("iteration:Q", title="Iteration"),
+        *([alt.Tooltip("iteration_end:Q", title="to iteration")] if bucketed else []),
+        alt.Tooltip("latency_ms:Q", title="Median (ms)" if bucketed else "Latency (ms)", format=",.4~f"),
+        *(
+            [alt.Tooltip("low:Q", title="Min (ms)", format=",.4~f"), alt.Tooltip("high:Q", title="Max (ms)", format=",.4~f")]
+            if bucketed
+            else []
+        ),
+    ]
+    base = alt.Chart(_rows()).encode(x=x)
+    line = base.mark_line(color="#2563eb", point=not bucketed).encode(
+        y=alt.Y("latency_ms:Q", title="Latency (ms)", axis=alt.Axis(format=NUMBER_FORMAT)), tooltip=tooltip
+    )
+    layers = [base.mark_area(color="#93c5fd", opacity=0.5).encode(y="low:Q", y2="high:Q"), line] if bucketed else [line]
+    return _template(alt.layer(*layers).properties(height=220))
+
+
+def sample_trace(df: pd.DataFrame) -> dict | None:
+    """One result's samples in iteration order (storage.dashboard.sample_trace): warm-up drift
+    and throttling show as a trend. Buckets of many samples draw their min-max band."""
+    if df.empty:
+        return None
+    bucketed = bool((df["iteration_end"] > df["iteration"]).any())
+    title = "Latency by iteration" + (" (median and range per bucket of iterations)" if bucketed else "")
+    return _filled(_trace_template(bucketed), df, title)
+
+
+# ---- SQL results ------------------------------------------------------------------------------
 
 
 def _is_number(value: object) -> bool:
@@ -194,26 +335,60 @@ def _column_kind(values: list) -> str | None:
         return None
     if all(isinstance(value, str) for value in present):
         return "category"
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+        return "integer"
     if all(_is_number(value) for value in present):
         return "number"
+    if all(isinstance(value, datetime | date) for value in present):
+        return "time"
+    return None
+
+
+# Columns that identify or describe a config rather than measure it: never a bar's length.
+_IDENTIFIER = re.compile(r"(^|_)(id|key|fingerprint|version)$", re.IGNORECASE)
+_DIMENSIONS = frozenset(
+    {"batch_size", "sequence_length", "image_size", "threads", "rank", "row_number", "new_tokens",
+     "compute_units", "n_samples", "total_configs", "completed_configs", "total_models", "completed_models"}
+)
+
+
+def _measure_score(name: str, kind: str | None) -> int | None:
+    """How good a bar length ``name`` makes (higher is better); None for never."""
+    if kind not in ("number", "integer") or _IDENTIFIER.search(name):
+        return None
+    if name.lower() in _DIMENSIONS:
+        return 0
+    return 2 if kind == "number" else 1
+
+
+def _category_score(name: str, kind: str | None) -> int | None:
+    """How good an axis of bars ``name`` makes: a text column, else an integer setting such as
+    batch_size; an id only when nothing else is there."""
+    if kind == "category":
+        return 1 if _IDENTIFIER.search(name) else 3
+    if kind == "integer" and name.lower() in _DIMENSIONS:
+        return 2
     return None
 
 
 @lru_cache(maxsize=64)
-def _auto_chart_template(category: str, number: str, group: str | None) -> dict:
+def _auto_chart_template(category: str, number: str, group: str | None, aggregated: bool) -> dict:
     tooltip = [alt.Tooltip("category:N", title=category)]
     encoding, height = {}, {"step": 22}
     if group is not None:
         encoding = {"color": alt.Color("group:N", title=group), "yOffset": alt.YOffset("group:N")}
         tooltip.append(alt.Tooltip("group:N", title=group))
         height = {"step": 14, "for": "offset"}
-    tooltip.append(alt.Tooltip("value:Q", title=number, format=NUMBER_FORMAT))
+    value_title = f"mean of {number}" if aggregated else number
+    tooltip.append(alt.Tooltip("value:Q", title=value_title, format=NUMBER_FORMAT))
+    if aggregated:
+        tooltip.append(alt.Tooltip("n:Q", title="Rows (n)"))
     return _template(
         alt.Chart(_rows())
         .mark_bar()
         .encode(
             y=alt.Y("category:N", title=category, sort="-x"),
-            x=alt.X("value:Q", title=number, axis=alt.Axis(format=NUMBER_FORMAT)),
+            x=alt.X("value:Q", title=value_title, axis=alt.Axis(format=NUMBER_FORMAT)),
             tooltip=tooltip,
             **encoding,
         )
@@ -221,32 +396,61 @@ def _auto_chart_template(category: str, number: str, group: str | None) -> dict:
     )
 
 
-def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
-    """A bar chart of a SQL result: the first number column per the first text column.
+def _best(scores: list[int | None], exclude: set[int] = frozenset()) -> int | None:
+    candidates = [(score, -index) for index, score in enumerate(scores) if score is not None and index not in exclude]
+    return -max(candidates)[1] if candidates else None
 
-    A second text column, if any, colours the bars (e.g. family × hardware). ``None`` when the
-    result has no text/number pair, or too many rows to draw as bars.
+
+def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
+    """A bar chart of a SQL result: a measure column's values per a text (or categorical) column.
+
+    The measure is the first non-integer number column that is not an id (an integer one if
+    there is none, a setting such as batch_size last); the axis is the first text column that is
+    not an id (an integer setting such as batch_size if there is none). A second text column, if
+    any, colours the bars (e.g. family × hardware). Where an axis value comes more than once,
+    the bar is the mean of its rows, and says so. The spec's ``description`` says which columns
+    were picked. ``None`` when the result has no such pair, or too many bars to draw.
     """
-    if not rows or len(rows) > AUTO_CHART_MAX_BARS:
+    if not rows:
         return None
     kinds = [_column_kind([row[index] for row in rows]) for index in range(len(columns))]
-    categories = [index for index, kind in enumerate(kinds) if kind == "category"]
-    if not categories or "number" not in kinds:
+    category = _best([_category_score(name, kind) for name, kind in zip(columns, kinds, strict=True)])
+    if category is None:
         return None
-    category, number = categories[0], kinds.index("number")
-    group = categories[1] if len(categories) > 1 else None
+    number = _best([_measure_score(name, kind) for name, kind in zip(columns, kinds, strict=True)], {category})
+    if number is None:
+        return None
+    group = next(
+        (index for index, kind in enumerate(kinds) if kind == "category" and index not in (category, number)
+         and not _IDENTIFIER.search(columns[index])),
+        None,
+    )
+    cells: dict[tuple, list[float]] = {}
+    for row in rows:
+        key = (row[category], row[group] if group is not None else None)
+        cells.setdefault(key, [])
+        if row[number] is not None:
+            cells[key].append(float(row[number]))
+    if len({key[0] for key in cells}) > AUTO_CHART_MAX_BARS:
+        return None
+    aggregated = any(len(values) > 1 for values in cells.values())
     records = [
         {
-            "category": row[category],
-            "value": None if row[number] is None else float(row[number]),
-            **({"group": row[group]} if group is not None else {}),
+            "category": key[0] if isinstance(key[0], str) else str(key[0]),
+            "value": (sum(values) / len(values)) if values else None,
+            **({"group": key[1]} if group is not None else {}),
+            **({"n": len(values)} if aggregated else {}),
         }
-        for row in rows
+        for key, values in cells.items()
     ]
     template = _auto_chart_template(
-        columns[category], columns[number], None if group is None else columns[group]
+        columns[category], columns[number], None if group is None else columns[group], aggregated
     )
-    return _filled(template, records, f"{columns[number]} by {columns[category]}")
+    colour = f", coloured by {columns[group]}" if group is not None else ""
+    averaged = f" ({len(rows)} rows averaged into {len(records)} bars; n in the tooltip)" if aggregated else ""
+    measure = f"the mean {columns[number]}" if aggregated else columns[number]
+    title = f"Chart: {measure} by {columns[category]}{colour}{averaged}."
+    return _filled(template, records, title)
 
 
 COMPARE_SIDES = ("baseline", "contender")

@@ -215,3 +215,187 @@ def test_an_empty_database_has_no_options_and_zero_counts(tmp_path):
         assert summary(empty).results == 0
         assert top_models(empty, Filters(), THROUGHPUT).empty
         assert batch_scaling(empty, Filters(), THROUGHPUT).empty
+
+
+# ---- like with like, and how far each number can be trusted (issue 14) -------------------------
+
+from storage.dashboard import (  # noqa: E402
+    reused_results,
+    result_samples,
+    same_config_results,
+    sample_histogram,
+    sample_trace,
+    typical_wall_seconds,
+    view_columns,
+)
+
+
+def measured_row(model, batch_size, p50, *, precision="fp32", run_id="run-1", ci_met=True, sequence_length=128,
+                 samples=None, wall_seconds=1.0, fingerprint="fp", **fields):
+    config = BenchmarkConfig(model_name=model.name, hardware="cpu", batch_size=batch_size, precision=precision,
+                             sequence_length=sequence_length)
+    measurement = Measurement.of(
+        config, average_latency_ms=p50, p50_latency_ms=p50, ci_low_ms=p50 * 0.9, ci_high_ms=p50 * 1.1,
+        ci_met=ci_met, n_samples=len(samples) if samples else 10, samples_ms=samples,
+        throughput_items_per_second=batch_size / p50 * 1000, wall_seconds=wall_seconds, **fields,
+    )
+    return {**msgspec.structs.asdict(measurement), "model": model, "hardware": CPU, "run_id": run_id,
+            "config_key": config.key(), "fingerprint": fingerprint}
+
+
+@pytest.fixture
+def runs_db(tmp_path):
+    """bert-tiny measured in two runs at fp32 (batch 1 twice), once at int8 (noisy at batch 2),
+    and once at sequence length 64."""
+    database = Database(tmp_path / "trust.duckdb")
+    insert_results(database, [measured_row(BERT, 1, 10.0, run_id="run-1", samples=[1.0, 2.0, 2.0, 3.0, 9.0]),
+                              measured_row(BERT, 2, 12.0, run_id="run-1")])
+    insert_results(database, [
+        measured_row(BERT, 1, 8.0, run_id="run-2", wall_seconds=3.0),
+        measured_row(BERT, 1, 6.0, run_id="run-2", precision="int8"),
+        measured_row(BERT, 2, 7.0, run_id="run-2", precision="int8", ci_met=False),
+        measured_row(BERT, 1, 4.0, run_id="run-2", sequence_length=64),
+    ])
+    yield database
+    database.close()
+
+
+def test_batch_scaling_keeps_precisions_and_sequence_lengths_in_series_of_their_own(runs_db):
+    df = batch_scaling(runs_db, Filters(latest_only=True), LATENCY)
+    assert sorted(zip(df.series, df.batch_size, df.value, df.n, strict=True)) == [
+        ("bert-tiny · fp32 · seq 128", 1, 8.0, 1),
+        ("bert-tiny · fp32 · seq 128", 2, 12.0, 1),
+        ("bert-tiny · fp32 · seq 64", 1, 4.0, 1),
+        ("bert-tiny · int8 · seq 128", 1, 6.0, 1),
+        ("bert-tiny · int8 · seq 128", 2, 7.0, 1),
+    ]
+
+
+def test_all_runs_average_a_config_and_count_the_results_and_the_noisy_ones(runs_db):
+    df = batch_scaling(runs_db, Filters(), LATENCY)
+    bs1 = df[(df.series == "bert-tiny · fp32 · seq 128") & (df.batch_size == 1)].iloc[0]
+    assert (bs1.value, bs1.n, bs1.noisy) == (9.0, 2, 0)
+    # The error bar is the widest CI among the results averaged.
+    assert (bs1.ci_low, bs1.ci_high) == pytest.approx((8.0 * 0.9, 10.0 * 1.1))
+    noisy = df[(df.series == "bert-tiny · int8 · seq 128") & (df.batch_size == 2)].iloc[0]
+    assert (noisy.n, noisy.noisy, noisy.result_id) == (1, 1, 5)
+
+
+def test_throughput_error_bars_carry_the_medians_relative_ci(runs_db):
+    df = hardware_comparison(runs_db, Filters(latest_only=True, precision="fp32", sequence_length=128), THROUGHPUT)
+    bs1 = df[df.batch_size == 1].iloc[0]
+    assert bs1.value == pytest.approx(1000 / 8.0)
+    assert (bs1.ci_low, bs1.ci_high) == pytest.approx((1000 / (8.0 * 1.1), 1000 / (8.0 * 0.9)))
+    assert set(df.series) == {"fp32 · seq 128"}
+
+
+def test_metrics_without_a_measured_ci_draw_no_error_bar(runs_db):
+    df = family_heatmap(runs_db, Filters(), METRICS["latency_p99"])
+    assert df.empty or df.ci_low.isna().all()
+
+
+def test_top_models_rank_each_series_apart_and_say_what_the_best_was_picked_from(runs_db):
+    best = top_models(runs_db, Filters(), LATENCY, limit=5)
+    assert list(zip(best.series, best.value, best.batch_size, best.n, best.noisy, strict=True)) == [
+        ("fp32 · seq 64", 4.0, 1, 1, False),
+        ("int8 · seq 128", 6.0, 1, 2, False),
+        ("fp32 · seq 128", 8.0, 1, 3, False),
+    ]
+    assert best.result_id.notna().all()
+
+
+def test_the_heatmap_keeps_precisions_apart(runs_db):
+    df = family_heatmap(runs_db, Filters(latest_only=True), LATENCY)
+    assert sorted(zip(df.series, df.n, df.noisy, strict=True)) == [
+        ("bert · fp32 · seq 128", 2, 0), ("bert · fp32 · seq 64", 1, 0), ("bert · int8 · seq 128", 2, 1),
+    ]
+
+
+def test_latest_only_keeps_the_newest_result_of_each_config(runs_db):
+    latest = results_page(runs_db, Filters(latest_only=True), sort="p50_latency_ms", direction="asc")
+    every = results_page(runs_db, Filters(), sort="p50_latency_ms", direction="asc")
+    assert (latest.total, every.total) == (5, 6)
+    assert 10.0 not in [row["p50_latency_ms"] for row in latest.rows]
+    one_run = results_page(runs_db, Filters(run_id="run-1", latest_only=True))
+    assert one_run.total == 2  # a run's own results, even where a later run measured the config again
+
+
+def test_results_rows_say_how_far_they_can_be_trusted(runs_db):
+    rows = results_page(runs_db, Filters(precision="int8"), sort="batch_size").rows
+    assert [(row["batch_size"], row["ci_met"], row["noisy"]) for row in rows] == [(1, True, False), (2, False, True)]
+    assert {"sequence_length", "n_samples", "ci_low_ms", "ci_high_ms", "scenario", "contended"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("column", ["n_samples", "ci_met", "sequence_length", "ci_low_ms"])
+def test_the_trust_columns_sort_on_the_server(runs_db, column):
+    page = results_page(runs_db, Filters(), sort=column, direction="desc")
+    assert page.total == 6
+
+
+def test_a_contended_result_is_noisy_where_results_record_contention(runs_db):
+    if "contended" not in view_columns(runs_db):
+        pytest.skip("results_view has no contended column yet (issue 10)")
+    insert_results(runs_db, [measured_row(GPT2, 1, 5.0, contended=True)])
+    rows = results_page(runs_db, Filters(model="gpt2-tiny")).rows
+    assert [(row["ci_met"], row["contended"], row["noisy"]) for row in rows] == [(True, True, True)]
+
+
+def test_a_scenario_filter_before_results_record_scenarios_is_refused_by_field(runs_db):
+    if "scenario" in view_columns(runs_db):
+        pytest.skip("results record scenarios")
+    with pytest.raises(InvalidFilter) as refused:
+        results_page(runs_db, Filters(scenario="generate"))
+    assert refused.value.field == "scenario"
+
+
+def test_filter_options_offer_sequence_lengths_and_runs_newest_first(runs_db):
+    options = filter_options(runs_db)
+    assert options.sequence_lengths == [64, 128]
+    assert options.runs == ["run-2", "run-1"]
+    assert options.precisions == ["fp32", "int8"]
+
+
+def test_the_histogram_counts_every_sample_into_equal_bins(runs_db):
+    bins = sample_histogram(runs_db, 1, bins=4)
+    assert list(bins["count"]) == [3, 1, 0, 1]  # [1, 3), [3, 5), [5, 7), [7, 9]
+    assert list(bins["bin_start"]) == [1.0, 3.0, 5.0, 7.0] and bins["bin_end"].iloc[-1] == 9.0
+    assert sample_histogram(runs_db, 2, bins=4).empty  # no samples kept
+    assert sample_histogram(runs_db, 999).empty
+
+
+def test_equal_samples_make_one_bin(tmp_path):
+    with Database(tmp_path / "flat.duckdb") as database:
+        insert_results(database, [measured_row(BERT, 1, 2.0, samples=[2.0] * 7)])
+        bins = sample_histogram(database, 1)
+        assert list(zip(bins.bin_start, bins.bin_end, bins["count"], strict=True)) == [(2.0, 2.0, 7)]
+
+
+def test_the_trace_keeps_iteration_order_and_buckets_long_runs(runs_db):
+    trace = sample_trace(runs_db, 1)
+    assert list(trace.latency_ms) == [1.0, 2.0, 2.0, 3.0, 9.0] and list(trace.iteration) == [1, 2, 3, 4, 5]
+    bucketed = sample_trace(runs_db, 1, max_points=2)
+    assert list(zip(bucketed.iteration, bucketed.iteration_end, bucketed.low, bucketed.high, strict=True)) == [
+        (1, 3, 1.0, 2.0), (4, 5, 3.0, 9.0)]
+    assert result_samples(runs_db, 1) == [1.0, 2.0, 2.0, 3.0, 9.0]
+    assert result_samples(runs_db, 2) == [] and result_samples(runs_db, 999) is None
+
+
+def test_the_same_config_in_other_runs_newest_first(runs_db):
+    key = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1).key()
+    others = same_config_results(runs_db, key)
+    assert list(others.run_id) == ["run-2", "run-1"] and list(others.p50_latency_ms) == [8.0, 10.0]
+
+
+def test_what_a_run_reused_is_the_newest_result_with_its_fingerprint_from_another_run(runs_db):
+    bs1 = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1).key()
+    bs2 = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=2).key()
+    reused = reused_results(runs_db, "run-3", [bs1, bs2], ["fp"])
+    assert {key: row["run_id"] for key, row in reused.items()} == {bs1: "run-2", bs2: "run-1"}
+    assert reused_results(runs_db, "run-3", [bs1], ["another-environment"]) == {}
+    assert reused_results(runs_db, "run-2", [bs1], ["fp"])[bs1]["run_id"] == "run-1"  # never itself
+
+
+def test_history_says_how_long_a_config_takes(runs_db):
+    bs1 = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1).key()
+    assert typical_wall_seconds(runs_db, [bs1, "unknown"]) == {bs1: 2.0}  # median of 1 s and 3 s
+    assert typical_wall_seconds(runs_db, []) == {}
