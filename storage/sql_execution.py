@@ -14,17 +14,22 @@ The answer is bounded as a whole:
   (strings and blobs keep their start, other values become null), and the answer stops
   at ``row_cap`` rows or ``max_bytes`` bytes, whichever comes first. ``truncated`` and
   ``truncated_reason`` say so.
-- concurrency: ``SqlPool`` lets at most ``size`` guarded queries run at once; the next
-  waits up to ``wait_s`` and is then refused with SqlBusy. The async entry point runs the
-  query on threads of its own, never on the pool other request handlers share.
+- concurrency: ``SqlPool`` lets at most ``size`` guarded queries run at once, on threads
+  of its own at a lower priority; the next waits up to ``wait_s`` and is then refused with
+  SqlBusy. Never on the threads other request handlers share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
+import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
@@ -32,7 +37,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 import duckdb
 import msgspec
 import numpy as np
@@ -47,9 +51,14 @@ DEFAULT_MAX_BYTES = 8_000_000  # the whole answer, in Arrow bytes
 DEFAULT_MAX_CELL_BYTES = 1_000_000  # one value
 DEFAULT_POOL_SIZE = 2
 DEFAULT_POOL_WAIT_S = 1.0
-# How long past its deadline an async caller waits for a query that DuckDB is still
-# finishing (inside one call interrupt() cannot stop) before answering QueryTimeout.
+# The pool's threads run at this nice value (Linux): below the threads serving status and pages.
+DEFAULT_POOL_NICE = 10
+# How long past its deadline a caller waits for a query that DuckDB is still finishing
+# (inside one call interrupt() cannot stop) before answering QueryTimeout.
 LATE_GRACE_S = 0.3
+# Arrow bytes converted to Python in one call (which holds the GIL): measured, 8 MB of
+# nested lists in one call stalled every other thread for 0.9 s.
+CONVERT_BYTES = 256_000
 # Rows per Arrow batch: small, so one batch of wide rows stays small before it is measured.
 BATCH_ROWS = 256
 _SECONDS_PER_MONTH = 30 * 86_400  # as DuckDB counts a month when it converts an interval
@@ -96,78 +105,112 @@ class QueryResult(msgspec.Struct, kw_only=True):
 
 
 class SqlPool:
-    """At most ``size`` guarded queries at once; the next waits up to ``wait_s`` for a slot.
+    """At most ``size`` guarded queries at once, each on one of the pool's own ``size``
+    threads; the next waits up to ``wait_s`` for a slot, then gets SqlBusy.
 
-    ``run`` is for synchronous callers (a CLI, a worker thread); ``run_async`` waits on the
-    event loop without holding a thread, then runs the query on a capacity limiter of its
-    own, so a burst of SQL never takes threads from the handlers that serve status, results
-    and pages.
+    The threads are the pool's alone (never the loop's default executor, nor anyio's
+    default limiter, which the status, results and page handlers share), and on Linux
+    they run at a lower priority (``nice``), so on a busy machine the scheduler serves
+    those handlers before SQL. With a ``deadline``, the caller gets its answer by then
+    even while DuckDB is inside one call that interrupt() cannot stop; the slot stays
+    taken until DuckDB has really stopped, so the bound holds.
     """
 
-    def __init__(self, size: int = DEFAULT_POOL_SIZE, *, wait_s: float = DEFAULT_POOL_WAIT_S):
+    def __init__(self, size: int = DEFAULT_POOL_SIZE, *, wait_s: float = DEFAULT_POOL_WAIT_S,
+                 nice: int = DEFAULT_POOL_NICE):
         if size < 1:
             raise ValueError("an SQL pool needs at least one slot")
         self.size = size
         self.wait_s = wait_s
+        self.nice = nice
         self._slots = threading.BoundedSemaphore(size)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
 
     def busy(self) -> SqlBusy:
         return SqlBusy(self.size, retry_after_s=self.wait_s)
 
-    def run(self, function: Callable[[], T]) -> T:
-        """``function()`` in a slot, on the calling thread."""
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Waits until no query holds a slot (one answered at its deadline may still be
+        stopping); call before closing the database. False if one still runs."""
+        give_up = time.monotonic() + timeout_s
+        taken = 0
+        try:
+            while taken < self.size and self._slots.acquire(timeout=max(0.0, give_up - time.monotonic())):
+                taken += 1
+        finally:
+            for _ in range(taken):
+                self._slots.release()
+        return taken == self.size
+
+    def run(self, function: Callable[[], T], *, deadline: float | None = None,
+            late: Callable[[], Exception] | None = None) -> T:
+        """``function()`` in a slot, for a synchronous caller, which waits for it."""
         if not self._slots.acquire(timeout=self.wait_s):
             raise self.busy()
+        future = self._submit(function)
         try:
-            return function()
-        finally:
-            self._slots.release()
+            return future.result(timeout=None if deadline is None else _time_left(deadline) + LATE_GRACE_S)
+        except FutureTimeout:
+            raise _late(late) from None
 
-    async def run_async(
-        self,
-        function: Callable[[], T],
-        *,
-        deadline: float | None = None,
-        late: Callable[[], Exception] | None = None,
-    ) -> T:
-        """``function()`` in a slot, on a thread of its own.
-
-        With a ``deadline`` (a perf_counter time), the caller gets ``late()`` once it is
-        LATE_GRACE_S past, even if the thread is still inside a call DuckDB cannot
-        interrupt; the slot stays taken until that thread ends, so the bound holds.
-        """
+    async def run_async(self, function: Callable[[], T], *, deadline: float | None = None,
+                        late: Callable[[], Exception] | None = None) -> T:
+        """``function()`` in a slot, waiting for the slot on the event loop, not on a thread."""
         give_up = time.monotonic() + self.wait_s
         while not self._slots.acquire(blocking=False):
             if time.monotonic() >= give_up:
                 raise self.busy()
             await anyio.sleep(0.01)
-        handover = threading.Lock()
-        state = {"started": False, "abandoned": False}
+        future = asyncio.wrap_future(self._submit(function))
+        if deadline is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), _time_left(deadline) + LATE_GRACE_S)
+        except asyncio.TimeoutError:
+            raise _late(late) from None
+
+    def _submit(self, function: Callable[[], T]) -> Future:
+        """Runs ``function`` on a pool thread; the slot (already taken) is given back when it ends."""
 
         def in_slot() -> T:
-            with handover:
-                if state["abandoned"]:  # the caller gave up before this thread began
-                    raise self.busy()
-                state["started"] = True
             try:
                 return function()
             finally:
                 self._slots.release()
 
-        # A limiter per call: the slots above already bound concurrency, and this keeps
-        # the query off anyio's default limiter and off the loop's default executor.
-        limiter = anyio.CapacityLimiter(1)
         try:
-            if deadline is None:
-                return await anyio.to_thread.run_sync(in_slot, limiter=limiter)
-            with anyio.move_on_after(max(0.0, deadline - time.perf_counter()) + LATE_GRACE_S):
-                return await anyio.to_thread.run_sync(in_slot, abandon_on_cancel=True, limiter=limiter)
-            raise late() if late is not None else TimeoutError("past the deadline")
-        finally:
-            with handover:
-                if not state["started"]:  # cancelled before the thread took the slot over
-                    state["abandoned"] = True
-                    self._slots.release()
+            return self._threads().submit(in_slot)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _threads(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="benchboard-sql",
+                                                    initializer=_lower_priority, initargs=(self.nice,))
+            return self._executor
+
+
+def _time_left(deadline: float) -> float:
+    return max(0.0, deadline - time.perf_counter())
+
+
+def _late(late: Callable[[], Exception] | None) -> Exception:
+    return late() if late is not None else TimeoutError("past the deadline")
+
+
+def _lower_priority(nice: int) -> None:
+    """Lowers the calling thread's scheduling priority: on Linux a nice value is per thread
+    (elsewhere it would apply to the whole process, so nothing is done)."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+    except OSError:
+        pass
 
 
 SQL_POOL = SqlPool()
@@ -353,15 +396,25 @@ class _Collected:
         return False
 
     def _take(self, batch: pa.RecordBatch, cut: np.ndarray | None, size: int) -> None:
+        """Converts ``batch`` to JSON-ready rows, a slice of at most about CONVERT_BYTES at a
+        time: one conversion call holds the GIL throughout, and the event loop waits."""
         self.bytes += size
         if batch.num_rows == 0:
             return
-        columns = []
-        for index, column in enumerate(batch.columns):
-            if self._deadline.passed():
-                raise QueryTimeout(self._timeout_s)
-            columns.append(_python_values(column, None if cut is None else cut[:, index], self.caps.cell_bytes))
-        self.rows.extend(map(list, zip(*columns, strict=True)) if columns else ([] for _ in range(batch.num_rows)))
+        if batch.num_columns == 0:
+            self.rows.extend([] for _ in range(batch.num_rows))
+            return
+        step = max(1, int(batch.num_rows * CONVERT_BYTES / max(batch.nbytes, 1)))
+        for start in range(0, batch.num_rows, step):
+            part = batch.slice(start, step)
+            columns = []
+            for index, column in enumerate(part.columns):
+                if self._deadline.passed():
+                    raise QueryTimeout(self._timeout_s)
+                part_cut = None if cut is None else cut[start:start + step, index]
+                columns.append(_python_values(column, part_cut, self.caps.cell_bytes))
+            self.rows.extend(map(list, zip(*columns, strict=True)))
+            time.sleep(0)  # let the event loop and the other threads in between slices
 
 
 def _value_sizes(array: pa.Array) -> np.ndarray:
@@ -386,11 +439,17 @@ def _value_sizes(array: pa.Array) -> np.ndarray:
     if pa.types.is_fixed_size_binary(kind):
         return np.full(count, kind.byte_width, dtype=np.int64)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
-        child = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
         offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        width = _fixed_width(array.values.type)
+        if width is not None:  # no need to measure each element (a map of a million entries)
+            return (offsets[1:] - offsets[:-1]) * width + 8
+        child = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
         return child[offsets[1:]] - child[offsets[:-1]] + 8
     if pa.types.is_fixed_size_list(kind):
         width = kind.list_size
+        element = _fixed_width(kind.value_type)
+        if element is not None:
+            return np.full(count, width * element, dtype=np.int64)
         child = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
         starts = (np.arange(count, dtype=np.int64) + array.offset) * width
         return child[starts + width] - child[starts]
@@ -403,6 +462,24 @@ def _value_sizes(array: pa.Array) -> np.ndarray:
         return np.full(count, kind.byte_width, dtype=np.int64)
     except ValueError:  # a type without a fixed width this does not know: measure each value
         return np.array([array.slice(i, 1).nbytes for i in range(count)], dtype=np.int64)
+
+
+def _fixed_width(kind: pa.DataType) -> int | None:
+    """Bytes of every value of ``kind`` when they are all the same size, else None."""
+    if pa.types.is_boolean(kind):
+        return 1
+    if pa.types.is_struct(kind):
+        widths = [_fixed_width(kind.field(i).type) for i in range(kind.num_fields)]
+        return None if None in widths else sum(widths)
+    if pa.types.is_fixed_size_list(kind):
+        width = _fixed_width(kind.value_type)
+        return None if width is None else width * kind.list_size
+    if pa.types.is_dictionary(kind) or pa.types.is_union(kind):
+        return None
+    try:
+        return kind.byte_width
+    except ValueError:
+        return None
 
 
 def _python_values(array: pa.Array, cut: np.ndarray | None, cell_bytes: int) -> list:

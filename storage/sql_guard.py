@@ -181,7 +181,7 @@ class QuerySyntaxError(QueryRefused):
 class CheckedQuery:
     sql: str  # what actually runs: sqlglot's regeneration, comments dropped, sizes bounded
     parameters: frozenset[str]  # names of the $parameters it uses
-    bind_sql: str | None = None  # the same with NULL for each parameter and literal, for DuckDB's binder
+    bind_sql: str | None = None  # the same with NULL for each parameter and number, for DuckDB's binder
 
 
 def check_query(
@@ -212,16 +212,19 @@ def run_guarded_query(
     _started: float | None = None,
 ) -> QueryResult:
     """Check ``sql``, bind ``params`` to its $parameters and run it read-only, in a slot
-    of ``pool`` (None: no slot).
+    of ``pool`` (None: here, on the calling thread, without a slot).
 
-    ``timeout_s`` bounds the whole answer, the wait for a slot included. Raises
+    ``timeout_s`` bounds the whole answer, the wait for a slot included: in a pool, the
+    answer comes by then even while DuckDB is inside one call it cannot interrupt. Raises
     QueryRefused (QuerySyntaxError for a parse error), QueryFailed when DuckDB rejects it
     while running, QueryTimeout past ``timeout_s``, SqlBusy when no slot came free.
     """
     started = time.perf_counter() if _started is None else _started
     run = _guarded_run(connection, sql, allowed_tables, params, timeout_s, row_cap, max_bytes, max_cell_bytes,
                        started)
-    return run() if pool is None else pool.run(run)
+    if pool is None:
+        return run()
+    return pool.run(run, deadline=started + timeout_s, late=lambda: QueryTimeout(timeout_s))
 
 
 async def run_guarded_query_async(
@@ -281,9 +284,9 @@ def plan_checker(allowed: frozenset[str], *, bind_sql: str | None = None) -> Cal
     """A check of what DuckDB binds the query to, whatever its SQL says: every scan must
     read an allowlisted table of the main schema (or UNNEST, a CTE, VALUES).
 
-    ``bind_sql`` is the same query with NULL for each parameter and literal, which DuckDB
-    plans without values and without folding constants; tables bind the same whatever the
-    values are. Where DuckDB cannot serialise that plan (a PIVOT statement, a function that
+    ``bind_sql`` is the same query with NULL for each parameter and number, which DuckDB
+    plans without values and without folding big constants; tables bind the same whatever
+    the values are. Where DuckDB cannot serialise that plan (a PIVOT statement, a function that
     needs a literal), the physical plan of the query itself is checked instead.
     """
 
@@ -396,15 +399,16 @@ def inspect_query(
 
 
 def _bind_only(root: exp.Expression) -> str:
-    """The query with NULL for every parameter and literal, for DuckDB's binder to plan.
+    """The query with NULL for every parameter and number, for DuckDB's binder to plan.
 
-    Tables bind the same whatever the values are, and without literals the plan holds no
-    folded constants: with them, the plan of one literal million-element list was 33 MB
-    of JSON that took 3 s to build and read.
+    Tables bind the same whatever the values are, and without the numbers the plan holds
+    no folded constants built from them: with them, the plan of one literal
+    million-element list was 33 MB of JSON that took 3 s to build and read.
     """
     copy = root.copy()
     for node in list(copy.find_all(exp.Placeholder, exp.Literal)):
-        node.replace(exp.Null())
+        if isinstance(node, exp.Placeholder) or not node.is_string:
+            node.replace(exp.Null())
     return _generate(copy)
 
 

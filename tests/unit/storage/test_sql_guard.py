@@ -4,6 +4,8 @@ test_sql_guard_* modules import."""
 
 import hashlib
 import json
+import os
+import sys
 import threading
 import time
 
@@ -91,6 +93,7 @@ def database_fingerprint(db: Database) -> str:
 def benchmark_db(tmp_path):
     db = make_benchmark_db(tmp_path / "bench.duckdb")
     yield db
+    sql_execution.SQL_POOL.wait_idle()  # a query answered at its deadline may still be stopping
     db.close()
 
 
@@ -105,6 +108,7 @@ def crowded_db(tmp_path):
                SELECT 100 + i, 'bulk', 1, 1, i, 'fp32', i FROM range(3000) t(i)"""
         )
     yield db
+    sql_execution.SQL_POOL.wait_idle()
     db.close()
 
 
@@ -396,6 +400,7 @@ def test_a_recursive_cte_doubling_a_string_stops_at_the_memory_limit(tmp_path):
         # Without the limit this reaches 2^40 characters; with it, a few hundred MB at most.
         assert process.memory_info().rss - before < 1024**3
     finally:
+        sql_execution.SQL_POOL.wait_idle()
         db.close()
 
 
@@ -506,3 +511,21 @@ def test_an_async_caller_gets_its_answer_by_the_deadline_while_the_slot_stays_ta
     assert finished.wait(timeout=5)
     time.sleep(0.1)
     assert anyio.run(pool.run_async, lambda: 42) == 42  # released once the thread ended
+
+
+def test_a_sync_caller_gets_its_answer_by_the_deadline_too():
+    pool = SqlPool(1, wait_s=0.1)
+    started = time.perf_counter()
+    with pytest.raises(QueryTimeout):
+        pool.run(lambda: time.sleep(1.0), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
+    assert time.perf_counter() - started < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
+    assert pool.wait_idle(timeout_s=5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a per-thread nice value is Linux's")
+def test_the_pools_threads_run_below_the_handlers_priority():
+    pool = SqlPool(1, nice=10)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    in_pool = pool.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert in_pool == max(own, 10)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller's is unchanged

@@ -5,7 +5,7 @@ import pytest
 
 from storage import sql_guard
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_execution import execute_read_only
+from storage.sql_execution import SQL_POOL, execute_read_only
 from storage.sql_guard import MAX_QUERY_LENGTH, QueryRefused, QuerySyntaxError, plan_checker, run_guarded_query
 from test_sql_guard import database_fingerprint, make_benchmark_db
 
@@ -285,6 +285,7 @@ HOSTILE = [
 def shared_db(tmp_path_factory):
     db = make_benchmark_db(tmp_path_factory.mktemp("hostile") / "bench.duckdb")
     yield db
+    SQL_POOL.wait_idle()  # a query answered at its deadline may still be stopping
     db.close()
 
 
@@ -356,6 +357,7 @@ DUCKDB_BINDS = [
 def plan_db(tmp_path_factory):
     db = make_benchmark_db(tmp_path_factory.mktemp("plan") / "hostile.duckdb")
     yield db
+    SQL_POOL.wait_idle()  # a query answered at its deadline may still be stopping
     db.close()
 
 

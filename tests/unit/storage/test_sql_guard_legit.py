@@ -9,6 +9,7 @@ The expected rows come from the data make_benchmark_db inserts:
 import pytest
 
 from storage.schema import ALLOWED_QUERY_TABLES
+from storage.sql_execution import SQL_POOL
 from storage.sql_guard import run_guarded_query
 from test_sql_guard import database_fingerprint, make_benchmark_db
 
@@ -349,6 +350,7 @@ LEGIT = [
 def shared_db(tmp_path_factory):
     db = make_benchmark_db(tmp_path_factory.mktemp("legit") / "bench.duckdb")
     yield db
+    SQL_POOL.wait_idle()  # a query answered at its deadline may still be stopping
     db.close()
 
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.schema import ALLOWED_QUERY_TABLES
+from storage.sql_execution import SQL_POOL
 from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, run_guarded_query
 from test_sql_guard import database_fingerprint, make_benchmark_db
 
@@ -48,6 +49,7 @@ def shared_db(tmp_path_factory):
     # there for the fingerprint comparison of the next one.
     db = make_benchmark_db(tmp_path_factory.mktemp("property") / "bench.duckdb")
     yield db
+    SQL_POOL.wait_idle()  # a query answered at its deadline may still be stopping
     db.close()
 
 
