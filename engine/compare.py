@@ -69,16 +69,12 @@ QUANTILE_STEPS = 20
 
 
 class ComparedResult(ResultRow, kw_only=True):
-    """A stored result as a comparison reads it: the row, its config key and fingerprint,
-    its raw samples (``samples_ms``) and, when it pooled several worker processes, how many
-    (``repeats``) and the spread of their medians (``between_process_cv``)."""
+    """A stored result as a comparison reads it: the row (with its raw ``samples_ms``, whether
+    the host was ``contended`` and, when it pooled several worker processes, ``repeats`` and
+    ``between_process_cv``) plus its config key and fingerprint."""
 
     config_key: str | None = None
     fingerprint: str | None = None
-    repeats: int | None = None
-    between_process_cv: float | None = None
-    # Other processes took more than a tenth of a core while it was timed (where recorded).
-    contended: bool | None = None
 
     @property
     def key(self) -> str:

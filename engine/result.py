@@ -96,6 +96,10 @@ class Measurement(Statistics, kw_only=True):
     error_message: str | None = None
     wall_seconds: float | None = None
     stop_reason: str | None = None  # progressive mode: why escalation stopped here
+    # Measured in this many fresh worker processes, samples pooled (engine.repeats), and the
+    # spread of their medians (standard deviation over mean); None for a single process.
+    repeats: int | None = None
+    between_process_cv: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -47,6 +47,7 @@ MAX_BATCH_SIZES = 64
 MAX_SEQUENCE_LENGTH = 32768
 MAX_IMAGE_SIZE = 4096
 MAX_THREADS = 1024
+MAX_REPEATS = 20
 
 Name = Annotated[str, Meta(min_length=1, max_length=512)]
 BatchSize = Annotated[int, Meta(ge=1, le=MAX_BATCH_SIZE)]
@@ -75,6 +76,9 @@ class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     image_size: Annotated[int, Meta(ge=1, le=MAX_IMAGE_SIZE)] | None = None
     # torch threads in the worker; None: the server's setting, else torch's default there.
     threads: Annotated[int, Meta(ge=1, le=MAX_THREADS)] | None = None
+    # Fresh worker processes each config is measured in, their samples pooled (engine.repeats);
+    # above 1 the spread of their medians is recorded (between_process_cv).
+    repeats: Annotated[int, Meta(ge=1, le=MAX_REPEATS)] = 1
 
 
 def run_request(fields: dict) -> RunRequest:

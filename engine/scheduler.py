@@ -25,6 +25,7 @@ from datetime import timedelta
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.errors import UnknownRunError
 from engine.ports import EventSink, ResultStore
+from engine.repeats import pool as pool_repeats
 from engine.resources import refusal_reason
 from engine import result as config_outcome
 from engine import runs as run_states
@@ -245,7 +246,7 @@ class Scheduler:
                         return  # cancelled while this config was being picked
                 started = time.monotonic()
                 job = self._job(config, run.settings)
-                result = self._worker(device).run(job, timeout_s=self._config_timeout_s)
+                result = self._measure(run, device, job)
                 result.wall_seconds = result.wall_seconds or time.monotonic() - started
 
         with self._lock:
@@ -268,6 +269,25 @@ class Scheduler:
 
     def _one_config_per_machine(self):
         return contextlib.nullcontext() if self.parallel_devices else self._machine
+
+    def _measure(self, run: RunState, device: str, job: Job) -> Measurement:
+        """``job`` measured in the device's worker; with ``repeats`` R > 1, once in each of R fresh
+        worker processes, the samples pooled (engine.repeats). A failed repeat is the result."""
+        worker = self._worker(device)
+        if run.request.repeats <= 1:
+            return worker.run(job, timeout_s=self._config_timeout_s)
+        measured = []
+        for _ in range(run.request.repeats):
+            with self._lock:
+                if run.status == CANCELLED or self._stopping:
+                    return Measurement.failure(job.config, config_outcome.FAILED, "cancelled", "cancelled between repeats")
+            if hasattr(worker, "recycle"):  # a worker that cannot restart (a Ray actor) repeats in place
+                worker.recycle()
+            result = worker.run(job, timeout_s=self._config_timeout_s)
+            if not result.ok:
+                return result
+            measured.append(result)
+        return pool_repeats(measured, job.settings)
 
     def worker(self, device: str):
         """The device's worker (made on first use, not started): for questions only it can answer."""

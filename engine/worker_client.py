@@ -192,15 +192,15 @@ class WorkerProcess:
         with self._state_lock:
             self._closed = True
             process, self._process = self._process, None
-        if process is None:
-            return
-        if process.alive():
-            try:
-                _send(process, {"op": "shutdown"})
-                process.popen.wait(timeout=SHUTDOWN_GRACE_SECONDS)
-            except (OSError, subprocess.TimeoutExpired):
-                process.kill()
-        process.release()
+        _shut_down(process)
+
+    def recycle(self) -> None:
+        """End the worker process, if one runs, so that the next ``run`` starts a fresh one
+        (repeats measure a config in several processes)."""
+        with self._run_lock:
+            with self._state_lock:
+                process, self._process = self._process, None
+            _shut_down(process)
 
     def __enter__(self) -> WorkerProcess:
         self.start()
@@ -322,6 +322,19 @@ class WorkerProcess:
                 return event.result
             if isinstance(event, protocol.WorkerError):
                 return Measurement.failure(job.config, FAILED, "protocol_error", event.message)
+
+
+def _shut_down(process: _Process | None) -> None:
+    """Ask ``process`` to exit; kill it if it does not within a few seconds."""
+    if process is None:
+        return
+    if process.alive():
+        try:
+            _send(process, {"op": "shutdown"})
+            process.popen.wait(timeout=SHUTDOWN_GRACE_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+    process.release()
 
 
 def _send(process: _Process, message: protocol.WorkerRequest) -> None:

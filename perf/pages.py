@@ -195,6 +195,7 @@ def main() -> None:
         results_dir=str(workdir / "results"),
         log_dir=str(workdir / "logs"),
         resume=False,
+        allowed_hosts=["testserver.local"],  # the Host that Litestar's TestClient sends
     )
     with TestClient(create_app(settings)) as client:
         db = client.app.state.services.db

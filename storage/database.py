@@ -21,6 +21,7 @@ class StorageError(Exception):
 class DatabaseLockedError(StorageError):
     def __init__(self, path: str, detail: str):
         holder = re.search(r"PID (\d+)", detail)
+        self.holder_pid = int(holder.group(1)) if holder else None
         who = f"process {holder.group(1)}" if holder else "another process"
         super().__init__(
             f"the database {path} is in use by {who}. Only one process may open it read-write: "

@@ -51,6 +51,8 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "samples_ms": pa.list_(pa.float64()),
     "stop_reason": pa.string(),
     "wall_seconds": pa.float64(),
+    "repeats": pa.int32(),
+    "between_process_cv": pa.float64(),
     "timing": pa.string(),
     "attn_implementation": pa.string(),
     "p90_ci_low_ms": pa.float64(),

@@ -18,6 +18,8 @@ RUN_COLUMNS = (
     "estimated_remaining_time", "completed_models", "total_models", "error", "completed_configs",
     "total_configs", "created_at", "completion_time", "request", "environment", "fingerprint",
 )
+# Read back with the run, written only by set_report_error: a run's upserts never clear it.
+READ_COLUMNS = (*RUN_COLUMNS, "report_error")
 JSON_COLUMNS = ("request", "environment")
 ACTIVE_STATUSES = ("queued", "running")
 Row = TypeVar("Row")
@@ -41,7 +43,7 @@ def save_run(db: Database, record: msgspec.Struct) -> None:
 
 
 def _decode(row: tuple, as_type: type[Row]) -> Row:
-    run = read_back(dict(zip(RUN_COLUMNS, row, strict=True)))
+    run = read_back(dict(zip(READ_COLUMNS, row, strict=True)))
     for column in JSON_COLUMNS:
         run[column] = msgspec.json.decode(run[column]) if run[column] is not None else None
     if run["environment"] is None:
@@ -51,7 +53,7 @@ def _decode(row: tuple, as_type: type[Row]) -> Row:
 
 def get_run(db: Database, run_id: str, as_type: type[Row]) -> Row | None:
     row = db.cursor().execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM test_runs WHERE run_id = ?", [run_id]
+        f"SELECT {', '.join(READ_COLUMNS)} FROM test_runs WHERE run_id = ?", [run_id]
     ).fetchone()
     return _decode(row, as_type) if row else None
 
@@ -64,11 +66,17 @@ def list_runs(
     if statuses:
         params["statuses"] = list(statuses)
     rows = db.cursor().execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM test_runs {where} "
+        f"SELECT {', '.join(READ_COLUMNS)} FROM test_runs {where} "
         "ORDER BY created_at DESC, test_run_id DESC LIMIT $limit OFFSET $offset",
         params,
     ).fetchall()
     return [_decode(row, as_type) for row in rows]
+
+
+def set_report_error(db: Database, run_id: str, error: str | None) -> None:
+    """Record why a run's report files could not be written; None once they have been."""
+    with db.writing() as cursor:
+        cursor.execute("UPDATE test_runs SET report_error = ? WHERE run_id = ?", [error, run_id])
 
 
 def count_runs(db: Database) -> int:

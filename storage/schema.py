@@ -278,6 +278,10 @@ _V4 = [
         created_at TIMESTAMP DEFAULT current_timestamp,
         updated_at TIMESTAMP DEFAULT current_timestamp
     )""",
+    # Issue 12: a result measured in several worker processes (repeats) and the spread of
+    # their medians. Read from performance_results (storage.comparisons); not in the views.
+    "ALTER TABLE performance_results ADD COLUMN repeats INTEGER",
+    "ALTER TABLE performance_results ADD COLUMN between_process_cv DOUBLE",
 ]
 
 MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]

@@ -13,9 +13,11 @@ import anyio
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -28,6 +30,12 @@ from webapp.api.data import DataController
 from webapp.api.dependencies import provide_services
 from webapp.api.reports import ReportController
 from webapp.api.runs import RunController
+from webapp.api.security import (
+    HostAllowlist,
+    json_bodies_only,
+    null_origin_only_with_token,
+    require_token_on_api,
+)
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.live import ChannelsPublisher, run_updates
 from webapp.wiring.logging_setup import configure_logging
@@ -41,7 +49,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_dir)
+    configure_logging(settings.log_dir, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), channels=["runs"], arbitrary_channels_allowed=True)
 
     @asynccontextmanager
@@ -57,6 +65,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.prestart_workers:
             services.scheduler.prestart([hw.name for hw in services.hardware])
         log.info("benchboard serving %s (results in %s)", settings.db_path, settings.results_dir)
+        if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+            log.warning("listening on every interface, but only the Host names %s are answered; add "
+                        "--allowed-host NAME for each name or address clients use", ", ".join(settings.host_allowlist()))
         try:
             yield
         finally:
@@ -98,4 +109,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         openapi_config=OpenAPIConfig(title="benchboard", version="0.1.0", path="/schema"),
         exception_handlers=EXCEPTION_HANDLERS,
+        # Any other Host (a DNS-rebinding page's name) gets 400; webapp.api.security.
+        middleware=[DefineMiddleware(HostAllowlist, config=AllowedHostsConfig(allowed_hosts=settings.host_allowlist()))],
+        guards=[require_token_on_api],
+        before_request=json_bodies_only,
+        before_send=[null_origin_only_with_token(settings.token)],
+        # webapp.wiring.logging_setup configures logging; Litestar's config would replace its handlers.
+        logging_config=None,
     )

@@ -18,16 +18,18 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from engine.errors import InvalidRequestError, UnknownRunError
 from engine.runs import RUN_STATUSES, RunRequest, field_and_reason, literal_fields
 from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, SqlBusy
-from webapp.pages.rendering import error_page
 from webapp.reporting.exports import MEDIA_TYPES
-from webapp.reporting.reports import ReportNotFound
+from webapp.reporting.reports import ReportNotFound, ReportWriteFailed, RunStillActive
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str
     reason: str
     field: str | None = None
+
+
+class UnsupportedMediaType(Exception):
+    """A body that is not JSON where the API takes JSON."""
+
+    def __init__(self, media_type: str):
+        self.media_type = media_type
+        sent = f"not {media_type!r}" if media_type else "and this request has none"
+        super().__init__(f"this endpoint takes JSON: send 'Content-Type: application/json', {sent}")
 
 
 def _documented(description: str) -> ResponseSpec:
@@ -51,6 +62,7 @@ ERROR_RESPONSES = {
     403: _documented("The calling page's origin is not allowed"),
     404: _documented("No such run or file"),
     409: _documented("The request conflicts with the server's state"),
+    415: _documented("The body is not JSON: Content-Type must be application/json"),
     422: _documented("A form or body that could not be processed"),
 }
 
@@ -71,6 +83,8 @@ def _validation_field(exc: ValidationException) -> tuple[str | None, str]:
             key = item.get("key") or ""
             # A query or path parameter's key; "batch_sizes[0]" is the field batch_sizes.
             parameter = re.match(r"[A-Za-z_]*", key).group(0) if key not in ("body", "data") else ""
+            if not parameter and item.get("source") == "body":
+                parameter = "body"  # the body as a whole ("Expected `object`, got `array`")
             return field_and_reason(str(item.get("message", exc.detail)), FIELD_CHOICES, parameter or None)
     return None, str(exc.detail)
 
@@ -90,6 +104,19 @@ def handle_unknown_run(_: Request, exc: UnknownRunError) -> Response:
 
 def handle_report_not_found(_: Request, exc: ReportNotFound) -> Response:
     return error_response(HTTP_404_NOT_FOUND, "not found", str(exc))
+
+
+def handle_unsupported_media_type(_: Request, exc: UnsupportedMediaType) -> Response:
+    return error_response(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported media type", str(exc), "Content-Type")
+
+
+def handle_report_write_failed(_: Request, exc: ReportWriteFailed) -> Response:
+    # The server's results folder, not the client, is at fault; retry once it is writable.
+    return error_response(HTTP_503_SERVICE_UNAVAILABLE, "report not written", str(exc))
+
+
+def handle_run_still_active(_: Request, exc: RunStillActive) -> Response:
+    return error_response(HTTP_409_CONFLICT, "run not ended", str(exc), "run_id")
 
 
 def handle_query_refused(_: Request, exc: QueryRefused) -> Response:
@@ -116,6 +143,9 @@ def _is_page(request: Request) -> bool:
 
 def handle_http(request: Request, exc: HTTPException) -> Response:
     if _is_page(request):
+        # Imported here: webapp.pages imports every page, and pages import this module.
+        from webapp.pages.rendering import error_page
+
         # Pages answer in HTML; a stale CSRF cookie (after a server restart, say) is the common 403.
         title = "This form has expired" if exc.status_code == 403 else "Request failed"
         hint = " Reload the page and submit the form again." if exc.status_code == 403 else ""
@@ -133,8 +163,11 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ValidationException: handle_validation,
     InvalidRequestError: handle_invalid_request,
+    UnsupportedMediaType: handle_unsupported_media_type,
     UnknownRunError: handle_unknown_run,
     ReportNotFound: handle_report_not_found,
+    ReportWriteFailed: handle_report_write_failed,
+    RunStillActive: handle_run_still_active,
     QueryRefused: handle_query_refused,
     QueryTimeout: handle_query_timeout,
     QueryFailed: handle_query_failed,

@@ -18,7 +18,7 @@ from litestar.exceptions import WebSocketDisconnect
 from engine.errors import UnknownRunError
 from engine.result import Measurement
 from engine.runs import RunStatus
-from webapp.api.dependencies import origin_allowed
+from webapp.api.dependencies import origin_allowed, token_accepted
 from webapp.wiring.services import Services
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,10 @@ async def run_updates(socket: WebSocket, run_id: str, services: Services, channe
     # process) are not browser pages and pass.
     if not origin_allowed(socket):
         await socket.close(code=WS_POLICY_VIOLATION, reason="origin not allowed")
+        return
+    # With --token the stream needs it too: the header (clients) or /login's cookie (pages).
+    if not token_accepted(socket, services.settings.token):
+        await socket.close(code=WS_POLICY_VIOLATION, reason="this server needs 'Authorization: Bearer <token>'")
         return
     await socket.accept()
     try:

@@ -16,12 +16,14 @@ from webapp.app import create_app
 from webapp.reporting.reports import write_reports
 from webapp.wiring.settings import Settings
 
+TEST_CLIENT_HOST = "testserver.local"  # the Host that Litestar's TestClient sends
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     settings = Settings(db_path=str(root / "b.duckdb"), results_dir=str(root / "results"), log_dir=str(root / "logs"),
-                        prestart_workers=False)
+                        prestart_workers=False, allowed_hosts=[TEST_CLIENT_HOST])
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -30,7 +32,8 @@ def client(tmp_path_factory):
 def guarded(tmp_path_factory):
     root = tmp_path_factory.mktemp("guarded")
     settings = Settings(db_path=str(root / "b.duckdb"), results_dir=str(root / "results"),
-                        log_dir=str(root / "logs"), token="s3cret", prestart_workers=False)
+                        log_dir=str(root / "logs"), token="s3cret", prestart_workers=False,
+                        allowed_hosts=[TEST_CLIENT_HOST])
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -167,7 +170,9 @@ def test_state_changing_calls_need_the_token_when_one_is_set(guarded):
     assert wrong.status_code == 401
     allowed = guarded.post("/api/benchmark/cancel/x", headers={"Authorization": "Bearer s3cret"})
     assert allowed.status_code == 404  # past the guard, to the unknown run
-    assert guarded.get("/api/benchmark/hardware").status_code == 200  # reads stay open
+    # Reads need it too (tests/integration/test_hardening.py checks every endpoint).
+    assert guarded.get("/api/benchmark/hardware").status_code == 401
+    assert guarded.get("/api/benchmark/hardware", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1:5173", "app://electron", "file://"])
@@ -182,9 +187,13 @@ def test_default_cors_allows_electron_and_localhost_origins(client, origin):
 
 
 def test_file_pages_origin_null_is_allowed_only_with_a_token(client, guarded):
-    preflight = {"Origin": "null", "Access-Control-Request-Method": "POST"}
+    # A file:// page's preflight announces the Authorization header its request will carry.
+    preflight = {"Origin": "null", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
     assert "access-control-allow-origin" not in client.options("/api/benchmark/run", headers=preflight).headers
     assert guarded.options("/api/benchmark/run", headers=preflight).headers["access-control-allow-origin"] == "null"
+    with_token = guarded.get("/api/benchmark/hardware", headers={"Origin": "null", "Authorization": "Bearer s3cret"})
+    assert with_token.status_code == 200 and with_token.headers["access-control-allow-origin"] == "null"
 
 
 @pytest.mark.parametrize("path", ["/api/benchmark/run", "/api/benchmark/cancel/x", "/api/benchmark/sql"])

@@ -194,13 +194,15 @@ def test_cancelling_a_running_run_ends_it_as_cancelled(client):
     assert client.get_status(run["run_id"])["status"] == "cancelled"
 
 
-def test_a_token_guards_state_changes_but_not_reading(tmp_path):
+def test_a_token_guards_state_changes_and_reading(tmp_path):
     with start_server(tmp_path, token="s3cret") as server:
         with BenchmarkAPIClient(server.url) as anonymous:
-            assert anonymous.get_hardware()
+            with pytest.raises(Unauthorized, match="Authorization: Bearer"):
+                anonymous.get_hardware()
             with pytest.raises(Unauthorized, match="Authorization: Bearer"):
                 anonymous.start_benchmark(models=["bert-tiny"], batch_sizes=[1])
         with BenchmarkAPIClient(server.url, token="s3cret") as trusted:
+            assert trusted.get_hardware()
             # Past the guard, the request reaches validation: the token was accepted.
             with pytest.raises(InvalidRequest) as caught:
                 trusted.start_benchmark(models=["no-such-model"])

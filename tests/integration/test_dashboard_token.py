@@ -14,7 +14,8 @@ FORM_WITH_AN_ERROR = {"priority": "high", "hardware": "cpu", "batch_sizes": "0",
 @pytest.fixture
 def client(tmp_path):
     settings = Settings(db_path=str(tmp_path / "b.duckdb"), results_dir=str(tmp_path / "results"),
-                        log_dir=str(tmp_path / "logs"), token="s3cret", prestart_workers=False)
+                        log_dir=str(tmp_path / "logs"), token="s3cret", prestart_workers=False,
+                        allowed_hosts=["testserver.local"])  # the Host that Litestar's TestClient sends
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

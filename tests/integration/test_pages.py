@@ -46,6 +46,7 @@ def settings(tmp_path):
         results_dir=str(tmp_path / "results"),
         log_dir=str(tmp_path / "logs"),
         resume=False,
+        allowed_hosts=["testserver.local"],  # the Host that Litestar's TestClient sends
     )
 
 

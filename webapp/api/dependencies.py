@@ -20,20 +20,28 @@ def provide_services(state: State) -> Services:
 TOKEN_COOKIE = "benchboard_token"
 
 
-def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """With a token configured, state-changing endpoints need ``Authorization: Bearer <token>``,
-    or (for the dashboard's forms) the cookie that ``/login?token=...`` sets."""
-    token = connection.app.state.services.settings.token
+TOKEN_NEEDED = (
+    "this server needs the header 'Authorization: Bearer <token>' here "
+    "(in the dashboard: open /login?token=<token> once)"
+)
+
+
+def token_accepted(connection: ASGIConnection, token: str | None) -> bool:
+    """Whether ``connection`` may pass a server whose token is ``token`` (None: no token, all pass):
+    it presents ``Authorization: Bearer <token>`` or the cookie that ``/login?token=...`` sets."""
     if not token:
-        return
+        return True
     scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         presented = connection.cookies.get(TOKEN_COOKIE, "")
-    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise NotAuthorizedException(
-            "this server needs the header 'Authorization: Bearer <token>' here "
-            "(in the dashboard: open /login?token=<token> once)"
-        )
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """With a token configured, every API endpoint (reads too), the run WebSocket, the pages'
+    live streams and their state-changing forms need it."""
+    if not token_accepted(connection, connection.app.state.services.settings.token):
+        raise NotAuthorizedException(TOKEN_NEEDED)
 
 
 def origin_allowed(connection: ASGIConnection) -> bool:

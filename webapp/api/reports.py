@@ -1,13 +1,25 @@
-"""Report listing and downloads, which never leave results-dir."""
+"""Report listing, downloads (which never leave results-dir) and rebuilding a run's reports."""
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 from litestar.response import File
 
-from webapp.errors import ERROR_RESPONSES
-from webapp.reporting.reports import ReportEntry, list_reports, report_file
+from webapp.api.dependencies import require_allowed_origin
+from webapp.errors import ERROR_RESPONSES, ErrorBody
+from webapp.reporting.reports import ReportEntry, RunStillActive, list_reports, rebuild_reports, report_file
 from webapp.wiring.services import Services
+
+RunId = Annotated[str, Parameter(description="Run id", max_length=64)]
+REGENERATE_RESPONSES = {
+    **ERROR_RESPONSES,
+    503: ResponseSpec(data_container=ErrorBody, generate_examples=False,
+                      description="The report could not be written (the results folder is not writable, say)"),
+}
 
 MEDIA_TYPES = {"report.html": "text/html; charset=utf-8", "report.md": "text/markdown; charset=utf-8",
                "results.json": "application/json"}
@@ -20,6 +32,16 @@ class ReportController(Controller):
     @get("/", operation_id="listReports", responses=ERROR_RESPONSES, sync_to_thread=True)
     def index(self, services: Services) -> list[ReportEntry]:
         return list_reports(services.db, services.settings.results_path)
+
+    @post("/{run_id:str}/regenerate", status_code=200, guards=[require_allowed_origin], operation_id="regenerateReport",
+          responses=REGENERATE_RESPONSES, sync_to_thread=True)
+    def regenerate(self, services: Services, run_id: RunId) -> ReportEntry:
+        """Write an ended run's report files again (after a failure recorded as its report_error, say).
+        Needs the token when one is set, like every API call."""
+        status = services.run_status(run_id)
+        if not status.terminal:
+            raise RunStillActive(run_id, status.status)
+        return rebuild_reports(services.db, services.settings.results_path, run_id)
 
     @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
     def download(self, services: Services, run_id: str, file_name: str) -> File:

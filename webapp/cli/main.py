@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cheap configs first; stop escalating batch sizes at OOM, timeout or plateau "
                           f"(default {'on' if defaults.progressive_mode else 'off'})")
     run.add_argument("--no-incremental", action="store_true", help="measure again configs with recent results")
+    run.add_argument("--repeats", type=int, default=None, metavar="R",
+                     help="measure each config in R fresh worker processes and pool the samples, recording "
+                          "the spread between processes (default 1)")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     _add_storage_flags(run)
 
@@ -120,6 +123,7 @@ def command_run(args: argparse.Namespace) -> int:
         "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
         "precision": args.precision, "progressive_mode": args.progressive, "sequence_length": args.sequence_length,
     }
+    given["repeats"] = args.repeats
     request = run_request({
         **{name: value for name, value in given.items() if value is not None},
         "incremental": not args.no_incremental, "force": args.no_incremental,

@@ -314,11 +314,13 @@ class RunPages(Controller):
     def run(self, request: HTMXRequest, services: Services, run_id: str) -> Template:
         status = status_view(services.run_status(run_id), live_runs.estimate_remaining(services, run_id))
         measured, failed = stored_rows(services, run_id)
-        reused = live_runs.reused_configs(services, services.run_record(run_id), {row["key"] for row in measured + failed})
+        record = services.run_record(run_id)
+        reused = live_runs.reused_configs(services, record, {row["key"] for row in measured + failed})
         context = {
             "active": "runs",
             "status": status,
-            "config": services.run_record(run_id).request,
+            "config": record.request,
+            "report_error": record.report_error,
             "rows": measured + failed + reused,
             "reused_count": len(reused),
             "skipped_count": max(0, status["completed_configs"] - len(measured) - len(failed)),
@@ -327,7 +329,7 @@ class RunPages(Controller):
         }
         return render(request, "pages/run.html", "partials/run_live.html", context)
 
-    @get("/runs/{run_id:str}/events", name="run-events")
+    @get("/runs/{run_id:str}/events", name="run-events", guards=[require_token])
     async def events(
         self,
         request: HTMXRequest,

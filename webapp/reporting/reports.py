@@ -37,6 +37,22 @@ class ReportNotFound(Exception):
         super().__init__(f"no report {name!r} for run {run_id!r}")
 
 
+class ReportWriteFailed(Exception):
+    """A run's report files could not be written (a read-only or full results folder, say)."""
+
+    def __init__(self, run_id: str, reason: str):
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"the report of run {run_id} could not be written: {reason}")
+
+
+class RunStillActive(Exception):
+    """A report is asked for before its run has ended."""
+
+    def __init__(self, run_id: str, status: str):
+        super().__init__(f"run {run_id} is {status}; its report is written when it ends")
+
+
 class ReportEntry(msgspec.Struct, kw_only=True):
     """A run folder with report files, as GET /reports lists it."""
 
@@ -61,7 +77,12 @@ class ReportWriter:
         """Reports are written once, at the end."""
 
     def run_finished(self, run_id: str, status: RunStatus) -> None:
-        write_reports(self._db, self._results_dir, run_id)
+        """A report that cannot be written is recorded on the run (``report_error``) and logged;
+        the run stays completed, since its measurements are stored."""
+        try:
+            rebuild_reports(self._db, self._results_dir, run_id)
+        except ReportWriteFailed as error:
+            log.error("%s (rebuild it with POST /api/benchmark/reports/%s/regenerate)", error, run_id)
 
 
 def _vendored(prefix: str) -> str:
@@ -110,6 +131,37 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     (folder / "report.html").write_text(html, encoding="utf-8")
     log.info("wrote reports for run %s to %s", run_id, folder)
     return folder
+
+
+def _failure_reason(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.strerror or error}: {error.filename}"
+    return f"{type(error).__name__}: {error}"
+
+
+def rebuild_reports(db: Database, results_dir: Path, run_id: str) -> ReportEntry:
+    """Write (again) a run's report files, and record the outcome on the run: ``report_error``
+    says why they could not be written, and is cleared once they are."""
+    if not _RUN_ID.match(run_id):
+        raise ReportNotFound(run_id, "report.html")
+    try:
+        write_reports(db, results_dir, run_id)
+    except ReportNotFound:
+        raise
+    except Exception as error:  # a full disk, a read-only folder, a template that failed
+        reason = _failure_reason(error)
+        run_rows.set_report_error(db, run_id, reason)
+        raise ReportWriteFailed(run_id, reason) from error
+    run_rows.set_report_error(db, run_id, None)
+    folder = results_dir / run_id
+    run = run_rows.get_run(db, run_id, RunStatus)
+    return ReportEntry(
+        run_id=run_id,
+        status=run.status,
+        reports=[name for name in REPORT_FILES if (folder / name).is_file()],
+        url=f"/api/benchmark/reports/{run_id}/report.html",
+        modified=datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc),
+    )
 
 
 def list_reports(db: Database, results_dir: Path) -> list[ReportEntry]:

@@ -7,7 +7,7 @@ import logging
 import msgspec
 
 from engine.config import MeasurementSettings
-from engine.errors import UnknownRunError
+from engine.errors import InvalidRequestError, UnknownRunError
 from engine.hardware import HardwareInfo, detect_hardware, environment, free_memory_bytes, resolve_hardware
 from engine.models.registry import ModelRegistry
 from engine.models.spec import ModelInfo
@@ -27,6 +27,23 @@ from webapp.reporting.reports import ReportWriter
 from webapp.wiring.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def refuse_oversized(run: RunState, limit: int) -> None:
+    """A run of more than ``limit`` configs is refused with its count, blaming its largest factor."""
+    if run.total_configs <= limit:
+        return
+    factors = {
+        "batch_sizes": len(run.request.batch_sizes),
+        "models": len(run.model_names()),
+        "hardware": len({config.hardware for config in run.configs}),
+    }
+    field = max(factors, key=factors.__getitem__)
+    raise InvalidRequestError(field, (
+        f"this run would have {run.total_configs:,} configs ({factors['models']} models, {factors['hardware']} devices, "
+        f"{factors['batch_sizes']} batch sizes); a run may have at most {limit:,} (the server's --max-configs-per-run): "
+        f"ask for fewer {field.replace('_', ' ')}"
+    ))
 
 
 class Services:
@@ -65,7 +82,9 @@ class Services:
 
     def plan(self, request: RunRequest) -> RunState:
         """Validate and expand a request; raises engine.errors.InvalidRequestError naming the field."""
-        return plan_run(request, registry=self.registry, resolve_hardware=resolve_hardware, environment=environment)
+        run = plan_run(request, registry=self.registry, resolve_hardware=resolve_hardware, environment=environment)
+        refuse_oversized(run, self.settings.max_configs_per_run)
+        return run
 
     def start_run(self, request: RunRequest) -> RunState:
         return self.scheduler.submit(self.plan(request))

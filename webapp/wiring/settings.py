@@ -24,6 +24,9 @@ class Settings:
     log_dir: str = "logs"
     token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    # Host names the server answers to besides the bound address, localhost and 127.0.0.1
+    # (a DNS-rebinding page sends its own name); "*" allows any.
+    allowed_hosts: list[str] = field(default_factory=list)
     models_dir: str | None = None
     custom_benchmarks_dir: str | None = None
     sql_timeout_s: float = 5.0
@@ -33,6 +36,9 @@ class Settings:
     resume: bool = True
     prestart_workers: bool = True
     secret_key: str | None = None
+    max_configs_per_run: int = 2_000
+    log_max_bytes: int = 10 * 1024**2
+    log_backups: int = 5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -49,6 +55,12 @@ class Settings:
     @property
     def results_path(self) -> Path:
         return Path(self.results_dir)
+
+    def host_allowlist(self) -> list[str]:
+        """The Host names this server answers to: the bound address, localhost, 127.0.0.1 and
+        ``allowed_hosts``, without ports (any port is accepted)."""
+        names = [self.host, "localhost", "127.0.0.1", *self.allowed_hosts]
+        return list(dict.fromkeys(name.strip().strip("[]").lower() for name in names if name.strip()))
 
     def cors_origin_regex(self) -> str | None:
         """None when ``cors_origins`` lists the allowed origins explicitly."""
@@ -70,12 +82,12 @@ class Settings:
 
 
 def _parse(name: str, raw: str):
-    if name in ("port", "sql_row_cap", "threads"):
+    if name in ("port", "sql_row_cap", "threads", "max_configs_per_run", "log_max_bytes", "log_backups"):
         return int(raw)
     if name in ("sql_timeout_s", "max_seconds"):
         return float(raw)
     if name in ("resume", "prestart_workers"):
         return raw.lower() not in ("0", "false", "no")
-    if name == "cors_origins":
+    if name in ("cors_origins", "allowed_hosts"):
         return [origin.strip() for origin in raw.split(",") if origin.strip()]
     return raw

@@ -1,0 +1,132 @@
+"""What every request passes before a handler runs: the Host allowlist, the API's token,
+JSON-only bodies, and ``Access-Control-Allow-Origin: null`` only with the token.
+
+- A page on a name that resolves to this machine (DNS rebinding) sends its own name as
+  Host, and as Origin, so the origin check alone cannot stop it; the Host allowlist does.
+- ``Origin: null`` comes from file:// pages (Electron) and from sandboxed iframes on any
+  site alike, so it is reflected only to a request that presents the token.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Headers, MutableScopeHeaders
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import SerializationException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
+from litestar.params import BodyKwarg
+from litestar.response.base import ASGIResponse
+from litestar.status_codes import HTTP_400_BAD_REQUEST
+from litestar.types import Message, Receive, Scope, Send
+
+from engine.errors import InvalidRequestError
+from webapp.api.dependencies import require_token, token_accepted
+from webapp.errors import ErrorBody, UnsupportedMediaType
+
+API_PREFIX = "/api/"
+WS_POLICY_VIOLATION = 1008
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port: "localhost:8000" → "localhost", "[::1]:8000" → "::1"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.partition(":")[0]
+
+
+class HostAllowlist(AllowedHostsMiddleware):
+    """Litestar's allowed-hosts check (``AllowedHostsConfig``), matched on the host name alone.
+
+    Litestar 2.22 and later match the whole header, port included, so ``Host: localhost:8000``
+    fails an allowlist of ``localhost`` (litestar-org/litestar#4869). A refused HTTP request
+    gets the API's error body; a refused WebSocket handshake is closed (1008)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header = Headers.from_scope(scope).get("host", "")
+        name = host_name(header)
+        if self.allowed_hosts_regex is None or (name and self.allowed_hosts_regex.fullmatch(name)):
+            await self.app(scope, receive, send)
+            return
+        reason = (f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} "
+                  "if clients reach it by that name" if name else "the request has no Host header")
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": "host not allowed"})
+            return
+        body = msgspec.json.encode(ErrorBody(error="invalid host", reason=reason, field="Host"))
+        await ASGIResponse(body=body, status_code=HTTP_400_BAD_REQUEST, media_type="application/json")(
+            scope, receive, send
+        )
+
+
+def require_token_on_api(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """An app-wide guard: with a token set, everything under /api/ needs it, reads included.
+    The run WebSocket checks it itself (webapp.live), to close the handshake with a reason."""
+    if connection.scope["type"] == "http" and connection.url.path.startswith(API_PREFIX):
+        require_token(connection, handler)
+
+
+def _takes_json_body(request: Request) -> bool:
+    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if parameter is None:
+        return False
+    kwarg = parameter.kwarg_definition
+    return not isinstance(kwarg, BodyKwarg) or kwarg.media_type == RequestEncodingType.JSON
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+async def json_bodies_only(request: Request) -> None:
+    """A before-request hook: a handler that takes a JSON body gets one, or the client a 4xx
+    naming what is wrong: 415 for another Content-Type (a text/plain form post included),
+    400 for an empty body or one nested too deep to decode (a RecursionError otherwise)."""
+    if not _takes_json_body(request):
+        return
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not _is_json(media_type):
+        raise UnsupportedMediaType(media_type)
+    if not (await request.body()).strip():
+        raise InvalidRequestError("body", "the request body is empty: send a JSON object")
+    try:
+        await request.json()  # decoded once: the handler's body is read from this cache
+    except RecursionError:
+        raise InvalidRequestError(
+            "body", f"the JSON is nested too deep (at most about {sys.getrecursionlimit()} levels)"
+        ) from None
+    except SerializationException:
+        pass  # malformed: the body's own parsing answers 400 naming it
+
+
+def _preflight_announcing_token(headers: Headers, method: str) -> bool:
+    """A CORS preflight for a request that will carry ``Authorization`` (checked when it comes)."""
+    if method != "OPTIONS" or "access-control-request-method" not in headers:
+        return False
+    announced = headers.get("access-control-request-headers", "")
+    return "authorization" in {name.strip().lower() for name in announced.split(",")}
+
+
+def null_origin_only_with_token(token: str | None):
+    """A before-send hook: ``Access-Control-Allow-Origin: null`` goes only to a request that
+    presents ``token``, or to a preflight announcing that it will (a file:// page's). Without a
+    token configured, never."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        if headers.get("access-control-allow-origin") != "null":
+            return
+        connection = ASGIConnection(scope)
+        if token and (token_accepted(connection, token)
+                      or _preflight_announcing_token(connection.headers, scope.get("method", ""))):
+            return
+        del headers["access-control-allow-origin"]
+
+    return before_send
