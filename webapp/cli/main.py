@@ -56,8 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--log-dir", default=None)
-    serve.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on state-changing calls")
+    serve.add_argument("--token", default=None,
+                       help="require 'Authorization: Bearer TOKEN' on every API call, the WebSocket and the live streams")
     serve.add_argument("--cors-origin", action="append", default=None, dest="cors_origins", metavar="ORIGIN")
+    serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts", metavar="NAME",
+                       help="a Host name to answer besides the bound address, localhost and 127.0.0.1 (repeatable)")
+    serve.add_argument("--max-configs-per-run", type=int, default=None, metavar="N",
+                       help="refuse runs of more configs (default 2000)")
+    serve.add_argument("--reuse-running", action="store_true",
+                       help="if a benchboard server already serves the database or answers at --api-url, "
+                            "say where and exit 0 (what run_benchmark_dashboard.sh does)")
+    serve.add_argument("--api-url", default=None, metavar="URL",
+                       help="with --reuse-running: where a server may already answer (default http://localhost:8000)")
     serve.add_argument("--models-dir", default=None)
     serve.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
     serve.add_argument("--max-seconds", type=float, default=None, metavar="S")
@@ -168,18 +178,41 @@ def _report(run, outcome) -> None:
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from webapp.app import create_app
+    from storage.database import Database, DatabaseLockedError
+    from webapp.cli.serving import DEFAULT_API_URL, is_benchboard, server_of
 
     settings = Settings.from_env(
         host=args.host, port=args.port, db_path=args.db_path, results_dir=args.results_dir, log_dir=args.log_dir,
         token=args.token, cors_origins=args.cors_origins, models_dir=args.models_dir,
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
+        allowed_hosts=args.allowed_hosts, max_configs_per_run=args.max_configs_per_run,
     )
+    api_url = (args.api_url or DEFAULT_API_URL).rstrip("/")
+    if args.reuse_running and is_benchboard(api_url):
+        print(f"benchboard: the dashboard is already served at {api_url}/ (with the API); open it there")
+        return 0
+    # The server opens the database in its lifespan, where a lock error would end in uvicorn's
+    # traceback; find out here, and say who holds it.
+    try:
+        Database(settings.db_path).close()
+    except DatabaseLockedError as error:
+        url = server_of(error.holder_pid)
+        if url and args.reuse_running:
+            print(f"benchboard: the dashboard is already served at {url}/ by process {error.holder_pid}, "
+                  f"which holds {settings.db_path}; open it there")
+            return 0
+        served = f" That process is the benchboard server at {url}/: use it." if url else ""
+        print(f"error: {error}{served}", file=sys.stderr)
+        return EXIT_USAGE
+    import uvicorn
+
+    from webapp.app import create_app
+
     print(f"benchboard dashboard: http://{settings.host}:{settings.port}/  (API under /api/benchmark, docs at /schema)",
           file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: create_app has configured logging (console and log file); uvicorn's
+    # own config would replace it.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
 
 
