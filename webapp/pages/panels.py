@@ -427,7 +427,7 @@ class PanelPages(Controller):
         return ClientRedirect(url) if wants_fragment(request) else Redirect(url, status_code=303)
 
     @post("/panels/{panel_id:int}", name="edit-panel", status_code=200, guards=[require_token])
-    async def edit(self, request: HTMXRequest, services: Services, panel_id: int) -> Template | Redirect:
+    async def edit(self, request: HTMXRequest, services: Services, panel_id: int) -> Template | Redirect | ClientRedirect:
         """A stored panel's new title, SQL, chart, defaults and refresh; run again and shown."""
         form = await request.form()
         stored = await anyio.to_thread.run_sync(panel_rows.get_panel, services.db, panel_id, Panel)
@@ -450,8 +450,11 @@ class PanelPages(Controller):
             return error_page(request, HTTP_400_BAD_REQUEST, "The panel was not changed",
                               f"{error.field or 'panel'}: {error.reason}")
         catalog.changed()
+        url = f"/tabs/{tab_slug(stored.tab)}" + (f"?{urlencode(values)}" if values else "")
         if not wants_fragment(request):
-            return Redirect(f"/tabs/{tab_slug(stored.tab)}?{urlencode(values)}", status_code=303)
+            return Redirect(url, status_code=303)
+        if query_parameters(panel.sql) != query_parameters(stored.sql):
+            return ClientRedirect(url)  # the tab's $name inputs change: show the whole tab again
         tab = await _tab(request, tab_slug(stored.tab))
         panel = _find(tab, key) or panel
         outcome = await run_tab_panel(services, panel, key, values)

@@ -4,7 +4,8 @@ Why server-sent events over the ``runs`` channel rather than polling (htmx ``eve
 panel re-runs only when something it could show has changed (a result or a run's end was
 published), never on an idle server, and all of a tab's live panels share one connection
 (browsers allow six per host). The interval is the most often a panel runs: results that
-land in a burst re-run it once, at the end of its interval, so its last state is shown.
+land while a panel waits for its next turn re-run it once, when its turn comes, so its last
+state is always shown.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 
 from webapp.live import ResultEvent, StatusEvent, decode_event
+
+# Events come in bursts (a config's result, then its run's status): a panel waits this long
+# after the first, so one run covers the burst.
+SETTLE_S = 0.3
 
 
 def results_landed(raw: bytes) -> bool:
@@ -62,7 +67,7 @@ async def live_panel_updates(
                     return
                 if results_landed(raw):
                     for index, seconds in refresh_s.items():
-                        due.setdefault(index, max(clock(), last[index] + seconds))
+                        due.setdefault(index, max(clock() + SETTLE_S, last[index] + seconds))
             now = clock()
             for index in sorted(index for index, when in due.items() if when <= now):
                 del due[index]

@@ -125,6 +125,13 @@ class Tab(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.title or self.name or "untitled"
 
     @property
+    def location(self) -> str:
+        """Where the tab comes from, briefly: a file's name, an entry point, or "saved here"."""
+        if self.source == "folder":
+            return self.origin.replace("\\", "/").rsplit("/", 1)[-1]
+        return "saved on this server" if self.source == "stored" else self.origin
+
+    @property
     def editable(self) -> bool:
         return self.source == "stored"
 
@@ -179,4 +186,6 @@ def describe_validation(error: msgspec.ValidationError) -> tuple[str | None, str
     field = where.rsplit(".", 1)[-1] if where.startswith("$.") else None
     if field is not None:
         field = re.sub(r"\[\d+\]$", "", field)
+    if field == "chart" and reason.startswith("Invalid enum value"):
+        reason += f": a chart is one of {', '.join(CHART_KINDS)}"
     return field, reason

@@ -38,6 +38,7 @@ NUMBER_FORMAT = ",.4~g"
 CHART_HEIGHT = 280
 FACET_WIDTH = 260
 MAX_FACETS = 24
+MAX_TOOLTIP_COLUMNS = 12
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 
 
@@ -147,8 +148,17 @@ def _continuous(kind: str) -> str:
     return {"integer": "quantitative", "number": "quantitative", "time": "temporal"}.get(kind, "ordinal")
 
 
+def _tooltip_type(kind: str) -> str:
+    return {"integer": "quantitative", "number": "quantitative", "time": "temporal"}.get(kind, "nominal")
+
+
 def _channel(channel: type, name: str, kind: str, **options) -> Any:
     return channel(field=_field(name), type=kind, title=name, **options)
+
+
+def _whole_numbers(kind: str) -> dict:
+    """An integer column (a batch size, say) gets whole-number ticks."""
+    return {"axis": alt.Axis(format="d", tickMinStep=1)} if kind == "integer" else {}
 
 
 def _records(result: QueryResult) -> list[dict]:
@@ -205,8 +215,10 @@ def chart_spec(panel: Panel, result: QueryResult) -> tuple[dict | None, str | No
 
 def _build(panel: Panel, kinds: dict[str, str]) -> alt.Chart:
     x, y, color = panel.x, panel.y, panel.color
-    tooltip = [_channel(alt.Tooltip, name, _continuous(kinds[name]) if kinds[name] != "text" else "nominal")
-               for name in dict.fromkeys(panel.columns.values())]
+    # Every column the rows have (the chart's first): a point says what it stands for, n included.
+    shown = list(dict.fromkeys([*panel.columns.values(), *kinds]))[:MAX_TOOLTIP_COLUMNS]
+    tooltip = [_channel(alt.Tooltip, name, _tooltip_type(kinds[name]),
+                        **({"format": NUMBER_FORMAT} if kinds[name] == "number" else {})) for name in shown]
     base = alt.Chart(alt.NamedData(name=DATASET)).properties(height=CHART_HEIGHT)
     encoding: dict[str, Any] = {"tooltip": tooltip}
     if panel.chart == "bar":
@@ -219,13 +231,14 @@ def _build(panel: Panel, kinds: dict[str, str]) -> alt.Chart:
                 encoding["xOffset"] = _channel(alt.XOffset, color, _discrete(kinds[color]))
         return base.mark_bar().encode(**encoding)
     if panel.chart == "line":
-        encoding["x"] = _channel(alt.X, x, _continuous(kinds[x]))
+        encoding["x"] = _channel(alt.X, x, _continuous(kinds[x]), **_whole_numbers(kinds[x]))
         encoding["y"] = _channel(alt.Y, y, "quantitative", axis=alt.Axis(format=NUMBER_FORMAT))
         if color:
             encoding["color"] = _channel(alt.Color, color, _discrete(kinds[color]))
         return base.mark_line(point=True).encode(**encoding)
     if panel.chart == "scatter":
-        encoding["x"] = _channel(alt.X, x, _continuous(kinds[x]), scale=alt.Scale(zero=False))
+        encoding["x"] = _channel(alt.X, x, _continuous(kinds[x]), scale=alt.Scale(zero=False),
+                                 **_whole_numbers(kinds[x]))
         encoding["y"] = _channel(alt.Y, y, "quantitative", scale=alt.Scale(zero=False),
                                  axis=alt.Axis(format=NUMBER_FORMAT))
         if color:

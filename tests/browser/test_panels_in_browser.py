@@ -1,0 +1,228 @@
+"""Custom dashboard tabs in headless Chromium, against a real server with a panels folder and a
+``benchboard.panels`` entry point installed (a real dist-info on the server's PYTHONPATH).
+
+The results the panels chart are rows written into the server's DuckDB file before it starts,
+with the storage module's own connection: panels only read tables, and measuring models
+would add minutes without testing anything here. Every test fails if the page logged a JS
+error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+
+import pytest
+from browser_helpers import LAPTOP
+
+from storage.database import Database
+
+pytestmark = pytest.mark.browser
+
+LATENCY_SQL = ("SELECT model_name, avg(p50_latency_ms) AS p50 FROM results_view "
+               "GROUP BY model_name ORDER BY model_name")
+
+FOLDER_TAB = '''title = "From a folder"
+[[panels]]
+title = "Throughput by model"
+chart = "bar"
+x = "model_name"
+y = "throughput"
+sql = """
+SELECT model_name, max(throughput_items_per_second) AS throughput
+FROM results_view GROUP BY model_name ORDER BY model_name
+"""
+'''
+
+PLUGIN = '''
+import altair as alt
+
+from webapp.panels import Panel, Tab
+
+
+def latency_points(rows):
+    return alt.Chart(rows).mark_point(size=80).encode(x="batch_size:Q", y="p50:Q", color="model_name:N")
+
+
+def tabs():
+    return Tab(name="from-a-plugin", title="From a plugin", panels=[
+        Panel(title="Latency drawn by plugin code", render=latency_points,
+              sql="SELECT model_name, batch_size, avg(p50_latency_ms) AS p50 FROM results_view "
+                  "GROUP BY model_name, batch_size ORDER BY model_name, batch_size"),
+    ])
+'''
+
+
+def seed_results(path) -> None:
+    with Database(path) as db, db.writing() as cursor:
+        cursor.execute("INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert'), ('gpt2-tiny', 'gpt2')")
+        cursor.execute("INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'CPU', 'cpu')")
+        for model_id, scale in ((1, 1.0), (2, 3.0)):
+            for batch_size in (1, 4):
+                cursor.execute(
+                    "INSERT INTO performance_results (run_id, model_id, hardware_id, batch_size, precision, "
+                    "sequence_length, p50_latency_ms, throughput_items_per_second, ci_met, n_samples) "
+                    "VALUES ('seeded', ?, 1, ?, 'fp32', 128, ?, ?, true, 50)",
+                    [model_id, batch_size, scale * batch_size, 1000 / scale],
+                )
+
+
+@pytest.fixture(scope="module")
+def panels_server(tmp_path_factory):
+    from integration.server import start_server
+
+    root = tmp_path_factory.mktemp("panels-server")
+    seed_results(root / "benchmarks.duckdb")
+    (root / "panels").mkdir()
+    (root / "panels" / "from-a-folder.toml").write_text(FOLDER_TAB)
+    plugin = root / "plugin"
+    plugin.mkdir()
+    (plugin / "benchboard_test_panels.py").write_text(PLUGIN)
+    dist_info = plugin / "benchboard_test_panels-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: benchboard-test-panels\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[benchboard.panels]\nplugin = benchboard_test_panels:tabs\n")
+    with pytest.MonkeyPatch.context() as patch:
+        # The server reads the environment when it is made: the plugin is on its sys.path.
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")])))
+        server = start_server(root, panels_dir=root / "panels")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def page(browser, panels_server, console_errors):
+    context = browser.new_context(viewport=LAPTOP, base_url=panels_server.url)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    console_errors.watch(page)
+    yield page
+    context.close()
+    assert list(console_errors) == [], "the browser console reported errors"
+
+
+def drawn_chart(page, key: str):
+    """A panel's chart once vega-embed has drawn it."""
+    chart = page.locator(f"#panel-{key}-chart")
+    chart.locator("svg.marks").first.wait_for()
+    assert chart.get_attribute("data-rendered") == "true"
+    return chart
+
+
+def chart_rows(page, key: str) -> list[dict]:
+    return json.loads(page.locator(f"#panel-{key}-spec").text_content())["datasets"]["rows"]
+
+
+def bar_count(page, key: str) -> int:
+    return drawn_chart(page, key).locator("g.mark-rect.role-mark path").count()
+
+
+def save_from_sql_page(page, sql: str, tab: str, title: str, chart: str = "bar", x: str = "model_name",
+                       y: str = "p50") -> str:
+    """Run ``sql`` on the SQL page and save it as a panel; the new panel's key on its tab."""
+    page.goto("/sql")
+    page.fill("#sql-input", sql)
+    page.click("#sql-run")
+    page.locator("#sql-table tbody tr").first.wait_for()
+    page.click("#panel-save summary")
+    page.fill("#panel-save-tab", tab)
+    page.fill("#panel-save-title", title)
+    page.select_option("#panel-save-chart", chart)
+    page.select_option("#panel-save-x", x)
+    page.select_option("#panel-save-y", y)
+    page.click("#panel-save-submit")
+    page.wait_for_url(re.compile(r"/tabs/[a-z0-9-]+$"))
+    panel = page.locator("article.tab-panel", has=page.locator("h2", has_text=title)).last
+    return panel.get_attribute("data-panel")
+
+
+def unique_tab() -> str:
+    return f"Browser {uuid.uuid4().hex[:8]}"
+
+
+def test_a_query_saved_from_the_sql_page_appears_as_a_tab_with_its_chart(page):
+    tab = unique_tab()
+    key = save_from_sql_page(page, LATENCY_SQL, tab, "Median latency by model")
+    slug = tab.lower().replace(" ", "-")
+    assert page.url.endswith(f"/tabs/{slug}")
+    assert page.locator(f"#nav-tab-{slug}").inner_text() == tab  # in the navigation, after the built-ins
+    assert page.locator(f"#nav-tab-{slug}").get_attribute("aria-current") == "page"
+    assert bar_count(page, key) == 2
+    assert [row["model_name"] for row in chart_rows(page, key)] == ["bert-tiny", "gpt2-tiny"]
+    meta = page.locator(f"#panel-{key}-meta")
+    assert "2 rows" in meta.inner_text() and "ran at" in meta.inner_text()
+    assert page.locator(f"#panel-{key}-sql").text_content() == LATENCY_SQL
+    page.goto("/")  # every page's navigation lists the tab
+    assert page.locator(f"#nav-tab-{slug}").count() == 1
+
+
+def test_editing_a_panels_sql_changes_its_chart(page):
+    key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency to edit")
+    assert bar_count(page, key) == 2
+    page.click(f"#panel-{key}-edit summary")
+    page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = 'gpt2-tiny' GROUP BY"))
+    page.click(f"#panel-{key}-save")
+    page.locator(f"#panel-{key}-meta .panel-rows[data-rows='1']").wait_for()
+    assert bar_count(page, key) == 1
+    assert [row["model_name"] for row in chart_rows(page, key)] == ["gpt2-tiny"]
+    page.reload()  # stored: the tab shows the edited panel from now on
+    assert bar_count(page, key) == 1
+
+
+def test_a_model_input_reruns_the_panel(page):
+    key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency of one model")
+    page.click(f"#panel-{key}-edit summary")
+    page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = $model GROUP BY"))
+    page.fill(f"#panel-{key}-edit-params", "model = bert-tiny")
+    page.click(f"#panel-{key}-save")
+    model = page.locator("#param-model")  # the tab is shown again with its new input
+    model.wait_for()
+    assert model.input_value() == "bert-tiny"
+    drawn_chart(page, key)
+    assert [row["model_name"] for row in chart_rows(page, key)] == ["bert-tiny"]
+
+    model.fill("gpt2-tiny")
+    model.press("Enter")
+    page.wait_for_url(re.compile(r"model=gpt2-tiny"))
+    page.wait_for_function(
+        f"() => JSON.parse(document.getElementById('panel-{key}-spec').textContent)"
+        ".datasets.rows.every(row => row.model_name === 'gpt2-tiny')"
+    )
+    drawn_chart(page, key)
+    assert "$model" in page.locator(f"#panel-{key}-query").text_content()
+
+
+def test_a_refused_query_cannot_be_saved(page):
+    page.goto("/sql")
+    page.fill("#sql-input", "SELECT * FROM read_csv('/etc/passwd')")
+    page.click("#sql-run")
+    page.locator("#sql-refusal").wait_for()
+    assert page.locator("#panel-save").count() == 0  # no save form under a refusal
+
+    # Nor through a crafted form post: the server runs the guard before it stores anything.
+    csrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "csrftoken")
+    tab = unique_tab()
+    answer = page.request.post("/panels", form={
+        "_csrf_token": csrf, "tab": tab, "title": "Hostile", "chart": "table",
+        "sql": "SELECT * FROM read_csv('/etc/passwd')",
+    }, headers={"HX-Request": "true"})
+    assert answer.status == 400
+    assert "Refused" in answer.text() and "not saved" in answer.text()
+    page.goto("/tabs")
+    assert tab not in page.locator("main").inner_text()
+    assert page.request.get(f"/tabs/{tab.lower().replace(' ', '-')}").status == 404
+
+
+def test_panels_from_a_folder_file_and_an_entry_point_both_render(page):
+    page.goto("/tabs/from-a-folder")
+    assert page.locator("#tab-title").inner_text() == "From a folder"
+    assert bar_count(page, "n0") == 2
+    assert "from-a-folder.toml" in page.locator("#tab-source").inner_text()
+
+    page.click("#nav-tab-from-a-plugin")
+    page.wait_for_url(re.compile(r"/tabs/from-a-plugin$"))
+    chart = drawn_chart(page, "n0")
+    assert chart.locator("g.mark-symbol.role-mark path").count() == 4  # the plugin's own point chart, a point per row
+    assert "entry point plugin = benchboard_test_panels:tabs" in page.locator("#tab-source").inner_text()
