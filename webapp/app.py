@@ -38,8 +38,9 @@ from webapp.api.security import (
 )
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.live import ChannelsPublisher, run_updates
-from webapp.wiring.logging_setup import configure_logging
 from webapp.pages import ROUTES as PAGE_ROUTES
+from webapp.pages.panels import register_template_globals
+from webapp.wiring.logging_setup import configure_logging
 from webapp.wiring.services import Services
 from webapp.wiring.settings import Settings
 
@@ -101,7 +102,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         on_startup=[resume_runs],
         plugins=[channels, HTMXPlugin()],
-        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine,
+                                       engine_callback=register_template_globals),
         cors_config=cors,
         csrf_config=CSRFConfig(
             secret=settings.csrf_secret(), cookie_name="csrftoken", header_name="x-csrftoken",

@@ -3,9 +3,11 @@
 from webapp.pages.compare import ComparePages
 from webapp.pages.dashboard import DashboardPages
 from webapp.pages.login import LoginPage
+from webapp.pages.panels import PanelPages
 from webapp.pages.reports import ReportPages
 from webapp.pages.results import ResultPages, ResultSamplesController
 from webapp.pages.runs import RunPages
 from webapp.pages.sql import SqlPages
 
-ROUTES: list = [DashboardPages, ComparePages, RunPages, ReportPages, SqlPages, LoginPage, ResultPages, ResultSamplesController]
+ROUTES: list = [DashboardPages, ComparePages, RunPages, ReportPages, SqlPages, LoginPage, ResultPages, ResultSamplesController,
+                PanelPages]
