@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --reuse-running: where a server may already answer (default http://localhost:8000)")
     serve.add_argument("--models-dir", default=None)
     serve.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
+    serve.add_argument("--panels-dir", default=None, metavar="DIR",
+                       help="folder of TOML/YAML files, one custom dashboard tab each")
     serve.add_argument("--max-seconds", type=float, default=None, metavar="S")
     _add_storage_flags(serve)
 
@@ -186,6 +188,7 @@ def command_serve(args: argparse.Namespace) -> int:
         token=args.token, cors_origins=args.cors_origins, models_dir=args.models_dir,
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
         allowed_hosts=args.allowed_hosts, max_configs_per_run=args.max_configs_per_run,
+        panels_dir=args.panels_dir,
     )
     api_url = (args.api_url or DEFAULT_API_URL).rstrip("/")
     if args.reuse_running and is_benchboard(api_url):

@@ -29,6 +29,8 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
     models_dir: str | None = None
     custom_benchmarks_dir: str | None = None
+    # TOML/YAML files, one custom dashboard tab each (webapp.panels); read, never written.
+    panels_dir: str | None = None
     sql_timeout_s: float = 5.0
     sql_row_cap: int = 10_000
     max_seconds: float = 10.0
