@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 CATALOG_STATE_KEY = "panel_catalog"
 MAX_UPLOAD_BYTES = 1_000_000
-NAV_TABS = 12  # tabs the navigation lists; /tabs lists them all
 
 
 class InvalidPanel(Exception):
