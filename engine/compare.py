@@ -19,8 +19,10 @@ Two runs (``compare_runs``). Configs are matched by config key. For each pair:
     do not overlap, all three; ``faster`` the same below 1 - threshold;
   * ``unchanged``: the ratio's CI lies within [1 - threshold, 1 + threshold], so any change
     is smaller than the threshold;
-  * ``noisy``: anything else: the CIs are too wide to tell (or there are too few samples),
-    or a change either way was measured on a contended host (``contended``, where recorded).
+  * ``noisy``: anything else: the CIs are too wide to tell (or there are too few samples).
+    On a contended host (``contended``, either side) ``slower`` and ``faster`` also need the
+    10th percentiles' ratio beyond the threshold: contention only adds time, and the fastest
+    samples are those it spared, so a real change moves them too.
 
 Configs in one run only are listed as ``added`` (contender only) or ``removed``.
 
@@ -66,6 +68,8 @@ BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20240612
 # Points of each side's distribution kept for charts: its 0th, 5th, ..., 100th percentiles.
 QUANTILE_STEPS = 20
+# On a contended host a change must also move this percentile (the fast samples contention spared).
+FAST_PERCENTILE = 10
 
 
 class ComparedResult(ResultRow, kw_only=True):
@@ -188,6 +192,7 @@ class ConfigComparison(ConfigIdentity, kw_only=True):
     ratio_ci_high: float | None = None
     p_value: float | None = None
     z_score: float | None = None
+    fast_ratio: float | None = None  # of the 10th percentiles: what a contended host must move too
     threshold: float
     verdict: Verdict
     reason: str
@@ -363,19 +368,39 @@ def compare_pair(baseline: ComparedResult, contender: ComparedResult, threshold:
     ratio_low, ratio_high = interval if interval else (None, None)
     p_value = mann_whitney_p(b_samples, c_samples)
     verdict, reason = _contended(*_two_run_verdict(b_side, c_side, ratio, ratio_low, ratio_high, p_value, threshold),
-                                 baseline=b_side.contended, contender=c_side.contended)
+                                 threshold, b_side, c_side)
     return ConfigComparison(
         **_identity(contender), baseline=b_side, contender=c_side, ratio=ratio, ratio_ci_low=ratio_low,
-        ratio_ci_high=ratio_high, p_value=p_value, threshold=threshold, verdict=verdict, reason=reason,
+        ratio_ci_high=ratio_high, p_value=p_value, fast_ratio=fast_ratio(b_side, c_side), threshold=threshold,
+        verdict=verdict, reason=reason,
     )
 
 
-def _contended(verdict: str, reason: str, *, baseline: bool | None, contender: bool | None) -> tuple[str, str]:
-    """A change measured while other processes competed for the CPU is not to be trusted."""
-    if verdict not in (SLOWER, FASTER) or not (baseline or contender):
+def fast_ratio(baseline: Side, contender: Side) -> float | None:
+    """The ratio of the sides' ``FAST_PERCENTILE``-th percentiles (of their quantiles_ms)."""
+    index = FAST_PERCENTILE * QUANTILE_STEPS // 100
+    if len(baseline.quantiles_ms) != QUANTILE_STEPS + 1 or len(contender.quantiles_ms) != QUANTILE_STEPS + 1:
+        return None
+    low = baseline.quantiles_ms[index]
+    return contender.quantiles_ms[index] / low if low > 0 else None
+
+
+def _contended(verdict: str, reason: str, threshold: float, baseline: Side, contender: Side) -> tuple[str, str]:
+    """A change timed while other processes competed for the CPU must show in the fast samples too.
+
+    Contention only ever adds time, to some samples more than others, and how much differs from
+    run to run; the fastest samples are the ones it spared. So on a contended host (either side)
+    ``slower`` and ``faster`` also need the ratio of the 10th percentiles beyond the threshold,
+    the same way; otherwise the verdict is ``noisy``."""
+    if verdict not in (SLOWER, FASTER) or not (baseline.contended or contender.contended):
         return verdict, reason
-    which = "both sides were" if baseline and contender else ("the baseline was" if baseline else "the contender was")
-    return NOISY, f"{reason}; but {which} timed on a contended host, so it is not called {verdict}"
+    which = ("both sides were" if baseline.contended and contender.contended
+             else ("the baseline was" if baseline.contended else "the contender was"))
+    fast = fast_ratio(baseline, contender)
+    if fast is not None and (fast > 1 + threshold if verdict == SLOWER else fast < 1 - threshold):
+        return verdict, f"{reason}; {which} timed on a contended host, and the fastest samples moved too ({_percent(fast)})"
+    moved = "no fast samples to check" if fast is None else f"the fastest samples moved {_percent(fast)}"
+    return NOISY, f"{reason}; but {which} timed on a contended host and {moved}, so it is not called {verdict}"
 
 
 def _two_run_verdict(
@@ -499,11 +524,12 @@ def compare_to_history(
         z = (c_side.median_ms - mean) / spread
     p_value = mann_whitney_p(pooled, c_samples)
     verdict, reason = _contended(*_history_verdict(c_side, ratio, ratio_low, ratio_high, z, spread, k, threshold),
-                                 baseline=False, contender=c_side.contended)
+                                 threshold, b_side, c_side)
     return ConfigComparison(
         **_identity(contender), baseline=b_side, contender=c_side, ratio=ratio, ratio_ci_low=ratio_low,
         ratio_ci_high=None if ratio_high is None or not math.isfinite(ratio_high) else ratio_high,
-        p_value=p_value, z_score=z, threshold=threshold, verdict=verdict, reason=reason,
+        p_value=p_value, z_score=z, fast_ratio=fast_ratio(b_side, c_side), threshold=threshold, verdict=verdict,
+        reason=reason,
     )
 
 

@@ -269,9 +269,22 @@ def test_per_config_thresholds_parse_as_pattern_equals_threshold():
     assert refused.value.field == "threshold_for"
 
 
-def test_a_change_timed_on_a_contended_host_is_noisy_not_slower():
-    baseline, contender = normal(10.0, 0.02, seed=1), normal(11.0, 0.02, seed=2)
-    pair = compare_pair(row(baseline), row(contender, contended=True))
+def test_on_a_contended_host_a_change_must_move_the_fast_samples_too():
+    rng = np.random.default_rng(5)
+    baseline = normal(10.0, 0.01, n=400, seed=1)
+    # Contention inflated 60% of the contender's samples: its median moved, its fast samples did not.
+    inflated = normal(10.0, 0.01, n=400, seed=2)
+    inflated[rng.random(400) < 0.6] += 4.0
+    pair = compare_pair(row(baseline), row(inflated, contended=True))
+    assert pair.ratio > 1.2
     assert pair.verdict == NOISY
+    assert "contended" in pair.reason and "fastest samples moved" in pair.reason
+    # Uncontended, the same numbers are a slowdown.
+    assert compare_pair(row(baseline), row(inflated)).verdict == SLOWER
+    # A real 10% slowdown moves every sample, the fastest too: slower even when contended.
+    slower = normal(11.0, 0.01, n=400, seed=3)
+    slower[rng.random(400) < 0.3] += 4.0
+    pair = compare_pair(row(baseline, contended=True), row(slower, contended=True))
+    assert pair.verdict == SLOWER, pair.reason
     assert "contended" in pair.reason
     assert compare_pair(row(baseline, contended=True), row(baseline)).verdict == UNCHANGED
