@@ -14,8 +14,10 @@ import os
 import re
 import uuid
 
+import httpx
+
 import pytest
-from browser_helpers import LAPTOP
+from browser_helpers import LAPTOP, RUN_TIMEOUT_S
 
 from storage.database import Database
 
@@ -34,6 +36,16 @@ sql = """
 SELECT model_name, max(throughput_items_per_second) AS throughput
 FROM results_view GROUP BY model_name ORDER BY model_name
 """
+'''
+
+LIVE_TAB = '''title = "Live"
+[[panels]]
+title = "Results so far"
+chart = "bar"
+x = "model_name"
+y = "results"
+refresh_s = 5
+sql = "SELECT model_name, count(*) AS results FROM results_view GROUP BY model_name ORDER BY model_name"
 '''
 
 PLUGIN = '''
@@ -77,6 +89,7 @@ def panels_server(tmp_path_factory):
     seed_results(root / "benchmarks.duckdb")
     (root / "panels").mkdir()
     (root / "panels" / "from-a-folder.toml").write_text(FOLDER_TAB)
+    (root / "panels" / "live.toml").write_text(LIVE_TAB)
     plugin = root / "plugin"
     plugin.mkdir()
     (plugin / "benchboard_test_panels.py").write_text(PLUGIN)
@@ -224,5 +237,22 @@ def test_panels_from_a_folder_file_and_an_entry_point_both_render(page):
     page.click("#nav-tab-from-a-plugin")
     page.wait_for_url(re.compile(r"/tabs/from-a-plugin$"))
     chart = drawn_chart(page, "n0")
-    assert chart.locator("g.mark-symbol.role-mark path").count() == 4  # the plugin's own point chart, a point per row
+    (rows,) = json.loads(page.locator("#panel-n0-spec").text_content())["datasets"].values()
+    assert len(rows) >= 4  # (model, batch size) pairs
+    assert chart.locator("g.mark-symbol.role-mark path").count() == len(rows)  # the plugin's point chart
     assert "entry point plugin = benchboard_test_panels:tabs" in page.locator("#tab-source").inner_text()
+
+
+def test_a_live_panel_redraws_when_a_run_lands_a_result(page, panels_server):
+    page.goto("/tabs/live")
+    assert [row["results"] for row in chart_rows(page, "n0")] == [2, 2]
+    reply = httpx.post(f"{panels_server.url}/api/benchmark/run", timeout=30, json={
+        "models": ["bert-tiny"], "batch_sizes": [8], "progressive_mode": False, "force": True})
+    assert reply.status_code == 202, reply.text
+    # No reload: the tab's SSE stream sends the panel again once the result is stored.
+    page.wait_for_function(
+        "() => JSON.parse(document.getElementById('panel-n0-spec').textContent)"
+        ".datasets.rows.some(row => row.model_name === 'bert-tiny' && row.results === 3)",
+        timeout=RUN_TIMEOUT_S * 1000,
+    )
+    drawn_chart(page, "n0")

@@ -4,7 +4,9 @@ notice, --token guards every change, the example tabs run, and export/import rou
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from pathlib import Path
 
 import httpx
@@ -254,3 +256,49 @@ def test_a_stored_tab_exported_as_toml_imports_on_another_server_and_serves_from
         page = three.get("/tabs/team-tab")
         assert page.status_code == 200 and "From the panels file" in page.text
         assert page.text.count('class="card tab-panel"') == 2 and "panel-refusal" not in page.text
+
+
+LIVE_TAB = '''title = "Live"
+[[panels]]
+title = "Results so far"
+chart = "table"
+refresh_s = 5
+sql = "SELECT count(*) AS results FROM performance_results"
+'''
+
+
+def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
+    """A real run of a tiny model: its result, published on the runs channel, re-runs the live
+    panel, whose new HTML arrives on the tab's event stream."""
+    (tmp_path / "panels").mkdir()
+    (tmp_path / "panels" / "live.toml").write_text(LIVE_TAB)
+    events: list[tuple[str, str]] = []
+    with start_server(tmp_path, panels_dir=tmp_path / "panels") as server:
+        connected = threading.Event()
+
+        def follow() -> None:
+            # Generous: the worker imports torch and builds the model on a loaded machine.
+            with httpx.stream("GET", f"{server.url}/tabs/live/events", timeout=httpx.Timeout(240.0)) as stream:
+                connected.set()
+                event = None
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        event = line.partition(":")[2].strip()
+                    elif line.startswith("data:") and event:
+                        events.append((event, line.partition(":")[2]))
+                        if '<td class="num">1</td>' in line:
+                            return
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        assert connected.wait(30)
+        # The stream is open before the run starts: its worker takes seconds before any result.
+        reply = httpx.post(f"{server.url}/api/benchmark/run", timeout=30, json={
+            "models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False, "force": True})
+        assert reply.status_code == 202, reply.text
+        run_id = reply.json()["run_id"]
+        reader.join(timeout=240)
+        status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()
+    assert not reader.is_alive(), f"no live update arrived; run status: {json.dumps(status)}"
+    assert {event for event, _ in events} == {"panel-n0"}
+    assert any('<td class="num">1</td>' in data for _, data in events)
