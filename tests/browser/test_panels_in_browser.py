@@ -13,11 +13,12 @@ import json
 import os
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 
 import pytest
-from browser_helpers import LAPTOP, RUN_TIMEOUT_S
+from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S
 
 from storage.database import Database
 
@@ -256,3 +257,37 @@ def test_a_live_panel_redraws_when_a_run_lands_a_result(page, panels_server):
         timeout=RUN_TIMEOUT_S * 1000,
     )
     drawn_chart(page, "n0")
+
+
+AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
+
+
+def serious_axe_violations(page) -> list[dict]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
+               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
+    )
+    return [violation for violation in found if violation["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("url", ["/tabs", "/tabs/from-a-folder", "/tabs/from-a-plugin", "/sql?save"])
+@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
+def test_tab_pages_and_the_save_form_fit_a_phone_and_have_no_serious_accessibility_violation(
+        browser, panels_server, console_errors, url, viewport):
+    context = browser.new_context(viewport=viewport, base_url=panels_server.url)
+    page = context.new_page()
+    console_errors.watch(page)
+    if url == "/sql?save":
+        page.goto("/sql")
+        page.fill("#sql-input", LATENCY_SQL)
+        page.click("#sql-run")
+        page.click("#panel-save summary")
+    else:
+        page.goto(url)
+    page.wait_for_function("[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)")
+    widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
+    assert widths[0] <= widths[1], f"{url} is {widths[0]}px wide on a {widths[1]}px screen"
+    assert serious_axe_violations(page) == []
+    context.close()
+    assert list(console_errors) == []
