@@ -252,7 +252,7 @@ def _spread_half_width(median: float, cv: float | None, repeats: int | None) -> 
     """The half-width the between-process spread adds to a pooled median's 95% CI."""
     if not cv or not repeats or repeats < 2:
         return 0.0
-    return scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, repeats - 1) * cv * median / math.sqrt(repeats)
+    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, repeats - 1)) * cv * median / math.sqrt(repeats)
 
 
 def _side(row: ComparedResult, ordered: Sequence[float]) -> Side:
@@ -314,8 +314,8 @@ def ratio_ci(
     if extra_log_se > 0:
         logs = np.log(ratios)
         centre = float(np.median(logs))
-        boot_se = (math.log(high) - math.log(low)) / (2 * scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2))
-        half = scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2) * math.hypot(boot_se, extra_log_se)
+        boot_se = (math.log(high) - math.log(low)) / (2 * float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)))
+        half = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)) * math.hypot(boot_se, extra_log_se)
         low, high = math.exp(centre - half), math.exp(centre + half)
     return float(low), float(high)
 
@@ -512,7 +512,7 @@ def compare_to_history(
         n_samples=len(pooled), n_results=k, spread_ms=spread, quantiles_ms=_quantiles(pooled),
     )
     if mean is not None and spread is not None:
-        half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, k - 1) * spread / math.sqrt(k)
+        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, k - 1)) * spread / math.sqrt(k)
         b_side.ci_low_ms, b_side.ci_high_ms = mean - half, mean + half
     ratio = c_side.median_ms / mean if mean and c_side.median_ms is not None else None
     ratio_low = ratio_high = None

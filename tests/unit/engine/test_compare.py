@@ -288,3 +288,12 @@ def test_on_a_contended_host_a_change_must_move_the_fast_samples_too():
     assert pair.verdict == SLOWER, pair.reason
     assert "contended" in pair.reason
     assert compare_pair(row(baseline, contended=True), row(baseline)).verdict == UNCHANGED
+
+
+def test_every_number_of_a_comparison_encodes_as_json():
+    spread = {"repeats": 3, "between_process_cv": 0.01}
+    pair = compare_pair(row(normal(10, 0.02, seed=1), **spread), row(normal(10, 0.02, seed=2), **spread))
+    msgspec.json.encode(pair)
+    earlier = history([10.0, 10.1, 9.9])
+    (config,) = compare_history([row(normal(10, 0.02, seed=9), run_id="now")], earlier, run_id="now").configs
+    msgspec.json.encode(config)
