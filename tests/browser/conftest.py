@@ -73,15 +73,29 @@ def console_errors():
 
 
 @pytest.fixture
-def page(browser, server, console_errors):
-    """A fresh laptop-sized page; the test fails if the browser logged any JS error."""
-    context = browser.new_context(viewport=LAPTOP, base_url=server.url, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console_errors.watch(page)
-    yield page
-    context.close()
+def open_page(browser, console_errors):
+    """Opens fresh pages on a server (a new browser context each), closed after the test;
+    the test fails if any of them logged a JS error."""
+    contexts = []
+
+    def open_on(running_server, viewport=LAPTOP):
+        context = browser.new_context(viewport=viewport, base_url=running_server.url, accept_downloads=True)
+        contexts.append(context)
+        new_page = context.new_page()
+        new_page.set_default_timeout(20_000)
+        console_errors.watch(new_page)
+        return new_page
+
+    yield open_on
+    for context in contexts:
+        context.close()
     assert list(console_errors) == [], "the browser console reported errors"
+
+
+@pytest.fixture
+def page(open_page, server):
+    """A fresh laptop-sized page on the session's server."""
+    return open_page(server)
 
 
 @pytest.fixture

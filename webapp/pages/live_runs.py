@@ -202,7 +202,7 @@ async def runs_list_events(
         async for _ in events:
             await anyio.sleep(RUNS_LIST_SETTLE_S)
             try:
-                for _ in range(subscriber.qsize()):  # the rest of the burst, already queued
+                for _ in range(subscriber.qsize):  # the rest of the burst, already queued
                     await events.__anext__()
             except StopAsyncIteration:
                 return

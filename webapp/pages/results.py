@@ -18,6 +18,7 @@ from engine.runs import RunRecord
 from storage import dashboard
 from storage import runs as run_rows
 from webapp.api.dependencies import require_allowed_origin
+from webapp.errors import ERROR_RESPONSES
 from webapp.pages.live_runs import new_submission_token
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
 from webapp.reporting import charts
@@ -165,6 +166,7 @@ class ResultSamplesController(Controller):
     @get(
         "/results/{run_id:str}/samples/{result_id:int}",
         operation_id="getResultSamples",
+        responses=ERROR_RESPONSES,
         sync_to_thread=True,
     )
     def samples(

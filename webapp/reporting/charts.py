@@ -99,7 +99,12 @@ def _series_count(df: pd.DataFrame) -> int:
 def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
     # One series: a bar per batch size, coloured by it. Several: a bar per batch size and
     # series, coloured by series, so no colour ever stands for two precisions.
-    offset = "group:N" if split else "batch_size:O"
+    # Bars of one series side by side, batch sizes ascending (group_order, not the label's text).
+    offset = (
+        alt.XOffset("group:N", sort=alt.EncodingSortField("group_order"))
+        if split
+        else alt.XOffset("batch_size:O")
+    )
     color = (
         alt.Color("series:N", title="Precision · sequence length")
         if split
@@ -123,7 +128,7 @@ def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
         layers.append(alt.Chart().mark_rule(color="#1f2933").encode(y="ci_low:Q", y2="ci_high:Q"))
     chart = alt.layer(*layers, data=_rows()).encode(
         x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset(offset),
+        xOffset=offset,
     )
     return _template(chart.properties(height=CHART_HEIGHT))
 
@@ -137,7 +142,10 @@ def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
     if df.empty:
         return None
     split = _series_count(df) > 1
-    rows = df.assign(group=df["batch_size"].map("bs {}".format) + " · " + df["series"].fillna(""))
+    # The frame comes sorted by hardware, series and batch size (storage.dashboard).
+    rows = df.assign(
+        group=df["series"].fillna("") + " · bs " + df["batch_size"].map(str), group_order=range(len(df))
+    )
     series = "" if split else f" ({df['series'].iloc[0]})"
     title = f"{df['model_name'].iloc[0]}: {metric.label} by hardware{series}"
     return _filled(_hardware_comparison_template(metric, split), rows, title)
@@ -156,7 +164,7 @@ def _batch_scaling_template(metric: Metric) -> dict:
     # Noisy points are hollow.
     points = alt.Chart().mark_point(size=60, filled=True).encode(
         y=_value(metric),
-        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N", legend=None)),
+        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N")),
         tooltip=tooltip,
     )
     layers = [line]
@@ -256,7 +264,8 @@ def _histogram_template() -> dict:
         alt.Chart(_rows())
         .mark_bar(color="#2563eb")
         .encode(
-            x=alt.X("bin_start:Q", title="Latency (ms)", bin="binned", axis=alt.Axis(format=NUMBER_FORMAT)),
+            x=alt.X("bin_start:Q", title="Latency (ms)", bin="binned", scale=alt.Scale(zero=False),
+                    axis=alt.Axis(format=NUMBER_FORMAT)),
             x2="bin_end:Q",
             y=alt.Y("count:Q", title="Iterations"),
             tooltip=[

@@ -63,8 +63,9 @@ def test_hardware_comparison_over_mixed_precisions_colours_by_series():
     spec = hardware_comparison(hardware_frame(series=("fp32 · seq 128", "int8 · seq 128", "fp32 · seq 128")), THROUGHPUT)
     assert spec["encoding"]["xOffset"]["field"] == "group"
     assert layer(spec, "bar")["encoding"]["color"]["field"] == "series"
-    assert [row["group"] for row in data_of(spec)] == ["bs 1 · fp32 · seq 128", "bs 8 · int8 · seq 128",
-                                                       "bs 1 · fp32 · seq 128"]
+    assert [row["group"] for row in data_of(spec)] == ["fp32 · seq 128 · bs 1", "int8 · seq 128 · bs 8",
+                                                       "fp32 · seq 128 · bs 1"]
+    assert spec["encoding"]["xOffset"]["sort"] == {"field": "group_order"}
     assert spec["description"] == "bert-tiny: Throughput (items/s) by hardware"
 
 

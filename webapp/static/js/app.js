@@ -32,6 +32,8 @@
     vegaEmbed(element, spec, EMBED_OPTIONS)
       .then(function (result) {
         element.vegaView = result.view; // for tests and the curious: the drawn view's data
+        var menu = element.querySelector("details > summary");
+        if (menu) menu.setAttribute("aria-label", "Chart actions: save the chart as SVG or PNG");
         element.setAttribute("data-rendered", "true");
       })
       .catch(function (error) {
