@@ -15,8 +15,8 @@ The answer is bounded as a whole:
   at ``row_cap`` rows or ``max_bytes`` bytes, whichever comes first. ``truncated`` and
   ``truncated_reason`` say so.
 - concurrency: ``SqlPool`` lets at most ``size`` guarded queries run at once, on threads
-  of its own at a lower priority; the next waits up to ``wait_s`` and is then refused with
-  SqlBusy. Never on the threads other request handlers share.
+  of its own; the next waits up to ``wait_s`` and is then refused with SqlBusy. Never on
+  the threads other request handlers share.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,8 +49,6 @@ DEFAULT_MAX_BYTES = 8_000_000  # the whole answer, in Arrow bytes
 DEFAULT_MAX_CELL_BYTES = 1_000_000  # one value
 DEFAULT_POOL_SIZE = 2
 DEFAULT_POOL_WAIT_S = 1.0
-# The pool's threads run at this nice value (Linux): below the threads serving status and pages.
-DEFAULT_POOL_NICE = 10
 # How long past its deadline a caller waits for a query that DuckDB is still finishing
 # (inside one call interrupt() cannot stop) before answering QueryTimeout.
 LATE_GRACE_S = 0.3
@@ -108,21 +104,20 @@ class SqlPool:
     """At most ``size`` guarded queries at once, each on one of the pool's own ``size``
     threads; the next waits up to ``wait_s`` for a slot, then gets SqlBusy.
 
-    The threads are the pool's alone (never the loop's default executor, nor anyio's
-    default limiter, which the status, results and page handlers share), and on Linux
-    they run at a lower priority (``nice``), so on a busy machine the scheduler serves
-    those handlers before SQL. With a ``deadline``, the caller gets its answer by then
+    The threads are the pool's alone: never the loop's default executor, nor anyio's
+    default limiter, which the status, results and page handlers share. (A lower OS
+    priority for them was measured and made the handlers slower, not faster: a
+    low-priority thread holding the GIL kept them waiting longer; see
+    perf/README.md.) With a ``deadline``, the caller gets its answer by then
     even while DuckDB is inside one call that interrupt() cannot stop; the slot stays
     taken until DuckDB has really stopped, so the bound holds.
     """
 
-    def __init__(self, size: int = DEFAULT_POOL_SIZE, *, wait_s: float = DEFAULT_POOL_WAIT_S,
-                 nice: int = DEFAULT_POOL_NICE):
+    def __init__(self, size: int = DEFAULT_POOL_SIZE, *, wait_s: float = DEFAULT_POOL_WAIT_S):
         if size < 1:
             raise ValueError("an SQL pool needs at least one slot")
         self.size = size
         self.wait_s = wait_s
-        self.nice = nice
         self._slots = threading.BoundedSemaphore(size)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
@@ -188,8 +183,7 @@ class SqlPool:
     def _threads(self) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="benchboard-sql",
-                                                    initializer=_lower_priority, initargs=(self.nice,))
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="benchboard-sql")
             return self._executor
 
 
@@ -199,18 +193,6 @@ def _time_left(deadline: float) -> float:
 
 def _late(late: Callable[[], Exception] | None) -> Exception:
     return late() if late is not None else TimeoutError("past the deadline")
-
-
-def _lower_priority(nice: int) -> None:
-    """Lowers the calling thread's scheduling priority: on Linux a nice value is per thread
-    (elsewhere it would apply to the whole process, so nothing is done)."""
-    if nice <= 0 or not sys.platform.startswith("linux"):
-        return
-    thread = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
-    except OSError:
-        pass
 
 
 SQL_POOL = SqlPool()

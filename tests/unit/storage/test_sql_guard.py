@@ -4,8 +4,6 @@ test_sql_guard_* modules import."""
 
 import hashlib
 import json
-import os
-import sys
 import threading
 import time
 
@@ -520,12 +518,3 @@ def test_a_sync_caller_gets_its_answer_by_the_deadline_too():
         pool.run(lambda: time.sleep(1.0), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
     assert time.perf_counter() - started < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
     assert pool.wait_idle(timeout_s=5)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a per-thread nice value is Linux's")
-def test_the_pools_threads_run_below_the_handlers_priority():
-    pool = SqlPool(1, nice=10)
-    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    in_pool = pool.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-    assert in_pool == max(own, 10)
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller's is unchanged
