@@ -1,14 +1,16 @@
 """Does the engine's timing loop agree with torch's own benchmark timer, and what does it cost?
 
-    python perf/measurement_accuracy.py [--threads N] [--rounds R]
+    python perf/measurement_accuracy.py [--threads N] [--rounds R] [--timing latency|throughput|both]
 
-1. Accuracy: on a 256x256 matmul, bert-tiny at batch 1 and gpt2-tiny at batch
-   4, the median of ``engine.measurement.time_callable`` against the median of
-   ``torch.utils.benchmark.Timer(...).adaptive_autorange()``, both on the same
-   torch thread count. The two alternate for ``--rounds`` rounds and the median
-   ratio is printed (target: within +/-5%). torch's median is over blocks of
-   many calls, the engine's over single calls, so a skewed distribution can
-   separate them a little.
+1. Accuracy, in both timing modes: on a 256x256 matmul, bert-tiny at batch 1 and
+   gpt2-tiny at batch 4, the median of ``engine.timing.time_config`` against
+   ``torch.utils.benchmark.Timer``, both on the same torch thread count:
+   latency mode against ``adaptive_autorange()``'s median, throughput mode (blocks
+   of k calls) against ``blocked_autorange()``'s median time per call. The two
+   alternate for ``--rounds`` rounds and the median ratio is printed (target:
+   within +/-5%). torch's median is over blocks of many calls, the engine's
+   latency median over single calls, so a skewed distribution can separate them
+   a little.
 2. Overhead: the wall time per iteration of ``time_callable`` around a no-op,
    against a bare ``perf_counter_ns`` loop that records the same samples
    (target: < 5 us), and what each reads as the no-op's own duration.
@@ -27,9 +29,9 @@ import torch  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
 
 from engine.config import MeasurementSettings  # noqa: E402
-from engine.measurement import time_callable  # noqa: E402
 from engine.models.registry import ModelRegistry  # noqa: E402
 from engine.stats import summarize  # noqa: E402
+from engine.timing import time_callable, time_config  # noqa: E402
 
 ACCURACY_TARGET = 0.05
 OVERHEAD_TARGET_US = 5.0
@@ -44,25 +46,27 @@ def matmul_workload():
 def model_workload(registry: ModelRegistry, name: str, batch_size: int, sequence_length: int = 128):
     spec = registry.get(name)
     model = spec.build().eval()
-    inputs = spec.make_inputs(batch_size, sequence_length, 224)
+    inputs = spec.make_inputs(batch_size, sequence_length, None)
     return lambda: model(**inputs)
 
 
-def engine_median_ms(fn) -> float:
-    samples_ms, total_seconds = time_callable(fn, SETTINGS)
-    return summarize(samples_ms, total_seconds, SETTINGS.ci_target).p50_ms
+def engine_median_ms(fn, timing: str) -> float:
+    loop = time_config(fn, SETTINGS, "cpu", timing)
+    return summarize(loop.samples_ms, loop.total_seconds, SETTINGS.ci_target).p50_latency_ms
 
 
-def torch_median_ms(fn, threads: int) -> float:
+def torch_median_ms(fn, threads: int, timing: str) -> float:
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    if timing == "throughput":
+        return timer.blocked_autorange(min_run_time=1.0).median * 1000.0
     return timer.adaptive_autorange(min_run_time=1.0).median * 1000.0
 
 
-def compare(name: str, fn, threads: int, rounds: int) -> tuple[str, float, float, float]:
+def compare(name: str, fn, threads: int, rounds: int, timing: str) -> tuple[str, float, float, float]:
     engine_ms, torch_ms = [], []
     for _ in range(rounds):
-        engine_ms.append(engine_median_ms(fn))
-        torch_ms.append(torch_median_ms(fn, threads))
+        engine_ms.append(engine_median_ms(fn, timing))
+        torch_ms.append(torch_median_ms(fn, threads, timing))
     ratios = [e / t for e, t in zip(engine_ms, torch_ms)]
     return name, statistics.median(engine_ms), statistics.median(torch_ms), statistics.median(ratios)
 
@@ -103,10 +107,11 @@ def overhead(rounds: int) -> tuple[float, float, float, float, int]:
     )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--timing", choices=("latency", "throughput", "both"), default="both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     registry = ModelRegistry()
@@ -116,12 +121,16 @@ def main() -> None:
         ("gpt2-tiny bs4 seq128", model_workload(registry, "gpt2-tiny", 4)),
     ]
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} alternating rounds each\n")
-    print(f"{'workload':<24}{'engine p50 ms':>15}{'torch median ms':>17}{'ratio':>9}  within 5%")
+    print(f"{'timing':<12}{'workload':<24}{'engine p50 ms':>15}{'torch median ms':>17}{'ratio':>9}  within 5%")
+    timings = ("latency", "throughput") if args.timing == "both" else (args.timing,)
+    misses = 0
     with torch.inference_mode():
-        for name, fn in workloads:
-            _, engine_ms, torch_ms, ratio = compare(name, fn, args.threads, args.rounds)
-            ok = "yes" if abs(ratio - 1) <= ACCURACY_TARGET else "NO"
-            print(f"{name:<24}{engine_ms:>15.4f}{torch_ms:>17.4f}{ratio:>9.3f}  {ok}")
+        for timing in timings:
+            for name, fn in workloads:
+                _, engine_ms, torch_ms, ratio = compare(name, fn, args.threads, args.rounds, timing)
+                ok = abs(ratio - 1) <= ACCURACY_TARGET
+                misses += not ok
+                print(f"{timing:<12}{name:<24}{engine_ms:>15.4f}{torch_ms:>17.4f}{ratio:>9.3f}  {'yes' if ok else 'NO'}")
 
     harness_us, bare_us, harness_ns, bare_ns, n = overhead(args.rounds)
     extra = harness_us - bare_us
@@ -129,7 +138,8 @@ def main() -> None:
     print(f"  wall per iteration: harness {harness_us:.3f} us, bare perf_counter_ns loop {bare_us:.3f} us")
     print(f"  harness overhead per iteration: {extra:.3f} us (target < {OVERHEAD_TARGET_US:g} us)")
     print(f"  no-op median as read: harness {harness_ns:.0f} ns, bare loop {bare_ns:.0f} ns")
+    return 1 if misses else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -45,28 +45,56 @@ def test_run_stores_one_sound_row_per_config_with_raw_samples(first_run):
     with Database(db_path) as db:
         rows = db.cursor().execute(
             "SELECT batch_size, average_latency_ms, p50_latency_ms, p90_latency_ms, p99_latency_ms, "
-            "throughput_items_per_second, len(samples_ms), n_samples, threads FROM performance_results"
+            "throughput_items_per_second, len(samples_ms), n_samples, threads, total_timed_seconds, "
+            "calls_per_sample, timing, attn_implementation, load_memory_peak_mb, memory_peak_mb, "
+            "p99_ci_high_ms, p90_ci_low_ms, contended, other_cpu_seconds FROM results_view"
         ).fetchall()
         run = db.cursor().execute("SELECT status, environment, total_configs FROM test_runs").fetchone()
     assert len(rows) == 4
-    for batch, mean, p50, p90, p99, throughput, kept, n, threads in rows:
+    for (batch, mean, p50, p90, p99, throughput, kept, n, threads, seconds, calls, timing, attention, load_mb,
+         inference_mb, p99_high, p90_low, contended, others) in rows:
         assert mean > 0 and p50 <= p90 <= p99
-        assert throughput == pytest.approx(batch / (p50 / 1000), rel=0.01)
+        # A measured rate: items processed over the timed wall seconds.
+        assert throughput == pytest.approx(batch * n * calls / seconds, rel=0.01)
         assert kept == n > 0
         assert threads == 1
+        assert timing == ("latency" if batch == 1 else "throughput")
+        assert attention == "sdpa"
+        assert load_mb is not None and inference_mb is not None
+        assert (p99_high is None) == (n < 299) and p90_low is not None
+        assert contended in (True, False) and others >= 0
     status, environment, total = run
     assert status == "completed" and total == 4
-    assert json.loads(environment)["cpu"]["torch_version"]
+    cpu = json.loads(environment)["cpu"]
+    for key in ("benchboard_version", "torch_version", "transformers_version", "float32_matmul_precision",
+                "cuda_matmul_allow_tf32", "cudnn_allow_tf32", "cudnn_benchmark", "cpu_flags", "quantized_engine",
+                "measurement", "parallel_devices"):
+        assert key in cpu, key
+    assert cpu["threads"] == 1 and cpu["measurement"]["max_seconds"] == 0.3 and cpu["parallel_devices"] is False
 
 
 def test_second_identical_run_skips_every_config_and_says_so(first_run):
     _, db_path, folder = first_run
-    again = benchboard("run", "--models", "bert-tiny", "gpt2-tiny", "--batch-sizes", "1", "4",
+    again = benchboard("run", "--models", "bert-tiny", "gpt2-tiny", "--batch-sizes", "1", "4", "--max-seconds", "0.3",
                        "--db-path", str(db_path), "--results-dir", str(folder / "results"), "--threads", "1")
     assert again.returncode == 0, again.stderr
     assert "skipped 4 of 4 configs" in again.stderr
     with Database(db_path) as db:
         assert db.cursor().execute("SELECT count(*) FROM performance_results").fetchone()[0] == 4
+
+
+def test_a_run_with_another_thread_count_measures_instead_of_skipping(first_run):
+    # Issue 10: the fingerprint held the server's thread count, so --threads 2 was skipped as "already measured".
+    _, db_path, folder = first_run
+    again = benchboard("run", "--models", "bert-tiny", "--batch-sizes", "1", "--max-seconds", "0.3", "--threads", "2",
+                       "--db-path", str(db_path), "--results-dir", str(folder / "results"))
+    assert again.returncode == 0, again.stderr
+    assert "1 measured" in again.stderr and "skipped" not in again.stderr.splitlines()[-1].replace(" 0 skipped", "")
+    with Database(db_path) as db:
+        threads = db.cursor().execute(
+            "SELECT threads FROM results_view WHERE model_name = 'bert-tiny' AND batch_size = 1 ORDER BY result_id"
+        ).fetchall()
+    assert [row[0] for row in threads][-1] == 2 and (1,) in threads
 
 
 def test_no_incremental_measures_again(first_run):
@@ -77,7 +105,8 @@ def test_no_incremental_measures_again(first_run):
     assert "1 measured" in again.stderr
     with Database(db_path) as db:
         count = db.cursor().execute(
-            "SELECT count(*) FROM results_view WHERE model_name = 'bert-tiny' AND batch_size = 1").fetchone()[0]
+            "SELECT count(*) FROM results_view WHERE model_name = 'bert-tiny' AND batch_size = 1 AND threads = 1"
+        ).fetchone()[0]
     assert count == 2
 
 
@@ -158,3 +187,46 @@ def test_output_cut_short_by_its_reader_is_not_an_error():
     listing.stdout.close()
     assert listing.wait(timeout=120) == 0
     assert "Traceback" not in listing.stderr.read()
+
+
+def test_a_vision_model_runs_at_the_image_size_asked_for(tmp_path):
+    rows = {}
+    for size in ("64", "224"):
+        done = benchboard("run", "--models", "vit-tiny", "--batch-sizes", "1", "--image-size", size, "--threads", "1",
+                          "--max-seconds", "0.3", "--db-path", str(tmp_path / "b.duckdb"),
+                          "--results-dir", str(tmp_path / "results"), "--json")
+        assert done.returncode == 0, done.stderr
+        (row,) = json.loads(done.stdout)["results"]
+        rows[size] = row
+    assert (rows["64"]["image_size"], rows["224"]["image_size"]) == (64, 224)
+    # 784 patches against 64: a generous bound, the work is over ten times larger.
+    assert rows["224"]["p50_latency_ms"] > 1.5 * rows["64"]["p50_latency_ms"]
+
+
+def test_a_run_measured_beside_a_spinning_process_is_stored_contended_and_warned_about(tmp_path):
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        done = benchboard("run", "--models", "bert-tiny", "--batch-sizes", "1", "--timing", "throughput",
+                          "--attn-implementation", "eager", "--parallel-devices", "--max-seconds", "0.5",
+                          "--db-path", str(tmp_path / "b.duckdb"), "--results-dir", str(tmp_path / "results"))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert done.returncode == 0, done.stderr
+    assert "contended" in done.stderr and "warning: bert-tiny on cpu batch 1" in done.stderr
+    with Database(tmp_path / "b.duckdb") as db:
+        row = db.cursor().execute(
+            "SELECT contended, other_cpu_seconds, timing, attn_implementation FROM results_view").fetchone()
+        environment = json.loads(db.cursor().execute("SELECT environment FROM test_runs").fetchone()[0])
+    contended, others, timing, attention = row
+    assert contended is True and others > 0
+    assert (timing, attention) == ("throughput", "eager")
+    assert environment["cpu"]["parallel_devices"] is True
+    assert environment["cpu"]["measurement"]["timing"] == "throughput"
+
+
+def test_bad_run_flags_exit_2_naming_the_flag(tmp_path):
+    done = benchboard("run", "--models", "bert-tiny", "--timing", "fast", "--db-path", str(tmp_path / "b.duckdb"))
+    assert done.returncode == 2 and "--timing: invalid choice: 'fast'" in done.stderr
+    threads = benchboard("run", "--models", "bert-tiny", "--threads", "0", "--db-path", str(tmp_path / "b.duckdb"))
+    assert threads.returncode == 2 and "threads: Expected `int` >= 1" in threads.stderr

@@ -10,6 +10,7 @@ import sys
 
 import msgspec
 
+from engine.config import ATTN_IMPLEMENTATIONS, TIMINGS
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
 from storage.database import StorageError
@@ -40,7 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", help=f"fp32, fp16, bf16 or int8 (default {defaults.precision})")
     run.add_argument("--priority", help=f"critical, high, medium, low or all (default {defaults.priority})")
     run.add_argument("--sequence-length", type=int, metavar="N", help=f"default {defaults.sequence_length}")
-    run.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads in the worker")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="torch threads in the worker (default: torch's own, the physical cores)")
+    run.add_argument("--timing", choices=TIMINGS, default=None,
+                     help="latency: each call timed alone with a device sync; throughput: calls pipelined "
+                          "(default latency at batch size 1, throughput at larger batches)")
+    run.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default=None,
+                     help="attention transformers builds the models with (default sdpa)")
+    run.add_argument("--image-size", type=int, default=None, metavar="N",
+                     help="image size for vision models (default each model's own)")
+    run.add_argument("--parallel-devices", action="store_true", default=None,
+                     help="let several devices measure at the same time (default: one config at a time per machine)")
     run.add_argument("--max-seconds", type=float, default=None, metavar="S", help="timing budget per config (default 10)")
     run.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None,
                      help="cheap configs first; stop escalating batch sizes at OOM, timeout or plateau "
@@ -119,7 +130,7 @@ def _numeric(text: str) -> bool:
     return text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()
 
 
-RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "p90_latency_ms",
+RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "timing", "p50_latency_ms", "p90_latency_ms",
                 "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb", "n_samples", "ci_met")
 
 
@@ -128,12 +139,14 @@ def command_run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
-        custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds, threads=args.threads,
-        resume=False,
+        custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
+        parallel_devices=args.parallel_devices, resume=False,
     )
     given = {
         "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
         "precision": args.precision, "progressive_mode": args.progressive, "sequence_length": args.sequence_length,
+        "threads": args.threads, "timing": args.timing, "attn_implementation": args.attn_implementation,
+        "image_size": args.image_size,
     }
     given["repeats"] = args.repeats
     request = run_request({
@@ -157,7 +170,18 @@ def command_run(args: argparse.Namespace) -> int:
         _print_json(outcome)
     else:
         _report(run, outcome)
+    _warn_contended(outcome.results)
     return {"completed": 0, "cancelled": 130}.get(outcome.status, 1)
+
+
+def _warn_contended(results) -> None:
+    """Say which results other processes disturbed: their numbers are not to be trusted."""
+    for row in results:
+        if row.contended:
+            share = row.other_cpu_seconds / row.total_timed_seconds if row.total_timed_seconds else 0.0
+            print(f"warning: {row.model_name} on {row.hardware} batch {row.batch_size} {row.precision} was measured "
+                  f"while other processes used {share:.0%} of a core (contended); measure it again on a quiet "
+                  "machine", file=sys.stderr)
 
 
 def _print_json(value) -> None:

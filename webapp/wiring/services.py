@@ -60,11 +60,16 @@ class Services:
             sink=self.events,
             worker_factory=self._worker,
             parameters_million=lambda name: self.registry.get(name).parameters_million,
-            free_memory_bytes=free_memory_bytes,
+            free_memory_bytes=self._free_memory_bytes,
             settings=MeasurementSettings(max_seconds=settings.max_seconds, threads=settings.threads),
             models_dir=settings.models_dir,
             custom_benchmarks_dir=settings.custom_benchmarks_dir,
+            parallel_devices=settings.parallel_devices,
         )
+
+    def _free_memory_bytes(self, device: str) -> int:
+        # NVML or the device's own worker: this process never opens a CUDA context (issue 10).
+        return free_memory_bytes(device, ask_worker=lambda: self.scheduler.worker(device).free_memory_bytes())
 
     def _worker(self, device: str) -> WorkerProcess:
         # Not started here: its first run() starts it, outside the scheduler's lock.
@@ -82,7 +87,10 @@ class Services:
 
     def plan(self, request: RunRequest) -> RunState:
         """Validate and expand a request; raises engine.errors.InvalidRequestError naming the field."""
-        run = plan_run(request, registry=self.registry, resolve_hardware=resolve_hardware, environment=environment)
+        run = plan_run(
+            request, registry=self.registry, resolve_hardware=resolve_hardware, environment=environment,
+            settings=self.scheduler.settings, parallel_devices=self.settings.parallel_devices,
+        )
         refuse_oversized(run, self.settings.max_configs_per_run)
         return run
 

@@ -38,6 +38,8 @@ class Settings:
     resume: bool = True
     prestart_workers: bool = True
     secret_key: str | None = None
+    # Devices of this machine measure at the same time (off: one config at a time per machine).
+    parallel_devices: bool = False
     max_configs_per_run: int = 2_000
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
@@ -88,7 +90,7 @@ def _parse(name: str, raw: str):
         return int(raw)
     if name in ("sql_timeout_s", "max_seconds"):
         return float(raw)
-    if name in ("resume", "prestart_workers"):
+    if name in ("resume", "prestart_workers", "parallel_devices"):
         return raw.lower() not in ("0", "false", "no")
     if name in ("cors_origins", "allowed_hosts"):
         return [origin.strip() for origin in raw.split(",") if origin.strip()]
