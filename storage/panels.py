@@ -31,8 +31,10 @@ def _values(panel: msgspec.Struct) -> dict:
 
 def _insert_sql() -> str:
     columns = (*PANEL_COLUMNS, "position", "created_at", "updated_at")
-    return (f"INSERT INTO dashboard_panels ({', '.join(columns)}) "
-            f"VALUES ({', '.join('$' + column for column in columns)}) RETURNING panel_id")
+    return (
+        f"INSERT INTO dashboard_panels ({', '.join(columns)}) "
+        f"VALUES ({', '.join('$' + column for column in columns)}) RETURNING panel_id"
+    )
 
 
 def _now() -> dict:
@@ -55,7 +57,8 @@ def add_panel(db: Database, panel: msgspec.Struct) -> int:
     values = _values(panel)
     with db.writing() as cursor:
         (position,) = cursor.execute(
-            "SELECT coalesce(max(position), -1) + 1 FROM dashboard_panels WHERE tab = $tab", {"tab": values["tab"]}
+            "SELECT coalesce(max(position), -1) + 1 FROM dashboard_panels WHERE tab = $tab",
+            {"tab": values["tab"]},
         ).fetchone()
         (panel_id,) = cursor.execute(_insert_sql(), values | {"position": position} | _now()).fetchone()
     return panel_id
@@ -93,15 +96,19 @@ def list_panels(db: Database, as_type: type[Row], *, tabs: Iterable[str] | None 
     if tabs is None:
         rows = db.cursor().execute(_select()).fetchall()
     else:
-        rows = db.cursor().execute(_select("WHERE list_contains($tabs, tab)"), {"tabs": list(tabs)}).fetchall()
+        rows = (
+            db.cursor().execute(_select("WHERE list_contains($tabs, tab)"), {"tabs": list(tabs)}).fetchall()
+        )
     return [_decode(row, as_type) for row in rows]
 
 
 def tab_titles(db: Database) -> list[str]:
     """Each stored tab's title, oldest tab first."""
-    rows = db.cursor().execute(
-        "SELECT tab FROM dashboard_panels GROUP BY tab ORDER BY min(created_at), min(panel_id)"
-    ).fetchall()
+    rows = (
+        db.cursor()
+        .execute("SELECT tab FROM dashboard_panels GROUP BY tab ORDER BY min(created_at), min(panel_id)")
+        .fetchall()
+    )
     return [tab for (tab,) in rows]
 
 
@@ -112,6 +119,8 @@ def replace_tab(db: Database, tabs: Iterable[str], panels: list[msgspec.Struct])
     with db.writing() as cursor:
         cursor.execute("DELETE FROM dashboard_panels WHERE list_contains($tabs, tab)", {"tabs": list(tabs)})
         for position, panel in enumerate(panels):
-            (panel_id,) = cursor.execute(_insert_sql(), _values(panel) | {"position": position} | _now()).fetchone()
+            (panel_id,) = cursor.execute(
+                _insert_sql(), _values(panel) | {"position": position} | _now()
+            ).fetchone()
             ids.append(panel_id)
     return ids

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-
 import pytest
 from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S
 
@@ -24,8 +23,9 @@ from storage.database import Database
 
 pytestmark = pytest.mark.browser
 
-LATENCY_SQL = ("SELECT model_name, avg(p50_latency_ms) AS p50 FROM results_view "
-               "GROUP BY model_name ORDER BY model_name")
+LATENCY_SQL = (
+    "SELECT model_name, avg(p50_latency_ms) AS p50 FROM results_view GROUP BY model_name ORDER BY model_name"
+)
 
 FOLDER_TAB = '''title = "From a folder"
 [[panels]]
@@ -39,7 +39,7 @@ FROM results_view GROUP BY model_name ORDER BY model_name
 """
 '''
 
-LIVE_TAB = '''title = "Live"
+LIVE_TAB = """title = "Live"
 [[panels]]
 title = "Results so far"
 chart = "bar"
@@ -47,9 +47,9 @@ x = "model_name"
 y = "results"
 refresh_s = 5
 sql = "SELECT model_name, count(*) AS results FROM results_view GROUP BY model_name ORDER BY model_name"
-'''
+"""
 
-PLUGIN = '''
+PLUGIN = """
 import altair as alt
 
 from webapp.panels import Panel, Tab
@@ -65,13 +65,17 @@ def tabs():
               sql="SELECT model_name, batch_size, avg(p50_latency_ms) AS p50 FROM results_view "
                   "GROUP BY model_name, batch_size ORDER BY model_name, batch_size"),
     ])
-'''
+"""
 
 
 def seed_results(path) -> None:
     with Database(path) as db, db.writing() as cursor:
-        cursor.execute("INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert'), ('gpt2-tiny', 'gpt2')")
-        cursor.execute("INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'CPU', 'cpu')")
+        cursor.execute(
+            "INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert'), ('gpt2-tiny', 'gpt2')"
+        )
+        cursor.execute(
+            "INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'CPU', 'cpu')"
+        )
         for model_id, scale in ((1, 1.0), (2, 3.0)):
             for batch_size in (1, 4):
                 cursor.execute(
@@ -133,8 +137,9 @@ def bar_count(page, key: str) -> int:
     return drawn_chart(page, key).locator("g.mark-rect.role-mark path").count()
 
 
-def save_from_sql_page(page, sql: str, tab: str, title: str, chart: str = "bar", x: str = "model_name",
-                       y: str = "p50") -> str:
+def save_from_sql_page(
+    page, sql: str, tab: str, title: str, chart: str = "bar", x: str = "model_name", y: str = "p50"
+) -> str:
     """Run ``sql`` on the SQL page and save it as a panel; the new panel's key on its tab."""
     page.goto("/sql")
     page.fill("#sql-input", sql)
@@ -176,7 +181,9 @@ def test_editing_a_panels_sql_changes_its_chart(page):
     key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency to edit")
     assert bar_count(page, key) == 2
     page.click(f"#panel-{key}-edit summary")
-    page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = 'gpt2-tiny' GROUP BY"))
+    page.fill(
+        f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = 'gpt2-tiny' GROUP BY")
+    )
     page.click(f"#panel-{key}-save")
     page.locator(f"#panel-{key}-meta .panel-rows[data-rows='1']").wait_for()
     assert bar_count(page, key) == 1
@@ -218,10 +225,17 @@ def test_a_refused_query_cannot_be_saved(page):
     # Nor through a crafted form post: the server runs the guard before it stores anything.
     csrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "csrftoken")
     tab = unique_tab()
-    answer = page.request.post("/panels", form={
-        "_csrf_token": csrf, "tab": tab, "title": "Hostile", "chart": "table",
-        "sql": "SELECT * FROM read_csv('/etc/passwd')",
-    }, headers={"HX-Request": "true"})
+    answer = page.request.post(
+        "/panels",
+        form={
+            "_csrf_token": csrf,
+            "tab": tab,
+            "title": "Hostile",
+            "chart": "table",
+            "sql": "SELECT * FROM read_csv('/etc/passwd')",
+        },
+        headers={"HX-Request": "true"},
+    )
     assert answer.status == 400
     assert "Refused" in answer.text() and "not saved" in answer.text()
     page.goto("/tabs")
@@ -247,8 +261,11 @@ def test_panels_from_a_folder_file_and_an_entry_point_both_render(page):
 def test_a_live_panel_redraws_when_a_run_lands_a_result(page, panels_server):
     page.goto("/tabs/live")
     assert [row["results"] for row in chart_rows(page, "n0")] == [2, 2]
-    reply = httpx.post(f"{panels_server.url}/api/benchmark/run", timeout=30, json={
-        "models": ["bert-tiny"], "batch_sizes": [8], "progressive_mode": False, "force": True})
+    reply = httpx.post(
+        f"{panels_server.url}/api/benchmark/run",
+        timeout=30,
+        json={"models": ["bert-tiny"], "batch_sizes": [8], "progressive_mode": False, "force": True},
+    )
     assert reply.status_code == 202, reply.text
     # No reload: the tab's SSE stream sends the panel again once the result is stored.
     page.wait_for_function(
@@ -274,7 +291,8 @@ def serious_axe_violations(page) -> list[dict]:
 @pytest.mark.parametrize("url", ["/tabs", "/tabs/from-a-folder", "/tabs/from-a-plugin", "/sql?save"])
 @pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
 def test_tab_pages_and_the_save_form_fit_a_phone_and_have_no_serious_accessibility_violation(
-        browser, panels_server, console_errors, url, viewport):
+    browser, panels_server, console_errors, url, viewport
+):
     context = browser.new_context(viewport=viewport, base_url=panels_server.url)
     page = context.new_page()
     console_errors.watch(page)
@@ -285,7 +303,9 @@ def test_tab_pages_and_the_save_form_fit_a_phone_and_have_no_serious_accessibili
         page.click("#panel-save summary")
     else:
         page.goto(url)
-    page.wait_for_function("[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)"
+    )
     widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
     assert widths[0] <= widths[1], f"{url} is {widths[0]}px wide on a {widths[1]}px screen"
     assert serious_axe_violations(page) == []

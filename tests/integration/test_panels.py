@@ -18,10 +18,17 @@ from webapp.app import create_app
 from webapp.wiring.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TABLES = ("models", "hardware_platforms", "test_runs", "performance_results", "hardware_compatibility",
-          "dashboard_panels", "schema_version")
+TABLES = (
+    "models",
+    "hardware_platforms",
+    "test_runs",
+    "performance_results",
+    "hardware_compatibility",
+    "dashboard_panels",
+    "schema_version",
+)
 
-HOSTILE = '''title = "Hostile"
+HOSTILE = """title = "Hostile"
 [[panels]]
 title = "Wipe the results"
 sql = "DELETE FROM performance_results"
@@ -49,14 +56,20 @@ sql = "SELECT current_setting('enable_external_access')"
 [[panels]]
 title = "A write hidden in a CTE"
 sql = "WITH gone AS (DELETE FROM models RETURNING *) SELECT * FROM gone"
-'''
+"""
 
 
 def seed(path: Path) -> None:
     with Database(path) as db, db.writing() as cursor:
-        cursor.execute("INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert'), ('gpt2-tiny', 'gpt2')")
-        cursor.execute("INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'CPU', 'cpu')")
-        cursor.execute("INSERT INTO test_runs (run_id, status, priority) VALUES ('seeded', 'completed', 'high')")
+        cursor.execute(
+            "INSERT INTO models (model_name, model_family) VALUES ('bert-tiny', 'bert'), ('gpt2-tiny', 'gpt2')"
+        )
+        cursor.execute(
+            "INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'CPU', 'cpu')"
+        )
+        cursor.execute(
+            "INSERT INTO test_runs (run_id, status, priority) VALUES ('seeded', 'completed', 'high')"
+        )
         for model_id in (1, 2):
             for batch_size in (1, 4):
                 for precision, factor in (("fp32", 1.0), ("int8", 0.5)):
@@ -64,8 +77,15 @@ def seed(path: Path) -> None:
                         "INSERT INTO performance_results (run_id, model_id, hardware_id, batch_size, precision, "
                         "sequence_length, p50_latency_ms, ci_low_ms, ci_high_ms, ci_met, n_samples) "
                         "VALUES ('seeded', ?, 1, ?, ?, 128, ?, ?, ?, ?, 40)",
-                        [model_id, batch_size, precision, model_id * batch_size * factor,
-                         model_id * batch_size * factor * 0.9, model_id * batch_size * factor * 1.2, batch_size == 1],
+                        [
+                            model_id,
+                            batch_size,
+                            precision,
+                            model_id * batch_size * factor,
+                            model_id * batch_size * factor * 0.9,
+                            model_id * batch_size * factor * 1.2,
+                            batch_size == 1,
+                        ],
                     )
         cursor.execute("INSERT INTO dashboard_panels (tab, title, sql) VALUES ('Stored', 'kept', 'SELECT 1')")
 
@@ -73,8 +93,13 @@ def seed(path: Path) -> None:
 def snapshot(path: Path) -> dict:
     with Database(path) as db:
         cursor = db.cursor()
-        return {table: cursor.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in TABLES} | {
-            "catalog": cursor.execute("SELECT table_name, column_count FROM duckdb_tables() ORDER BY ALL").fetchall()}
+        return {
+            table: cursor.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in TABLES
+        } | {
+            "catalog": cursor.execute(
+                "SELECT table_name, column_count FROM duckdb_tables() ORDER BY ALL"
+            ).fetchall()
+        }
 
 
 def test_a_hostile_panels_file_is_refused_when_its_tab_runs_and_the_database_is_unchanged(tmp_path):
@@ -90,8 +115,10 @@ def test_a_hostile_panels_file_is_refused_when_its_tab_runs_and_the_database_is_
         assert listed.status_code == 200 and 'href="/tabs/hostile"' in listed.text  # loading ran nothing
         page = httpx.get(f"{server.url}/tabs/hostile")
         assert page.status_code == 200
-        refusals = re.findall(r'<div class="alert error panel-refusal" id="panel-(n\d)-refusal" role="alert">([^<]*)</div>',
-                              page.text)
+        refusals = re.findall(
+            r'<div class="alert error panel-refusal" id="panel-(n\d)-refusal" role="alert">([^<]*)</div>',
+            page.text,
+        )
         assert [key for key, _ in refusals] == [f"n{i}" for i in range(7)]  # every panel, none ran
         said = {key: re.sub(r"&#3[49];|&quot;", "'", text) for key, text in refusals}
         assert said["n0"].startswith("Refused: DELETE is not allowed")
@@ -121,7 +148,10 @@ def test_a_bad_panels_file_is_skipped_with_a_log_line_and_a_notice_on_the_tab_li
         assert 'id="nav-tab-good"' in client.get("/sql").text  # the good file's tab is in the navigation
         assert "1 panels file(s) could not be loaded" in client.get("/sql").text
     log = (tmp_path / "logs" / "benchmark_api_server.log").read_text()
-    assert f"skipping panels file {tmp_path / 'panels' / 'broken.toml'}: Object missing required field `sql`" in log
+    assert (
+        f"skipping panels file {tmp_path / 'panels' / 'broken.toml'}: Object missing required field `sql`"
+        in log
+    )
 
 
 def test_the_example_tabs_run_against_real_results(tmp_path):
@@ -134,14 +164,20 @@ def test_the_example_tabs_run_against_real_results(tmp_path):
         assert 'id="panel-n0-spec"' in speedups.text and "chart-problem" not in speedups.text
         noisy = client.get("/tabs/noisy-results")
         assert noisy.status_code == 200 and "panel-refusal" not in noisy.text
-        assert noisy.text.count('data-rows="4"') == 2  # batch size 4 never met its CI: 2 models x 2 precisions
-        assert "sse-connect=\"/tabs/noisy-results/events\"" in noisy.text  # live panels
+        assert (
+            noisy.text.count('data-rows="4"') == 2
+        )  # batch size 4 never met its CI: 2 models x 2 precisions
+        assert 'sse-connect="/tabs/noisy-results/events"' in noisy.text  # live panels
 
 
 def client_for(tmp_path: Path, **settings) -> TestClient:
-    values = {"db_path": str(tmp_path / "b.duckdb"), "results_dir": str(tmp_path / "results"),
-              "log_dir": str(tmp_path / "logs"), "prestart_workers": False,
-              "allowed_hosts": ["testserver.local"]} | settings  # the Host that Litestar's TestClient sends
+    values = {
+        "db_path": str(tmp_path / "b.duckdb"),
+        "results_dir": str(tmp_path / "results"),
+        "log_dir": str(tmp_path / "logs"),
+        "prestart_workers": False,
+        "allowed_hosts": ["testserver.local"],
+    } | settings  # the Host that Litestar's TestClient sends
     return TestClient(create_app(Settings(**values)))
 
 
@@ -150,8 +186,14 @@ def csrf(client: TestClient) -> str:
     return client.cookies["csrftoken"]
 
 
-SAVE = {"tab": "Latency", "title": "Median latency", "chart": "bar", "x": "model_name", "y": "p50",
-        "sql": "SELECT model_name, median(p50_latency_ms) AS p50 FROM results_view GROUP BY model_name"}
+SAVE = {
+    "tab": "Latency",
+    "title": "Median latency",
+    "chart": "bar",
+    "x": "model_name",
+    "y": "p50",
+    "sql": "SELECT model_name, median(p50_latency_ms) AS p50 FROM results_view GROUP BY model_name",
+}
 
 
 def test_with_a_token_creating_editing_deleting_and_importing_panels_need_it(tmp_path):
@@ -162,35 +204,57 @@ def test_with_a_token_creating_editing_deleting_and_importing_panels_need_it(tmp
         assert refused.status_code == 401 and "/login?token=" in refused.text
         assert client.post("/panels/1", data=SAVE | {"_csrf_token": token}).status_code == 401
         assert client.post("/panels/1/delete", data={"_csrf_token": token}).status_code == 401
-        assert client.post("/tabs/import", data={"_csrf_token": token},
-                           files={"files": ("t.toml", b'[[panels]]\ntitle="t"\nsql="SELECT 1"\n')}).status_code == 401
-        assert client.get("/tabs/stored/events").status_code == 401  # the live stream, as the run pages' streams
+        assert (
+            client.post(
+                "/tabs/import",
+                data={"_csrf_token": token},
+                files={"files": ("t.toml", b'[[panels]]\ntitle="t"\nsql="SELECT 1"\n')},
+            ).status_code
+            == 401
+        )
+        assert (
+            client.get("/tabs/stored/events").status_code == 401
+        )  # the live stream, as the run pages' streams
         page = client.get("/tabs/stored")  # reading a tab needs no token, and offers no edit form
-        assert page.status_code == 200 and "panel-p1-edit-form" not in page.text and "needs its token" in page.text
+        assert (
+            page.status_code == 200
+            and "panel-p1-edit-form" not in page.text
+            and "needs its token" in page.text
+        )
         assert client.get("/tabs/stored").text.count("Refused") == 0
 
         assert client.get("/login?token=s3cret", follow_redirects=False).status_code in (302, 303, 307)
         saved = client.post("/panels", data=SAVE | {"_csrf_token": token}, follow_redirects=False)
         assert saved.status_code == 303 and saved.headers["location"] == "/tabs/latency"
         assert "panel-p2-edit-form" in client.get("/tabs/latency").text
-        edited = client.post("/panels/2", data=SAVE | {"title": "Renamed", "_csrf_token": token},
-                             headers={"HX-Request": "true"})
+        edited = client.post(
+            "/panels/2",
+            data=SAVE | {"title": "Renamed", "_csrf_token": token},
+            headers={"HX-Request": "true"},
+        )
         assert edited.status_code == 200 and "Renamed" in edited.text
-        assert client.post("/panels/2/delete", data={"_csrf_token": token}, follow_redirects=False).status_code == 303
+        assert (
+            client.post("/panels/2/delete", data={"_csrf_token": token}, follow_redirects=False).status_code
+            == 303
+        )
         assert client.get("/tabs/latency").status_code == 404
 
 
 def test_saving_checks_the_query_and_the_chart_and_says_which_field_is_wrong(tmp_path):
     seed(tmp_path / "b.duckdb")
     (tmp_path / "panels").mkdir()
-    (tmp_path / "panels" / "from-a-file.toml").write_text('[[panels]]\ntitle = "One"\nsql = "SELECT 1 AS one"\n')
+    (tmp_path / "panels" / "from-a-file.toml").write_text(
+        '[[panels]]\ntitle = "One"\nsql = "SELECT 1 AS one"\n'
+    )
     with client_for(tmp_path, panels_dir=str(tmp_path / "panels")) as client:
         token = csrf(client)
 
         def refused(**changes) -> tuple[str, str]:
-            answer = client.post("/panels", data=SAVE | changes | {"_csrf_token": token}, headers={"HX-Request": "true"})
+            answer = client.post(
+                "/panels", data=SAVE | changes | {"_csrf_token": token}, headers={"HX-Request": "true"}
+            )
             assert answer.status_code == 400, answer.text
-            field, = re.findall(r'id="panel-save-error" role="alert" data-field="([a-z_]*)"', answer.text)
+            (field,) = re.findall(r'id="panel-save-error" role="alert" data-field="([a-z_]*)"', answer.text)
             return field, answer.text
 
         assert refused(sql="SELECT * FROM read_csv('/etc/passwd')")[0] == "sql"
@@ -209,12 +273,18 @@ def test_saving_checks_the_query_and_the_chart_and_says_which_field_is_wrong(tmp
         edit = client.post("/panels", data=SAVE | {"_csrf_token": token}, follow_redirects=False)
         assert edit.status_code == 303
         stored_id = 2  # the seeded database holds panel 1
-        answer = client.post(f"/panels/{stored_id}", data=SAVE | {"sql": "DROP TABLE models", "_csrf_token": token},
-                             headers={"HX-Request": "true"})
+        answer = client.post(
+            f"/panels/{stored_id}",
+            data=SAVE | {"sql": "DROP TABLE models", "_csrf_token": token},
+            headers={"HX-Request": "true"},
+        )
         assert answer.status_code == 400 and "Refused: DROP is not allowed" in answer.text
         assert 'data-rows="2"' in answer.text  # the panel as stored, still running
-        answer = client.post(f"/panels/{stored_id}", data=SAVE | {"params": "nope = 1", "_csrf_token": token},
-                             headers={"HX-Request": "true"})
+        answer = client.post(
+            f"/panels/{stored_id}",
+            data=SAVE | {"params": "nope = 1", "_csrf_token": token},
+            headers={"HX-Request": "true"},
+        )
         assert answer.status_code == 400 and "parameter $nope is not used by the query" in answer.text
 
 
@@ -224,11 +294,23 @@ def test_a_stored_tab_exported_as_toml_imports_on_another_server_and_serves_from
     with client_for(tmp_path / "one") as one:
         token = csrf(one)
         one.post("/panels", data=SAVE | {"tab": "Team tab", "_csrf_token": token})
-        one.post("/panels", data=SAVE | {"tab": "Team tab", "title": "Per model", "chart": "table", "x": "", "y": "",
-                                         "sql": "SELECT model_name FROM results_view WHERE batch_size = $bs",
-                                         "_csrf_token": token})
+        one.post(
+            "/panels",
+            data=SAVE
+            | {
+                "tab": "Team tab",
+                "title": "Per model",
+                "chart": "table",
+                "x": "",
+                "y": "",
+                "sql": "SELECT model_name FROM results_view WHERE batch_size = $bs",
+                "_csrf_token": token,
+            },
+        )
         exported = one.get("/tabs/team-tab/export.toml")
-    assert exported.status_code == 200 and 'filename="team-tab.toml"' in exported.headers["content-disposition"]
+    assert (
+        exported.status_code == 200 and 'filename="team-tab.toml"' in exported.headers["content-disposition"]
+    )
     toml = exported.text
     assert 'title = "Team tab"' in toml and toml.count("[[panels]]") == 2
 
@@ -237,16 +319,24 @@ def test_a_stored_tab_exported_as_toml_imports_on_another_server_and_serves_from
     with client_for(tmp_path / "two") as two:
         token = csrf(two)
         for _ in range(2):  # importing again replaces the tab: the same two panels
-            imported = two.post("/tabs/import", data={"_csrf_token": token},
-                                files={"files": ("team-tab.toml", toml.encode())}, follow_redirects=False)
+            imported = two.post(
+                "/tabs/import",
+                data={"_csrf_token": token},
+                files={"files": ("team-tab.toml", toml.encode())},
+                follow_redirects=False,
+            )
             assert imported.status_code == 303, imported.text
         page = two.get("/tabs/team-tab?bs=4")
         assert page.text.count('class="card tab-panel"') == 2
         assert 'id="param-bs" name="bs" value="4"' in page.text
         assert two.get("/tabs/team-tab/export.toml").text == toml
 
-        hostile = toml.replace("SELECT model_name FROM results_view WHERE batch_size = $bs", "DELETE FROM models")
-        refused = two.post("/tabs/import", data={"_csrf_token": token}, files={"files": ("x.toml", hostile.encode())})
+        hostile = toml.replace(
+            "SELECT model_name FROM results_view WHERE batch_size = $bs", "DELETE FROM models"
+        )
+        refused = two.post(
+            "/tabs/import", data={"_csrf_token": token}, files={"files": ("x.toml", hostile.encode())}
+        )
         assert refused.status_code == 400 and "Refused: DELETE is not allowed" in refused.text
 
     (tmp_path / "three" / "panels").mkdir(parents=True)
@@ -258,13 +348,13 @@ def test_a_stored_tab_exported_as_toml_imports_on_another_server_and_serves_from
         assert page.text.count('class="card tab-panel"') == 2 and "panel-refusal" not in page.text
 
 
-LIVE_TAB = '''title = "Live"
+LIVE_TAB = """title = "Live"
 [[panels]]
 title = "Results so far"
 chart = "table"
 refresh_s = 5
 sql = "SELECT count(*) AS results FROM performance_results"
-'''
+"""
 
 
 def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
@@ -278,7 +368,9 @@ def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
 
         def follow() -> None:
             # Generous: the worker imports torch and builds the model on a loaded machine.
-            with httpx.stream("GET", f"{server.url}/tabs/live/events", timeout=httpx.Timeout(240.0)) as stream:
+            with httpx.stream(
+                "GET", f"{server.url}/tabs/live/events", timeout=httpx.Timeout(240.0)
+            ) as stream:
                 connected.set()
                 event = None
                 for line in stream.iter_lines():
@@ -293,8 +385,11 @@ def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
         reader.start()
         assert connected.wait(30)
         # The stream is open before the run starts: its worker takes seconds before any result.
-        reply = httpx.post(f"{server.url}/api/benchmark/run", timeout=30, json={
-            "models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False, "force": True})
+        reply = httpx.post(
+            f"{server.url}/api/benchmark/run",
+            timeout=30,
+            json={"models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False, "force": True},
+        )
         assert reply.status_code == 202, reply.text
         run_id = reply.json()["run_id"]
         reader.join(timeout=240)

@@ -27,7 +27,14 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 from storage import panels as panel_rows
 from webapp.api.dependencies import require_token, token_accepted
 from webapp.live import RUNS_CHANNEL
-from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, VARY, error_page, render, render_to_string, wants_fragment
+from webapp.pages.rendering import (
+    PAGE_EXCEPTION_HANDLERS,
+    VARY,
+    error_page,
+    render,
+    render_to_string,
+    wants_fragment,
+)
 from webapp.panels.live import live_panel_updates
 from webapp.panels.model import (
     CHART_FIELDS,
@@ -52,7 +59,14 @@ from webapp.panels.render import (
     run_panel,
     run_query,
 )
-from webapp.panels.sources import PanelCatalog, TabFileError, TabIndex, TabNotFound, tab_toml, tabs_from_upload
+from webapp.panels.sources import (
+    PanelCatalog,
+    TabFileError,
+    TabIndex,
+    TabNotFound,
+    tab_toml,
+    tabs_from_upload,
+)
 from webapp.wiring.services import Services
 
 log = logging.getLogger(__name__)
@@ -94,8 +108,10 @@ def guess_chart(columns: list[str], rows: list[list]) -> dict[str, str]:
     the first text column (coloured by a second), a line of two number columns, else a table."""
     kinds = {name: column_kind([row[index] for row in rows]) for index, name in enumerate(columns)}
     texts = [name for name in columns if kinds[name] == "text" and not name.endswith("_id")]
-    numbers = sorted((name for name in columns if kinds[name] in ("number", "integer") and not name.endswith("_id")),
-                     key=lambda name: kinds[name] != "number")
+    numbers = sorted(
+        (name for name in columns if kinds[name] in ("number", "integer") and not name.endswith("_id")),
+        key=lambda name: kinds[name] != "number",
+    )
     if texts and numbers:
         return {"chart": "bar", "x": texts[0], "y": numbers[0], "color": texts[1] if len(texts) > 1 else ""}
     if len(numbers) >= 2:
@@ -116,8 +132,15 @@ def save_form_options(context: Mapping[str, Any]) -> dict:
         can_edit = token_accepted(request, services.settings.token)
     except Exception:  # noqa: BLE001  rendered outside a running app
         tabs, can_edit = [], True
-    return {"columns": columns, "chosen": chosen, "tabs": tabs, "can_edit": can_edit, "chart_kinds": CHART_KINDS,
-            "chart_help": CHART_HELP, "min_refresh_s": MIN_REFRESH_S}
+    return {
+        "columns": columns,
+        "chosen": chosen,
+        "tabs": tabs,
+        "can_edit": can_edit,
+        "chart_kinds": CHART_KINDS,
+        "chart_help": CHART_HELP,
+        "min_refresh_s": MIN_REFRESH_S,
+    }
 
 
 def register_template_globals(engine) -> None:
@@ -136,14 +159,17 @@ def tab_values(tab: Tab, query: Mapping[str, str]) -> dict[str, str]:
 
 async def run_tab_panel(services: Services, panel: Panel, key: str, values: dict[str, str]) -> PanelOutcome:
     settings = services.settings
-    return await run_panel(services.db, panel, key, values, timeout_s=settings.sql_timeout_s,
-                           row_cap=settings.sql_row_cap)
+    return await run_panel(
+        services.db, panel, key, values, timeout_s=settings.sql_timeout_s, row_cap=settings.sql_row_cap
+    )
 
 
 async def run_tab(services: Services, tab: Tab, values: dict[str, str]) -> list[PanelOutcome]:
     # One after another: the SQL pool has two slots, and a tab may have many panels.
-    return [await run_tab_panel(services, panel, panel_key(panel, position), values)
-            for position, panel in enumerate(tab.panels)]
+    return [
+        await run_tab_panel(services, panel, panel_key(panel, position), values)
+        for position, panel in enumerate(tab.panels)
+    ]
 
 
 def _events_url(tab: Tab, values: dict[str, str]) -> str:
@@ -151,8 +177,9 @@ def _events_url(tab: Tab, values: dict[str, str]) -> str:
     return f"/tabs/{tab.name}/events" + (f"?{query}" if query else "")
 
 
-def _tab_context(request: Request, services: Services, tab: Tab, values: dict[str, str],
-                 outcomes: list[PanelOutcome]) -> dict:
+def _tab_context(
+    request: Request, services: Services, tab: Tab, values: dict[str, str], outcomes: list[PanelOutcome]
+) -> dict:
     return {
         "active": f"tab:{tab.name}",
         "tab": tab,
@@ -176,8 +203,11 @@ def _edit_context(request: Request, services: Services) -> dict:
 
 
 def _panel_context(request: Request, services: Services, tab: Tab, outcome: PanelOutcome, **extra) -> dict:
-    return {"tab": tab, "outcome": outcome, "query": urlencode(outcome_values(outcome))} | _edit_context(
-        request, services) | extra
+    return (
+        {"tab": tab, "outcome": outcome, "query": urlencode(outcome_values(outcome))}
+        | _edit_context(request, services)
+        | extra
+    )
 
 
 def outcome_values(outcome: PanelOutcome) -> dict[str, str]:
@@ -218,8 +248,12 @@ def _parse_defaults(text: str, sql: str) -> dict[str, str]:
 
 def panel_from_form(form: Mapping, *, tab: str) -> Panel:
     """A Panel from a save or edit form; InvalidPanel names the field and the reason."""
-    fields: dict[str, Any] = {"tab": tab, "title": _text(form, "title"), "sql": _text(form, "sql"),
-                              "chart": _text(form, "chart") or "table"}
+    fields: dict[str, Any] = {
+        "tab": tab,
+        "title": _text(form, "title"),
+        "sql": _text(form, "sql"),
+        "chart": _text(form, "chart") or "table",
+    }
     if not fields["title"]:
         raise InvalidPanel("title", "give the panel a title")
     if not fields["sql"]:
@@ -231,8 +265,10 @@ def panel_from_form(form: Mapping, *, tab: str) -> Panel:
             fields[name] = _text(form, name)
     missing = [name for name in REQUIRED_COLUMNS[fields["chart"]] if name not in fields]
     if missing:
-        raise InvalidPanel(missing[0], f"a {fields['chart']} chart needs the column {missing[0]}: "
-                                       "pick one of the query's columns")
+        raise InvalidPanel(
+            missing[0],
+            f"a {fields['chart']} chart needs the column {missing[0]}: pick one of the query's columns",
+        )
     refresh = _text(form, "refresh_s")
     if refresh:
         try:
@@ -254,13 +290,20 @@ def check_panel(services: Services, panel: Panel) -> list[str]:
     the guard refuses, or that fails, is not saved; nor a chart column the rows lack. Its columns."""
     settings = services.settings
     try:
-        result = run_query(services.db, panel.sql, bind_values(panel, {}), timeout_s=settings.sql_timeout_s,
-                           row_cap=settings.sql_row_cap)
+        result = run_query(
+            services.db,
+            panel.sql,
+            bind_values(panel, {}),
+            timeout_s=settings.sql_timeout_s,
+            row_cap=settings.sql_row_cap,
+        )
     except QUERY_ERRORS as error:
         raise InvalidPanel("sql", f"{refusal_text(error)}. The panel was not saved.") from None
     for role, column in panel.columns.items():
         if column not in result.columns:
-            raise InvalidPanel(role, f"the query has no column {column!r} (its columns: {', '.join(result.columns)})")
+            raise InvalidPanel(
+                role, f"the query has no column {column!r} (its columns: {', '.join(result.columns)})"
+            )
     return result.columns
 
 
@@ -277,8 +320,11 @@ def _stored_tab_title(catalog: PanelCatalog, title: str) -> str:
     except TabNotFound:
         return title
     if not tab.editable:
-        raise InvalidPanel("tab", f"the tab {tab.label!r} comes from {tab.origin} and cannot be changed here: "
-                                  "pick another tab name")
+        raise InvalidPanel(
+            "tab",
+            f"the tab {tab.label!r} comes from {tab.origin} and cannot be changed here: "
+            "pick another tab name",
+        )
     if len(tab.panels) >= MAX_PANELS_PER_TAB:
         raise InvalidPanel("tab", f"the tab {tab.label!r} already has {MAX_PANELS_PER_TAB} panels")
     return tab.panels[0].tab if tab.panels else title
@@ -307,8 +353,9 @@ class PanelPages(Controller):
         """Every custom tab, the files and entry points that could not be loaded, and import."""
         index = panel_catalog(request).index()
         context = {"active": "tabs", "index": index, "panels_dir": services.settings.panels_dir}
-        return Template(template_name="pages/tabs.html", context=context | _edit_context(request, services),
-                        headers=VARY)
+        return Template(
+            template_name="pages/tabs.html", context=context | _edit_context(request, services), headers=VARY
+        )
 
     @post("/tabs/import", name="import-tabs", status_code=200, guards=[require_token])
     async def import_tabs(self, request: HTMXRequest, services: Services) -> Template | Redirect:
@@ -322,7 +369,9 @@ class PanelPages(Controller):
             for upload in uploads:
                 raw = await upload.read(MAX_UPLOAD_BYTES + 1)
                 if len(raw) > MAX_UPLOAD_BYTES:
-                    raise TabFileError(f"{upload.filename}: a panels file may have at most {MAX_UPLOAD_BYTES:,} bytes")
+                    raise TabFileError(
+                        f"{upload.filename}: a panels file may have at most {MAX_UPLOAD_BYTES:,} bytes"
+                    )
                 try:
                     files.append((upload.filename, raw.decode("utf-8")))
                 except UnicodeDecodeError:
@@ -333,9 +382,15 @@ class PanelPages(Controller):
             imported = await anyio.to_thread.run_sync(_store_imported, services, catalog, tabs)
         except (TabFileError, InvalidPanel) as error:
             index = await anyio.to_thread.run_sync(catalog.index)
-            context = {"active": "tabs", "index": index, "panels_dir": services.settings.panels_dir,
-                       "import_error": str(error)} | _edit_context(request, services)
-            return Template(template_name="pages/tabs.html", context=context, status_code=HTTP_400_BAD_REQUEST)
+            context = {
+                "active": "tabs",
+                "index": index,
+                "panels_dir": services.settings.panels_dir,
+                "import_error": str(error),
+            } | _edit_context(request, services)
+            return Template(
+                template_name="pages/tabs.html", context=context, status_code=HTTP_400_BAD_REQUEST
+            )
         catalog.changed()
         log.info("imported %d tab(s): %s", len(imported), ", ".join(imported))
         return Redirect("/tabs?imported=" + ",".join(imported), status_code=303)
@@ -359,17 +414,23 @@ class PanelPages(Controller):
         if panel is None:
             raise NotFoundException(f"the tab {tab.label!r} has no panel {key!r}")
         outcome = await run_tab_panel(services, panel, key, tab_values(tab, request.query_params))
-        return Template(template_name="partials/panel.html", context=_panel_context(request, services, tab, outcome))
+        return Template(
+            template_name="partials/panel.html", context=_panel_context(request, services, tab, outcome)
+        )
 
     @get("/tabs/{name:str}/events", name="tab-events", guards=[require_token])
-    async def events(self, request: HTMXRequest, services: Services, channels: ChannelsPlugin,
-                     name: str) -> ServerSentEvent:
+    async def events(
+        self, request: HTMXRequest, services: Services, channels: ChannelsPlugin, name: str
+    ) -> ServerSentEvent:
         """Server-sent HTML of the tab's live panels (event ``panel-<key>``) when results land,
         each at most once per its refresh interval."""
         tab = await _tab(request, name)
         values = tab_values(tab, request.query_params)
-        refresh = {panel_key(panel, position): float(panel.refresh_s)
-                   for position, panel in enumerate(tab.panels) if panel.refresh_s}
+        refresh = {
+            panel_key(panel, position): float(panel.refresh_s)
+            for position, panel in enumerate(tab.panels)
+            if panel.refresh_s
+        }
 
         async def render_panel(key: str) -> str | None:
             try:
@@ -380,8 +441,9 @@ class PanelPages(Controller):
             if panel is None:
                 return None
             outcome = await run_tab_panel(services, panel, key, values)
-            return render_to_string(request, "partials/panel.html",
-                                    _panel_context(request, services, current, outcome))
+            return render_to_string(
+                request, "partials/panel.html", _panel_context(request, services, current, outcome)
+            )
 
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
             async with channels.start_subscription([RUNS_CHANNEL]) as subscriber:
@@ -396,37 +458,58 @@ class PanelPages(Controller):
         keep it in version control and serve it from a --panels-dir."""
         tab = panel_catalog(request).tab(name)
         if any(panel.render is not None for panel in tab.panels):
-            raise NotFoundException(f"the tab {tab.label!r} draws charts with Python code, which a file cannot hold")
-        return Response(tab_toml(tab), media_type="application/toml; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{tab.name}.toml"'})
+            raise NotFoundException(
+                f"the tab {tab.label!r} draws charts with Python code, which a file cannot hold"
+            )
+        return Response(
+            tab_toml(tab),
+            media_type="application/toml; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{tab.name}.toml"'},
+        )
 
     # ---- stored panels: save, edit, delete ----------------------------------------------
 
     @post("/panels", name="save-panel", status_code=200, guards=[require_token])
     async def save(self, request: HTMXRequest, services: Services) -> Template | Redirect | ClientRedirect:
-        """"Save as panel" on the SQL page: the query that ran and the chart picked for it, on a
+        """ "Save as panel" on the SQL page: the query that ran and the chart picked for it, on a
         tab (new or stored). A query the guard refuses is not saved."""
         form = await request.form()
         catalog = panel_catalog(request)
         tab_title = " ".join(_text(form, "tab").split())
         try:
-            panel = panel_from_form(form, tab=await anyio.to_thread.run_sync(_stored_tab_title, catalog, tab_title))
+            panel = panel_from_form(
+                form, tab=await anyio.to_thread.run_sync(_stored_tab_title, catalog, tab_title)
+            )
             await anyio.to_thread.run_sync(check_panel, services, panel)
             await anyio.to_thread.run_sync(panel_rows.add_panel, services.db, panel)
         except InvalidPanel as error:
-            context = {"sql": _text(form, "sql"), "columns": _columns(form), "form": _form_dict(form),
-                       "error": error.reason, "error_field": error.field} | _edit_context(request, services)
+            context = {
+                "sql": _text(form, "sql"),
+                "columns": _columns(form),
+                "form": _form_dict(form),
+                "error": error.reason,
+                "error_field": error.field,
+            } | _edit_context(request, services)
             if wants_fragment(request):
-                return Template(template_name="partials/panel_save.html", context=context,
-                                status_code=HTTP_400_BAD_REQUEST)
-            return error_page(request, HTTP_400_BAD_REQUEST, "The panel was not saved",
-                              f"{error.field or 'panel'}: {error.reason}")
+                return Template(
+                    template_name="partials/panel_save.html",
+                    context=context,
+                    status_code=HTTP_400_BAD_REQUEST,
+                )
+            return error_page(
+                request,
+                HTTP_400_BAD_REQUEST,
+                "The panel was not saved",
+                f"{error.field or 'panel'}: {error.reason}",
+            )
         catalog.changed()
         url = f"/tabs/{tab_slug(panel.tab)}"
         return ClientRedirect(url) if wants_fragment(request) else Redirect(url, status_code=303)
 
     @post("/panels/{panel_id:int}", name="edit-panel", status_code=200, guards=[require_token])
-    async def edit(self, request: HTMXRequest, services: Services, panel_id: int) -> Template | Redirect | ClientRedirect:
+    async def edit(
+        self, request: HTMXRequest, services: Services, panel_id: int
+    ) -> Template | Redirect | ClientRedirect:
         """A stored panel's new title, SQL, chart, defaults and refresh; run again and shown."""
         form = await request.form()
         stored = await anyio.to_thread.run_sync(panel_rows.get_panel, services.db, panel_id, Panel)
@@ -442,12 +525,25 @@ class PanelPages(Controller):
         except InvalidPanel as error:
             tab = await _tab(request, tab_slug(stored.tab))
             outcome = await run_tab_panel(services, stored, key, values)
-            context = _panel_context(request, services, tab, outcome, form=_form_dict(form), error=error.reason,
-                                     error_field=error.field)
+            context = _panel_context(
+                request,
+                services,
+                tab,
+                outcome,
+                form=_form_dict(form),
+                error=error.reason,
+                error_field=error.field,
+            )
             if wants_fragment(request):
-                return Template(template_name="partials/panel.html", context=context, status_code=HTTP_400_BAD_REQUEST)
-            return error_page(request, HTTP_400_BAD_REQUEST, "The panel was not changed",
-                              f"{error.field or 'panel'}: {error.reason}")
+                return Template(
+                    template_name="partials/panel.html", context=context, status_code=HTTP_400_BAD_REQUEST
+                )
+            return error_page(
+                request,
+                HTTP_400_BAD_REQUEST,
+                "The panel was not changed",
+                f"{error.field or 'panel'}: {error.reason}",
+            )
         catalog.changed()
         url = f"/tabs/{tab_slug(stored.tab)}" + (f"?{urlencode(values)}" if values else "")
         if not wants_fragment(request):
@@ -457,10 +553,14 @@ class PanelPages(Controller):
         tab = await _tab(request, tab_slug(stored.tab))
         panel = _find(tab, key) or panel
         outcome = await run_tab_panel(services, panel, key, values)
-        return Template(template_name="partials/panel.html", context=_panel_context(request, services, tab, outcome))
+        return Template(
+            template_name="partials/panel.html", context=_panel_context(request, services, tab, outcome)
+        )
 
     @post("/panels/{panel_id:int}/delete", name="delete-panel", status_code=200, guards=[require_token])
-    async def delete(self, request: HTMXRequest, services: Services, panel_id: int) -> Response | Redirect | ClientRedirect:
+    async def delete(
+        self, request: HTMXRequest, services: Services, panel_id: int
+    ) -> Response | Redirect | ClientRedirect:
         stored = await anyio.to_thread.run_sync(panel_rows.get_panel, services.db, panel_id, Panel)
         if stored is None:
             raise NotFoundException(f"there is no stored panel {panel_id}")
@@ -486,7 +586,9 @@ def _store_imported(services: Services, catalog: PanelCatalog, tabs: list[Tab]) 
     for tab in tabs:
         existing = next((found for found in index.tabs if found.name == tab.name), None)
         if existing is not None and not existing.editable:
-            raise InvalidPanel("files", f"the tab {tab.name!r} comes from {existing.origin}: rename the imported tab")
+            raise InvalidPanel(
+                "files", f"the tab {tab.name!r} comes from {existing.origin}: rename the imported tab"
+            )
         for panel in tab.panels:
             try:
                 check_panel(services, panel)

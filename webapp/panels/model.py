@@ -88,12 +88,16 @@ class Panel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defau
         if not self.sql.strip():
             raise ValueError("a panel needs a SQL query")
         if self.render is not None and not callable(self.render):
-            raise ValueError("render must be a function of the rows' DataFrame (only an entry point can give one)")
+            raise ValueError(
+                "render must be a function of the rows' DataFrame (only an entry point can give one)"
+            )
         if self.render is None:
             missing = [name for name in REQUIRED_COLUMNS[self.chart] if not getattr(self, name)]
             if missing:
-                raise ValueError(f"a {self.chart} chart needs the column{'s' if len(missing) > 1 else ''} "
-                                 f"{', '.join(missing)}")
+                raise ValueError(
+                    f"a {self.chart} chart needs the column{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)}"
+                )
 
     @property
     def columns(self) -> dict[str, str]:

@@ -91,20 +91,29 @@ def refusal_text(error: Exception) -> str:
 QUERY_ERRORS = (QueryRefused, QueryTimeout, QueryFailed, SqlBusy)
 
 
-def run_query(db: Database, sql: str, params: dict[str, Any], *, timeout_s: float, row_cap: int) -> QueryResult:
+def run_query(
+    db: Database, sql: str, params: dict[str, Any], *, timeout_s: float, row_cap: int
+) -> QueryResult:
     """One guarded run, from a thread (the save and edit forms check a query this way)."""
-    return run_guarded_query(db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params, timeout_s=timeout_s,
-                             row_cap=row_cap)
+    return run_guarded_query(
+        db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params, timeout_s=timeout_s, row_cap=row_cap
+    )
 
 
-async def run_panel(db: Database, panel: Panel, key: str, values: dict[str, str], *, timeout_s: float,
-                    row_cap: int) -> PanelOutcome:
+async def run_panel(
+    db: Database, panel: Panel, key: str, values: dict[str, str], *, timeout_s: float, row_cap: int
+) -> PanelOutcome:
     """Run ``panel``'s query now, guarded, with its parameters bound from ``values``."""
     params = bind_values(panel, values)
     outcome = PanelOutcome(panel=panel, key=key, params=params, ran_at=utc_now())
     try:
         outcome.result = await run_guarded_query_async(
-            db, panel.sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params, timeout_s=timeout_s, row_cap=row_cap
+            db,
+            panel.sql,
+            allowed_tables=ALLOWED_QUERY_TABLES,
+            params=params,
+            timeout_s=timeout_s,
+            row_cap=row_cap,
         )
     except QUERY_ERRORS as error:
         outcome.refusal = refusal_text(error)
@@ -122,7 +131,7 @@ def _is_number(value: object) -> bool:
 
 
 def column_kind(values: list) -> str:
-    """"integer", "number", "time", "text" or "empty", from a result column's values."""
+    """ "integer", "number", "time", "text" or "empty", from a result column's values."""
     present = [value for value in values if value is not None]
     if not present:
         return "empty"
@@ -167,7 +176,9 @@ def _records(result: QueryResult) -> list[dict]:
 
 def _styled(chart: alt.TopLevelMixin, faceted: bool) -> dict:
     if not faceted:
-        chart = chart.properties(width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+        chart = chart.properties(
+            width="container", autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
+        )
     return (
         chart.configure_view(strokeWidth=0)
         .configure(font="system-ui, -apple-system, Segoe UI, Roboto, sans-serif")
@@ -188,16 +199,25 @@ def chart_spec(panel: Panel, result: QueryResult) -> tuple[dict | None, str | No
         return None, None
     missing = [name for name in panel.columns.values() if name not in result.columns]
     if missing:
-        return None, (f"the chart needs the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
-                      f"which the query does not return (its columns: {', '.join(result.columns)})")
-    kinds = {name: column_kind([row[index] for row in result.rows]) for index, name in enumerate(result.columns)}
-    numeric = {"bar": ("y",), "line": ("y",), "scatter": ("y",), "heatmap": ("color",), "box": ("y",)}[panel.chart]
+        return None, (
+            f"the chart needs the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+            f"which the query does not return (its columns: {', '.join(result.columns)})"
+        )
+    kinds = {
+        name: column_kind([row[index] for row in result.rows]) for index, name in enumerate(result.columns)
+    }
+    numeric = {"bar": ("y",), "line": ("y",), "scatter": ("y",), "heatmap": ("color",), "box": ("y",)}[
+        panel.chart
+    ]
     for role in numeric:
         name = getattr(panel, role)
         if kinds[name] not in ("integer", "number", "empty"):
             return None, f"the chart's {role} column {name} holds {kinds[name]}, not numbers"
     if panel.facet and len({row[result.columns.index(panel.facet)] for row in result.rows}) > MAX_FACETS:
-        return None, f"the facet column {panel.facet} has more than {MAX_FACETS} values: too many small charts"
+        return (
+            None,
+            f"the facet column {panel.facet} has more than {MAX_FACETS} values: too many small charts",
+        )
     try:
         chart = _build(panel, kinds)
     except Exception as error:  # noqa: BLE001  Altair's schema validation: say why, show the table
@@ -217,8 +237,15 @@ def _build(panel: Panel, kinds: dict[str, str]) -> alt.Chart:
     x, y, color = panel.x, panel.y, panel.color
     # Every column the rows have (the chart's first): a point says what it stands for, n included.
     shown = list(dict.fromkeys([*panel.columns.values(), *kinds]))[:MAX_TOOLTIP_COLUMNS]
-    tooltip = [_channel(alt.Tooltip, name, _tooltip_type(kinds[name]),
-                        **({"format": NUMBER_FORMAT} if kinds[name] == "number" else {})) for name in shown]
+    tooltip = [
+        _channel(
+            alt.Tooltip,
+            name,
+            _tooltip_type(kinds[name]),
+            **({"format": NUMBER_FORMAT} if kinds[name] == "number" else {}),
+        )
+        for name in shown
+    ]
     base = alt.Chart(alt.NamedData(name=DATASET)).properties(height=CHART_HEIGHT)
     encoding: dict[str, Any] = {"tooltip": tooltip}
     if panel.chart == "bar":
@@ -237,10 +264,12 @@ def _build(panel: Panel, kinds: dict[str, str]) -> alt.Chart:
             encoding["color"] = _channel(alt.Color, color, _discrete(kinds[color]))
         return base.mark_line(point=True).encode(**encoding)
     if panel.chart == "scatter":
-        encoding["x"] = _channel(alt.X, x, _continuous(kinds[x]), scale=alt.Scale(zero=False),
-                                 **_whole_numbers(kinds[x]))
-        encoding["y"] = _channel(alt.Y, y, "quantitative", scale=alt.Scale(zero=False),
-                                 axis=alt.Axis(format=NUMBER_FORMAT))
+        encoding["x"] = _channel(
+            alt.X, x, _continuous(kinds[x]), scale=alt.Scale(zero=False), **_whole_numbers(kinds[x])
+        )
+        encoding["y"] = _channel(
+            alt.Y, y, "quantitative", scale=alt.Scale(zero=False), axis=alt.Axis(format=NUMBER_FORMAT)
+        )
         if color:
             color_kind = "quantitative" if kinds[color] in ("integer", "number") else "nominal"
             encoding["color"] = _channel(alt.Color, color, color_kind)
@@ -248,13 +277,19 @@ def _build(panel: Panel, kinds: dict[str, str]) -> alt.Chart:
     if panel.chart == "heatmap":
         encoding["x"] = _channel(alt.X, x, _discrete(kinds[x]), axis=alt.Axis(labelAngle=-30))
         encoding["y"] = _channel(alt.Y, y, _discrete(kinds[y]))
-        encoding["color"] = _channel(alt.Color, color, "quantitative", scale=alt.Scale(scheme="blues"),
-                                     legend=alt.Legend(format=NUMBER_FORMAT))
+        encoding["color"] = _channel(
+            alt.Color,
+            color,
+            "quantitative",
+            scale=alt.Scale(scheme="blues"),
+            legend=alt.Legend(format=NUMBER_FORMAT),
+        )
         return base.mark_rect().encode(**encoding)
     # box: the distribution of y, per x when there is one.
     encoding.pop("tooltip")
-    encoding["y"] = _channel(alt.Y, y, "quantitative", scale=alt.Scale(zero=False),
-                             axis=alt.Axis(format=NUMBER_FORMAT))
+    encoding["y"] = _channel(
+        alt.Y, y, "quantitative", scale=alt.Scale(zero=False), axis=alt.Axis(format=NUMBER_FORMAT)
+    )
     if x:
         encoding["x"] = _channel(alt.X, x, _discrete(kinds[x]), axis=alt.Axis(labelAngle=-30))
     if color:

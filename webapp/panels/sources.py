@@ -67,8 +67,10 @@ def parse_tab(data: object, *, name: str, source: str, origin: str) -> Tab:
         raise TabFileError(_validation_reason(error)) from None
     name = tab.name or name
     if tab_slug(name) != name:
-        raise TabFileError(f"tab name {name!r} must be lower-case letters, digits and dashes "
-                           f"(e.g. {tab_slug(name) or 'my-tab'!r})")
+        raise TabFileError(
+            f"tab name {name!r} must be lower-case letters, digits and dashes "
+            f"(e.g. {tab_slug(name) or 'my-tab'!r})"
+        )
     if not tab.panels:
         raise TabFileError("the tab has no panels")
     if source != "entry_point" and any(panel.render is not None for panel in tab.panels):
@@ -77,8 +79,9 @@ def parse_tab(data: object, *, name: str, source: str, origin: str) -> Tab:
         msgspec.structs.replace(panel, panel_id=None, tab=name, position=position, sql=panel.sql.strip())
         for position, panel in enumerate(tab.panels)
     ]
-    return msgspec.structs.replace(tab, name=name, title=tab.title or name, panels=panels, source=source,
-                                   origin=origin)
+    return msgspec.structs.replace(
+        tab, name=name, title=tab.title or name, panels=panels, source=source, origin=origin
+    )
 
 
 def read_tab_file(path: Path) -> Tab:
@@ -90,7 +93,9 @@ def read_tab_file(path: Path) -> Tab:
     text = path.read_text(encoding="utf-8")
     name = tab_slug(path.stem)
     if not name:
-        raise TabFileError("the file's name gives no tab name: name it with letters or digits, e.g. my-tab.toml")
+        raise TabFileError(
+            "the file's name gives no tab name: name it with letters or digits, e.g. my-tab.toml"
+        )
     return parse_tab(decode_tab_text(text, path.suffix.lower()), name=name, source="folder", origin=str(path))
 
 
@@ -131,8 +136,11 @@ class PanelsFolder:
             return [], [TabProblem(origin=str(self.folder), reason="the panels folder does not exist")]
         tabs, problems = [], []
         with self._lock:
-            paths = sorted(path for path in self.folder.iterdir()
-                           if path.suffix.lower() in TOML_SUFFIXES + YAML_SUFFIXES and not path.name.startswith("."))
+            paths = sorted(
+                path
+                for path in self.folder.iterdir()
+                if path.suffix.lower() in TOML_SUFFIXES + YAML_SUFFIXES and not path.name.startswith(".")
+            )
             for path in paths:
                 entry = self._read(path)
                 if entry.tab is not None:
@@ -172,10 +180,22 @@ def _entry_point_tabs(entry_point: metadata.EntryPoint) -> list[Tab]:
     for item in values:
         if isinstance(item, Tab):
             # Built in Python, so nothing checked its fields yet: check them as a file's are.
-            item = {**{name: getattr(item, name) for name in item.__struct_fields__ if name not in ("source", "origin")},
-                    "panels": [msgspec.structs.asdict(panel) for panel in item.panels]}
-        tabs.append(parse_tab(item, name=tab_slug(entry_point.name), source="entry_point",
-                              origin=f"entry point {entry_point.name} = {entry_point.value}"))
+            item = {
+                **{
+                    name: getattr(item, name)
+                    for name in item.__struct_fields__
+                    if name not in ("source", "origin")
+                },
+                "panels": [msgspec.structs.asdict(panel) for panel in item.panels],
+            }
+        tabs.append(
+            parse_tab(
+                item,
+                name=tab_slug(entry_point.name),
+                source="entry_point",
+                origin=f"entry point {entry_point.name} = {entry_point.value}",
+            )
+        )
     return tabs
 
 
@@ -210,8 +230,13 @@ class PanelCatalog:
     """The tabs of one server: stored panels (read from DuckDB each time), the panels folder
     (read again when a file changes) and entry points (loaded once, on first use)."""
 
-    def __init__(self, db: Database, panels_dir: str | Path | None = None, *,
-                 entry_points: Callable[[], tuple[list[Tab], list[TabProblem]]] = load_entry_points):
+    def __init__(
+        self,
+        db: Database,
+        panels_dir: str | Path | None = None,
+        *,
+        entry_points: Callable[[], tuple[list[Tab], list[TabProblem]]] = load_entry_points,
+    ):
         self.db = db
         self.folder = PanelsFolder(panels_dir)
         self._load_entry_points = entry_points
@@ -278,8 +303,10 @@ class PanelCatalog:
 def _toml_string(text: str) -> str:
     """A TOML string for ``text``: a multi-line literal string where it can be one (readable
     SQL in version control), else a basic string (JSON's escapes are valid TOML ones)."""
-    multiline_ok = "'''" not in text and not text.endswith("'") and all(
-        char in "\n\t" or (ord(char) >= 0x20 and ord(char) != 0x7F) for char in text
+    multiline_ok = (
+        "'''" not in text
+        and not text.endswith("'")
+        and all(char in "\n\t" or (ord(char) >= 0x20 and ord(char) != 0x7F) for char in text)
     )
     if "\n" in text and multiline_ok:
         return "'''\n" + text + "'''"
@@ -292,12 +319,19 @@ def _toml_key(name: str) -> str:
 
 def tab_toml(tab: Tab) -> str:
     """``tab`` as a panels file: what the panels folder and import read back unchanged."""
-    lines = [f"# benchboard panels: one tab. Put it in a --panels-dir folder, or import it on /tabs.",
-             f"title = {_toml_string(tab.label)}"]
+    lines = [
+        "# benchboard panels: one tab. Put it in a --panels-dir folder, or import it on /tabs.",
+        f"title = {_toml_string(tab.label)}",
+    ]
     if tab.description:
         lines.append(f"description = {_toml_string(tab.description)}")
     for panel in tab.panels:
-        lines += ["", "[[panels]]", f"title = {_toml_string(panel.title)}", f"chart = {_toml_string(panel.chart)}"]
+        lines += [
+            "",
+            "[[panels]]",
+            f"title = {_toml_string(panel.title)}",
+            f"chart = {_toml_string(panel.chart)}",
+        ]
         for name, value in panel.columns.items():
             lines.append(f"{name} = {_toml_string(value)}")
         if panel.refresh_s is not None:

@@ -18,10 +18,19 @@ def panel(tab: str = "Latency", title: str = "p50", **fields) -> Panel:
 
 def test_a_stored_panel_reads_back_as_the_type_asked_for(tmp_path):
     with Database(tmp_path / "p.duckdb") as db:
-        panel_id = panel_rows.add_panel(db, panel(
-            chart="bar", x="model_name", y="p50", color="precision", facet="hardware", refresh_s=30,
-            params={"model": "bert-tiny"}, sql="SELECT model_name FROM results_view WHERE model_name = $model",
-        ))
+        panel_id = panel_rows.add_panel(
+            db,
+            panel(
+                chart="bar",
+                x="model_name",
+                y="p50",
+                color="precision",
+                facet="hardware",
+                refresh_s=30,
+                params={"model": "bert-tiny"},
+                sql="SELECT model_name FROM results_view WHERE model_name = $model",
+            ),
+        )
         stored = panel_rows.get_panel(db, panel_id, Panel)
     assert isinstance(stored, Panel)
     assert (stored.panel_id, stored.tab, stored.title, stored.chart) == (panel_id, "Latency", "p50", "bar")
@@ -68,8 +77,12 @@ def test_a_database_from_before_panels_upgrades_and_keeps_its_rows(tmp_path):
         tables = {row[0] for row in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         assert "dashboard_panels" not in tables
         cursor.execute("INSERT INTO models (model_name, model_family) VALUES ('bert-old', 'bert')")
-        cursor.execute("INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'Old', 'cpu')")
-        cursor.execute("INSERT INTO test_runs (run_id, status, priority) VALUES ('r-old', 'completed', 'high')")
+        cursor.execute(
+            "INSERT INTO hardware_platforms (hardware_type, device_name, platform) VALUES ('cpu', 'Old', 'cpu')"
+        )
+        cursor.execute(
+            "INSERT INTO test_runs (run_id, status, priority) VALUES ('r-old', 'completed', 'high')"
+        )
         cursor.execute(
             "INSERT INTO performance_results (run_id, model_id, hardware_id, batch_size, precision, p50_latency_ms) "
             "VALUES ('r-old', 1, 1, 8, 'fp32', 2.5)"
@@ -79,13 +92,17 @@ def test_a_database_from_before_panels_upgrades_and_keeps_its_rows(tmp_path):
             "error_type) VALUES ('r-old', 1, 1, 64, 'fp32', false, 'oom')"
         )
         before = {table: cursor.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in KEPT}
-        columns = {table: [row[0] for row in cursor.execute(f"DESCRIBE {table}").fetchall()] for table in KEPT}
+        columns = {
+            table: [row[0] for row in cursor.execute(f"DESCRIBE {table}").fetchall()] for table in KEPT
+        }
 
     with Database(path) as upgraded:
         cursor = upgraded.cursor()
         for table in KEPT:  # every row, every column it had, unchanged
             old_columns = ", ".join(columns[table])
-            assert cursor.execute(f"SELECT {old_columns} FROM {table} ORDER BY ALL").fetchall() == before[table]
+            assert (
+                cursor.execute(f"SELECT {old_columns} FROM {table} ORDER BY ALL").fetchall() == before[table]
+            )
         assert cursor.execute("SELECT run_id, status FROM test_runs").fetchall() == [("r-old", "completed")]
         assert panel_rows.list_panels(upgraded, Panel) == []
         panel_id = panel_rows.add_panel(upgraded, panel(sql="SELECT model_name FROM results_view"))
@@ -96,9 +113,11 @@ def test_no_guarded_query_reads_the_stored_panels(tmp_path):
     assert "dashboard_panels" not in ALLOWED_QUERY_TABLES
     with Database(tmp_path / "p.duckdb") as db:
         panel_rows.add_panel(db, panel(sql="SELECT 'a secret query' AS s"))
-        for sql in ("SELECT sql FROM dashboard_panels",
-                    "SELECT sql FROM main.dashboard_panels",
-                    "WITH dashboard_panels AS (SELECT 1 AS x) SELECT * FROM dashboard_panels"):
+        for sql in (
+            "SELECT sql FROM dashboard_panels",
+            "SELECT sql FROM main.dashboard_panels",
+            "WITH dashboard_panels AS (SELECT 1 AS x) SELECT * FROM dashboard_panels",
+        ):
             with pytest.raises(QueryRefused) as refused:
                 run_guarded_query(db, sql, allowed_tables=ALLOWED_QUERY_TABLES, pool=None)
             assert "dashboard_panels" in refused.value.reason

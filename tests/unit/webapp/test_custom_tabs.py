@@ -28,7 +28,7 @@ from webapp.panels.sources import (
     tabs_from_upload,
 )
 
-GOOD = '''title = "Latency"
+GOOD = """title = "Latency"
 description = "p50 per model"
 [[panels]]
 title = "Median latency"
@@ -39,16 +39,16 @@ refresh_s = 10
 sql = "SELECT model_name, median(p50_latency_ms) AS p50 FROM results_view WHERE hardware = $hw GROUP BY 1"
 [panels.params]
 hw = "cpu"
-'''
+"""
 
-YAML = '''title: From YAML
+YAML = """title: From YAML
 panels:
   - title: Runs by status
     chart: bar
     x: status
     y: runs
     sql: SELECT status, count(*) AS runs FROM test_runs GROUP BY status
-'''
+"""
 
 
 def test_a_folder_gives_one_tab_per_file_and_skips_bad_ones_saying_why(tmp_path, caplog):
@@ -66,10 +66,18 @@ def test_a_folder_gives_one_tab_per_file_and_skips_bad_ones_saying_why(tmp_path,
         tabs, problems = PanelsFolder(tmp_path).load()
 
     assert [(tab.name, tab.label, tab.source) for tab in tabs] == [
-        ("from-yaml", "From YAML", "folder"), ("latency", "Latency", "folder")]
+        ("from-yaml", "From YAML", "folder"),
+        ("latency", "Latency", "folder"),
+    ]
     latency = tabs[1]
     (panel,) = latency.panels
-    assert (panel.tab, panel.chart, panel.x, panel.y, panel.refresh_s) == ("latency", "bar", "model_name", "p50", 10)
+    assert (panel.tab, panel.chart, panel.x, panel.y, panel.refresh_s) == (
+        "latency",
+        "bar",
+        "model_name",
+        "p50",
+        10,
+    )
     assert latency.parameters() == {"hw": "cpu"}
     reasons = {problem.origin.rsplit("/", 1)[-1]: problem.reason for problem in problems}
     assert set(reasons) == {"syntax.toml", "no-y.toml", "typo.toml", "kind.toml", "fast.toml", "empty.toml"}
@@ -98,21 +106,31 @@ def test_a_changed_file_is_read_again_and_a_removed_one_goes(tmp_path):
 def test_loading_a_hostile_file_runs_nothing(tmp_path):
     # The folder loader has no database to run anything on: the query is only parsed into
     # the tab, and refused when the tab runs it (tests/integration/test_panels.py).
-    (tmp_path / "hostile.toml").write_text('[[panels]]\ntitle = "wipe"\nsql = "DELETE FROM performance_results"\n')
+    (tmp_path / "hostile.toml").write_text(
+        '[[panels]]\ntitle = "wipe"\nsql = "DELETE FROM performance_results"\n'
+    )
     (tab,), problems = PanelsFolder(tmp_path).load()
     assert problems == [] and tab.panels[0].sql == "DELETE FROM performance_results"
 
 
 def test_a_file_cannot_carry_code():
     with pytest.raises(TabFileError, match="only a Python entry point"):
-        parse_tab({"panels": [{"title": "t", "sql": "SELECT 1", "render": len}]}, name="t", source="folder",
-                  origin="t.toml")
+        parse_tab(
+            {"panels": [{"title": "t", "sql": "SELECT 1", "render": len}]},
+            name="t",
+            source="folder",
+            origin="t.toml",
+        )
     with pytest.raises(TabFileError, match="render must be a function"):
-        parse_tab({"panels": [{"title": "t", "sql": "SELECT 1", "render": "os:system"}]}, name="t",
-                  source="entry_point", origin="ep")
+        parse_tab(
+            {"panels": [{"title": "t", "sql": "SELECT 1", "render": "os:system"}]},
+            name="t",
+            source="entry_point",
+            origin="ep",
+        )
 
 
-PLUGIN = '''
+PLUGIN = """
 import altair as alt
 from webapp.panels import Panel, Tab
 
@@ -130,7 +148,7 @@ def broken():
 
 def bad_field():
     return Tab(panels=[Panel(title="t", sql="SELECT 1", refresh_s=1)])
-'''
+"""
 
 
 @pytest.fixture
@@ -139,7 +157,9 @@ def plugin(tmp_path, monkeypatch):
     (tmp_path / "benchboard_panels_plugin.py").write_text(PLUGIN)
     dist_info = tmp_path / "benchboard_panels_plugin-1.0.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: benchboard-panels-plugin\nVersion: 1.0\n")
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: benchboard-panels-plugin\nVersion: 1.0\n"
+    )
     (dist_info / "entry_points.txt").write_text(
         "[benchboard.panels]\n"
         "code = benchboard_panels_plugin:as_tab\n"
@@ -157,12 +177,18 @@ def test_entry_points_give_tabs_and_a_failing_one_is_a_problem_not_a_crash(plugi
     by_name = {tab.name: tab for tab in tabs}
     assert set(by_name) == {"plugin-tab", "dict-tab"}
     code = by_name["plugin-tab"]
-    assert (code.source, code.label, code.origin) == ("entry_point", "Plugin tab",
-                                                      "entry point code = benchboard_panels_plugin:as_tab")
+    assert (code.source, code.label, code.origin) == (
+        "entry_point",
+        "Plugin tab",
+        "entry point code = benchboard_panels_plugin:as_tab",
+    )
     assert callable(code.panels[0].render)
     assert by_name["dict-tab"].label == "Dict tab"
     reasons = {problem.origin: problem.reason for problem in problems}
-    assert "RuntimeError: the plugin is half-written" in reasons["entry point broken = benchboard_panels_plugin:broken"]
+    assert (
+        "RuntimeError: the plugin is half-written"
+        in reasons["entry point broken = benchboard_panels_plugin:broken"]
+    )
     assert "refresh_s" in reasons["entry point bad = benchboard_panels_plugin:bad_field"]
     assert "skipping panels entry point broken" in caplog.text
 
@@ -173,7 +199,10 @@ def test_a_custom_chart_function_gets_the_rows_as_a_dataframe(plugin):
     spec, problem = chart_spec(panel, result(["status", "runs"], [["completed", 3], ["failed", 1]]))
     assert problem is None
     assert spec["mark"]["type"] == "bar"
-    assert list(spec["datasets"].values())[0] == [{"status": "completed", "runs": 3}, {"status": "failed", "runs": 1}]
+    assert list(spec["datasets"].values())[0] == [
+        {"status": "completed", "runs": 3},
+        {"status": "failed", "runs": 1},
+    ]
 
     def broken(rows):
         raise KeyError("no_such_column")
@@ -187,8 +216,13 @@ def test_names_collide_first_come_first_served(tmp_path):
 
     (tmp_path / "panels").mkdir()
     (tmp_path / "panels" / "latency.toml").write_text(GOOD)
-    entry = Tab(name="latency", title="Also latency", source="entry_point", origin="entry point x = y",
-                panels=[Panel(title="t", sql="SELECT 1", tab="latency")])
+    entry = Tab(
+        name="latency",
+        title="Also latency",
+        source="entry_point",
+        origin="entry point x = y",
+        panels=[Panel(title="t", sql="SELECT 1", tab="latency")],
+    )
     with Database(tmp_path / "p.duckdb") as db:
         catalog = PanelCatalog(db, tmp_path / "panels", entry_points=lambda: ([entry], []))
         index = catalog.index()
@@ -198,23 +232,44 @@ def test_names_collide_first_come_first_served(tmp_path):
 
 def test_the_toml_export_reads_back_as_the_same_tab():
     sql = "SELECT 'it''s' AS quote, '''' AS three, 'é ✓' AS text\n  FROM results_view\nWHERE x = $model"
-    tab = Tab(name="round-trip", title="Round \"trip\"", description="a\tb", source="stored", origin="stored", panels=[
-        Panel(title="One", sql=sql, chart="line", x="a", y="b", color="c", facet="d", refresh_s=60,
-              params={"model": "bert \"tiny\""}, tab="Round \"trip\""),
-        Panel(title="Two", sql="SELECT 1 AS x\n-- ends with a quote: '", tab="Round \"trip\""),
-        Panel(title="Three", sql="SELECT 1", tab="Round \"trip\""),
-    ])
+    tab = Tab(
+        name="round-trip",
+        title='Round "trip"',
+        description="a\tb",
+        source="stored",
+        origin="stored",
+        panels=[
+            Panel(
+                title="One",
+                sql=sql,
+                chart="line",
+                x="a",
+                y="b",
+                color="c",
+                facet="d",
+                refresh_s=60,
+                params={"model": 'bert "tiny"'},
+                tab='Round "trip"',
+            ),
+            Panel(title="Two", sql="SELECT 1 AS x\n-- ends with a quote: '", tab='Round "trip"'),
+            Panel(title="Three", sql="SELECT 1", tab='Round "trip"'),
+        ],
+    )
     (again,) = tabs_from_upload([("anything.toml", tab_toml(tab))])
     assert again.name == tab_slug('Round "trip"') == "round-trip"
     assert again.label == tab.label and again.description == tab.description
     fields = ("title", "sql", "chart", "x", "y", "color", "facet", "refresh_s", "params")
     for before, after in zip(tab.panels, again.panels, strict=True):
         assert [getattr(after, name) for name in fields] == [
-            getattr(before, name) if name != "sql" else before.sql.strip() for name in fields]
+            getattr(before, name) if name != "sql" else before.sql.strip() for name in fields
+        ]
 
 
 def test_query_parameters_are_found_without_running_anything():
-    assert query_parameters("SELECT * FROM t WHERE a = $model AND b > $bs OR $model IS NULL") == ["model", "bs"]
+    assert query_parameters("SELECT * FROM t WHERE a = $model AND b > $bs OR $model IS NULL") == [
+        "model",
+        "bs",
+    ]
     assert query_parameters("SELECT '$not_a_parameter'") == []
     assert query_parameters("SELECT (") == []
 
@@ -223,21 +278,27 @@ def result(columns, rows) -> QueryResult:
     return QueryResult(columns=columns, rows=rows, row_count=len(rows), truncated=False, elapsed_ms=1.0)
 
 
-ROWS = result(["model_name", "batch_size", "precision", "p50", "created_at"], [
-    ["bert-tiny", 1, "fp32", 1.5, "2026-01-01T10:00:00"],
-    ["bert-tiny", 4, "fp32", 3.0, "2026-01-02T10:00:00"],
-    ["gpt2.tiny", 1, "int8", 2.0, "2026-01-03T10:00:00"],
-])
+ROWS = result(
+    ["model_name", "batch_size", "precision", "p50", "created_at"],
+    [
+        ["bert-tiny", 1, "fp32", 1.5, "2026-01-01T10:00:00"],
+        ["bert-tiny", 4, "fp32", 3.0, "2026-01-02T10:00:00"],
+        ["gpt2.tiny", 1, "int8", 2.0, "2026-01-03T10:00:00"],
+    ],
+)
 
 
-@pytest.mark.parametrize(("kind", "columns", "mark"), [
-    ("bar", {"x": "model_name", "y": "p50", "color": "precision"}, "bar"),
-    ("line", {"x": "batch_size", "y": "p50", "color": "model_name"}, "line"),
-    ("line", {"x": "created_at", "y": "p50"}, "line"),
-    ("scatter", {"x": "batch_size", "y": "p50", "color": "precision"}, "point"),
-    ("heatmap", {"x": "batch_size", "y": "model_name", "color": "p50"}, "rect"),
-    ("box", {"x": "model_name", "y": "p50"}, "boxplot"),
-])
+@pytest.mark.parametrize(
+    ("kind", "columns", "mark"),
+    [
+        ("bar", {"x": "model_name", "y": "p50", "color": "precision"}, "bar"),
+        ("line", {"x": "batch_size", "y": "p50", "color": "model_name"}, "line"),
+        ("line", {"x": "created_at", "y": "p50"}, "line"),
+        ("scatter", {"x": "batch_size", "y": "p50", "color": "precision"}, "point"),
+        ("heatmap", {"x": "batch_size", "y": "model_name", "color": "p50"}, "rect"),
+        ("box", {"x": "model_name", "y": "p50"}, "boxplot"),
+    ],
+)
 def test_each_chart_kind_draws_its_rows(kind, columns, mark):
     spec, problem = chart_spec(Panel(title="t", sql="SELECT 1", chart=kind, **columns), ROWS)
     assert problem is None
@@ -250,8 +311,9 @@ def test_each_chart_kind_draws_its_rows(kind, columns, mark):
 
 
 def test_a_facet_makes_small_charts_and_a_dotted_name_is_a_field_not_a_path():
-    spec, problem = chart_spec(Panel(title="t", sql="SELECT 1", chart="bar", x="model_name", y="p50",
-                                     facet="precision"), ROWS)
+    spec, problem = chart_spec(
+        Panel(title="t", sql="SELECT 1", chart="bar", x="model_name", y="p50", facet="precision"), ROWS
+    )
     assert problem is None and spec["facet"]["field"] == "precision" and spec["spec"]["mark"]["type"] == "bar"
     dotted = result(["a.b", "v"], [["x", 1.0]])
     spec, _ = chart_spec(Panel(title="t", sql="SELECT 1", chart="bar", x="a.b", y="v"), dotted)
@@ -265,15 +327,34 @@ def test_a_chart_the_rows_cannot_draw_says_why():
     assert spec(chart="bar", x="model_name", y="nope")[1].startswith("the chart needs the column nope")
     assert "holds text, not numbers" in spec(chart="bar", x="p50", y="model_name")[1]
     assert spec(chart="table") == (None, None)
-    assert chart_spec(Panel(title="t", sql="SELECT 1", chart="bar", x="a", y="b"), result(["a", "b"], [])) == (None, None)
+    assert chart_spec(
+        Panel(title="t", sql="SELECT 1", chart="bar", x="a", y="b"), result(["a", "b"], [])
+    ) == (None, None)
 
 
 def status_event(status: str) -> bytes:
     now = utc_now()
-    return msgspec.json.encode(StatusEvent(status=RunStatus(
-        run_id="r", status=status, progress=1.0, current_step=None, start_time=now, elapsed_time=1.0,
-        estimated_remaining_time=None, completed_models=1, total_models=1, error=None, completed_configs=1,
-        total_configs=1, priority="high", created_at=now, completion_time=now)))
+    return msgspec.json.encode(
+        StatusEvent(
+            status=RunStatus(
+                run_id="r",
+                status=status,
+                progress=1.0,
+                current_step=None,
+                start_time=now,
+                elapsed_time=1.0,
+                estimated_remaining_time=None,
+                completed_models=1,
+                total_models=1,
+                error=None,
+                completed_configs=1,
+                total_configs=1,
+                priority="high",
+                created_at=now,
+                completion_time=now,
+            )
+        )
+    )
 
 
 def test_only_results_and_ended_runs_refresh_panels():
