@@ -61,6 +61,11 @@ class HardwareInfo(msgspec.Struct, kw_only=True):
     precisions: list[str] = []
     torch_device: str = "cpu"  # what torch.device() accepts
     uuid: str | None = None  # the GPU's UUID ("GPU-..."), how NVML finds it
+    # A Ray cluster's device (issue 13): its node's name (name is "NODE/DEVICE"), the node's
+    # hostname, and whether the node is in the cluster now. None, None, True for this machine's.
+    node: str | None = None
+    host: str | None = None
+    alive: bool = True
 
 
 @cache

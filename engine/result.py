@@ -100,6 +100,10 @@ class Measurement(Statistics, kw_only=True):
     # spread of their medians (standard deviation over mean); None for a single process.
     repeats: int | None = None
     between_process_cv: float | None = None
+    # Where it was measured (issue 13): the Ray node's name (None on the server's own
+    # devices) and the machine's hostname.
+    node: str | None = None
+    host: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,9 @@ the run's new status. The scheduler never runs a model in its own process.
 By default the machine measures one config at a time, whatever the device: a CPU
 worker uses every core while a GPU worker is launch-bound on the same CPU, so two
 devices measuring at once disturb each other. ``parallel_devices=True`` lets each
-device measure on its own (each run records which it was).
+device measure on its own (each run records which it was). ``machine_of`` says which
+machine a device is on (a Ray cluster's devices are on their nodes' hosts); devices of
+different machines measure at the same time.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Scheduler:
         models_dir: str | None = None,
         custom_benchmarks_dir: str | None = None,
         parallel_devices: bool = False,
+        machine_of: Callable[[str], str | None] | None = None,
     ):
         self._store = store
         self._sink = sink
@@ -68,6 +71,8 @@ class Scheduler:
         self.parallel_devices = parallel_devices
         # Held while a config is measured, unless devices may measure at the same time.
         self._machine = threading.Lock()
+        self._machine_of = machine_of  # None: every device is on this machine
+        self._machines: dict[str, threading.Lock] = {}  # other machines' locks, by machine
         self._lock = threading.Condition()
         self._save_lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
@@ -234,7 +239,7 @@ class Scheduler:
             self._finish_config(run, config, measured_seconds=None, skipped=True)
             return
 
-        with self._one_config_per_machine():
+        with self._one_config_per_machine(device):
             reason = refusal_reason(
                 config, self._parameters_million(config.model_name), self._free_memory_bytes(device)
             )
@@ -267,8 +272,14 @@ class Scheduler:
         if stopped_by:
             self._skip_rest_of_escalation(run, config, stopped_by)
 
-    def _one_config_per_machine(self):
-        return contextlib.nullcontext() if self.parallel_devices else self._machine
+    def _one_config_per_machine(self, device: str | None = None):
+        if self.parallel_devices:
+            return contextlib.nullcontext()
+        machine = self._machine_of(device) if self._machine_of is not None and device is not None else None
+        if machine is None:
+            return self._machine
+        with self._lock:
+            return self._machines.setdefault(machine, threading.Lock())
 
     def _measure(self, run: RunState, device: str, job: Job) -> Measurement:
         """``job`` measured in the device's worker; with ``repeats`` R > 1, once in each of R fresh

@@ -72,6 +72,8 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "throttled": pa.bool_(),
     "other_cpu_seconds": pa.float64(),
     "contended": pa.bool_(),
+    "node": pa.string(),  # the Ray node that measured it (issue 13); None on the server's own devices
+    "host": pa.string(),
     "created_at": pa.timestamp("us"),  # UTC; not DuckDB's current_timestamp, whose zone is the session's
 }
 _INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
@@ -91,6 +93,8 @@ RESULT_ROW_COLUMNS = (
     "calls_per_sample", "load_memory_peak_mb", "memory_reserved_peak_mb", "process_device_memory_mb",
     "sm_clock_mhz_before", "sm_clock_mhz_after", "temperature_c_before", "temperature_c_after",
     "power_w_before", "power_w_after", "throttled", "other_cpu_seconds", "contended",
+    # issue 13
+    "node", "host",
 )
 
 
@@ -129,7 +133,7 @@ def insert_results(db: Database, rows: list[dict]) -> int:
 
 FAILURE_VALUE_COLUMNS = (
     "run_id", "config_key", "batch_size", "precision", "sequence_length", "image_size", "status",
-    "is_compatible", "error_type", "error_message", "created_at",
+    "is_compatible", "error_type", "error_message", "node", "host", "created_at",
 )
 
 
@@ -166,7 +170,7 @@ def results_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
 FAILURE_COLUMNS = (
     "run_id", "model_name", "model_family", "model_type", "hardware_type", "hardware", "device_name",
     "batch_size", "precision", "sequence_length", "image_size", "status", "error_type", "error_message",
-    "created_at",
+    "created_at", "node", "host",
 )
 
 

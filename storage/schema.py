@@ -278,6 +278,42 @@ _V4 = [
         created_at TIMESTAMP DEFAULT current_timestamp,
         updated_at TIMESTAMP DEFAULT current_timestamp
     )""",
+    # Issue 13: where each result and each failure was measured, the Ray node (NULL on the
+    # server's own devices) and the host; a config lost with its node says which. Keep node
+    # and host in any later CREATE OR REPLACE VIEW of results_view or failures_view.
+    "ALTER TABLE performance_results ADD COLUMN node VARCHAR",
+    "ALTER TABLE performance_results ADD COLUMN host VARCHAR",
+    "ALTER TABLE hardware_compatibility ADD COLUMN node VARCHAR",
+    "ALTER TABLE hardware_compatibility ADD COLUMN host VARCHAR",
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.timing,
+               pr.attn_implementation, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met,
+               pr.p90_ci_low_ms, pr.p90_ci_high_ms, pr.p99_ci_low_ms, pr.p99_ci_high_ms,
+               pr.total_timed_seconds, pr.calls_per_sample,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_memory_peak_mb, pr.memory_reserved_peak_mb,
+               pr.process_device_memory_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.sm_clock_mhz_before, pr.sm_clock_mhz_after, pr.temperature_c_before,
+               pr.temperature_c_after, pr.power_w_before, pr.power_w_after, pr.throttled,
+               pr.other_cpu_seconds, pr.contended,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at, pr.samples_ms, pr.node, pr.host
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    """CREATE OR REPLACE VIEW failures_view AS
+        SELECT hc.compatibility_id, hc.run_id, m.model_name, m.model_family, m.model_type,
+               h.hardware_type, h.platform AS hardware, h.device_name, hc.batch_size, hc.precision,
+               hc.sequence_length, hc.image_size, hc.status, hc.is_compatible, hc.error_type,
+               hc.error_message, hc.config_key, hc.created_at, hc.node, hc.host
+        FROM hardware_compatibility hc
+        LEFT JOIN models m ON hc.model_id = m.model_id
+        LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
     # Issue 12: a result measured in several worker processes (repeats) and the spread of
     # their medians. Read from performance_results (storage.comparisons); not in the views.
     "ALTER TABLE performance_results ADD COLUMN repeats INTEGER",

@@ -25,6 +25,12 @@ def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default=None, help="where reports go (default results/)")
 
 
+def _add_ray_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="also use every node of this Ray cluster, devices named NODE/DEVICE "
+                             "(env BENCHBOARD_RAY_ADDRESS; needs pip install 'benchboard[ray]')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchboard", description="Trustworthy ML inference benchmarks.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "the spread between processes (default 1)")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     _add_storage_flags(run)
+    _add_ray_flag(run)
 
     serve = commands.add_parser("serve", help="serve the dashboard and the JSON API")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -85,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of TOML/YAML files, one custom dashboard tab each")
     serve.add_argument("--max-seconds", type=float, default=None, metavar="S")
     _add_storage_flags(serve)
+    _add_ray_flag(serve)
 
-    hardware = commands.add_parser("hardware", help="list the devices found here")
+    hardware = commands.add_parser("hardware", help="list the devices found here (and on a Ray cluster's nodes)")
     hardware.add_argument("--json", action="store_true")
+    _add_ray_flag(hardware)
 
     models = commands.add_parser("models", help="list the models that can be benchmarked")
     models.add_argument("--models-dir", default=None)
@@ -140,7 +149,7 @@ def command_run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
-        parallel_devices=args.parallel_devices, resume=False,
+        parallel_devices=args.parallel_devices, resume=False, ray_address=args.ray_address,
     )
     given = {
         "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
@@ -212,7 +221,7 @@ def command_serve(args: argparse.Namespace) -> int:
         token=args.token, cors_origins=args.cors_origins, models_dir=args.models_dir,
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
         allowed_hosts=args.allowed_hosts, max_configs_per_run=args.max_configs_per_run,
-        panels_dir=args.panels_dir,
+        panels_dir=args.panels_dir, ray_address=args.ray_address,
     )
     api_url = (args.api_url or DEFAULT_API_URL).rstrip("/")
     if args.reuse_running and is_benchboard(api_url):
@@ -254,7 +263,18 @@ def _print_records(records: list[msgspec.Struct], columns: list[str], as_json: b
 def command_hardware(args: argparse.Namespace) -> int:
     from engine.hardware import detect_hardware
 
-    return _print_records(detect_hardware(), ["name", "type", "device", "memory_gb", "compute_units", "precisions"], args.json)
+    columns = ["name", "type", "device", "memory_gb", "compute_units", "precisions"]
+    address = Settings.from_env(ray_address=args.ray_address).ray_address
+    if not address:
+        return _print_records(detect_hardware(), columns, args.json)
+    from engine.ray_executor import connect
+
+    cluster = connect(address)
+    try:
+        hardware = [*detect_hardware(), *cluster.hardware()]
+    finally:
+        cluster.close()
+    return _print_records(hardware, [*columns, "node", "host", "alive"], args.json)
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -290,6 +310,16 @@ def command_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_missing(args: argparse.Namespace) -> bool:
+    """A Ray address without Ray installed: say how to install it (exit 2, before anything starts)."""
+    from engine.nodes import RAY_MISSING, ray_installed
+
+    if Settings.from_env(ray_address=args.ray_address).ray_address and not ray_installed():
+        print(f"error: {RAY_MISSING}", file=sys.stderr)
+        return True
+    return False
+
+
 COMMANDS = {"run": command_run, "serve": command_serve, "hardware": command_hardware, "models": command_models,
             "query": command_query}
 
@@ -297,6 +327,8 @@ COMMANDS = {"run": command_run, "serve": command_serve, "hardware": command_hard
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "serve", "hardware") and _ray_missing(args):
+        return EXIT_USAGE
     if args.command == "remote":
         from webapp.cli.remote import run_remote
 

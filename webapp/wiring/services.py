@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import msgspec
 
 from engine.config import MeasurementSettings
-from engine.errors import InvalidRequestError, UnknownRunError
+from engine.errors import EngineError, InvalidRequestError, UnknownRunError
 from engine.hardware import HardwareInfo, detect_hardware, environment, free_memory_bytes, resolve_hardware
 from engine.models.registry import ModelRegistry
 from engine.models.spec import ModelInfo
+from engine.nodes import RAY_MISSING, StampedWorker, ray_installed
+from engine.nodes import resolve as resolve_with_cluster
 from engine.planning import plan_run
 from engine.ports import EventSink
 from engine.result import ResultRow
@@ -46,13 +49,31 @@ def refuse_oversized(run: RunState, limit: int) -> None:
     ))
 
 
+def connect_cluster(settings: Settings):
+    """The Ray cluster at ``settings.ray_address`` (issue 13), joined as its driver; Ray is
+    imported here and nowhere else."""
+    if not ray_installed():
+        raise EngineError(RAY_MISSING)
+    from engine.ray_executor import connect
+
+    return connect(
+        settings.ray_address, models_dir=settings.models_dir, custom_benchmarks_dir=settings.custom_benchmarks_dir
+    )
+
+
 class Services:
     def __init__(self, settings: Settings, *, listeners: list[EventSink] | None = None, allow_model_paths: bool = False):
         self.settings = settings
         self.db = Database(settings.db_path)
         self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths)
-        self.hardware = detect_hardware()
-        self._hardware_by_name = {hw.name: hw for hw in self.hardware}
+        self.local_hardware = detect_hardware()
+        self._hardware_by_name = {hw.name: hw for hw in self.local_hardware}
+        # --ray-address: every node's devices too, named NODE/DEVICE (engine.ray_executor).
+        try:
+            self.cluster = connect_cluster(settings) if settings.ray_address else None
+        except Exception:
+            self.db.close()
+            raise
         self.reports = ReportWriter(self.db, settings.results_path)
         self.events = EventFanout([self.reports, *(listeners or [])])
         self.scheduler = Scheduler(
@@ -65,22 +86,50 @@ class Services:
             models_dir=settings.models_dir,
             custom_benchmarks_dir=settings.custom_benchmarks_dir,
             parallel_devices=settings.parallel_devices,
+            machine_of=self._machine_of if self.cluster is not None else None,
         )
 
+    @property
+    def hardware(self) -> list[HardwareInfo]:
+        """This machine's devices, then the Ray cluster's (with node, host and whether it is alive)."""
+        return [*self.local_hardware, *(self.cluster.hardware() if self.cluster is not None else [])]
+
+    def _on_cluster(self, device: str) -> bool:
+        return self.cluster is not None and self.cluster.owns(device)
+
+    def _machine_of(self, device: str) -> str:
+        return self.cluster.machine_of(device) if self._on_cluster(device) else socket.gethostname()
+
+    def _resolve_hardware(self, names: list[str]) -> list[str]:
+        if self.cluster is None:
+            return resolve_hardware(names)
+        return resolve_with_cluster(
+            names, local=resolve_hardware, local_names=list(self._hardware_by_name), cluster=self.cluster.devices()
+        )
+
+    def _environment(self, device: str) -> dict:
+        return self.cluster.environment(device) if self._on_cluster(device) else environment(device)
+
     def _free_memory_bytes(self, device: str) -> int:
+        if self._on_cluster(device):
+            return self.cluster.free_memory_bytes(device)  # asked on the device's node
         # NVML or the device's own worker: this process never opens a CUDA context (issue 10).
         return free_memory_bytes(device, ask_worker=lambda: self.scheduler.worker(device).free_memory_bytes())
 
     def _worker(self, device: str) -> WorkerProcess:
         # Not started here: its first run() starts it, outside the scheduler's lock.
-        return WorkerProcess(
+        if self._on_cluster(device):
+            return self.cluster.worker(device)
+        return StampedWorker(WorkerProcess(
             device, models_dir=self.settings.models_dir, custom_benchmarks_dir=self.settings.custom_benchmarks_dir
-        )
+        ), node=None, host=socket.gethostname())
 
     def describe_model(self, name: str) -> ModelInfo:
         return self.registry.get(name).describe()
 
     def describe_hardware(self, name: str) -> HardwareInfo:
+        if self._on_cluster(name):
+            return self.cluster.describe(name)
         return self._hardware_by_name[name]
 
     # ---- runs -------------------------------------------------------------------
@@ -88,7 +137,7 @@ class Services:
     def plan(self, request: RunRequest) -> RunState:
         """Validate and expand a request; raises engine.errors.InvalidRequestError naming the field."""
         run = plan_run(
-            request, registry=self.registry, resolve_hardware=resolve_hardware, environment=environment,
+            request, registry=self.registry, resolve_hardware=self._resolve_hardware, environment=self._environment,
             settings=self.scheduler.settings, parallel_devices=self.settings.parallel_devices,
         )
         refuse_oversized(run, self.settings.max_configs_per_run)
@@ -155,4 +204,6 @@ class Services:
 
     def close(self) -> None:
         self.scheduler.shutdown()
+        if self.cluster is not None:
+            self.cluster.close()
         self.db.close()

@@ -37,6 +37,10 @@ class Settings:
     threads: int | None = None
     resume: bool = True
     prestart_workers: bool = True
+    # A Ray cluster to measure on as well (issue 13): what ray.init(address=...) takes, e.g.
+    # "10.0.0.5:6379" (the head's GCS) or "ray://head:10001". None: this machine only, and Ray
+    # is not imported.
+    ray_address: str | None = None
     secret_key: str | None = None
     # Devices of this machine measure at the same time (off: one config at a time per machine).
     parallel_devices: bool = False

@@ -1,0 +1,655 @@
+"""Measuring on the devices of a Ray cluster's nodes (``--ray-address``, the ``[ray]`` extra).
+
+The server becomes a Ray driver. For each node it runs the engine's hardware detection on
+that node (a short task pinned there), names the node (engine.nodes) and lists its devices
+as ``NODE/DEVICE``. Each device of each node then gets one long-lived actor, pinned to the
+node with ``NodeAffinitySchedulingStrategy`` (CUDA actors reserve ``num_gpus=1``), that
+holds the same worker loop as a local device: a ``python -m engine.worker`` process started
+on the actor's node through ``WorkerProcess``. So torch is imported once per node and
+device, and a worker crash there behaves as it does locally: only the config in flight
+fails, with its reason, and the next config gets a fresh worker.
+
+Jobs go to the actor and results come back to the driver as the worker pipe's JSON; the
+server stays the only DuckDB writer. A node that dies mid-config fails that config with
+``node_lost``; configs still to run there fail the same way, and the run goes on elsewhere.
+A monitor thread follows ``ray.nodes()``: nodes that join are detected and listed, nodes
+that leave are listed as not alive.
+
+Nothing here imports torch at module level: actor processes import this module, and only
+the worker process they start pays for torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+import psutil
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from engine.config import Job
+from engine.errors import EngineError
+from engine.nodes import NODE_NAME_VARIABLE, SEPARATOR, ClusterDevice, NodeIdentity, assign_names, split
+from engine.result import FAILED, Measurement
+from engine.worker_client import WorkerProcess
+
+if TYPE_CHECKING:
+    from engine.hardware import HardwareInfo
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "benchboard"
+REFRESH_S = 2.0  # how often the monitor looks at ray.nodes()
+DETECT_TIMEOUT_S = 300.0  # a node's first task starts a Python process that imports torch
+ACTOR_START_TIMEOUT_S = 300.0  # placing the actor and starting its worker (torch's import)
+POLL_S = 0.25  # how often a config in flight checks for a cancel and for its node
+CANCEL_GRACE_S = 15.0
+# How long a dead actor's node may take to be declared dead by Ray's health checks
+# (health_check_period_ms x health_check_failure_threshold, 3 s x 5 by default).
+NODE_LOST_GRACE_S = 30.0
+CALL_TIMEOUT_S = 30.0
+# Ray sets these in its worker processes (OMP_NUM_THREADS=1 for actors that reserve no CPU);
+# the measuring worker gets the node's own values, as a worker started by hand there would.
+THREAD_VARIABLES = ("OMP_NUM_THREADS",)
+# A GPU actor sees every GPU of its node, so cuda:N means what detection found there;
+# Ray still counts the GPU the actor reserved.
+GPU_ACTOR_ENV = {
+    "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1",
+    "RAY_EXPERIMENTAL_NOSET_HIP_VISIBLE_DEVICES": "1",
+}
+GPU_TYPES = ("cuda", "rocm")
+
+
+class ClusterError(EngineError):
+    """The Ray cluster cannot be reached or used."""
+
+
+class NodeReport(msgspec.Struct, kw_only=True):
+    """What detection on a node found: its hostname, its raylet's BENCHBOARD_NODE_NAME, its devices
+    (engine.hardware.HardwareInfo, by their names there) and each device's environment."""
+
+    hostname: str
+    node_name: str | None = None
+    devices: list[dict] = []
+    environments: dict[str, dict] = {}
+
+
+class _Node(msgspec.Struct, kw_only=True):
+    node_id: str
+    name: str
+    host: str
+    env_name: str | None  # BENCHBOARD_NODE_NAME of its raylet
+    ip: str | None
+    alive: bool
+    devices: list  # HardwareInfo of the node, names as the node calls them
+    environments: dict[str, dict]
+
+
+class Binding(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a cluster device lives now."""
+
+    name: str  # NODE/DEVICE
+    node_id: str
+    node: str
+    host: str
+    device: str  # the node's own name for it
+    type: str
+    uuid: str | None = None
+    memory_bytes: int = 0
+    alive: bool = True
+
+
+# ---- on the nodes --------------------------------------------------------------------
+
+
+def _raylet_environment() -> dict[str, str]:
+    """The environment ``ray start`` gave this node's raylet (a Ray worker's parent), else ours."""
+    try:
+        parent = psutil.Process(os.getppid())
+        if "raylet" in parent.name():
+            return parent.environ()
+    except (psutil.Error, OSError):
+        pass
+    return dict(os.environ)
+
+
+def _node_thread_settings() -> None:
+    """Undo what Ray set for its own worker process and the node itself did not ask for."""
+    raylet = _raylet_environment()
+    for variable in THREAD_VARIABLES:
+        if variable in raylet:
+            os.environ[variable] = raylet[variable]
+        else:
+            os.environ.pop(variable, None)
+
+
+def detect_node() -> bytes:
+    """Run on a node: its name variable, hostname, devices and their environments, as JSON."""
+    _node_thread_settings()  # before torch's import: its default thread count reads them
+    from engine.hardware import detect_hardware, environment
+
+    raylet = _raylet_environment()
+    devices = detect_hardware()
+    report = NodeReport(
+        hostname=socket.gethostname(),
+        node_name=(raylet.get(NODE_NAME_VARIABLE) or "").strip() or None,
+        devices=[msgspec.to_builtins(hw) for hw in devices],
+        environments={hw.name: environment(hw.name) for hw in devices},
+    )
+    return msgspec.json.encode(report)
+
+
+class DeviceActor:
+    """One device of one node: its long-lived ``engine.worker`` and the questions only it can answer.
+
+    Threaded (``max_concurrency``), so that ``cancel`` reaches a ``run`` in flight.
+    """
+
+    def __init__(
+        self, device: str, hardware_type: str, uuid: str | None, node_name: str,
+        models_dir: str | None, custom_benchmarks_dir: str | None,
+    ):
+        _node_thread_settings()
+        self._device = device
+        self._type = hardware_type
+        self._uuid = uuid
+        # ``env`` is read now, after the thread settings above; the worker gets the node's name too.
+        self._worker = WorkerProcess(
+            device, models_dir=models_dir, custom_benchmarks_dir=custom_benchmarks_dir,
+            env={NODE_NAME_VARIABLE: node_name},
+        )
+
+    def run(self, job_json: bytes, timeout_s: float | None) -> bytes:
+        job = msgspec.json.decode(job_json, type=Job)
+        return msgspec.json.encode(self._worker.run(job, timeout_s))
+
+    def ping(self, timeout_s: float) -> bool:
+        return self._worker.ping(timeout_s)
+
+    def cancel(self) -> bool:
+        return self._worker.cancel()
+
+    def free_memory_bytes(self) -> int | None:
+        if self._type not in ("cuda", "rocm", "xpu"):
+            return int(psutil.virtual_memory().available)  # CPU, and MPS's unified memory
+        if self._type == "cuda":
+            from engine import nvml
+
+            _, _, index = self._device.partition(":")
+            free = nvml.free_memory_bytes(nvml.device_handle(self._uuid, int(index) if index.isdigit() else None))
+            if free is not None:
+                return free
+        ask = getattr(self._worker, "free_memory_bytes", None)
+        return ask() if ask is not None else None
+
+    def where(self) -> dict:
+        return {"pid": os.getpid(), "hostname": socket.gethostname(), "worker_pid": self._worker.pid}
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+_remote_detect = None
+_remote_actor = None
+
+
+def _detect_task():
+    global _remote_detect
+    if _remote_detect is None:
+        # A fresh process each time (max_calls=1): torch's memory goes when detection is done.
+        _remote_detect = ray.remote(num_cpus=0, max_calls=1, max_retries=0)(detect_node)
+    return _remote_detect
+
+
+def _actor_class():
+    global _remote_actor
+    if _remote_actor is None:
+        _remote_actor = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=0)(DeviceActor)
+    return _remote_actor
+
+
+# ---- on the server -------------------------------------------------------------------
+
+
+class RayCluster:
+    """The cluster's nodes and devices as the server sees them; ``worker(name)`` for the scheduler."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        models_dir: str | None = None,
+        custom_benchmarks_dir: str | None = None,
+        refresh_s: float = REFRESH_S,
+        node_lost_grace_s: float = NODE_LOST_GRACE_S,
+    ):
+        self.address = address
+        self._models_dir = models_dir
+        self._custom_benchmarks_dir = custom_benchmarks_dir
+        self._refresh_s = refresh_s
+        self.node_lost_grace_s = node_lost_grace_s
+        self._lock = threading.RLock()
+        self._nodes: dict[str, _Node] = {}  # node id -> node, every node detected
+        self._names: dict[str, str] = {}  # node id -> name, sticky
+        self._alive: dict[str, bool] = {}  # node id -> alive, as ray.nodes() last said
+        self._failed_detections: dict[str, float] = {}  # node id -> when to try again
+        self._workers: dict[str, RayDeviceWorker] = {}
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def connect(self) -> RayCluster:
+        """Join the cluster as its driver and detect every live node; raises ClusterError."""
+        try:
+            if not ray.is_initialized():
+                ray.init(
+                    address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                    logging_level=logging.WARNING, configure_logging=False,
+                )
+        except Exception as error:  # noqa: BLE001 - Ray raises several kinds; all mean "not reachable"
+            raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {error}") from None
+        self.refresh()
+        self._monitor = threading.Thread(target=self._follow, name="ray-nodes", daemon=True)
+        self._monitor.start()
+        log.info("connected to Ray at %s: %s", self.address, ", ".join(
+            f"{node.name} ({'alive' if node.alive else 'gone'})" for node in self._nodes.values()
+        ) or "no nodes")
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.close()
+        if self._monitor is not None:
+            self._monitor.join(timeout=self._refresh_s + CALL_TIMEOUT_S)
+        if ray.is_initialized():
+            ray.shutdown()
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Look at the cluster's nodes now: detect the new ones, mark those that left."""
+        listed = ray.nodes()
+        alive = {node["NodeID"]: bool(node["Alive"]) for node in listed}
+        ips = {node["NodeID"]: node.get("NodeManagerAddress") for node in listed}
+        now = time.monotonic()
+        with self._lock:
+            self._alive.update(alive)
+            for node in self._nodes.values():
+                node.alive = self._alive.get(node.node_id, False)
+            new = [
+                node_id for node_id, up in alive.items()
+                if up and node_id not in self._nodes and self._failed_detections.get(node_id, 0.0) <= now
+            ]
+        if new:
+            self._detect(new, ips)
+
+    def _detect(self, node_ids: list[str], ips: dict[str, str | None]) -> None:
+        task = _detect_task()
+        refs = {
+            node_id: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+            for node_id in node_ids
+        }
+        reports: dict[str, NodeReport] = {}
+        for node_id, ref in refs.items():
+            try:
+                reports[node_id] = msgspec.json.decode(ray.get(ref, timeout=DETECT_TIMEOUT_S), type=NodeReport)
+            except Exception as error:  # noqa: BLE001 - a node that cannot answer is retried later
+                log.warning("hardware detection on Ray node %s failed: %s", node_id[:12], error)
+                with self._lock:
+                    self._failed_detections[node_id] = time.monotonic() + 30.0
+        if not reports:
+            return
+        from engine.hardware import HardwareInfo
+
+        with self._lock:
+            identities = [
+                NodeIdentity(node_id=node_id, hostname=report.hostname, node_name=report.node_name, ip=ips.get(node_id))
+                for node_id, report in reports.items()
+            ]
+            # A node back under its BENCHBOARD_NODE_NAME takes its name from its dead predecessor.
+            comeback = {
+                node_id for node_id, name in self._names.items()
+                if not self._alive.get(node_id, False)
+                and any(identity.node_name and name == identity.node_name.lower() for identity in identities)
+            }
+            for node_id in comeback:
+                del self._names[node_id]
+                self._nodes.pop(node_id, None)
+            known = [
+                NodeIdentity(node_id=node.node_id, hostname=node.host, node_name=node.env_name, ip=node.ip)
+                for node in self._nodes.values()
+            ]
+            self._names = assign_names([*known, *identities], self._names)
+            for node_id, report in reports.items():
+                self._nodes[node_id] = _Node(
+                    node_id=node_id,
+                    name=self._names[node_id],
+                    host=report.hostname,
+                    env_name=report.node_name,
+                    ip=ips.get(node_id),
+                    alive=self._alive.get(node_id, True),
+                    devices=[msgspec.convert(device, HardwareInfo) for device in report.devices],
+                    environments=report.environments,
+                )
+                self._failed_detections.pop(node_id, None)
+                log.info("Ray node %s (%s, host %s): %s", self._names[node_id], node_id[:12], report.hostname,
+                         ", ".join(hw.name for hw in self._nodes[node_id].devices))
+
+    def _follow(self) -> None:
+        failing_since = None
+        while not self._stop.wait(self._refresh_s):
+            try:
+                self.refresh()
+                failing_since = None
+            except Exception as error:  # noqa: BLE001 - keep following; the cluster may come back
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("cannot read the Ray cluster's nodes: %s", error)
+
+    def node_alive(self, node_id: str) -> bool:
+        with self._lock:
+            return self._alive.get(node_id, False)
+
+    def wait_node_dead(self, node_id: str, timeout_s: float) -> bool:
+        """True once Ray says the node is dead, False if it is still alive after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                listed = {node["NodeID"]: bool(node["Alive"]) for node in ray.nodes()}
+            except Exception:  # noqa: BLE001 - the cluster itself is unreachable
+                listed = {}
+            alive = listed.get(node_id, False)
+            with self._lock:
+                self._alive[node_id] = alive
+                if node_id in self._nodes:
+                    self._nodes[node_id].alive = alive
+            if not alive:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+
+    # -- devices -----------------------------------------------------------------------
+
+    def _current(self) -> dict[str, _Node]:
+        """Node name -> the node that has that name now."""
+        with self._lock:
+            return {node.name: node for node in self._nodes.values()}
+
+    def devices(self) -> list[ClusterDevice]:
+        with self._lock:
+            return [
+                ClusterDevice(name=f"{node.name}{SEPARATOR}{hw.name}", node=node.name, device=hw.name,
+                              type=hw.type, alive=node.alive)
+                for node in sorted(self._nodes.values(), key=lambda n: n.name)
+                for hw in node.devices
+            ]
+
+    def hardware(self) -> list[HardwareInfo]:
+        """Every node's devices named NODE/DEVICE, with their node, host and whether it is alive."""
+        with self._lock:
+            return [
+                msgspec.structs.replace(
+                    hw, name=f"{node.name}{SEPARATOR}{hw.name}", node=node.name, host=node.host, alive=node.alive
+                )
+                for node in sorted(self._nodes.values(), key=lambda n: n.name)
+                for hw in node.devices
+            ]
+
+    @staticmethod
+    def owns(name: str) -> bool:
+        return split(name) is not None
+
+    def binding(self, name: str) -> Binding | None:
+        parts = split(name)
+        if parts is None:
+            return None
+        node_name, device = parts
+        with self._lock:
+            node = self._current().get(node_name)
+            hw = next((hw for hw in node.devices if hw.name == device), None) if node else None
+            if hw is None:
+                return None
+            return Binding(
+                name=name, node_id=node.node_id, node=node.name, host=node.host, device=hw.name, type=hw.type,
+                uuid=hw.uuid, memory_bytes=int(hw.memory_gb * 1024**3), alive=node.alive,
+            )
+
+    def describe(self, name: str) -> HardwareInfo:
+        """The device as detected, for hardware_platforms (alive as it was then: not a stored fact)."""
+        found = self.binding(name)
+        if found is None:
+            from engine.errors import UnknownHardwareError
+
+            raise UnknownHardwareError(name, [device.name for device in self.devices()])
+        with self._lock:
+            node = self._nodes[found.node_id]
+            hw = next(hw for hw in node.devices if hw.name == found.device)
+            return msgspec.structs.replace(hw, name=name, node=node.name, host=node.host)
+
+    def environment(self, name: str) -> dict:
+        """The device's facts as measured on its node (its torch, driver and CUDA versions), plus
+        the node and host."""
+        found = self.binding(name)
+        if found is None:
+            from engine.errors import UnknownHardwareError
+
+            raise UnknownHardwareError(name, [device.name for device in self.devices()])
+        with self._lock:
+            facts = dict(self._nodes[found.node_id].environments.get(found.device, {}))
+        return {**facts, "hardware": name, "node": found.node, "host": found.host}
+
+    def machine_of(self, name: str) -> str:
+        """The machine a device is on, for one config at a time per machine: its node's host."""
+        found = self.binding(name)
+        return found.host if found is not None else name
+
+    def worker(self, name: str) -> RayDeviceWorker:
+        with self._lock:
+            if name not in self._workers:
+                self._workers[name] = RayDeviceWorker(self, name)
+            return self._workers[name]
+
+    def free_memory_bytes(self, name: str) -> int:
+        """Free memory of the device, asked on its node; its total where the node cannot say
+        (a lost node then fails the config as node_lost rather than as refused)."""
+        found = self.binding(name)
+        if found is None:
+            return 0
+        free = self.worker(name).free_memory_bytes() if found.alive else None
+        if free is None:
+            log.warning("free memory of %s is unknown; assuming its total", name)
+            return found.memory_bytes
+        return int(free)
+
+    def actor_options(self, found: Binding) -> dict:
+        options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(found.node_id, soft=False)}
+        if found.type in GPU_TYPES:
+            options.update(num_gpus=1, runtime_env={"env_vars": dict(GPU_ACTOR_ENV)})
+        return options
+
+    def new_actor(self, found: Binding):
+        return _actor_class().options(**self.actor_options(found)).remote(
+            found.device, found.type, found.uuid, found.node, self._models_dir, self._custom_benchmarks_dir,
+        )
+
+
+class RayDeviceWorker:
+    """The scheduler's worker for one cluster device: ``run``, ``cancel``, ``ping``, ``close``,
+    like engine.worker_client.WorkerProcess. ``run`` never raises for what happens on the node."""
+
+    def __init__(self, cluster: RayCluster, name: str):
+        self.device = name
+        self._cluster = cluster
+        self._actor = None
+        self._actor_node: str | None = None
+        self._run_lock = threading.Lock()  # one request at a time, like a worker's pipe
+        self._state = threading.Lock()
+        self._in_flight = False
+        self._cancelled = False
+        self._closed = False
+
+    # -- the actor ---------------------------------------------------------------------
+
+    def _actor_for(self, found: Binding):
+        with self._state:
+            if self._closed:
+                raise ClusterError(f"the worker for {self.device} is closed")
+            if self._actor is not None and self._actor_node == found.node_id:
+                return self._actor
+            stale, self._actor = self._actor, None
+            if stale is not None:
+                _kill(stale)  # its node was replaced by one of the same name
+            self._actor = self._cluster.new_actor(found)
+            self._actor_node = found.node_id
+            return self._actor
+
+    def _drop_actor(self, kill: bool = True) -> None:
+        with self._state:
+            actor, self._actor = self._actor, None
+        if actor is not None and kill:
+            _kill(actor)
+
+    # -- requests ----------------------------------------------------------------------
+
+    def run(self, job: Job, timeout_s: float | None = None) -> Measurement:
+        """Measure ``job`` on the device's node; every failure comes back as a FAILED Measurement."""
+        with self._run_lock:
+            started = time.perf_counter()
+            with self._state:
+                self._in_flight, self._cancelled = True, False
+            try:
+                found = self._cluster.binding(self.device)
+                result = self._run(job, found, timeout_s)
+            finally:
+                with self._state:
+                    self._in_flight, self._cancelled = False, False
+            if result.wall_seconds is None:
+                result.wall_seconds = time.perf_counter() - started
+            result.hardware = self.device
+            if found is not None:
+                result.node, result.host = found.node, found.host
+            return result
+
+    def _run(self, job: Job, found: Binding | None, timeout_s: float | None) -> Measurement:
+        if found is None or not found.alive:
+            where = found.node if found else split(self.device)[0]
+            return _failure(job, "node_lost", f"node {where} is not in the cluster any more")
+        try:
+            actor = self._actor_for(found)
+            local_job = msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, hardware=found.device))
+            ref = actor.run.remote(msgspec.json.encode(local_job), timeout_s)
+        except Exception as error:  # noqa: BLE001
+            return _failure(job, "worker_start_failed", f"could not start the Ray actor for {self.device}: {error}")
+        # The actor's own worker enforces timeout_s; this is for an actor that never answers
+        # (still waiting for its node's resources, or a node cut off without being declared dead).
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s + ACTOR_START_TIMEOUT_S
+        cancel_sent_at = None
+        while True:
+            done, _ = ray.wait([ref], timeout=POLL_S)
+            if done:
+                try:
+                    return msgspec.json.decode(ray.get(ref), type=Measurement)
+                except Exception as error:  # noqa: BLE001 - the actor or its node died
+                    return self._actor_failed(job, found, error)
+            if self._was_cancelled() and cancel_sent_at is None:
+                cancel_sent_at = time.monotonic()
+                actor.cancel.remote()
+            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_S:
+                self._drop_actor()
+                return _failure(job, "cancelled", "cancelled while it was running")
+            if not self._cluster.node_alive(found.node_id):
+                self._drop_actor(kill=False)
+                return _failure(job, "node_lost", f"node {found.node} ({found.host}) left the cluster during this config")
+            if deadline is not None and time.monotonic() > deadline:
+                self._drop_actor()
+                return _failure(job, "timeout", f"the Ray actor for {self.device} did not answer within "
+                                                f"{timeout_s + ACTOR_START_TIMEOUT_S:g} s")
+
+    def _actor_failed(self, job: Job, found: Binding, error: Exception) -> Measurement:
+        self._drop_actor(kill=False)
+        reason = str(error).strip().splitlines()
+        detail = next((line.strip() for line in reason if "node" in line.lower() and "died" in line.lower()), None)
+        if detail is not None or self._cluster.wait_node_dead(found.node_id, self._cluster.node_lost_grace_s):
+            return _failure(job, "node_lost", f"node {found.node} ({found.host}) was lost during this config"
+                                              + (f": {detail}" if detail else ""))
+        if self._was_cancelled():
+            return _failure(job, "cancelled", "cancelled while it was running")
+        summary = reason[0] if reason else type(error).__name__
+        return _failure(job, "worker_crashed", f"the Ray actor for {self.device} died: {summary}")
+
+    def _was_cancelled(self) -> bool:
+        with self._state:
+            return self._cancelled
+
+    def cancel(self) -> bool:
+        """Stop the job in flight (from any thread); its ``run`` returns FAILED "cancelled" promptly."""
+        with self._state:
+            if not self._in_flight:
+                return False
+            self._cancelled = True
+            return True
+
+    def ping(self, timeout_s: float = 10.0) -> bool:
+        """True when the device's actor and worker answer (starting them); False otherwise."""
+        with self._run_lock:
+            found = self._cluster.binding(self.device)
+            if found is None or not found.alive:
+                return False
+            try:
+                actor = self._actor_for(found)
+                return bool(ray.get(actor.ping.remote(timeout_s), timeout=ACTOR_START_TIMEOUT_S + timeout_s))
+            except Exception as error:  # noqa: BLE001
+                log.warning("the worker for %s did not answer: %s", self.device, error)
+                return False
+
+    def free_memory_bytes(self) -> int | None:
+        found = self._cluster.binding(self.device)
+        if found is None or not found.alive:
+            return None
+        try:
+            actor = self._actor_for(found)
+            return ray.get(actor.free_memory_bytes.remote(), timeout=ACTOR_START_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001
+            log.warning("free memory of %s could not be read on its node: %s", self.device, error)
+            return None
+
+    def close(self) -> None:
+        with self._state:
+            self._closed = True
+            actor, self._actor = self._actor, None
+        if actor is None:
+            return
+        try:
+            ray.get(actor.close.remote(), timeout=CALL_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
+        _kill(actor)
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001 - gone already
+        pass
+
+
+def _failure(job: Job, error_type: str, message: str) -> Measurement:
+    return Measurement.failure(job.config, FAILED, error_type, message)
+
+
+def connect(address: str, **options) -> RayCluster:
+    """A connected RayCluster; ClusterError when the address cannot be reached."""
+    return RayCluster(address, **options).connect()
+

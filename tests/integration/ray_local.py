@@ -1,0 +1,179 @@
+"""A real Ray cluster of several nodes on this machine, for tests and perf/ray_overhead.py.
+
+    with LocalRayCluster(tmp_path, ["head", "second"]) as cluster:
+        cluster.address          # what --ray-address takes
+        cluster.kill_raylet("second")   # SIGKILL: the node is lost
+
+Each node is ``ray start --block`` in a process group of its own, with its own
+``BENCHBOARD_NODE_NAME``, one CPU, a small object store and no dashboard. The head keeps
+its session under a temporary directory of ours, and Ray's health checks are fast, so a
+killed node is declared dead within a couple of seconds. ``stop`` ends every process the
+nodes started, by PID, even when a test failed; nothing is stopped by name and ``ray
+stop`` (which would end every Ray cluster of this user) is never called.
+
+Loopback: Ray rewrites 127.0.0.1 and localhost into the machine's routable address, both in
+``--node-ip-address`` and in ``--address``; 127.0.0.2, which Linux routes over loopback
+too, it keeps. So every node advertises 127.0.0.2 and every connection between nodes, and
+from the server, stays on loopback. (Ray's gRPC servers listen on every interface whatever
+the address; nothing here connects to them elsewhere.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+LOOPBACK = "127.0.0.2"
+START_TIMEOUT_S = 120.0
+OBJECT_STORE_BYTES = 80 * 1024**2
+# Fast failure detection: a node that misses 3 health checks 0.5 s apart is dead.
+HEAD_ENV = {
+    "RAY_health_check_initial_delay_ms": "0",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+}
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def ray_command() -> list[str]:
+    ray = Path(sys.executable).with_name("ray")
+    return [str(ray)] if ray.exists() else [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+class LocalRayCluster:
+    def __init__(self, root: Path, node_names: list[str], *, num_cpus: int = 1, extra_env: dict | None = None):
+        self.root = Path(root)
+        self.node_names = node_names
+        self.num_cpus = num_cpus
+        self.extra_env = extra_env or {}
+        self.port = free_port()
+        self.address = f"{LOOPBACK}:{self.port}"
+        # Short: Ray's Unix socket paths live under it (at most 107 characters).
+        self.temp_dir = tempfile.mkdtemp(prefix="bbray-", dir="/tmp")
+        self._nodes: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, Path] = {}
+        self._seen: dict[int, psutil.Process] = {}  # every process of ours ever seen, by PID
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> LocalRayCluster:
+        try:
+            head, *others = self.node_names
+            self._start_node(head, head=True)
+            self._wait_started(head)
+            for name in others:  # together: each takes seconds to start
+                self._start_node(name, head=False)
+            for name in others:
+                self._wait_started(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _node_args(self, head: bool) -> list[str]:
+        args = [
+            "start", "--block", f"--node-ip-address={LOOPBACK}", f"--num-cpus={self.num_cpus}", "--num-gpus=0",
+            f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+        ]
+        if head:
+            return [*args, "--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
+        return [*args, f"--address={self.address}"]
+
+    def _start_node(self, name: str, head: bool) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCHBOARD_", "RAY_"))}
+        env.update(QUIET_ENV, BENCHBOARD_NODE_NAME=name, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **self.extra_env)
+        if head:
+            env.update(HEAD_ENV)
+        log = self.root / f"ray-{name}.log"
+        self._logs[name] = log
+        with open(log, "w") as out:
+            self._nodes[name] = subprocess.Popen(
+                [*ray_command(), *self._node_args(head)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _wait_started(self, name: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        popen = self._nodes[name]
+        while "Ray runtime started" not in self._logs[name].read_text(errors="replace"):
+            if popen.poll() is not None:
+                raise RuntimeError(f"ray node {name} exited with {popen.returncode}: {self.log_tail(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ray node {name} did not start in {START_TIMEOUT_S:g} s: {self.log_tail(name)}")
+            time.sleep(0.2)
+        self._remember()
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        return "\n".join(self._logs[name].read_text(errors="replace").splitlines()[-lines:])
+
+    def _remember(self) -> None:
+        for popen in self._nodes.values():
+            try:
+                root = psutil.Process(popen.pid)
+                for process in [root, *root.children(recursive=True)]:
+                    self._seen.setdefault(process.pid, process)
+            except psutil.NoSuchProcess:
+                pass
+
+    def processes(self, name: str) -> list[psutil.Process]:
+        """The node's ``ray start`` process and everything it started (raylet, workers, agents)."""
+        try:
+            root = psutil.Process(self._nodes[name].pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def raylet(self, name: str) -> psutil.Process:
+        self._remember()
+        return next(p for p in self.processes(name) if p.name() == "raylet")
+
+    def kill_raylet(self, name: str) -> None:
+        """SIGKILL the node's raylet: to the cluster, the node is lost (its workers then end too)."""
+        self.raylet(name).send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """End every process of every node: SIGTERM to ``ray start --block`` (which stops its
+        node), then SIGKILL to whatever of ours is left, by PID."""
+        self._remember()
+        for popen in reversed(list(self._nodes.values())):
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for popen in self._nodes.values():
+            try:
+                popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+        self._remember()
+        for process in self._seen.values():
+            try:
+                if process.is_running():  # compares the start time too: never a reused PID
+                    process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(list(self._seen.values()), timeout=10)
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

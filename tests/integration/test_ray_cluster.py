@@ -1,0 +1,200 @@
+"""A real two-node Ray cluster on loopback (tests/integration/ray_local.py) and a real server
+driving it (``BENCHBOARD_RAY_ADDRESS``): every node's devices listed, a run over both nodes,
+a node SIGKILLed mid-config. Nothing is mocked; the cluster is stopped by PID even when a
+test fails. Also, without the flag the server never imports Ray, and without Ray the flag
+says how to install it.
+
+The tests of this module share one cluster and one server and run in file order: the last
+one kills a node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+import pytest
+
+from engine.nodes import ray_installed
+from tests.integration.server import REPO_ROOT, start_server
+
+needs_ray = pytest.mark.skipif(not ray_installed(), reason="needs the [ray] extra (pip install 'benchboard[ray]')")
+TERMINAL = {"completed", "failed", "cancelled"}
+API = "/api/benchmark"
+
+# A workload that builds at once, except on the node called "second": there it leaves a
+# marker next to this file and hangs, so the test knows that node is mid-config.
+SLOW_ON_SECOND = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+    import torch
+    from engine.models.spec import ModelSpec
+
+    MARKER = Path(__file__).with_name("second-is-building")
+
+    def build():
+        if os.environ.get("BENCHBOARD_NODE_NAME") == "second":
+            MARKER.touch()
+            time.sleep(300)
+        return torch.nn.Identity()
+
+    def inputs(batch_size, sequence_length, image_size):
+        return {"input": torch.zeros(batch_size, 4)}
+
+    MODELS = [ModelSpec("slow-on-second", "test", "custom", "tabular", 0.0, build, inputs)]
+    """
+)
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:g} s"
+        time.sleep(0.2)
+
+
+def finished(server, run_id: str, timeout_s: float = 120.0) -> dict:
+    def terminal():
+        status = httpx.get(f"{server.url}{API}/status/{run_id}", timeout=10).json()
+        return status if status["status"] in TERMINAL else None
+
+    wait_until(terminal, timeout_s, f"run {run_id} did not finish")
+    return httpx.get(f"{server.url}{API}/results/{run_id}", timeout=10).json()
+
+
+def start_run(server, **body) -> str:
+    body = {"batch_sizes": [1], "precision": "fp32", "force": True, "progressive_mode": False, **body}
+    response = httpx.post(f"{server.url}{API}/run", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()["run_id"]
+
+
+def hardware(server) -> dict[str, dict]:
+    return {hw["name"]: hw for hw in httpx.get(f"{server.url}{API}/hardware", timeout=10).json()}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from tests.integration.ray_local import LocalRayCluster
+
+    with LocalRayCluster(tmp_path_factory.mktemp("ray"), ["head", "second"]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def custom_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("custom")
+    (folder / "slow_on_second.py").write_text(SLOW_ON_SECOND)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, custom_dir, tmp_path_factory):
+    # prestart_workers: each node's actor and worker start at once, in parallel, while the
+    # first test looks at /hardware.
+    with start_server(tmp_path_factory.mktemp("ray-server"), ray_address=cluster.address,
+                      custom_benchmarks_dir=custom_dir, max_seconds=0.3, prestart_workers=True) as server:
+        wait_until(lambda: {"head/cpu", "second/cpu"} <= set(hardware(server)), 60, "both nodes' CPUs were not listed")
+        yield server
+
+
+@needs_ray
+@pytest.mark.timeout(240)
+def test_hardware_lists_each_nodes_devices_with_node_host_and_liveness(ray_server):
+    listed = hardware(ray_server)
+    for node in ("head", "second"):
+        cpu = listed[f"{node}/cpu"]
+        assert (cpu["node"], cpu["host"], cpu["alive"], cpu["type"]) == (node, socket.gethostname(), True, "cpu")
+    assert listed["cpu"]["node"] is None  # this server's own CPU, as without a cluster
+
+
+@needs_ray
+@pytest.mark.timeout(240)
+def test_a_run_over_both_nodes_completes_with_rows_from_each(ray_server):
+    outcome = finished(ray_server, start_run(ray_server, models=["bert-tiny"], hardware=["*/cpu"]))
+    assert outcome["status"] == "completed", outcome["failures"]
+    rows = {row["hardware"]: row for row in outcome["results"]}
+    assert set(rows) == {"head/cpu", "second/cpu"}
+    for node in ("head", "second"):
+        row = rows[f"{node}/cpu"]
+        assert (row["node"], row["host"]) == (node, socket.gethostname())
+        assert row["n_samples"] > 0 and row["p50_latency_ms"] > 0
+
+
+@needs_ray
+@pytest.mark.timeout(240)
+def test_a_node_killed_mid_config_fails_only_its_config_as_node_lost(ray_server, cluster, custom_dir):
+    run_id = start_run(ray_server, models=["bert-tiny", "slow-on-second"], hardware=["head/cpu", "second/cpu"])
+    wait_until((custom_dir / "second-is-building").exists, 120, "the second node never started its slow config")
+    cluster.kill_raylet("second")
+    outcome = finished(ray_server, run_id)
+
+    assert outcome["status"] == "completed"
+    head_rows = {row["model_name"] for row in outcome["results"] if row["hardware"] == "head/cpu"}
+    assert head_rows == {"bert-tiny", "slow-on-second"}  # the head's configs all completed
+    lost = {row["model_name"]: row for row in outcome["failures"] if row["hardware"] == "second/cpu"}
+    assert lost["slow-on-second"]["error_type"] == "node_lost"
+    assert lost["slow-on-second"]["node"] == "second"
+    # Whatever else was left for the second node could not run there either.
+    assert all(row["error_type"] == "node_lost" for row in lost.values())
+    assert not [row for row in outcome["failures"] if row["hardware"] == "head/cpu"]
+
+    # The node is listed as gone, and a run naming it is refused with the reason.
+    wait_until(lambda: not hardware(ray_server)["second/cpu"]["alive"], 30, "the lost node was still listed alive")
+    refused = httpx.post(f"{ray_server.url}{API}/run", json={"models": ["bert-tiny"], "hardware": ["second/cpu"]})
+    assert refused.status_code == 400
+    assert "hardware" in refused.text and "left the cluster" in refused.text
+
+
+def test_a_server_without_a_ray_address_never_imports_ray(tmp_path):
+    """In a fresh interpreter: the app's whole lifespan, /hardware and a planned run, then sys.modules."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from litestar.testing import TestClient
+        from webapp.app import create_app
+        from webapp.wiring.settings import Settings
+
+        settings = Settings(db_path={str(tmp_path / "db.duckdb")!r}, results_dir={str(tmp_path / "results")!r},
+                            log_dir={str(tmp_path / "logs")!r}, prestart_workers=False, resume=False,
+                            allowed_hosts=["testserver.local"])  # the Host that Litestar's TestClient sends
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/api/benchmark/hardware").status_code == 200
+            refused = client.post("/api/benchmark/run", json={{"models": ["bert-tiny"], "hardware": ["gpu-a/cuda:0"]}})
+            assert refused.status_code == 400, refused.text
+        print("ray imported" if "ray" in sys.modules else "ray not imported")
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {name: value for name, value in env.items() if not name.startswith("BENCHBOARD_")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "ray not imported"
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_ray_address_without_ray_installed_exits_2_saying_how_to_install_it(tmp_path, how):
+    # Ray is installed here; None in sys.modules makes it absent to this interpreter.
+    argv = ["hardware"] + (["--ray-address", "127.0.0.2:1"] if how == "flag" else [])
+    script = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from webapp.cli.main import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
+    if how == "environment":
+        env["BENCHBOARD_RAY_ADDRESS"] = "127.0.0.2:1"
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'benchboard[ray]'" in done.stderr
