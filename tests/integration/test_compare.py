@@ -24,6 +24,7 @@ from tests.integration.server import REPO_ROOT, start_server
 SPIN_BENCHMARK = '''
 """A workload with a controlled cost: forward() spins for the milliseconds in spin-cost.json."""
 import json
+import os
 import time
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Spin(torch.nn.Module):
 
 
 def build():
+    with open(COST_FILE.with_name("builds.txt"), "a") as builds:  # which worker process built it
+        builds.write(f"{os.getpid()}\\n")
     return Spin(json.loads(COST_FILE.read_text())["ms"] / 1000.0)
 
 
@@ -146,6 +149,32 @@ def test_history_compares_a_run_with_the_earlier_results_of_its_configs(runs):
 
     first = json.loads(benchboard("compare", "--history", runs["a"], "--db-path", str(runs["db"]), "--json").stdout)
     assert first["configs"] == [] and len(first["added"]) == 2
+
+
+def test_repeats_measure_each_config_in_fresh_processes_and_record_their_spread(runs):
+    from storage.database import Database
+
+    builds = runs["folder"] / "custom" / "builds.txt"
+    before = builds.read_text().split()
+    (runs["folder"] / "custom" / "spin-cost.json").write_text(json.dumps({"ms": BASE_MS}))
+    repeated = _run_id(benchboard(
+        "run", "--models", "spin", "--custom-benchmarks-dir", str(runs["folder"] / "custom"), "--batch-sizes", "1",
+        "--no-incremental", "--max-seconds", "0.5", "--threads", "1", "--repeats", "3",
+        "--db-path", str(runs["db"]), "--results-dir", str(runs["folder"] / "results"),
+    ))
+    pids = builds.read_text().split()[len(before):]
+    assert len(pids) == 3 and len(set(pids)) == 3  # three builds, each in a process of its own
+    with Database(runs["db"]) as db:
+        n, kept, repeats, cv = db.cursor().execute(
+            "SELECT n_samples, len(samples_ms), repeats, between_process_cv FROM performance_results "
+            "WHERE run_id = ?", [repeated]).fetchone()
+    assert repeats == 3 and cv is not None and 0 <= cv < 0.05
+    assert n == kept
+    done = compare(runs, runs["a"], repeated, "--json", "--fail-on-regression")
+    assert done.returncode == 0, done.stdout
+    (config,) = json.loads(done.stdout)["configs"]
+    assert config["contender"]["repeats"] == 3 and config["contender"]["between_process_cv"] == pytest.approx(cv)
+    assert config["verdict"] != "slower"
 
 
 def test_unknown_runs_and_bad_arguments_exit_2_with_one_line(runs):
