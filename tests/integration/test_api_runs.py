@@ -143,3 +143,90 @@ def test_websocket_answers_ping_and_status_and_refuses_unknown_runs(own_server):
         reply = json.loads(socket.recv(timeout=30))
         assert reply["run_id"] == run["run_id"] and reply["total_configs"] == 6
     httpx.post(f"{own_server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30)
+
+
+def test_timing_attention_and_threads_of_a_request_reach_its_rows(server):
+    # Issue 10: the API takes what the CLI's flags set, and each row records what it was measured with.
+    reply = start_run(server, models=["bert-tiny", "vit-tiny"], batch_sizes=[2], progressive_mode=False,
+                      timing="latency", attn_implementation="eager", threads=1, image_size=64)
+    wait_for(server, reply["run_id"], lambda s: s["status"] in TERMINAL)
+    results = httpx.get(f"{server.url}/api/benchmark/results/{reply['run_id']}", timeout=30).json()
+    assert results["config"]["timing"] == "latency" and results["config"]["threads"] == 1
+    rows = {row["model_name"]: row for row in results["results"]}
+    assert set(rows) == {"bert-tiny", "vit-tiny"}, results["failures"]
+    for row in rows.values():
+        assert (row["timing"], row["attn_implementation"], row["threads"]) == ("latency", "eager", 1)
+        assert row["throughput_items_per_second"] == pytest.approx(
+            2 * row["n_samples"] * row["calls_per_sample"] / row["total_timed_seconds"], rel=0.01)
+        assert row["load_memory_peak_mb"] is not None and row["contended"] in (True, False)
+        assert (row["p99_ci_high_ms"] is None) == (row["n_samples"] < 299)
+    assert (rows["vit-tiny"]["image_size"], rows["bert-tiny"]["image_size"]) == (64, None)
+
+
+@pytest.mark.parametrize(("body", "field", "reason"), [
+    ({"timing": "fast"}, "timing", "must be one of latency, throughput"),
+    ({"attn_implementation": "flash"}, "attn_implementation", "must be one of sdpa, eager, flash_attention_2"),
+    ({"threads": 0}, "threads", ">= 1"),
+    ({"image_size": -1}, "image_size", ">= 1"),
+])
+def test_bad_timing_attention_threads_or_image_size_is_400_naming_it(server, body, field, reason):
+    reply = httpx.post(f"{server.url}/api/benchmark/run", json={"models": ["bert-tiny"], **body}, timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["field"] == field and reason in reply.json()["reason"]
+
+
+def test_the_server_process_never_calls_torch_cuda(tmp_path, monkeypatch):
+    """Issue 10, defect 6, through the server's own wiring (Services) in this process: planning,
+    the free-memory check, a CPU config measured by a real worker, and a config on a GPU.
+
+    No GPU exists here, so the GPU is mocked where a real one answers: a CUDA build of torch, a
+    probe that finds one, and NVML (pynvml). Its worker, a real process, cannot start without a
+    device, so that config fails; what is checked is that this process never touched torch.cuda."""
+    from types import SimpleNamespace
+
+    import msgspec
+    import subprocess
+    import torch
+
+    from engine import hardware, nvml
+    from engine.hardware import HardwareInfo, detect_hardware
+    from engine.runs import RunRequest
+    from webapp.wiring.services import Services
+    from webapp.wiring.settings import Settings
+
+    calls = []
+    for name in ("is_available", "device_count", "get_device_properties", "mem_get_info", "_lazy_init", "init",
+                 "set_device", "synchronize", "memory_allocated"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, _name=name, **k: calls.append(_name) or 1 / 0)
+    gpu = HardwareInfo(name="cuda:0", type="cuda", device="NVIDIA H100", memory_gb=80.0, compute_capability="9.0",
+                       precisions=["fp32", "fp16", "bf16"], torch_device="cuda:0", uuid="GPU-1")
+    real_run = subprocess.run
+
+    def run(command, *args, **kwargs):
+        if command[1:] == ["-m", "engine.hardware", "--probe"]:
+            return subprocess.CompletedProcess(command, 0, stdout=msgspec.json.encode([gpu]).decode(), stderr="")
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(hardware.subprocess, "run", run)
+    monkeypatch.setattr(hardware, "_in_process", False)
+    monkeypatch.setattr(nvml, "pynvml", SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetHandleByUUID=lambda uuid: "h",
+        nvmlDeviceGetMemoryInfo=lambda handle: SimpleNamespace(free=40 * 1024**3)))
+    nvml.available.cache_clear()
+    detect_hardware.cache_clear()
+    services = Services(Settings(db_path=str(tmp_path / "b.duckdb"), results_dir=str(tmp_path / "results"),
+                                 max_seconds=0.3, prestart_workers=False, resume=False))
+    try:
+        assert services._free_memory_bytes("cuda:0") == 40 * 1024**3
+        run_state = services.start_run(RunRequest(models=["bert-tiny"], hardware=["cpu", "cuda:0"], batch_sizes=[1],
+                                                  force=True))
+        services.scheduler.wait(run_state.run_id, timeout=240)
+        outcome = services.run_results(run_state.run_id)
+    finally:
+        services.close()
+        detect_hardware.cache_clear()
+        nvml.available.cache_clear()
+    assert [row.hardware for row in outcome.results] == ["cpu"]
+    assert [(f.hardware, f.error_type) for f in outcome.failures] == [("cuda:0", "worker_start_failed")]
+    assert calls == []
