@@ -49,6 +49,18 @@ try:  # PyYAML comes with transformers; without it, YAML files are skipped with 
     import yaml as _yaml
 except ImportError:  # pragma: no cover - transformers depends on PyYAML
     _yaml = None
+    _YamlLoader = None
+else:
+
+    class _YamlLoader(_yaml.SafeLoader):
+        """YAML's safe loader, refusing aliases: a few nested ``*ref``s stand for billions of values
+        once anything walks the document (the "billion laughs"), and a panels file needs none."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(_yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise _yaml.YAMLError(f"aliases (*name) are not allowed in a panels file: line {mark.line + 1}")
+            return super().compose_node(parent, index)
 
 
 def _validation_reason(error: msgspec.ValidationError) -> str:
@@ -104,7 +116,7 @@ def decode_tab_text(text: str, suffix: str = ".toml") -> object:
         if _yaml is None:
             raise TabFileError("YAML panels files need PyYAML, which is not installed: use TOML")
         try:
-            return _yaml.safe_load(text)
+            return _yaml.load(text, Loader=_YamlLoader)  # noqa: S506  a safe loader, aliases refused
         except _yaml.YAMLError as error:
             raise TabFileError(f"not valid YAML: {error}") from None
     try:

@@ -91,6 +91,15 @@ def test_a_folder_gives_one_tab_per_file_and_skips_bad_ones_saying_why(tmp_path,
         assert f"skipping panels file {tmp_path / name}" in caplog.text
 
 
+def test_a_yaml_file_with_aliases_is_refused_before_anything_walks_it(tmp_path):
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+    ) + "panels: [{title: t, sql: 'SELECT 1'}]\n"
+    (tmp_path / "laughs.yaml").write_text(laughs)
+    tabs, (problem,) = PanelsFolder(tmp_path).load()
+    assert tabs == [] and "aliases (*name) are not allowed" in problem.reason
+
+
 def test_a_changed_file_is_read_again_and_a_removed_one_goes(tmp_path):
     path = tmp_path / "latency.toml"
     path.write_text(GOOD)
