@@ -19,6 +19,7 @@ from engine.result import Measurement
 from engine.runs import RunRequest
 from storage.database import Database
 from storage.runs import save_run
+from webapp.reporting.reports import write_reports
 
 FINGERPRINT = "seeded-environment"
 ENVIRONMENT = {"cpu_model": "Seeded Test CPU", "threads": 2, "torch_version": "2.x", "python_version": "3.x"}
@@ -48,7 +49,8 @@ def _measurement(model: str, batch_size: int, precision: str, p50: float, **fiel
     return Measurement.of(config, **(defaults | fields))
 
 
-def seed(db_path: Path) -> None:
+def seed(db_path: Path, results_dir: Path) -> None:
+    """The results above in ``db_path``, and each run's report files in ``results_dir``."""
     with Database(db_path) as db:
         store = result_store(db, BERT, GPT2, hardware=(CPU,))
         started = datetime(2026, 1, 5, 9, 0)
@@ -73,3 +75,5 @@ def seed(db_path: Path) -> None:
         for batch_size, p50 in {1: 6.0, 2: 8.0, 4: 40.0}.items():
             noisy = {"ci_met": False, "ci_low_ms": 11.0, "ci_high_ms": 412.0} if batch_size == 4 else {}
             store.record_result("seeded-int8", _measurement("bert-tiny", batch_size, "int8", p50, **noisy), FINGERPRINT)
+        for run_id in runs:
+            write_reports(db, results_dir, run_id)

@@ -31,7 +31,7 @@ def seeded_server(tmp_path_factory):
     from integration.server import start_server
 
     folder = tmp_path_factory.mktemp("seeded-server")
-    seed(folder / "seeded.duckdb")
+    seed(folder / "seeded.duckdb", folder / "results")  # the server's results folder (integration.server)
     with start_server(folder, db_path=folder / "seeded.duckdb", max_seconds=0.3, prestart_workers=False) as running:
         yield running
 
@@ -231,6 +231,19 @@ def test_the_progress_bar_has_a_name_and_its_label_reads(open_page, seeded_serve
     assert bar.get_attribute("aria-valuenow") == "100"
     assert page.locator("#run-progress-label").inner_text() == "100%"
     assert page.locator("#run-results-body tr").count() == 3
+
+
+def test_the_html_report_fits_a_phone_and_carries_environment_cis_duration_and_noisy_flags(open_page, seeded_server):
+    page = open_page(seeded_server, PHONE)
+    page.goto("/api/benchmark/reports/seeded-int8/report.html")
+    page.locator("#throughput-chart svg").first.wait_for()
+    widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
+    assert widths[0] <= widths[1], f"the report is {widths[0]}px wide on a {widths[1]}px phone"
+    text = page.locator("body").inner_text()
+    assert "Seeded Test CPU" in text and FINGERPRINT in text and "took 35.0 s" in text
+    assert "11.000 – 412.000" in text  # the noisy result's CI
+    assert page.locator(".badge.noisy").count() == 1
+    screenshot(page, "report-phone-390")
 
 
 PAGES = {

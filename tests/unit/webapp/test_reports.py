@@ -57,7 +57,7 @@ def test_reports_hold_the_results_and_failures_of_the_run(finished_run):
     assert [(r["batch_size"], r["p50_latency_ms"]) for r in data["results"]] == [(4, 2.0)]
     assert data["failures"][0]["error_message"] == "out of memory"
     markdown = (folder / "report.md").read_text()
-    assert "| 4 | fp32 | 2.000 | - | 3.000 | 2000.0 |" in markdown
+    assert "| 4 | fp32 | 128 | 2.000 | - | - | 3.000 | 2000.0 | - | 30 | OK |" in markdown
     assert "oom: out of memory" in markdown
 
 
