@@ -254,6 +254,7 @@ class PanelCatalog:
         self._load_entry_points = entry_points
         self._entry_points: tuple[list[Tab], list[TabProblem]] | None = None
         self._listed: tuple[float, TabIndex] | None = None
+        self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def entry_point_tabs(self) -> tuple[list[Tab], list[TabProblem]]:
@@ -285,7 +286,9 @@ class PanelCatalog:
         for tab in [*self.stored_tabs(), *folder_tabs, *entry_tabs]:
             if tab.name in taken:
                 reason = f"tab name {tab.name!r} is already used by {taken[tab.name].origin}; this one is not shown"
-                log.warning("skipping tab from %s: %s", tab.origin, reason)
+                if (tab.origin, tab.name) not in self._warned:  # once, not on every page
+                    self._warned.add((tab.origin, tab.name))
+                    log.warning("skipping tab from %s: %s", tab.origin, reason)
                 found.problems.append(TabProblem(origin=tab.origin, reason=reason))
                 continue
             taken[tab.name] = tab
