@@ -71,25 +71,35 @@ def results_for_runs(db: Database, run_ids: Sequence[str], as_type: type[Row], *
     return grouped
 
 
+# Each earlier run counts once per config (its latest result of it), so a config's history is
+# the results at the next ``lookback`` positions after the contender's in that ranking; joining
+# on those positions keeps the work at (contender results x lookback), however long the history.
 _HISTORY = """
-    WITH contender AS (
-        SELECT run_id AS contender_run_id, config_key, fingerprint, result_id AS contender_result_id
-        FROM performance_results WHERE list_contains($run_ids, run_id)
+    WITH keyed AS (
+        SELECT DISTINCT config_key, fingerprint FROM performance_results WHERE list_contains($run_ids, run_id)
+    ),
+    latest AS (
+        SELECT max(pr.result_id) AS result_id, pr.run_id, pr.config_key, pr.fingerprint
+        FROM performance_results pr
+        JOIN keyed k ON pr.config_key = k.config_key AND pr.fingerprint = k.fingerprint
+        GROUP BY pr.run_id, pr.config_key, pr.fingerprint
+    ),
+    ranked AS (
+        SELECT *, row_number() OVER (PARTITION BY config_key, fingerprint ORDER BY result_id DESC) AS position
+        FROM latest
     ),
     earlier AS (
-        SELECT c.contender_run_id, pr.result_id,
-               row_number() OVER (PARTITION BY c.contender_run_id, c.contender_result_id
-                                  ORDER BY pr.result_id DESC) AS depth
-        FROM contender c
-        JOIN performance_results pr
-          ON pr.config_key = c.config_key AND pr.fingerprint = c.fingerprint
-         AND pr.result_id < c.contender_result_id AND pr.run_id <> c.contender_run_id
+        SELECT c.run_id AS contender_run_id, h.result_id
+        FROM ranked c
+        CROSS JOIN range(1, $lookback + 1) AS steps(step)
+        JOIN ranked h ON h.config_key = c.config_key AND h.fingerprint = c.fingerprint
+                     AND h.position = c.position + steps.step
+        WHERE list_contains($run_ids, c.run_id)
     )
     SELECT {columns}
     FROM earlier e
     JOIN results_view rv ON rv.result_id = e.result_id
     JOIN performance_results pr ON pr.result_id = e.result_id
-    WHERE e.depth <= $lookback
     ORDER BY e.contender_run_id, rv.config_key, rv.result_id DESC
 """
 
@@ -97,8 +107,8 @@ _HISTORY = """
 def history_for_runs(
     db: Database, run_ids: Sequence[str], lookback: int, as_type: type[Row], *, with_samples: bool = False
 ) -> dict[str, list[Row]]:
-    """For each run, the ``lookback`` latest earlier results (older result ids, other runs) of
-    each of its configs with the same config key and fingerprint, newest first per config."""
+    """For each run, the ``lookback`` latest earlier results of each of its configs with the same
+    config key and fingerprint (older result ids, one per earlier run: its latest), newest first."""
     if not run_ids:
         return {}
     columns, names = _select(db, with_samples, leading=("e.contender_run_id",))

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -60,25 +62,39 @@ def history_comparison(
     )
 
 
-def regressed_runs(db: Database, run_ids: Sequence[str], lookback: int = DEFAULT_LOOKBACK) -> set[str]:
-    """Which of ``run_ids`` have a config ``slower`` than its history (what the runs list marks).
+# Marks of finished runs, per database: a run's history is earlier results only, and those never
+# change, so a finished run's mark is computed once per process.
+_MARKS: weakref.WeakKeyDictionary[Database, dict[str, bool]] = weakref.WeakKeyDictionary()
+_MARKS_LOCK = threading.Lock()
+_MARKS_KEPT = 100_000
 
-    All runs are first compared on their stored medians and CIs, without raw samples; only a
-    run with a config more than half the threshold slower is then compared in full, exactly
-    as the Compare page does, so the list stays cheap and agrees with that page."""
-    if not run_ids:
-        return set()
-    results = comparisons.results_for_runs(db, run_ids, ComparedResult)
-    histories = comparisons.history_for_runs(db, run_ids, lookback, ComparedResult)
-    marked = set()
-    for run_id in run_ids:
-        if not results.get(run_id) or not histories.get(run_id):
-            continue
-        rough = compare_history(results[run_id], histories[run_id], run_id=run_id, lookback=lookback)
-        if any(c.ratio is not None and c.ratio > 1 + c.threshold / 2 for c in rough.configs):
-            if history_comparison(db, run_id, lookback=lookback).has_regression:
-                marked.add(run_id)
-    return marked
+
+def regressed_runs(db: Database, run_ids: Sequence[str], lookback: int = DEFAULT_LOOKBACK) -> set[str]:
+    """Which of the finished runs ``run_ids`` have a config ``slower`` than its history (what the
+    runs list marks).
+
+    The runs not marked yet are first compared on their stored medians and CIs, without raw
+    samples; only a run with a config more than half the threshold slower is then compared in
+    full, exactly as the Compare page does, so the list stays cheap and agrees with that page."""
+    with _MARKS_LOCK:
+        known = _MARKS.setdefault(db, {})
+        todo = [run_id for run_id in dict.fromkeys(run_ids) if run_id not in known]
+    if todo:
+        results = comparisons.results_for_runs(db, todo, ComparedResult)
+        histories = comparisons.history_for_runs(db, todo, lookback, ComparedResult)
+        marks = {}
+        for run_id in todo:
+            marks[run_id] = False
+            if not results.get(run_id) or not histories.get(run_id):
+                continue
+            rough = compare_history(results[run_id], histories[run_id], run_id=run_id, lookback=lookback)
+            if any(c.ratio is not None and c.ratio > 1 + c.threshold / 2 for c in rough.configs):
+                marks[run_id] = history_comparison(db, run_id, lookback=lookback).has_regression
+        with _MARKS_LOCK:
+            if len(known) > _MARKS_KEPT:
+                known.clear()
+            known.update(marks)
+    return {run_id for run_id in run_ids if known.get(run_id)}
 
 
 def comparison_request(
