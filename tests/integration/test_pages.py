@@ -765,3 +765,41 @@ def test_a_refused_submission_can_be_fixed_and_sent_again():
         return await submissions.start("token", start)
 
     assert asyncio.run(scenario()) == "run-1"
+
+
+def test_rows_stored_without_a_live_event_reach_the_stream(trust_client):
+    """A progressive stop is stored, never published: the stream finds it with the next status."""
+    from types import SimpleNamespace
+
+    from engine.runs import RunState
+    from webapp.pages.live_runs import estimate_remaining
+    from webapp.pages.runs import stored_rows, unseen_rows
+
+    services = trust_client.app.state.services
+    plan = services.plan(RERUN)
+    bs1, bs2 = sorted(plan.configs, key=lambda config: config.batch_size)
+    save_run(services.db, stored_run("run-stopped", "running", request=RERUN, fingerprint="elsewhere"))
+    store = result_store(services.db, model_description("bert-tiny", "bert"))
+    store.record_result("run-stopped", measured(bs1, 5.0), "elsewhere")
+    shown = {row["key"] for row in stored_rows(services, "run-stopped")[0]}
+    store.record_progressive_stop("run-stopped", bs2, "stopped after batch size 1: throughput plateau")
+    (row,) = unseen_rows(services, "run-stopped", shown)
+    assert (row["outcome"], row["batch_size"]) == ("progressive_stop", 2)
+    assert "throughput plateau" in row["error_message"]
+
+    # The ETA of a live run: history's median wall time for each pending config (1.5 s each
+    # here), or this run's mean where history knows nothing.
+    live = RunState(request=RERUN, configs=list(plan.configs))
+    live.status, live.measured_seconds, live.measured_configs = "running", 10.0, 1
+    fake = SimpleNamespace(scheduler=SimpleNamespace(get=lambda run_id: live), db=services.db)
+    assert estimate_remaining(fake, live.run_id) == pytest.approx(1.5 + 1.5)
+    live.finished_keys = {bs1.key()}
+    assert estimate_remaining(fake, live.run_id) == pytest.approx(1.5)
+    live.request = msgspec.structs.replace(RERUN, incremental=True)
+    live.fingerprints = {"cpu": plan.fingerprints["cpu"]}
+    assert estimate_remaining(fake, live.run_id) == 0.0  # bs2 will be reused, not measured
+    unknown = RunState(request=msgspec.structs.replace(RERUN, incremental=False),
+                       configs=[msgspec.structs.replace(bs2, batch_size=64)])
+    unknown.status = "running"
+    fake.scheduler.get = lambda run_id: unknown
+    assert estimate_remaining(fake, unknown.run_id) is None  # nothing measured yet, no history
