@@ -12,6 +12,7 @@ result is called contended: when the others' share exceeded ``CONTENDED_CORE_SHA
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 
@@ -41,7 +42,7 @@ class ContentionMeter:
 
     def __init__(self):
         self._process = psutil.Process()
-        self._system = self._own = 0.0
+        self._system = self._own = self._started = 0.0
 
     def _own_seconds(self) -> float:
         times = self._process.cpu_times()
@@ -49,11 +50,15 @@ class ContentionMeter:
 
     def start(self) -> None:
         self._system, self._own = _system_busy_seconds(), self._own_seconds()
+        self._started = time.perf_counter()
 
-    def stop(self, wall_seconds: float) -> tuple[float, bool]:
-        """(CPU seconds other processes used since ``start``, whether that makes the result contended)."""
+    def stop(self, wall_seconds: float | None = None) -> tuple[float, bool]:
+        """(CPU seconds other processes used since ``start``, whether that makes the result contended
+        over ``wall_seconds``, by default the wall time since ``start``)."""
         others = (_system_busy_seconds() - self._system) - (self._own_seconds() - self._own)
         others = max(0.0, others)
+        if wall_seconds is None:
+            wall_seconds = time.perf_counter() - self._started
         return others, is_contended(others, wall_seconds)
 
 

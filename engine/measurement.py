@@ -139,7 +139,8 @@ def _measure(job: Job, registry) -> Measurement:
             run_once, settings, hardware.type, config.timing, timer=timer,
             estimate_ns=statistics.median(warm_readings) if warm_readings else None,
         )
-        other_cpu_seconds, contended = contention.stop(loop.total_seconds)
+        # Over the whole window it watched: with throughput blocks that includes sizing them.
+        other_cpu_seconds, contended = contention.stop()
         after = nvml.readings(gpu)
     memory.sample()
 
