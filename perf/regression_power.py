@@ -2,7 +2,7 @@
 and how often a real 10% slowdown does.
 
     python perf/regression_power.py [--trials 20] [--max-seconds 0.3] [--spin-ms 0.5] [--slowdown 0.10]
-                                    [--bert-max-seconds 0.5] [--no-bert]
+                                    [--bert-max-seconds 0.5] [--bert-repeats R] [--no-bert]
 
 1. A custom workload with a controlled cost, registered through a custom-benchmarks ``.py``
    file: its forward spins on ``perf_counter`` for the milliseconds written in a cost file,
@@ -11,7 +11,9 @@ and how often a real 10% slowdown does.
    20 ``slower``) and every U(i) with S(i) (target: at least 19 of 20 ``slower``).
 2. bert-tiny at batch 1, rerun ``--trials`` + 1 times unchanged: every run against the one
    before (target: at most 1 of 20 ``slower``), and every run from the fourth on against its
-   history (the last 10 earlier results, conbench's z-score), reported alongside.
+   history (the last 10 earlier results, conbench's z-score), reported alongside. With
+   ``--bert-repeats R`` each run measures in R fresh worker processes (``repeats``), whose
+   between-process spread widens the CIs the comparison tests.
 
 Every run is a real run (``force``, progressive off, one torch thread) through the same
 ``Services`` a server uses, in a throwaway database: the scheduler, one long-lived worker
@@ -103,9 +105,9 @@ class Bench:
     def set_cost(self, ms: float) -> None:
         (self.custom / "spin-cost.json").write_text(json.dumps({"ms": ms}))
 
-    def run(self, model: str) -> str:
+    def run(self, model: str, repeats: int = 1) -> str:
         request = run_request({"models": [model], "hardware": ["cpu"], "batch_sizes": [1], "force": True,
-                               "incremental": False, "progressive_mode": False})
+                               "incremental": False, "progressive_mode": False, "repeats": repeats})
         run = self.services.start_run(request)
         self.services.scheduler.wait(run.run_id)
         outcome = self.services.run_results(run.run_id)
@@ -131,11 +133,13 @@ def report_line(name: str, comparisons: list[RunComparison], target: str, passed
     spread = f"{ratios[0]:.3f} .. {ratios[len(ratios) // 2]:.3f} .. {ratios[-1]:.3f}" if ratios else "-"
     verdict_text = ", ".join(f"{n} {v}" for v, n in verdicts.most_common())
     mark = "-" if passed is None else ("PASS" if passed else "MISS")
-    return [name, f"{slower}/{len(comparisons)}", target, mark, spread, verdict_text]
+    configs = [c for comparison in comparisons for c in comparison.configs]
+    contended = sum(bool(c.baseline.contended or c.contender.contended) for c in configs)
+    return [name, f"{slower}/{len(comparisons)}", target, mark, spread, f"{contended}/{len(configs)}", verdict_text]
 
 
 def print_table(rows: list[list[str]]) -> None:
-    header = ["comparison", "slower", "target", "", "ratio min .. median .. max", "verdicts"]
+    header = ["comparison", "slower", "target", "", "ratio min .. median .. max", "contended", "verdicts"]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -148,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spin-ms", type=float, default=0.5, help="cost of the unchanged workload")
     parser.add_argument("--slowdown", type=float, default=0.10, help="how much slower S is (0.10: 10%%)")
     parser.add_argument("--bert-max-seconds", type=float, default=0.5, help="timing budget per bert-tiny run")
+    parser.add_argument("--bert-repeats", type=int, default=1, metavar="R",
+                        help="measure each bert-tiny run in R fresh worker processes (default 1)")
     parser.add_argument("--no-bert", action="store_true", help="skip the bert-tiny reruns")
     args = parser.parse_args(argv)
 
@@ -181,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 reruns = []
                 for trial in range(args.trials + 1):
-                    reruns.append(bench.run("bert-tiny"))
+                    reruns.append(bench.run("bert-tiny", args.bert_repeats))
                     print(f"  bert-tiny run {trial + 1}/{args.trials + 1} done ({time.monotonic() - started:.0f} s)",
                           flush=True)
                 bert = [bench.compare(a, b) for a, b in zip(reruns, reruns[1:])]
-                rows.append(report_line("bert-tiny bs1, unchanged rerun", bert, f"<= {allowed:g}",
+                name = "bert-tiny bs1" + (f" x{args.bert_repeats} processes" if args.bert_repeats > 1 else "")
+                rows.append(report_line(f"{name}, unchanged rerun", bert, f"<= {allowed:g}",
                                         summary(bert)[0] <= allowed))
                 histories = [history_comparison(bench.services.db, run_id) for run_id in reruns[3:]]
-                rows.append(report_line("bert-tiny bs1, run vs its history", histories, "(reported)", None))
+                rows.append(report_line(f"{name}, run vs its history", histories, "(reported)", None))
             finally:
                 bench.close()
     print()
