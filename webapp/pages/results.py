@@ -136,7 +136,9 @@ def result_context(services: Services, result_id: int) -> dict:
         "statistics": statistics(result),
         "setup": setup_facts(result),
         "environment": sorted(environment.items()),
-        "histogram_chart": charts.sample_histogram(histogram, result.p50_latency_ms, result.ci_low_ms, result.ci_high_ms),
+        "histogram_chart": charts.sample_histogram(
+            histogram, result.p50_latency_ms, result.ci_low_ms, result.ci_high_ms
+        ),
         "histogram_rows": histogram.to_dict("records"),
         "trace_chart": charts.sample_trace(trace),
         "samples": samples[:SAMPLES_SHOWN],
@@ -180,4 +182,6 @@ class ResultSamplesController(Controller):
         if result is None or result.run_id != run_id:
             raise NotFoundException(f"run {run_id!r} has no result {result_id}")
         samples = dashboard.result_samples(services.db, result_id) or []
-        return ResultSamples(run_id=result.run_id, result_id=result_id, n_samples=result.n_samples, samples_ms=samples)
+        return ResultSamples(
+            run_id=result.run_id, result_id=result_id, n_samples=result.n_samples, samples_ms=samples
+        )

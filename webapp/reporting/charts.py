@@ -285,7 +285,9 @@ def _histogram_template() -> dict:
     return _template(alt.layer(ci, bars, median).properties(height=220))
 
 
-def sample_histogram(df: pd.DataFrame, p50: float | None, ci_low: float | None, ci_high: float | None) -> dict | None:
+def sample_histogram(
+    df: pd.DataFrame, p50: float | None, ci_low: float | None, ci_high: float | None
+) -> dict | None:
     """The distribution of one result's samples: ``df`` is storage.dashboard.sample_histogram's
     bins (bin_start, bin_end, count), with the median and its 95% CI marked."""
     if df.empty or df["count"].sum() == 0:
@@ -308,7 +310,10 @@ def _trace_template(bucketed: bool) -> dict:
         *([alt.Tooltip("iteration_end:Q", title="to iteration")] if bucketed else []),
         alt.Tooltip("latency_ms:Q", title="Median (ms)" if bucketed else "Latency (ms)", format=",.4~f"),
         *(
-            [alt.Tooltip("low:Q", title="Min (ms)", format=",.4~f"), alt.Tooltip("high:Q", title="Max (ms)", format=",.4~f")]
+            [
+                alt.Tooltip("low:Q", title="Min (ms)", format=",.4~f"),
+                alt.Tooltip("high:Q", title="Max (ms)", format=",.4~f"),
+            ]
             if bucketed
             else []
         ),
@@ -317,7 +322,8 @@ def _trace_template(bucketed: bool) -> dict:
     line = base.mark_line(color="#2563eb", point=not bucketed).encode(
         y=alt.Y("latency_ms:Q", title="Latency (ms)", axis=alt.Axis(format=NUMBER_FORMAT)), tooltip=tooltip
     )
-    layers = [base.mark_area(color="#93c5fd", opacity=0.5).encode(y="low:Q", y2="high:Q"), line] if bucketed else [line]
+    band = base.mark_area(color="#93c5fd", opacity=0.5).encode(y="low:Q", y2="high:Q")
+    layers = [band, line] if bucketed else [line]
     return _template(alt.layer(*layers).properties(height=220))
 
 
