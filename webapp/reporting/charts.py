@@ -471,40 +471,56 @@ def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
 COMPARE_SIDES = ("baseline", "contender")
 
 
+# The body of each side's distribution: percentiles 5 to 95. The extremes (a preempted sample
+# can be ten times the median) would squash the rest; the tooltips and the table give them.
+DISTRIBUTION_PERCENTILES = (5, 95)
+
+
 @cache
 def _distributions_template() -> dict:
-    base = alt.Chart(_rows()).encode(
-        y=alt.Y("label:N", title=None, sort=None),  # data order: the baseline first
-        x=alt.X("latency_ms:Q", title="Latency (ms)", scale=alt.Scale(zero=False),
-                axis=alt.Axis(format=NUMBER_FORMAT)),
-        color=alt.Color("side:N", legend=None,
-                        scale=alt.Scale(domain=list(COMPARE_SIDES), range=["#64748b", "#2563eb"])),
-    )
-    box = base.mark_boxplot(extent="min-max", size=22, opacity=0.3, median={"color": "#1f2933"})
-    strip = base.mark_tick(thickness=1.5, size=16).encode(
+    y = alt.Y("label:N", title=None, sort=None)  # data order: the baseline first
+    color = alt.Color("side:N", legend=None, scale=alt.Scale(domain=list(COMPARE_SIDES), range=["#64748b", "#2563eb"]))
+    x_title = "Latency (ms, log scale)"
+    # A log axis: a 10% change is the same width at any latency, and a long tail does not squash the box.
+    x = alt.X("latency_ms:Q", title=x_title, scale=alt.Scale(type="log", zero=False, nice=False, padding=8),
+              axis=alt.Axis(format=NUMBER_FORMAT, tickCount=5))
+    summary = alt.Chart(_rows()).transform_filter("datum.percentile == 50")
+    whisker = summary.mark_rule(strokeWidth=1.5).encode(y=y, x=alt.X("p5:Q"), x2="p95:Q", color=color)
+    box = summary.mark_bar(size=20, opacity=0.3).encode(y=y, x=alt.X("p25:Q"), x2="p75:Q", color=color)
+    median = summary.mark_tick(size=24, thickness=3, color="#1f2933").encode(y=y, x=alt.X("p50:Q"))
+    strip = alt.Chart(_rows()).mark_tick(thickness=1.5, size=14).encode(
+        y=y, x=x, color=color,
         tooltip=[
             alt.Tooltip("label:N", title="Side"),
             alt.Tooltip("percentile:Q", title="Percentile"),
             alt.Tooltip("latency_ms:Q", title="Latency (ms)", format=",.4~f"),
+            alt.Tooltip("min:Q", title="Fastest (ms)", format=",.4~f"),
+            alt.Tooltip("max:Q", title="Slowest (ms)", format=",.4~f"),
         ],
     )
-    return _template(alt.layer(box, strip).properties(height=110))
+    return _template(alt.layer(strip, whisker, box, median).properties(height=110))
 
 
 def sample_distributions(
     title: str, baseline_quantiles: Sequence[float], contender_quantiles: Sequence[float],
     labels: tuple[str, str] = COMPARE_SIDES,
 ) -> dict | None:
-    """Both sides of a compared config: a box (min, quartiles, median, max) and a strip of
-    ticks at every 5th percentile of each side's raw samples. The quantiles come already
-    computed (engine.compare's Side.quantiles_ms), so the chart never carries raw samples."""
+    """Both sides of a compared config, each as a box (quartiles, median, whiskers at the 5th and
+    95th percentiles) over a strip of ticks at every 5th percentile from the 5th to the 95th.
+    ``*_quantiles`` are the 0th, 5th, ..., 100th percentiles of each side's raw samples
+    (engine.compare's Side.quantiles_ms), so the chart never carries raw samples."""
     rows = []
+    low, high = DISTRIBUTION_PERCENTILES
     for side, label, quantiles in zip(COMPARE_SIDES, labels, (baseline_quantiles, contender_quantiles), strict=True):
         steps = len(quantiles) - 1
+        if steps < 4 or 100 % steps:
+            continue
+        at = {round(100 * i / steps): float(value) for i, value in enumerate(quantiles)}
+        shape = {f"p{q}": at[q] for q in (5, 25, 50, 75, 95) if q in at} | {"min": at[0], "max": at[100]}
         rows += [
-            {"side": side, "label": label, "percentile": round(100 * i / steps, 1) if steps else 50.0,
-             "latency_ms": float(value)}
-            for i, value in enumerate(quantiles)
+            {"side": side, "label": label, "percentile": percentile, "latency_ms": value, **shape}
+            for percentile, value in at.items()
+            if low <= percentile <= high
         ]
     if not rows:
         return None
