@@ -33,18 +33,20 @@ class DatabaseLockedError(StorageError):
 # DuckDB's memory limit covers its buffer manager only (hash tables, sorts, aggregate
 # states, recursive CTEs' working tables); the values functions build, the Arrow batches
 # and Python objects of an answer, and the benchmark workers come on top of it, so
-# DuckDB gets a quarter of the machine's memory, and never more than 2 GB: the result
-# tables are small, and a query over more spills to disk instead. Measured: three
-# recursive CTEs doubling a string took the server from 1.7 to 4.9 GB under DuckDB's
-# default (80% of RAM); with a 1 GB limit one stopped with "Out of Memory" at 1.1 GB.
+# DuckDB gets a quarter of the machine's memory, and never more than 1 GiB: the result
+# tables are small (a million results' dashboard queries use about 20 MB), and a query
+# over more spills to disk instead. Measured (perf/README.md, "sql_isolation.py"): three
+# recursive CTEs doubling a string at once, with a 10 s limit, grew the process by
+# 2.6 GB under a 16.7 GiB limit, 2.2 GB under 2 GiB, and 1.4 GB under 1 GiB, where all
+# three stopped with "Out of Memory" within 6 s.
 MEMORY_LIMIT_FRACTION = 0.25
-MEMORY_LIMIT_CAP_BYTES = 2 * 1024**3
+MEMORY_LIMIT_CAP_BYTES = 1024**3
 # What DuckDB may spill to its temporary directory (its default is 90% of the free disk).
 MAX_TEMP_DIRECTORY_SIZE = "4GiB"
 
 
 def default_memory_limit() -> str:
-    """A quarter of the machine's memory, capped at 2 GB, as DuckDB's memory_limit."""
+    """A quarter of the machine's memory, capped at 1 GiB, as DuckDB's memory_limit."""
     limit = min(int(psutil.virtual_memory().total * MEMORY_LIMIT_FRACTION), MEMORY_LIMIT_CAP_BYTES)
     return f"{limit // 1024**2}MiB"
 
