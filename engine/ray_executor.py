@@ -55,6 +55,11 @@ CANCEL_GRACE_S = 15.0
 # (health_check_period_ms x health_check_failure_threshold, 3 s x 5 by default).
 NODE_LOST_GRACE_S = 30.0
 CALL_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+# How long the server, as Ray's driver, waits for the head's GCS to come back before Ray ends
+# the process (Ray's own default is 60 s). Meanwhile configs in flight go on (a driver talks
+# to its actors directly), queued ones wait, and nodes are not declared lost.
+GCS_RECONNECT_S = 7 * 24 * 3600
 # Ray sets these in its worker processes (OMP_NUM_THREADS=1 for actors that reserve no CPU);
 # the measuring worker gets the node's own values, as a worker started by hand there would.
 THREAD_VARIABLES = ("OMP_NUM_THREADS",)
@@ -248,6 +253,8 @@ class RayCluster:
 
     def connect(self) -> RayCluster:
         """Join the cluster as its driver and detect every live node; raises ClusterError."""
+        _check_reachable(self.address)  # ray.init retries an unreachable address for minutes
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_S))
         try:
             if not ray.is_initialized():
                 ray.init(
@@ -367,8 +374,8 @@ class RayCluster:
         while True:
             try:
                 listed = {node["NodeID"]: bool(node["Alive"]) for node in ray.nodes()}
-            except Exception:  # noqa: BLE001 - the cluster itself is unreachable
-                listed = {}
+            except Exception:  # noqa: BLE001 - the cluster itself is unreachable: no verdict on the node
+                listed = {node_id: True}
             alive = listed.get(node_id, False)
             with self._lock:
                 self._alive[node_id] = alive
@@ -466,7 +473,7 @@ class RayCluster:
         (a lost node then fails the config as node_lost rather than as refused)."""
         found = self.binding(name)
         if found is None:
-            return 0
+            return 2**62  # not refused: its run() says the node is gone
         free = self.worker(name).free_memory_bytes() if found.alive else None
         if free is None:
             log.warning("free memory of %s is unknown; assuming its total", name)
@@ -636,6 +643,17 @@ class RayDeviceWorker:
         except Exception:  # noqa: BLE001 - gone already
             pass
         _kill(actor)
+
+
+def _check_reachable(address: str) -> None:
+    """ClusterError at once when a HOST:PORT address does not accept connections."""
+    if "://" in address or address in ("auto", "local"):
+        return  # Ray Client and autodetection: ray.init says
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as error:
+        raise ClusterError(f"cannot reach the Ray cluster at {address} (HOST:PORT of the head's GCS): {error}") from None
 
 
 def _kill(actor) -> None:

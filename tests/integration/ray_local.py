@@ -58,6 +58,7 @@ def ray_command() -> list[str]:
 class LocalRayCluster:
     def __init__(self, root: Path, node_names: list[str], *, num_cpus: int = 1, extra_env: dict | None = None):
         self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
         self.node_names = node_names
         self.num_cpus = num_cpus
         self.extra_env = extra_env or {}

@@ -115,6 +115,8 @@ def test_hardware_lists_each_nodes_devices_with_node_host_and_liveness(ray_serve
         cpu = listed[f"{node}/cpu"]
         assert (cpu["node"], cpu["host"], cpu["alive"], cpu["type"]) == (node, socket.gethostname(), True, "cpu")
     assert listed["cpu"]["node"] is None  # this server's own CPU, as without a cluster
+    page = httpx.get(f"{ray_server.url}/runs", timeout=30).text  # the run form lists them too
+    assert 'value="second/cpu"' in page and f"node second on {socket.gethostname()}" in page
 
 
 @needs_ray

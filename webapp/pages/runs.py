@@ -159,7 +159,7 @@ def form_context(services: Services, values: dict, errors: dict[str, str]) -> di
         "errors": errors,
         "priorities": PRIORITIES,
         "precisions": PRECISIONS,
-        "hardware_choices": [(hw.name, f"{hw.name} · {hw.device}") for hw in services.hardware],
+        "hardware_choices": [(hw.name, _hardware_label(hw)) for hw in services.hardware],
         "model_groups": live_runs.model_groups(services),
         # One run per rendering of the form, however often it is sent (a double-click).
         "submission": live_runs.new_submission_token(),
@@ -351,3 +351,11 @@ class RunPages(Controller):
         if wants_fragment(request):
             return Template(template_name="partials/run_status.html", context={"status": status_view(status)})
         return Redirect(f"/runs/{run_id}", status_code=303)
+
+
+def _hardware_label(hw) -> str:
+    """A device as the run form lists it; a Ray node's also says its host and whether it is alive (issue 13)."""
+    label = f"{hw.name} · {hw.device}"
+    if hw.node is not None:
+        label += f" · node {hw.node} on {hw.host}" + ("" if hw.alive else " (left the cluster)")
+    return label

@@ -1,0 +1,162 @@
+"""What does measuring through a Ray cluster cost, and does it change the numbers?
+
+    python perf/ray_overhead.py [--max-seconds 1.0] [--models bert-tiny,gpt2-tiny] [--batch-sizes 1,2,4,8]
+
+Loopback only, stops by itself. The same 8-config tiny sweep (2 models x 4 batch sizes,
+force=true, progressive_mode=false) runs on a server measuring this machine's CPU
+(``local``) and through a real 2-node Ray cluster on this machine
+(tests/integration/ray_local.py: ``ray start`` head and second node, one CPU each, each
+with its own BENCHBOARD_NODE_NAME) with the first model's configs on ``head/cpu`` and the
+second's on ``second/cpu`` (``ray``): two runs posted together, 4 configs each. Both nodes
+are this machine, so by default they measure one config at a time, like the local sweep.
+Both servers run side by side (the idle one costs next to nothing); each warms its
+workers (actors) with one config per device first, then the sweeps alternate, local then
+ray, for ``--rounds`` rounds, so that both meet the same load of the machine over time.
+
+- wall: from just before the first POST to the last terminal status (status polled every 50 ms).
+- wall ratio: the median over rounds of ray wall / local wall (target <= 1.3).
+- medians' agreement: per config, the median over rounds of ray p50 over the same of
+  local p50; the judged figure is the largest deviation from 1 over the 8 configs
+  (target within 5%), with their median deviation for context. ``contended`` counts the
+  sweeps in which the engine saw other processes take more than 10% of a core while
+  that config was timed: a contended p50 says more about the machine than about Ray.
+  ``spread`` is (largest - smallest) / median of one side's p50s over the rounds: how far
+  a config moves between sweeps of the same server, for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from tests.integration.ray_local import LocalRayCluster  # noqa: E402
+from tests.integration.server import start_server  # noqa: E402
+
+WALL_TARGET = 1.3
+MEDIAN_TARGET = 0.05
+TERMINAL = {"completed", "failed", "cancelled"}
+SWEEP_TIMEOUT_S = 600.0
+WARM_TIMEOUT_S = 300.0
+
+
+def sweep(server, bodies: list[dict]) -> tuple[float, dict[tuple[str, int], dict]]:
+    """Post every body at once; (wall from the first POST to the last terminal status, rows by config)."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        started = time.perf_counter()
+        run_ids = []
+        for body in bodies:
+            reply = http.post("/api/benchmark/run", json=body)
+            reply.raise_for_status()
+            run_ids.append(reply.json()["run_id"])
+        pending = set(run_ids)
+        deadline = started + SWEEP_TIMEOUT_S
+        while pending:
+            for run_id in list(pending):
+                if http.get(f"/api/benchmark/status/{run_id}").json()["status"] in TERMINAL:
+                    pending.discard(run_id)
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"the sweep did not finish in {SWEEP_TIMEOUT_S:g} s")
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        rows = {}
+        for run_id in run_ids:
+            outcome = http.get(f"/api/benchmark/results/{run_id}").json()
+            if outcome["status"] != "completed" or outcome["failures"]:
+                raise SystemExit(f"run {run_id} did not measure every config: {outcome['failures']}")
+            for row in outcome["results"]:
+                rows[(row["model_name"], row["batch_size"])] = row
+    return wall, rows
+
+
+def warm_up(server, devices: list[str], models: list[str]) -> None:
+    """One config per device, so that every worker (or actor) has started and built once."""
+    wall, _ = sweep(server, [body([models[0]], [device], [1]) for device in devices])
+    print(f"  warm-up ({', '.join(devices)}): {wall:.1f} s")
+
+
+THREADS = {"threads": 1}
+
+
+def body(models: list[str], hardware: list[str], batch_sizes: list[int]) -> dict:
+    return {"models": models, "hardware": hardware, "batch_sizes": batch_sizes, "precision": "fp32",
+            "force": True, "incremental": False, "progressive_mode": False, **THREADS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-seconds", type=float, default=1.0, help="the servers' timing cap per config")
+    parser.add_argument("--models", default="bert-tiny,gpt2-tiny", help="two models: one per Ray node")
+    parser.add_argument("--batch-sizes", default="1,2,4,8")
+    parser.add_argument("--rounds", type=int, default=3, help="local and ray sweeps, alternated")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per worker (default 1: on a shared machine, fewer threads are "
+                             "less at the mercy of other processes)")
+    args = parser.parse_args()
+    THREADS["threads"] = args.threads
+    models = args.models.split(",")
+    if len(models) != 2:
+        raise SystemExit("--models takes two models, one per Ray node")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    root = Path(tempfile.mkdtemp(prefix="benchboard-ray-overhead-"))
+    settings = {"max_seconds": args.max_seconds, "prestart_workers": True}
+
+    print(f"sweep: {', '.join(models)} x batch sizes {batch_sizes} = {2 * len(batch_sizes)} configs, "
+          f"max_seconds {args.max_seconds:g}, {args.threads} thread(s), {args.rounds} rounds; load average {_load()}")
+    local_body = [body(models, ["cpu"], batch_sizes)]
+    ray_bodies = [body([models[0]], ["head/cpu"], batch_sizes), body([models[1]], ["second/cpu"], batch_sizes)]
+    started = time.perf_counter()
+    with LocalRayCluster(root / "cluster", ["head", "second"]) as cluster, \
+            start_server(root / "local", **settings) as local_server, \
+            start_server(root / "ray", ray_address=cluster.address, **settings) as ray_server:
+        print(f"cluster and both servers up in {time.perf_counter() - started:.1f} s (cluster at {cluster.address})")
+        warm_up(local_server, ["cpu"], models)
+        warm_up(ray_server, ["head/cpu", "second/cpu"], models)
+        local, ray = [], []
+        for round_ in range(1, args.rounds + 1):  # alternated, so both see the same load over time
+            local.append(sweep(local_server, local_body))
+            ray.append(sweep(ray_server, ray_bodies))
+            print(f"  round {round_}: local wall {local[-1][0]:6.2f} s, ray wall {ray[-1][0]:6.2f} s "
+                  f"(ratio {ray[-1][0] / local[-1][0]:.3f}); load average {_load()}")
+
+    print("\nper config: median over rounds of each side's p50")
+    print(f"  {'config':<18}{'local p50 ms':>14}{'ray p50 ms':>12}{'ray/local':>11}{'node':>8}{'contended':>11}"
+          f"{'local spread':>14}{'ray spread':>12}")
+    ratios = []
+    for key in sorted(local[0][1]):
+        local_p50s = [rows[key]["p50_latency_ms"] for _, rows in local]
+        ray_p50s = [rows[key]["p50_latency_ms"] for _, rows in ray]
+        mine, theirs = statistics.median(local_p50s), statistics.median(ray_p50s)
+        contended = sum(bool(rows[key].get("contended")) for _, rows in (*local, *ray))
+        ratios.append(theirs / mine)
+        print(f"  {key[0] + ' bs' + str(key[1]):<18}{mine:>14.3f}{theirs:>12.3f}{theirs / mine:>11.3f}"
+              f"{ray[0][1][key]['node']:>8}{contended:>8}/{2 * len(local)}"
+              f"{_spread(local_p50s):>14.1%}{_spread(ray_p50s):>12.1%}")
+    wall_ratio = statistics.median(r[0] / l[0] for l, r in zip(local, ray, strict=True))
+    worst = max(abs(r - 1) for r in ratios)
+    print(f"\nwall ratio (ray / local, median of the rounds' ratios): {wall_ratio:.3f}  target <= {WALL_TARGET}  "
+          f"{'PASS' if wall_ratio <= WALL_TARGET else 'MISS'}")
+    print(f"medians' agreement: largest deviation {worst:.1%}, median deviation "
+          f"{statistics.median(abs(r - 1) for r in ratios):.1%}  target within {MEDIAN_TARGET:.0%}  "
+          f"{'PASS' if worst <= MEDIAN_TARGET else 'MISS'}")
+
+
+def _spread(values: list[float]) -> float:
+    """(largest - smallest) / median of one side's p50s over the rounds: how much a config moves on its own."""
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
