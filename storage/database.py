@@ -31,22 +31,23 @@ class DatabaseLockedError(StorageError):
 
 
 # DuckDB's memory limit covers its buffer manager only (hash tables, sorts, aggregate
-# states, recursive CTEs' working tables); the values functions build, the Arrow batches
-# and Python objects of an answer, and the benchmark workers come on top of it, so
-# DuckDB gets a quarter of the machine's memory, and never more than 1 GiB: the result
-# tables are small (a million results' dashboard queries use about 20 MB), and a query
-# over more spills to disk instead. Measured (perf/README.md, "sql_isolation.py"): three
-# recursive CTEs doubling a string at once, with a 10 s limit, grew the process by
-# 2.6 GB under a 16.7 GiB limit, 2.2 GB under 2 GiB, and 1.4 GB under 1 GiB, where all
-# three stopped with "Out of Memory" within 6 s.
+# states, recursive CTEs' working tables, cached table blocks); the values functions
+# build, the Arrow batches and Python objects of an answer, and the benchmark workers come
+# on top of it. So DuckDB gets a quarter of the machine's memory, and never more than
+# 512 MiB: the result tables are small (a million results' dashboard queries use about
+# 20 MB), and a query over more spills to disk (max_temp_directory_size) instead. Measured
+# (perf/README.md, "sql_isolation.py"): three recursive CTEs doubling a string at once,
+# with a 10 s limit, grew the process by 2.6 GB under a 16.7 GiB limit, 2.2 GB under
+# 2 GiB and 1.4 GB under 1 GiB; two recursive CTEs doubling their rows grew the server by
+# 1.1 GB under 1 GiB and 575 MB under 512 MiB.
 MEMORY_LIMIT_FRACTION = 0.25
-MEMORY_LIMIT_CAP_BYTES = 1024**3
+MEMORY_LIMIT_CAP_BYTES = 512 * 1024**2
 # What DuckDB may spill to its temporary directory (its default is 90% of the free disk).
 MAX_TEMP_DIRECTORY_SIZE = "4GiB"
 
 
 def default_memory_limit() -> str:
-    """A quarter of the machine's memory, capped at 1 GiB, as DuckDB's memory_limit."""
+    """A quarter of the machine's memory, capped at 512 MiB, as DuckDB's memory_limit."""
     limit = min(int(psutil.virtual_memory().total * MEMORY_LIMIT_FRACTION), MEMORY_LIMIT_CAP_BYTES)
     return f"{limit // 1024**2}MiB"
 

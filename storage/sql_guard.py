@@ -25,7 +25,8 @@ Policy:
   midway, and whose memory DuckDB's memory limit does not count) are bounded in the SQL
   that runs, after sqlglot's rewrites: literal sizes over the limit are refused, computed
   ones are clamped (``repeat(x, n)`` runs as ``repeat(x, least(n, ...))``), growing
-  replacements are checked at run time, and none of them may run inside a lambda;
+  replacements and the concatenations of a recursive CTE are checked at run time, and
+  none of them may run inside a lambda;
 - named parameters (``$model``) only, bound by DuckDB, never interpolated.
 """
 
@@ -77,13 +78,14 @@ MAX_NESTING_DEPTH = 64
 
 # One call that builds a list or string cannot be interrupted midway, and DuckDB's
 # memory limit counts none of it (it only covers the buffer manager). A call is also run
-# for a whole vector of 2,048 rows at once: measured on DuckDB 2.0, generate_series of a
-# computed 1,000,000 per row held 17 GB for 118 s; 10,000 per row held 174 MB.
+# for a whole vector of 2,048 rows at once, and a streaming answer keeps a few vectors in
+# flight. Measured on DuckDB 2.0: generate_series of a computed 1,000,000 per row held
+# 17 GB for 118 s; two queries of a computed series per row over 100,000 rows grew the
+# server by 1.3 GB at 10,000 elements, 830 MB at 4,096 and 220 MB at 1,024; a constant
+# 1,000,000-character string concatenated onto each of 3,000 rows held 2 GB.
 MAX_GENERATED_ELEMENTS = 1_000_000  # a list whose size is literal: built once, then constant
-MAX_ROW_ELEMENTS = 10_000  # a list whose size is computed: built again for every row
-# Strings: literal or computed. A constant 1,000,000-character string concatenated onto
-# each of 3,000 rows held 2 GB; at 100,000 a vector of them is about 200 MB.
-MAX_GENERATED_CHARACTERS = 100_000
+MAX_ROW_ELEMENTS = 1_024  # a list whose size is computed, built for every row: 16 MB a vector
+MAX_GENERATED_CHARACTERS = 10_000  # a string, literal or computed: 20 MB a vector
 
 _QUERY_KINDS = "only queries (SELECT, WITH, set operations, VALUES, PIVOT, DESCRIBE, SUMMARIZE) may run"
 _QUERY_STARTS = {
@@ -612,7 +614,28 @@ def _builder_kind(function: exp.Expression) -> str | None:
         return "resize"
     if isinstance(function, (exp.Replace, exp.RegexpReplace)) and _replacement_grows(function):
         return "replace"
+    if _concatenates(function) and _in_recursive_cte(function) and any(
+        not isinstance(part, exp.Literal) for part in function.iter_expressions()
+    ):
+        return "concat"
     return None
+
+
+def _concatenates(node: exp.Expression) -> bool:
+    return isinstance(node, _CONCATENATIONS) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in _CONCATENATING_NAMES
+    )
+
+
+def _in_recursive_cte(node: exp.Expression) -> bool:
+    """Whether ``node`` is in a CTE of a WITH RECURSIVE, where a step may feed its own
+    result back (s || s doubles at each step, past the memory limit's reach)."""
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.CTE) and isinstance(parent.parent, exp.With) and parent.parent.args.get("recursive"):
+            return True
+        parent = parent.parent
+    return False
 
 
 def _sizing_builders(function: exp.Expression) -> bool:
@@ -624,6 +647,8 @@ def _check_builder(function: exp.Func) -> None:
     builders inside lambdas, computed series steps."""
     name = _function_name(function)
     kind = _builder_kind(function)
+    if kind == "concat":
+        return  # checked when it runs, like a growing replacement
     if _inside_lambda(function):
         raise QueryRefused(f"function {name} may not be used inside a lambda: it would run once per list element")
     if kind == "replace":
@@ -696,10 +721,7 @@ def _check_reduce(function: exp.Func) -> None:
             continue
         accumulator = step.expressions[0].name
         for node in step.this.walk():
-            concatenates = isinstance(node, _CONCATENATIONS) or (
-                isinstance(node, exp.Anonymous) and node.name.lower() in _CONCATENATING_NAMES
-            )
-            if concatenates and _references(node, accumulator) > 1:
+            if _concatenates(node) and _references(node, accumulator) > 1:
                 raise QueryRefused(f"function {function.name.lower()} may not combine its accumulator with "
                                    "itself: the value would double at every element")
 
@@ -798,6 +820,8 @@ def _bound_builders(root: exp.Expression) -> None:
             size.replace(_least(size.copy(), *_resize_limits(node)))
         elif kind == "replace":
             node.replace(_replace_checked(node.copy()))
+        elif kind == "concat":
+            node.replace(_concat_checked(node.copy()))
 
 
 def _verify_bounded(root: exp.Expression) -> None:
@@ -829,10 +853,11 @@ def _bounded(node: exp.Expression, kind: str) -> bool:
         if literal is not None and _plain_fill(node):
             return abs(literal) <= MAX_GENERATED_ELEMENTS
         return all(_has_limit(size, limit) for limit in _resize_limits(node))
-    if kind == "replace":
+    if kind in ("replace", "concat"):
         parent = node.parent
+        checked = _replace_checked if kind == "replace" else _concat_checked
         return (isinstance(parent, exp.Case) and parent.args.get("default") is node
-                and parent.args.get("ifs") == _replace_checked(node.copy()).args.get("ifs"))
+                and parent.args.get("ifs") == checked(node.copy()).args.get("ifs"))
     return False
 
 
@@ -996,6 +1021,27 @@ def _replace_checked(node: exp.Expression) -> exp.Case:
     message = f"{name} could build a string over {MAX_GENERATED_CHARACTERS:,} characters: refused"
     return exp.Case(
         ifs=[exp.If(this=exp.GT(this=most, expression=exp.Literal.number(MAX_GENERATED_CHARACTERS)),
+                    true=exp.Anonymous(this="error", expressions=[exp.Literal.string(message)]))],
+        default=node,
+    )
+
+
+def _concat_checked(node: exp.Expression) -> exp.Case:
+    """CASE WHEN <the parts' total length> > limit THEN error(...) ELSE node END, for a
+    concatenation in a recursive CTE."""
+    total: exp.Expression | None = None
+    for part in node.iter_expressions():
+        if isinstance(part, exp.Literal):
+            length: exp.Expression = exp.Literal.number(len(part.this))
+        else:
+            text = exp.Cast(this=exp.Paren(this=part.copy()), to=exp.DataType.build("TEXT"))
+            length = exp.Coalesce(this=exp.Length(this=text), expressions=[exp.Literal.number(0)])
+        total = length if total is None else exp.Add(this=total, expression=length)
+    total = total if total is not None else exp.Literal.number(0)
+    message = (f"a concatenation in a recursive CTE could build a value over {MAX_GENERATED_CHARACTERS:,} "
+               "characters: refused")
+    return exp.Case(
+        ifs=[exp.If(this=exp.GT(this=total, expression=exp.Literal.number(MAX_GENERATED_CHARACTERS)),
                     true=exp.Anonymous(this="error", expressions=[exp.Literal.string(message)]))],
         default=node,
     )
