@@ -293,8 +293,9 @@ def command_query(args: argparse.Namespace) -> int:
     settings = Settings.from_env(db_path=args.db_path)
     with Database(settings.db_path) as db:
         try:
+            # pool=None: one query of one process, on this thread, finished before the database closes.
             result = run_guarded_query(db, args.sql, allowed_tables=ALLOWED_QUERY_TABLES,
-                                       timeout_s=settings.sql_timeout_s, row_cap=settings.sql_row_cap)
+                                       timeout_s=settings.sql_timeout_s, row_cap=settings.sql_row_cap, pool=None)
         except QueryRefused as error:
             print(f"error: query refused: {error.reason}", file=sys.stderr)
             return EXIT_USAGE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import anyio
 from litestar import Controller, Response, get, post
@@ -12,7 +13,7 @@ from litestar.response import Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_guard import QueryFailed, QueryRefused, QueryResult, QueryTimeout, run_guarded_query
+from storage.sql_guard import QueryFailed, QueryRefused, QueryResult, QueryTimeout, SqlBusy, run_guarded_query
 from webapp.reporting import charts
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
 from webapp.wiring.services import Services
@@ -85,6 +86,8 @@ def outcome(services: Services, sql: str) -> dict:
         return {"sql": sql, "refusal": f"Stopped: {timeout.reason}"}
     except QueryFailed as failed:
         return {"sql": sql, "refusal": f"DuckDB could not run it: {failed.reason}"}
+    except SqlBusy as busy:
+        return {"sql": sql, "refusal": f"Busy: {busy.reason} Run it again in {math.ceil(busy.retry_after_s)} s."}
     return {"sql": sql, "result": result, "sql_chart": charts.auto_chart(result.columns, result.rows)}
 
 

@@ -23,6 +23,7 @@ from engine.worker_client import WorkerProcess
 from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
+from storage.sql_execution import SQL_POOL
 from storage.runs import ACTIVE_STATUSES
 from webapp.wiring.adapters import StorageResultStore
 from webapp.wiring.events import EventFanout
@@ -206,4 +207,5 @@ class Services:
         self.scheduler.shutdown()
         if self.cluster is not None:
             self.cluster.close()
+        SQL_POOL.wait_idle()  # a query DuckDB is still stopping must not outlive its connection
         self.db.close()
