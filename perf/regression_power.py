@@ -2,7 +2,7 @@
 and how often a real 10% slowdown does.
 
     python perf/regression_power.py [--trials 20] [--max-seconds 0.3] [--spin-ms 0.5] [--slowdown 0.10]
-                                    [--bert-max-seconds 0.5] [--bert-repeats R] [--no-bert]
+                                    [--bert-max-seconds 0.3] [--bert-repeats R ...] [--no-bert]
 
 1. A custom workload with a controlled cost, registered through a custom-benchmarks ``.py``
    file: its forward spins on ``perf_counter`` for the milliseconds written in a cost file,
@@ -11,9 +11,9 @@ and how often a real 10% slowdown does.
    20 ``slower``) and every U(i) with S(i) (target: at least 19 of 20 ``slower``).
 2. bert-tiny at batch 1, rerun ``--trials`` + 1 times unchanged: every run against the one
    before (target: at most 1 of 20 ``slower``), and every run from the fourth on against its
-   history (the last 10 earlier results, conbench's z-score), reported alongside. With
-   ``--bert-repeats R`` each run measures in R fresh worker processes (``repeats``), whose
-   between-process spread widens the CIs the comparison tests.
+   history (the last 10 earlier results, conbench's z-score), reported alongside. One series
+   per ``--bert-repeats`` value (default 1 and 3): with R > 1 each run measures in R fresh
+   worker processes (``repeats``), whose between-process spread widens the CIs compared.
 
 Every run is a real run (``force``, progressive off, one torch thread) through the same
 ``Services`` a server uses, in a throwaway database: the scheduler, one long-lived worker
@@ -151,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=0.3, help="timing budget per spin run")
     parser.add_argument("--spin-ms", type=float, default=0.5, help="cost of the unchanged workload")
     parser.add_argument("--slowdown", type=float, default=0.10, help="how much slower S is (0.10: 10%%)")
-    parser.add_argument("--bert-max-seconds", type=float, default=0.5, help="timing budget per bert-tiny run")
-    parser.add_argument("--bert-repeats", type=int, default=1, metavar="R",
-                        help="measure each bert-tiny run in R fresh worker processes (default 1)")
+    parser.add_argument("--bert-max-seconds", type=float, default=0.3, help="timing budget per bert-tiny run")
+    parser.add_argument("--bert-repeats", type=int, nargs="+", default=[1, 3], metavar="R",
+                        help="a bert-tiny series for each R: every run measured in R fresh worker processes "
+                             "(default: 1 and 3)")
     parser.add_argument("--no-bert", action="store_true", help="skip the bert-tiny reruns")
     args = parser.parse_args(argv)
 
@@ -182,20 +183,20 @@ def main(argv: list[str] | None = None) -> int:
                                     f">= {needed:g}", summary(detections)[0] >= needed))
         finally:
             bench.close()
-        if not args.no_bert:
-            bench = Bench(Path(root) / "bert", args.bert_max_seconds)
+        for repeats in [] if args.no_bert else args.bert_repeats:
+            bench = Bench(Path(root) / f"bert-{repeats}", args.bert_max_seconds)
+            name = "bert-tiny bs1" + (f", {repeats} processes per run" if repeats > 1 else ", one process")
             try:
                 reruns = []
                 for trial in range(args.trials + 1):
-                    reruns.append(bench.run("bert-tiny", args.bert_repeats))
-                    print(f"  bert-tiny run {trial + 1}/{args.trials + 1} done ({time.monotonic() - started:.0f} s)",
+                    reruns.append(bench.run("bert-tiny", repeats))
+                    print(f"  {name}: run {trial + 1}/{args.trials + 1} done ({time.monotonic() - started:.0f} s)",
                           flush=True)
                 bert = [bench.compare(a, b) for a, b in zip(reruns, reruns[1:])]
-                name = "bert-tiny bs1" + (f" x{args.bert_repeats} processes" if args.bert_repeats > 1 else "")
                 rows.append(report_line(f"{name}, unchanged rerun", bert, f"<= {allowed:g}",
                                         summary(bert)[0] <= allowed))
                 histories = [history_comparison(bench.services.db, run_id) for run_id in reruns[3:]]
-                rows.append(report_line(f"{name}, run vs its history", histories, "(reported)", None))
+                rows.append(report_line(f"{name}, vs its history", histories, "(reported)", None))
             finally:
                 bench.close()
     print()
