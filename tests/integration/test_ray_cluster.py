@@ -27,8 +27,9 @@ needs_ray = pytest.mark.skipif(not ray_installed(), reason="needs the [ray] extr
 TERMINAL = {"completed", "failed", "cancelled"}
 API = "/api/benchmark"
 
-# A workload that builds at once, except on the node called "second": there it leaves a
-# marker next to this file and hangs, so the test knows that node is mid-config.
+# Workloads that build at once, except on the node called "second": there one leaves a
+# marker next to this file and hangs, so the test knows that node is mid-config, and the
+# other kills its worker process, as a segfault or an OOM kill would.
 SLOW_ON_SECOND = textwrap.dedent(
     """
     import os, time
@@ -44,10 +45,18 @@ SLOW_ON_SECOND = textwrap.dedent(
             time.sleep(300)
         return torch.nn.Identity()
 
+    def crash():
+        if os.environ.get("BENCHBOARD_NODE_NAME") == "second":
+            os._exit(3)
+        return torch.nn.Identity()
+
     def inputs(batch_size, sequence_length, image_size):
         return {"input": torch.zeros(batch_size, 4)}
 
-    MODELS = [ModelSpec("slow-on-second", "test", "custom", "tabular", 0.0, build, inputs)]
+    MODELS = [
+        ModelSpec("slow-on-second", "test", "custom", "tabular", 0.0, build, inputs),
+        ModelSpec("crash-on-second", "test", "custom", "tabular", 0.0, crash, inputs),
+    ]
     """
 )
 
@@ -122,14 +131,19 @@ def test_hardware_lists_each_nodes_devices_with_node_host_and_liveness(ray_serve
 @needs_ray
 @pytest.mark.timeout(240)
 def test_a_run_over_both_nodes_completes_with_rows_from_each(ray_server):
-    outcome = finished(ray_server, start_run(ray_server, models=["bert-tiny"], hardware=["*/cpu"]))
+    # On the second node the first config kills its worker: that config fails as it would
+    # locally, and the next one gets a fresh worker there.
+    outcome = finished(ray_server, start_run(ray_server, models=["crash-on-second", "bert-tiny"], hardware=["*/cpu"]))
     assert outcome["status"] == "completed", outcome["failures"]
-    rows = {row["hardware"]: row for row in outcome["results"]}
-    assert set(rows) == {"head/cpu", "second/cpu"}
+    rows = {(row["model_name"], row["hardware"]): row for row in outcome["results"]}
+    assert set(rows) == {("crash-on-second", "head/cpu"), ("bert-tiny", "head/cpu"), ("bert-tiny", "second/cpu")}
     for node in ("head", "second"):
-        row = rows[f"{node}/cpu"]
+        row = rows[("bert-tiny", f"{node}/cpu")]
         assert (row["node"], row["host"]) == (node, socket.gethostname())
         assert row["n_samples"] > 0 and row["p50_latency_ms"] > 0
+    [crashed] = outcome["failures"]
+    assert (crashed["model_name"], crashed["hardware"], crashed["node"]) == ("crash-on-second", "second/cpu", "second")
+    assert crashed["error_type"] == "worker_crashed" and "code 3" in crashed["error_message"]
 
 
 @needs_ray
