@@ -21,6 +21,7 @@ the address; nothing here connects to them elsewhere.)
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,6 +173,7 @@ class LocalRayCluster:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(list(self._seen.values()), timeout=10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # the session's sockets, logs and spilled objects
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
