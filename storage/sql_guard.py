@@ -429,6 +429,14 @@ def _reparse(dialect: Dialect, sql: str) -> exp.Expression:
     return statements[0]
 
 
+# DuckDB statements that sqlglot reads as plain words: refused by name, never called typos.
+_STATEMENT_WORDS = frozenset(
+    "ABORT ALTER ANALYZE ATTACH BEGIN CALL CHECKPOINT COMMENT COMMIT COPY CREATE DEALLOCATE DELETE DETACH DROP END "
+    "EXECUTE EXPLAIN EXPORT FORCE GRANT IMPORT INSERT INSTALL LOAD MERGE PRAGMA PREPARE REPLACE RESET REVOKE ROLLBACK "
+    "SET SHOW START TRUNCATE UPDATE UPSERT USE VACUUM".split()
+)
+
+
 def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
     """One statement that starts like a query, not nested beyond ``max_depth``.
 
@@ -441,8 +449,18 @@ def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
     if len(statements) > 1:
         raise QueryRefused("only one statement is allowed")
     first = statements[0]
+    if first[0].token_type == TokenType.VAR and first[0].text.upper() not in _STATEMENT_WORDS:
+        # A word that starts no statement at all (SELEC) is a typo, not a statement to refuse.
+        raise QuerySyntaxError(
+            f"syntax error at line {first[0].line}, column {first[0].col - len(first[0].text) + 1}: "
+            f"{first[0].text!r} does not start a statement; {_QUERY_KINDS}"
+        )
     if first[0].token_type not in _QUERY_STARTS:
         raise QueryRefused(f"{_statement_kind(first)} is not allowed: {_QUERY_KINDS}")
+    for previous, token in zip(first, first[1:]):
+        # sqlglot would quietly drop the empty item of "a,, b" and run something else.
+        if previous.token_type == token.token_type == TokenType.COMMA:
+            raise QuerySyntaxError(f"syntax error at line {token.line}, column {token.col}: two commas in a row")
     depth = 0
     for token in first:
         if token.token_type in _OPENING:
@@ -1102,7 +1120,12 @@ def _bind(used: frozenset[str], params: dict[str, Any]) -> dict[str, Any]:
 def _describe_parse_error(error: ParseError) -> str:
     if error.errors:
         first = error.errors[0]
-        return f"syntax error at line {first['line']}, column {first['col']}: {first['description']}"
+        description = first["description"]
+        # sqlglot's "Required keyword: 'this' missing for <class '...Where'>" means a clause stops short.
+        missing = re.match(r"Required keyword: '\w+' missing for <class '(?:[\w.]*\.)?(\w+)'>", description)
+        if missing:
+            description = f"the {missing.group(1).upper()} clause is incomplete"
+        return f"syntax error at line {first['line']}, column {first['col']}: {description}"
     return f"syntax error: {_first_line(str(error))}"
 
 

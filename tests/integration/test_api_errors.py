@@ -159,7 +159,8 @@ def test_report_files_download_through_the_server(client):
     assert listing["run2"]["url"] == "/api/benchmark/reports/run2/report.html"
     markdown = client.get("/api/benchmark/reports/run2/report.md")
     assert markdown.status_code == 200 and markdown.text.startswith("# benchboard report: run run2")
-    assert "attachment" in markdown.headers["content-disposition"]
+    assert markdown.headers["content-disposition"].startswith("inline")  # viewable in the browser
+    assert markdown.headers["content-type"] == "text/markdown; charset=utf-8"  # one charset, not two
 
 
 def test_state_changing_calls_need_the_token_when_one_is_set(guarded):

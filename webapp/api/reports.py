@@ -21,8 +21,8 @@ REGENERATE_RESPONSES = {
                       description="The report could not be written (the results folder is not writable, say)"),
 }
 
-MEDIA_TYPES = {"report.html": "text/html; charset=utf-8", "report.md": "text/markdown; charset=utf-8",
-               "results.json": "application/json"}
+# Litestar adds "; charset=utf-8" to text types itself.
+MEDIA_TYPES = {"report.html": "text/html", "report.md": "text/markdown", "results.json": "application/json"}
 
 
 class ReportController(Controller):
@@ -46,6 +46,5 @@ class ReportController(Controller):
     @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
     def download(self, services: Services, run_id: str, file_name: str) -> File:
         path = report_file(services.settings.results_path, run_id, file_name)
-        # report.html is shown inline (the Reports page previews it); the others download.
-        disposition = "inline" if file_name == "report.html" else "attachment"
-        return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type=disposition)
+        # Inline, so a browser shows each file (the Reports page previews report.html); saving stays one click.
+        return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type="inline")

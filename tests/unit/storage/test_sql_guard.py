@@ -540,3 +540,18 @@ def test_a_sync_caller_gets_its_answer_by_the_deadline_too():
         pool.run(lambda: time.sleep(1.0), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
     assert time.perf_counter() - started < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
     assert pool.wait_idle(timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SELEC model_name FROM models", "syntax error at line 1, column 1: 'SELEC' does not start a statement"),
+        ("SELECT * FROM models WHERE", "syntax error at line 1, column 26: the WHERE clause is incomplete"),
+        ("SELECT model_name,, batch_size FROM results_view", "syntax error at line 1, column 19: two commas in a row"),
+    ],
+)
+def test_typos_are_syntax_errors_with_their_place_not_refusals_or_silent_repairs(sql, reason):
+    with pytest.raises(QuerySyntaxError) as refused:
+        check_query(sql, allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason.startswith(reason)
+    assert "sqlglot" not in refused.value.reason and "<class" not in refused.value.reason

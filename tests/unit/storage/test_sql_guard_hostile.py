@@ -23,6 +23,10 @@ def not_a_query(kind):
     return f"{kind} {NOT_A_QUERY}"
 
 
+def no_statement(word):
+    return f"syntax error at line 1, column 1: {word!r} does not start a statement; {NOT_A_QUERY.removeprefix('is not allowed: ')}"
+
+
 def inside_a_query(kind):
     return f"{kind} {NOT_A_QUERY.replace('is not allowed', 'is not allowed inside a query')}"
 
@@ -269,8 +273,9 @@ HOSTILE = [
     ("deep-subqueries", "SELECT * FROM " + "(SELECT * FROM " * 70 + "models" + ")" * 70, TOO_DEEP),
     ("deep-without-parentheses", "SELECT " + "NOT " * 3000 + "TRUE", TOO_DEEP),
     # look-alikes
-    ("cyrillic-o-in-drop", "DR\u041eP TABLE models", not_a_query("DR\u041eP")),
-    ("fullwidth-drop", "\uff24\uff32\uff2f\uff30 TABLE models", not_a_query("\uff24\uff32\uff2f\uff30")),
+    # A look-alike word is no statement at all: a syntax error, refused before anything parses it.
+    ("cyrillic-o-in-drop", "DR\u041eP TABLE models", no_statement("DR\u041eP")),
+    ("fullwidth-drop", "\uff24\uff32\uff2f\uff30 TABLE models", no_statement("\uff24\uff32\uff2f\uff30")),
     ("cyrillic-o-in-table", "SELECT * FROM m\u043edels", not_allowlisted("m\u043edels")),
     ("cyrillic-a-in-function", "SELECT re\u0430d_text('x')", "function re\u0430d_text is not allowed"),
     ("mixed-case-function", "SELECT * FROM ReAd_CsV('x.csv')", "table function read_csv is not allowed"),
