@@ -175,11 +175,11 @@ def command_run(args: argparse.Namespace) -> int:
         outcome = services.run_results(run.run_id)
     finally:
         services.close()
+    _warn_contended(outcome.results)  # before the report, whose last line sums the run up
     if args.json:
         _print_json(outcome)
     else:
         _report(run, outcome)
-    _warn_contended(outcome.results)
     return {"completed": 0, "cancelled": 130}.get(outcome.status, 1)
 
 
