@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,9 +76,10 @@ def _env() -> dict:
 
 def _run_id(done: subprocess.CompletedProcess) -> str:
     assert done.returncode == 0, done.stderr
-    last = done.stderr.strip().splitlines()[-1]  # "run <id> completed: ..."
-    assert last.startswith("run "), done.stderr
-    return last.split()[1]
+    # "run <id> completed: ..." (warnings about contended results may follow it)
+    summary = [line for line in done.stderr.splitlines() if re.match(r"run \w+ completed", line)]
+    assert summary, done.stderr
+    return summary[-1].split()[1]
 
 
 @pytest.fixture(scope="module")
