@@ -121,10 +121,13 @@ def test_a_progressive_run_whose_timing_never_converges_measures_every_batch_siz
         run = running.submit(plan_run(
             RunRequest(models=["bert-tiny"], batch_sizes=[1, 2, 4], progressive_mode=True, incremental=False),
             registry=registry, resolve_hardware=resolve_hardware, environment=environment,
+            settings=never_converges,  # a run is measured with the settings it was planned with
         ))
         assert running.wait(run.run_id, timeout=240).status == "completed"
     finally:
         running.shutdown()
     assert store.stops == []
     assert sorted(result.batch_size for result in store.results) == [1, 2, 4]
-    assert all(result.ok and result.ci_met is False and result.stop_reason is None for result in store.results)
+    outcomes = [(result.batch_size, result.status, result.ci_met, result.stop_reason, result.error_message)
+                for result in store.results]
+    assert all(result.ok and result.ci_met is False and result.stop_reason is None for result in store.results), outcomes
