@@ -96,7 +96,14 @@ def test_query_results_applies_every_filter(client, finished):
 
 def test_reports_are_listed_and_downloaded_to_a_folder_or_a_file(client, finished, tmp_path):
     run_id = finished[0]["run_id"]
-    entry = next(entry for entry in client.get_reports() if entry["run_id"] == run_id)
+    # Reports are written just after the terminal status goes out, so a follower may see the
+    # end a moment before the last file lands.
+    deadline = time.monotonic() + 60
+    while True:
+        entry = next((entry for entry in client.get_reports() if entry["run_id"] == run_id), {"reports": []})
+        if set(entry["reports"]) >= {"report.html", "report.md", "results.json"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert set(entry["reports"]) >= {"report.html", "report.md", "results.json"}
 
     saved = client.download_report(run_id, "results.json", tmp_path)
