@@ -24,6 +24,14 @@ TIMINGS: tuple[str, ...] = get_args(Timing)
 AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = get_args(AttnImplementation)
 DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
+# forward: one forward pass, as served by an encoder. generate: greedy decoding of new_tokens
+# tokens with the KV cache on (engine.generation): time to first token, per-token latency,
+# decode throughput. generate applies to the models whose spec lists it (GENERATE_ARCHITECTURES).
+Scenario = Literal["forward", "generate"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
+DEFAULT_SCENARIO = "forward"
+DEFAULT_NEW_TOKENS = 32
+GENERATE_ARCHITECTURES = ("decoder", "encoder-decoder", "audio")
 
 
 def default_timing(batch_size: int) -> str:
@@ -32,8 +40,8 @@ def default_timing(batch_size: int) -> str:
 
 
 class BenchmarkConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """One point to measure: model x hardware x batch size x precision x input shape x timing
-    mode x attention implementation.
+    """One point to measure: model x hardware x batch size x precision x scenario x input shape
+    x timing mode x attention implementation.
 
     ``image_size`` is the size a vision model runs at (planning fills in the model's own
     where the request names none); None for models that take no image. ``attn_implementation``
@@ -49,17 +57,26 @@ class BenchmarkConfig(msgspec.Struct, frozen=True, kw_only=True):
     image_size: int | None = None
     timing: Timing = "latency"
     attn_implementation: AttnImplementation | None = None
+    scenario: Scenario = DEFAULT_SCENARIO
+    new_tokens: int | None = None  # tokens each generation produces; None for forward configs
 
     def key(self) -> str:
-        """Stable identity of the point, used for incremental skips and resume."""
+        """Stable identity of the point, used for incremental skips and resume. A forward
+        config's key is the one it had before scenarios, so its stored results still count."""
         image = "-" if self.image_size is None else self.image_size
-        return (
+        key = (
             f"{self.model_name}|{self.hardware}|bs{self.batch_size}|{self.precision}"
             f"|seq{self.sequence_length}|img{image}|{self.timing}|attn-{self.attn_implementation or 'own'}"
         )
+        if self.scenario != DEFAULT_SCENARIO:
+            key += f"|{self.scenario}-new{self.new_tokens}"
+        return key
 
     def label(self) -> str:
-        return f"{self.model_name} on {self.hardware}, batch {self.batch_size}, {self.precision}"
+        label = f"{self.model_name} on {self.hardware}, batch {self.batch_size}, {self.precision}"
+        if self.scenario != DEFAULT_SCENARIO:
+            label += f", {self.scenario} {self.new_tokens} tokens"
+        return label
 
 
 class MeasurementSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,6 +48,26 @@ def fit_to_model(config: BenchmarkConfig, spec: ModelSpec) -> BenchmarkConfig:
     return msgspec.structs.replace(config, image_size=image_size, attn_implementation=attention)
 
 
+def check_scenario(request: RunRequest, specs: dict[str, ModelSpec]) -> None:
+    """InvalidRequestError naming ``scenario`` where a model cannot generate, or ``timing`` where a
+    generation is asked to be pipelined (it is timed call by call, with a sync at every token)."""
+    if request.scenario != "generate":
+        return
+    refused = [spec for spec in specs.values() if not spec.generates]
+    if refused:
+        which = ", ".join(f"{spec.name} ({spec.architecture})" for spec in refused)
+        raise InvalidRequestError("scenario", (
+            f"generate applies to decoder, encoder-decoder and audio models (and custom workloads that "
+            f"declare it); {which} cannot generate: measure {'it' if len(refused) == 1 else 'them'} "
+            "with scenario forward"
+        ))
+    if request.timing == "throughput":
+        raise InvalidRequestError("timing", (
+            "generate is timed one generation at a time, with a device sync at every token; "
+            "leave timing unset or choose latency"
+        ))
+
+
 def run_settings(settings: MeasurementSettings, request: RunRequest) -> MeasurementSettings:
     """The server's measurement settings with what the request chooses (its thread count)."""
     if request.threads is None:
@@ -101,6 +121,7 @@ def plan_run(
         dict.fromkeys(request.batch_sizes)
     )
     specs = {name: registry.get(name) for name in models}
+    check_scenario(request, specs)
     parameters = {name: spec.parameters_million for name, spec in specs.items()}
     configs = [fit_to_model(config, specs[config.model_name]) for config in expand(request, models, hardware)]
     configs = order_configs(configs, parameters, request.progressive_mode)

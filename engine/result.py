@@ -61,9 +61,29 @@ class Measurement(Statistics, kw_only=True):
     image_size: int | None = None  # the size a vision model ran at; None for models without images
     timing: str | None = None  # "latency" | "throughput"; None in rows stored before timing modes
     attn_implementation: str | None = None  # sdpa | eager | flash_attention_2; None: the model's own
+    # forward | generate (issue 11). For generate the latency statistics above (p50_latency_ms,
+    # ci_low_ms, samples_ms, ...) are those of the whole generation, end to end.
+    scenario: str | None = "forward"
+    new_tokens: int | None = None  # generate: tokens each generation produced
     status: ResultStatus = OK
     throughput_items_per_second: float | None = None
     throughput_tokens_per_second: float | None = None
+    # generate (engine.generation), None for forward results. TTFT: from the call to the first
+    # token's logits (the prefill). TPOT: a sample's mean gap between consecutive tokens after
+    # the first; tpot_ms and its CI are over samples, tpot_p90/p99_ms over every per-token gap.
+    ttft_ms: float | None = None  # median
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    ttft_ci_low_ms: float | None = None  # 95% CI of the median (engine.stats.median_ci)
+    ttft_ci_high_ms: float | None = None
+    tpot_ms: float | None = None  # median over samples
+    tpot_p90_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    tpot_ci_low_ms: float | None = None
+    tpot_ci_high_ms: float | None = None
+    e2e_ms: float | None = None  # median end-to-end generation latency (= p50_latency_ms)
+    decode_tokens_per_second: float | None = None  # batch * (new_tokens - 1) / median decode seconds
+    prefill_tokens_per_second: float | None = None  # batch * prompt tokens / median TTFT
     load_time_ms: float | None = None
     cold_latency_ms: float | None = None
     memory_peak_mb: float | None = None  # inference peak above the loaded model
@@ -87,6 +107,9 @@ class Measurement(Statistics, kw_only=True):
     # Every timed iteration (capped at keep_samples); None where not measured or not loaded
     # (API rows leave them out: a row's samples are served on their own).
     samples_ms: list[float] | None = None
+    # generate: every sample's TTFT and every per-token gap (capped at keep_samples each).
+    ttft_samples_ms: list[float] | None = None
+    tpot_samples_ms: list[float] | None = None
     threads: int | None = None
     torch_version: str | None = None
     device_name: str | None = None
@@ -115,7 +138,8 @@ class Measurement(Statistics, kw_only=True):
             model_name=self.model_name, hardware=self.hardware, batch_size=self.batch_size,
             precision=self.precision, sequence_length=self.sequence_length or DEFAULT_SEQUENCE_LENGTH,
             image_size=self.image_size, timing=self.timing or default_timing(self.batch_size),
-            attn_implementation=self.attn_implementation,
+            attn_implementation=self.attn_implementation, scenario=self.scenario or "forward",
+            new_tokens=self.new_tokens,
         )
 
     @classmethod

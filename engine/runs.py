@@ -17,11 +17,14 @@ import msgspec
 from msgspec import Meta
 
 from engine.config import (
+    DEFAULT_NEW_TOKENS,
+    DEFAULT_SCENARIO,
     DEFAULT_SEQUENCE_LENGTH,
     AttnImplementation,
     BenchmarkConfig,
     MeasurementSettings,
     Precision,
+    Scenario,
     Timing,
     default_timing,
 )
@@ -48,6 +51,9 @@ MAX_SEQUENCE_LENGTH = 32768
 MAX_IMAGE_SIZE = 4096
 MAX_THREADS = 1024
 MAX_REPEATS = 20
+MAX_NEW_TOKENS = 4096
+# A generation needs a second token for a per-token latency (TPOT) to exist.
+MIN_NEW_TOKENS = 2
 
 Name = Annotated[str, Meta(min_length=1, max_length=512)]
 BatchSize = Annotated[int, Meta(ge=1, le=MAX_BATCH_SIZE)]
@@ -79,6 +85,11 @@ class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Fresh worker processes each config is measured in, their samples pooled (engine.repeats);
     # above 1 the spread of their medians is recorded (between_process_cv).
     repeats: Annotated[int, Meta(ge=1, le=MAX_REPEATS)] = 1
+    # forward: one forward pass; generate: greedy decoding of new_tokens tokens with the KV cache
+    # (decoder, encoder-decoder and audio models only; engine.generation).
+    scenario: Scenario = DEFAULT_SCENARIO
+    # generate: tokens each generation produces, exactly (min_new_tokens = max_new_tokens).
+    new_tokens: Annotated[int, Meta(ge=MIN_NEW_TOKENS, le=MAX_NEW_TOKENS)] = DEFAULT_NEW_TOKENS
 
 
 def run_request(fields: dict) -> RunRequest:
@@ -177,8 +188,11 @@ def expand(request: RunRequest, models: list[str], hardware: list[str]) -> list[
             precision=request.precision,
             sequence_length=request.sequence_length,
             image_size=request.image_size,
-            timing=request.timing or default_timing(batch_size),
+            # A generation is always timed call by call, a device sync at every token.
+            timing="latency" if request.scenario == "generate" else request.timing or default_timing(batch_size),
             attn_implementation=request.attn_implementation,
+            scenario=request.scenario,
+            new_tokens=request.new_tokens if request.scenario == "generate" else None,
         )
         for model in models
         for device in hardware

@@ -43,6 +43,13 @@ ESCALATION_STOPPERS = ("oom", "timeout", "worker_crashed")
 FINISHED_RUN_MEMORY = timedelta(minutes=15)
 
 
+def _escalation_key(config: BenchmarkConfig) -> tuple:
+    """The configs one progressive escalation climbs the batch sizes of: a generate escalation
+    stops at its own OOM (its KV cache grows with the batch), not at a forward one's."""
+    return (config.model_name, config.hardware, config.precision, config.sequence_length,
+            config.scenario, config.new_tokens)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -324,8 +331,7 @@ class Scheduler:
     def _escalation(run: RunState, config: BenchmarkConfig) -> list[BenchmarkConfig]:
         return [
             c for c in run.configs
-            if (c.model_name, c.hardware, c.precision, c.sequence_length)
-            == (config.model_name, config.hardware, config.precision, config.sequence_length)
+            if _escalation_key(c) == _escalation_key(config)
         ]
 
     def _escalation_stop(self, run: RunState, config: BenchmarkConfig, result: Measurement) -> str | None:
@@ -341,8 +347,8 @@ class Scheduler:
             # An unconverged median cannot show a plateau: escalate on, and judge the next
             # converged result against the last converged one (issue 14).
             return None
-        previous = run.last_throughput.get((config.model_name, config.hardware, config.precision))
-        run.last_throughput[(config.model_name, config.hardware, config.precision)] = (
+        previous = run.last_throughput.get(_escalation_key(config))
+        run.last_throughput[_escalation_key(config)] = (
             config.batch_size, result.throughput_items_per_second
         )
         if previous and result.throughput_items_per_second < previous[1] * PLATEAU_GAIN:

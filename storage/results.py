@@ -74,6 +74,16 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "contended": pa.bool_(),
     "node": pa.string(),  # the Ray node that measured it (issue 13); None on the server's own devices
     "host": pa.string(),
+    # issue 11: the scenario and a generation's figures
+    "scenario": pa.string(),
+    "new_tokens": pa.int32(),
+    **{name: pa.float64() for name in (
+        "ttft_ms", "ttft_p90_ms", "ttft_p99_ms", "ttft_ci_low_ms", "ttft_ci_high_ms", "tpot_ms", "tpot_p90_ms",
+        "tpot_p99_ms", "tpot_ci_low_ms", "tpot_ci_high_ms", "e2e_ms", "decode_tokens_per_second",
+        "prefill_tokens_per_second",
+    )},
+    "ttft_samples_ms": pa.list_(pa.float64()),
+    "tpot_samples_ms": pa.list_(pa.float64()),
     "created_at": pa.timestamp("us"),  # UTC; not DuckDB's current_timestamp, whose zone is the session's
 }
 _INSERT_COLUMNS = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
@@ -95,6 +105,10 @@ RESULT_ROW_COLUMNS = (
     "power_w_before", "power_w_after", "throttled", "other_cpu_seconds", "contended",
     # issue 13
     "node", "host",
+    # issue 11 (the raw TTFT samples and per-token gaps stay out, as samples_ms does)
+    "scenario", "new_tokens", "ttft_ms", "ttft_p90_ms", "ttft_p99_ms", "ttft_ci_low_ms", "ttft_ci_high_ms",
+    "tpot_ms", "tpot_p90_ms", "tpot_p99_ms", "tpot_ci_low_ms", "tpot_ci_high_ms", "e2e_ms",
+    "decode_tokens_per_second", "prefill_tokens_per_second",
 )
 
 
@@ -133,7 +147,7 @@ def insert_results(db: Database, rows: list[dict]) -> int:
 
 FAILURE_VALUE_COLUMNS = (
     "run_id", "config_key", "batch_size", "precision", "sequence_length", "image_size", "status",
-    "is_compatible", "error_type", "error_message", "node", "host", "created_at",
+    "is_compatible", "error_type", "error_message", "node", "host", "scenario", "new_tokens", "created_at",
 )
 
 
@@ -170,7 +184,7 @@ def results_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
 FAILURE_COLUMNS = (
     "run_id", "model_name", "model_family", "model_type", "hardware_type", "hardware", "device_name",
     "batch_size", "precision", "sequence_length", "image_size", "status", "error_type", "error_message",
-    "created_at", "node", "host",
+    "created_at", "node", "host", "scenario", "new_tokens",
 )
 
 

@@ -320,5 +320,73 @@ _V4 = [
     "ALTER TABLE performance_results ADD COLUMN between_process_cv DOUBLE",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+# v5. Issue 11: the scenario (forward | generate) of every result and failure, and a
+# generation's figures: time to first token, time per output token (each with p90/p99 and the
+# CI of its median), end-to-end latency, decode and prefill tokens/s, and the raw TTFT samples
+# and per-token gaps. Rows stored before are forward results. Keep the issue 11 columns, with
+# samples_ms, node and host, in any later CREATE OR REPLACE VIEW of results_view or failures_view.
+_V5 = [
+    *(
+        f"ALTER TABLE performance_results ADD COLUMN {column}"
+        for column in (
+            "scenario VARCHAR DEFAULT 'forward'",
+            "new_tokens INTEGER",
+            "ttft_ms DOUBLE",
+            "ttft_p90_ms DOUBLE",
+            "ttft_p99_ms DOUBLE",
+            "ttft_ci_low_ms DOUBLE",
+            "ttft_ci_high_ms DOUBLE",
+            "tpot_ms DOUBLE",
+            "tpot_p90_ms DOUBLE",
+            "tpot_p99_ms DOUBLE",
+            "tpot_ci_low_ms DOUBLE",
+            "tpot_ci_high_ms DOUBLE",
+            "e2e_ms DOUBLE",
+            "decode_tokens_per_second DOUBLE",
+            "prefill_tokens_per_second DOUBLE",
+            "ttft_samples_ms DOUBLE[]",
+            "tpot_samples_ms DOUBLE[]",
+        )
+    ),
+    "UPDATE performance_results SET scenario = 'forward' WHERE scenario IS NULL",
+    "ALTER TABLE hardware_compatibility ADD COLUMN scenario VARCHAR DEFAULT 'forward'",
+    "ALTER TABLE hardware_compatibility ADD COLUMN new_tokens INTEGER",
+    "UPDATE hardware_compatibility SET scenario = 'forward' WHERE scenario IS NULL",
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.timing,
+               pr.attn_implementation, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met,
+               pr.p90_ci_low_ms, pr.p90_ci_high_ms, pr.p99_ci_low_ms, pr.p99_ci_high_ms,
+               pr.total_timed_seconds, pr.calls_per_sample,
+               pr.throughput_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_memory_peak_mb, pr.memory_reserved_peak_mb,
+               pr.process_device_memory_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.sm_clock_mhz_before, pr.sm_clock_mhz_after, pr.temperature_c_before,
+               pr.temperature_c_after, pr.power_w_before, pr.power_w_after, pr.throttled,
+               pr.other_cpu_seconds, pr.contended,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at, pr.samples_ms, pr.node, pr.host,
+               pr.scenario, pr.new_tokens, pr.ttft_ms, pr.ttft_p90_ms, pr.ttft_p99_ms,
+               pr.ttft_ci_low_ms, pr.ttft_ci_high_ms, pr.tpot_ms, pr.tpot_p90_ms, pr.tpot_p99_ms,
+               pr.tpot_ci_low_ms, pr.tpot_ci_high_ms, pr.e2e_ms, pr.decode_tokens_per_second,
+               pr.prefill_tokens_per_second, pr.ttft_samples_ms, pr.tpot_samples_ms
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+    """CREATE OR REPLACE VIEW failures_view AS
+        SELECT hc.compatibility_id, hc.run_id, m.model_name, m.model_family, m.model_type,
+               h.hardware_type, h.platform AS hardware, h.device_name, hc.batch_size, hc.precision,
+               hc.sequence_length, hc.image_size, hc.status, hc.is_compatible, hc.error_type,
+               hc.error_message, hc.config_key, hc.created_at, hc.node, hc.host,
+               hc.scenario, hc.new_tokens
+        FROM hardware_compatibility hc
+        LEFT JOIN models m ON hc.model_id = m.model_id
+        LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 LATEST_VERSION = len(MIGRATIONS)

@@ -31,7 +31,7 @@ from functools import cache, partial
 import transformers
 
 from engine.config import DEFAULT_IMAGE_SIZE
-from engine.models.hf import BuildFromConfig, ConfigInputs, tokens_per_item_for
+from engine.models.hf import BuildFromConfig, ConfigInputs, scenarios_for, tokens_per_item_for
 from engine.models.spec import ModelSpec
 
 
@@ -199,4 +199,5 @@ def _spec(model: BuiltinModel) -> ModelSpec:
         # Read from the stated config, so listing builds nothing; 224 is ViTConfig's default.
         image_size=model.config.get("image_size", DEFAULT_IMAGE_SIZE) if family.architecture == "vision" else None,
         chooses_attention=True,
+        scenarios=scenarios_for(family.architecture, family.model_class),
     )

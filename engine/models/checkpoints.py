@@ -19,6 +19,7 @@ from engine.models.hf import (
     count_parameters,
     model_class_for,
     native_image_size,
+    scenarios_for,
     tokens_per_item_for,
 )
 from engine.models.spec import ModelSpec
@@ -151,4 +152,5 @@ def _spec(name: str, location: str, config, *, source: str, local_files_only: bo
         tokens_per_item=tokens_per_item_for(architecture),
         image_size=native_image_size(config) if architecture == "vision" else None,
         chooses_attention=True,
+        scenarios=scenarios_for(architecture, model_class),
     )

@@ -17,7 +17,9 @@ import torch
 import transformers
 from transformers.models.auto import modeling_auto
 
+from engine.config import GENERATE_ARCHITECTURES
 from engine.errors import UnsupportedConfigError
+from engine.models.spec import FORWARD_ONLY, GENERATE_SCENARIOS
 
 INPUT_SEED = 0
 WEIGHT_SEED = 0
@@ -45,6 +47,15 @@ def sequence_tokens(sequence_length: int) -> int:
 
 def tokens_per_item_for(architecture: str) -> Callable[[int], int] | None:
     return None if architecture == "vision" else sequence_tokens
+
+
+def scenarios_for(architecture: str, model_class: str) -> tuple[str, ...]:
+    """forward for every model; generate too for a decoder, encoder-decoder or audio model
+    whose class generates (an LM head: GPT2LMHeadModel does, a bare GPT2Model does not)."""
+    if architecture not in GENERATE_ARCHITECTURES:
+        return FORWARD_ONLY
+    can_generate = getattr(getattr(transformers, model_class, None), "can_generate", None)
+    return GENERATE_SCENARIOS if can_generate is not None and can_generate() else FORWARD_ONLY
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import msgspec
 
 ARCHITECTURE_TYPES = ("encoder", "decoder", "encoder-decoder", "vision", "audio", "multimodal", "custom")
 TIERS = ("critical", "high", "medium", "low")
+FORWARD_ONLY: tuple[str, ...] = ("forward",)
+GENERATE_SCENARIOS: tuple[str, ...] = ("forward", "generate")
 
 
 class ModelInfo(msgspec.Struct, kw_only=True):
@@ -23,6 +25,7 @@ class ModelInfo(msgspec.Struct, kw_only=True):
     source: str
     weights: str
     tier: str
+    scenarios: list[str] = msgspec.field(default_factory=lambda: ["forward"])  # what it can be measured in: forward, and generate where it generates
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class ModelSpec:
     square input size (None for models that take no image). ``chooses_attention`` says
     that ``build(attn_implementation=...)`` builds it with sdpa, eager or flash_attention_2
     (transformers models); a custom workload's attention is its own code's.
+
+    ``scenarios`` lists what it can be measured in: ``"forward"``, and ``"generate"`` for a
+    model whose ``build()`` returns a transformers ``GenerationMixin`` model (``.generate``);
+    its generation is fed ``make_inputs(...)`` without the ``decoder_*`` entries
+    (engine.generation). A custom workload declares it with ``scenarios=GENERATE_SCENARIOS``.
     """
 
     name: str
@@ -52,10 +60,15 @@ class ModelSpec:
     tokens_per_item: Callable[[int], int] | None = None
     image_size: int | None = None
     chooses_attention: bool = False
+    scenarios: tuple[str, ...] = FORWARD_ONLY
+
+    @property
+    def generates(self) -> bool:
+        return "generate" in self.scenarios
 
     def describe(self) -> ModelInfo:
         return ModelInfo(
             name=self.name, family=self.family, type=self.architecture, modality=self.modality,
             parameters_million=round(self.parameters_million, 3), source=self.source, weights=self.weights,
-            tier=self.tier,
+            tier=self.tier, scenarios=list(self.scenarios),
         )
