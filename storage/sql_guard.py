@@ -33,11 +33,13 @@ Policy:
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
@@ -374,8 +376,10 @@ def inspect_query(
     try:
         tokens = dialect.tokenize(sql)
         _check_statement_shape(tokens, max_depth)
+        tokens = _wrap_pivot_tail(tokens)
         statements = [s for s in dialect.parser().parse(tokens, sql) if s is not None]
         root = statements[0]
+        _check_duckdb_parses(sql)
         _check_root(root)
         _check_tree(root, allowed, catalog)  # refusals in the user's own words
         # What runs is sqlglot's regeneration, which can differ from what was typed
@@ -391,13 +395,66 @@ def inspect_query(
     except RecursionError:
         raise QueryRefused(f"query is nested too deeply (at most {max_depth} levels)") from None
     except ParseError as error:
-        raise QuerySyntaxError(_describe_parse_error(error)) from None
+        raise QuerySyntaxError(_describe_parse_error(error, sql)) from None
     except TokenError as error:
         raise QuerySyntaxError(_describe_token_error(error, sql)) from None
     except QueryRefused:
         raise
     except Exception as error:  # noqa: BLE001 - sqlglot on odd input must not become a 500
         raise QuerySyntaxError(f"the query could not be analysed: {error}") from None
+
+
+_PARSER_LOCK = threading.Lock()
+_parser: duckdb.DuckDBPyConnection | None = None
+
+
+def _check_duckdb_parses(sql: str) -> None:
+    """What the user typed must parse in DuckDB's own parser too.
+
+    sqlglot quietly repairs some malformed SQL into something else that runs: a
+    ``JOIN t ON`` with no condition becomes a cross join, ``max( FROM t`` a subquery,
+    ``'x' 'y'`` a concatenation, ``* EXCLUDE FROM`` a plain ``*``. DuckDB refuses each
+    (it never sees them: it runs sqlglot's regeneration), so the guard asks DuckDB's parser
+    too, and refuses with its words and place.
+    """
+    message = _duckdb_syntax_error(sql)
+    if message is not None:
+        raise QuerySyntaxError(message)
+
+
+def _duckdb_syntax_error(sql: str) -> str | None:
+    """DuckDB's parser's complaint about ``sql`` in plain words with its line and column, or
+    None if it parses. On a private in-memory connection that holds no data: only parsing
+    happens there, nothing is bound or run."""
+    global _parser
+    with _PARSER_LOCK:
+        if _parser is None:
+            _parser = duckdb.connect(":memory:", config={"enable_external_access": False})
+            _parser.execute("SET lock_configuration = true")
+        cursor = _parser.cursor()
+    try:
+        try:
+            cursor.extract_statements(sql)
+            return None
+        except duckdb.ParserException as error:
+            message = _first_line(str(error)).removeprefix("Parser Error: ")
+            line_match = re.search(r"^LINE (\d+):", str(error), re.MULTILINE)
+        # The place, as a byte offset; json_serialize_sql gives it for queries (not for PIVOT).
+        position = cursor.execute(
+            "SELECT json_extract_string(j, '$.position') FROM (SELECT json_serialize_sql($sql) AS j)", {"sql": sql}
+        ).fetchone()[0]
+    finally:
+        cursor.close()
+    detail = re.sub(r'^syntax error at or near (".*")$', r"unexpected \1", message)
+    detail = {"syntax error at end of input": "the query ends too soon"}.get(detail, detail)
+    if position is not None and position.isdigit():
+        before = sql.encode("utf-8")[:int(position)].decode("utf-8", "ignore")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        return f"syntax error at line {line}, column {column}: {detail}"
+    if line_match:
+        return f"syntax error at line {line_match.group(1)}: {detail}"
+    return f"syntax error: {detail}"
 
 
 def _bind_only(root: exp.Expression) -> str:
@@ -469,6 +526,41 @@ def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
                 raise QueryRefused(f"query is nested too deeply (at most {max_depth} levels)")
         elif token.token_type in _CLOSING:
             depth -= 1
+
+
+_PIVOT_STATEMENTS = {TokenType.PIVOT, TokenType.UNPIVOT}
+_QUERY_TAIL = {TokenType.ORDER_BY, TokenType.LIMIT, TokenType.OFFSET}
+
+
+def _wrap_pivot_tail(tokens: list[Token]) -> list[Token]:
+    """DuckDB's PIVOT (or UNPIVOT) statement followed by ORDER BY, LIMIT or OFFSET, which
+    sqlglot cannot parse, as the query it means: ``SELECT * FROM (PIVOT ...) ORDER BY ...``.
+
+    Done on tokens, so the guard then parses and judges the whole query as usual (every
+    table inside the PIVOT included), and a syntax error still names the place in the
+    query as typed: the added tokens take the positions of their neighbours.
+    """
+    statement = [token for token in tokens if token.token_type != TokenType.SEMICOLON]
+    if not statement or statement[0].token_type not in _PIVOT_STATEMENTS:
+        return tokens
+    depth = 0
+    for index, token in enumerate(statement):
+        if token.token_type in _OPENING:
+            depth += 1
+        elif token.token_type in _CLOSING:
+            depth -= 1
+        elif depth == 0 and token.token_type in _QUERY_TAIL and index > 0:
+            break
+    else:
+        return tokens
+    first, last = statement[0], statement[index - 1]
+
+    def added(kind: TokenType, text: str, at: Token) -> Token:
+        return Token(kind, text, line=at.line, col=at.col, start=at.start, end=at.end)
+
+    head = [added(TokenType.SELECT, "SELECT", first), added(TokenType.STAR, "*", first),
+            added(TokenType.FROM, "FROM", first), added(TokenType.L_PAREN, "(", first)]
+    return [*head, *statement[:index], added(TokenType.R_PAREN, ")", last), *statement[index:]]
 
 
 def _split_statements(tokens: list[Token]) -> list[list[Token]]:
@@ -1117,16 +1209,30 @@ def _bind(used: frozenset[str], params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _describe_parse_error(error: ParseError) -> str:
-    if error.errors:
-        first = error.errors[0]
-        description = first["description"]
-        # sqlglot's "Required keyword: 'this' missing for <class '...Where'>" means a clause stops short.
-        missing = re.match(r"Required keyword: '\w+' missing for <class '(?:[\w.]*\.)?(\w+)'>", description)
-        if missing:
-            description = f"the {missing.group(1).upper()} clause is incomplete"
-        return f"syntax error at line {first['line']}, column {first['col']}: {description}"
-    return f"syntax error: {_first_line(str(error))}"
+# sqlglot clauses whose "Required keyword: 'this' missing" means the clause stops short.
+_CLAUSES = {"Where": "WHERE", "Having": "HAVING", "Qualify": "QUALIFY", "Limit": "LIMIT", "Offset": "OFFSET",
+            "Order": "ORDER BY", "Group": "GROUP BY", "Union": "UNION", "Intersect": "INTERSECT",
+            "Except": "EXCEPT", "Window": "WINDOW"}
+
+
+def _describe_parse_error(error: ParseError, sql: str) -> str:
+    """A parse error in plain words with its place; never sqlglot's internals.
+
+    A clause that stops short says so; anything else gets DuckDB's own parser's words,
+    and where DuckDB parses the query fine, it is sqlglot's limit, said as such.
+    """
+    first = error.errors[0] if error.errors else None
+    if first is not None:
+        missing = re.match(r"Required keyword: '\w+' missing for <class '(?:[\w.]*\.)?(\w+)'>", first["description"])
+        if missing and missing.group(1) in _CLAUSES:
+            return (f"syntax error at line {first['line']}, column {first['col']}: "
+                    f"the {_CLAUSES[missing.group(1)]} clause is incomplete")
+    duckdb_says = _duckdb_syntax_error(sql)
+    if duckdb_says is not None:
+        return duckdb_says
+    place = f" at line {first['line']}, column {first['col']}" if first is not None else ""
+    return (f"the SQL guard cannot read this query{place}, although DuckDB can: "
+            "write that part another way (for a PIVOT statement inside a query, SELECT * FROM (PIVOT ...))")
 
 
 def _describe_token_error(error: TokenError, sql: str) -> str:

@@ -555,3 +555,59 @@ def test_typos_are_syntax_errors_with_their_place_not_refusals_or_silent_repairs
         check_query(sql, allowed_tables=ALLOWED_QUERY_TABLES)
     assert refused.value.reason.startswith(reason)
     assert "sqlglot" not in refused.value.reason and "<class" not in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        # sqlglot would run each as something else: a cross join, a subquery, a concatenation,
+        # a plain *, an empty window. DuckDB's own parser refuses them, so the guard does.
+        ("SELECT * FROM models JOIN hardware_platforms ON",
+         'syntax error at line 1, column 46: unexpected "ON"'),
+        ("SELECT max( FROM models", 'syntax error at line 1, column 13: unexpected "FROM"'),
+        ("SELECT model_name FROM models\nWHERE model_name = 'x' 'y'", 'syntax error at line 2, column 24: unexpected "\'y\'"'),
+        ("SELECT * EXCLUDE FROM models", 'syntax error at line 1, column 18: unexpected "FROM"'),
+        ("SELECT sum(batch_size) OVER (PARTITION BY) FROM performance_results",
+         'syntax error at line 1, column 42: unexpected ")"'),
+        ("SELECT * FROM models GROUP BY", 'syntax error at line 1, column 28: unexpected "BY"'),
+        ("SELECT count(DISTINCT) FROM models", "syntax error: DISTINCT requires at least one argument"),
+        # the place counts characters, not bytes
+        ("SELECT 'é', 'ü' FROM models GROUP BY", 'syntax error at line 1, column 35: unexpected "BY"'),
+    ],
+)
+def test_malformed_sql_sqlglot_would_quietly_repair_is_refused_in_duckdbs_words(sql, reason):
+    with pytest.raises(QuerySyntaxError) as refused:
+        check_query(sql, allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT model_name FROM models WHERE model_id = 1 AND", "SELECT CAST(1 AS) FROM models",
+     "SELECT * FROM models INNER JOIN", "SELECT model_name FROM models WHERE model_id IN (1, 2"],
+)
+def test_no_parse_error_shows_sqlglots_internals(sql):
+    with pytest.raises(QuerySyntaxError) as refused:
+        check_query(sql, allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason.startswith("syntax error at line 1, column ")
+    for internal in ("<class", "Token", "TokenType", "Invalid expression", "Expecting", "clause is incomplete"):
+        assert internal not in refused.value.reason
+
+
+def test_a_trailing_comma_duckdb_accepts_still_runs(benchmark_db):
+    assert run(benchmark_db, "SELECT model_name, FROM models ORDER BY 1").rows[0] == ["bert-tiny"]
+
+
+def test_a_pivot_statement_with_order_by_and_limit_runs_as_a_query_around_the_pivot():
+    checked = check_query("PIVOT results_view ON precision USING count(*) GROUP BY model_name\n"
+                          "ORDER BY model_name LIMIT 2;", allowed_tables=ALLOWED_QUERY_TABLES)
+    assert checked == ("SELECT * FROM (PIVOT results_view ON precision USING COUNT(*) GROUP BY model_name) "
+                       "ORDER BY model_name LIMIT 2")
+    plain = check_query("PIVOT results_view ON precision USING count(*)", allowed_tables=ALLOWED_QUERY_TABLES)
+    assert plain == "PIVOT results_view ON precision USING COUNT(*)"  # no tail: left as it is
+
+
+def test_a_syntax_error_in_a_pivot_tail_names_its_place_as_typed():
+    with pytest.raises(QuerySyntaxError) as refused:
+        check_query("PIVOT results_view ON precision USING count(*)\nORDER BY", allowed_tables=ALLOWED_QUERY_TABLES)
+    assert refused.value.reason == "syntax error at line 2, column 8: the ORDER BY clause is incomplete"

@@ -166,7 +166,8 @@ HOSTILE = [
     ("reduce-doubling-list", "SELECT array_reduce([[1], [2]], lambda a, b: list_concat(a, a))",
      DOUBLING("array_reduce")),
     ("computed-format", "SELECT printf(model_name, 1) FROM models", "function printf needs a literal format string"),
-    ("table-keyword", "SELECT * FROM TABLE(models)", "table function table is not allowed"),
+    # Not DuckDB syntax (sqlglot reads it as a table function): DuckDB's parser refuses it.
+    ("table-keyword", "SELECT * FROM TABLE(models)", 'syntax error at line 1, column 15: unexpected "TABLE"'),
     ("joined", "SELECT * FROM models m JOIN read_parquet('x.parquet') p ON true",
      "table function read_parquet is not allowed"),
     ("lateral-function", "SELECT * FROM models, LATERAL read_csv('x.csv')",
@@ -217,6 +218,16 @@ HOSTILE = [
      not_allowlisted("secrets")),
     ("union", "SELECT model_name FROM models UNION SELECT s FROM secrets", not_allowlisted("secrets")),
     ("pivot-statement", "PIVOT secrets ON s USING count(*)", not_allowlisted("secrets")),
+    # PIVOT ... ORDER BY/LIMIT runs as SELECT * FROM (PIVOT ...) ORDER BY ...: every table
+    # inside, and any in the added tail, is still judged
+    ("pivot-statement-ordered", "PIVOT secrets ON s USING count(*) ORDER BY 1 LIMIT 1", not_allowlisted("secrets")),
+    ("pivot-limit-subquery", "PIVOT results_view ON precision USING count(*) LIMIT (SELECT count(*) FROM secrets)",
+     not_allowlisted("secrets")),
+    ("unpivot-ordered", "UNPIVOT (SELECT s, s AS t FROM secrets) ON s, t INTO NAME k VALUE v ORDER BY v",
+     not_allowlisted("secrets")),
+    ("pivot-ordered-alias-named-like-a-cte",
+     "PIVOT (WITH t AS (SELECT 1 AS v) SELECT name FROM t, pg_settings AS t) ON name ORDER BY 1",
+     not_allowlisted("pg_settings")),
     # ... judged by the real name, whatever the alias: DuckDB binds "pg_settings AS t" to
     # the catalog even next to a CTE named t (this returned DuckDB's settings)
     ("alias-named-like-a-cte", "WITH t AS (SELECT 1 AS v) SELECT name, setting FROM t CROSS JOIN pg_settings AS t",
@@ -354,6 +365,8 @@ DUCKDB_BINDS = [
      f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
     # A PIVOT statement cannot be serialised: the physical plan is checked instead.
     ("PIVOT secrets ON s USING count(*)",
+     f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
+    ("SELECT * FROM (PIVOT secrets ON s USING count(*)) ORDER BY 1 LIMIT 1",
      f"DuckDB would read table hostile.main.secrets, which is not in the allowlist: {ALLOWLIST}"),
 ]
 

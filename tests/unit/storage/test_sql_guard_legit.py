@@ -127,6 +127,35 @@ LEGIT = [
         [["cpu", 0, 3], ["cuda", 2, 1]],
     ),
     (
+        # DuckDB's PIVOT statement with ORDER BY and LIMIT, which sqlglot cannot parse: it runs
+        # as SELECT * FROM (PIVOT ...) ORDER BY ... LIMIT ...
+        "pivot-statement-order-by-limit",
+        "PIVOT results_view ON precision USING count(*) GROUP BY hardware_type ORDER BY hardware_type DESC LIMIT 1",
+        {},
+        [["cuda", 2, 1]],
+    ),
+    (
+        "pivot-statement-order-by",
+        """PIVOT results_view ON hardware_type USING max(throughput_items_per_second)
+           GROUP BY model_family
+           ORDER BY model_family;""",
+        {},
+        [["bert", 200.0, 500.0], ["gpt2", 50.0, 1000.0], ["vit", None, 2000.0]],
+    ),
+    (
+        "pivot-statement-limit-offset",
+        "PIVOT results_view ON precision USING count(*) GROUP BY model_name ORDER BY model_name LIMIT 2 OFFSET 1",
+        {},
+        [["gpt2-tiny", 0, 2], ["vit-tiny", 1, 0]],
+    ),
+    (
+        "unpivot-statement-order-by-limit",
+        """UNPIVOT (SELECT result_id, p50_latency_ms, p99_latency_ms FROM results_view WHERE result_id = 1)
+           ON p50_latency_ms, p99_latency_ms INTO NAME statistic VALUE ms ORDER BY ms DESC LIMIT 1""",
+        {},
+        [[1, "p99_latency_ms", 12.0]],
+    ),
+    (
         "union-all",
         """SELECT 'ok' AS outcome, count(*) FROM performance_results
            UNION ALL SELECT 'failed', count(*) FROM hardware_compatibility ORDER BY outcome""",
