@@ -10,6 +10,7 @@ seconds (``total_timed_seconds``), never the batch size over a percentile.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import statistics
@@ -19,7 +20,7 @@ import warnings
 import msgspec
 import torch
 
-from engine import nvml
+from engine import generation, nvml
 from engine.config import BenchmarkConfig, Job
 from engine.contention import ContentionMeter
 from engine.errors import UnsupportedConfigError
@@ -124,10 +125,16 @@ def _measure(job: Job, registry) -> Measurement:
         torch_dtype(config.precision),
     )
     contention = ContentionMeter()
-    with torch.inference_mode():
+    # The generate scenario (engine.generation) times whole generations, token by token.
+    session = None
+    if config.scenario == "generate":
+        session = generation.GenerationSession(model, config.model_name, inputs, config.new_tokens, hardware.type)
+        run_once, timer = session.generate, session.timer
+    with torch.inference_mode(), (generation.quiet_transformers() if session else contextlib.nullcontext()):
+        if session is None:
 
-        def run_once():
-            return model(**inputs)
+            def run_once():
+                return model(**inputs)
 
         cold_latency_ms = timer(run_once) / NS_PER_MS
         memory.sample()
@@ -135,19 +142,27 @@ def _measure(job: Job, registry) -> Measurement:
         memory.sample()
         before = nvml.readings(gpu)
         contention.start()
-        loop = time_config(
-            run_once, settings, hardware.type, config.timing, timer=timer,
-            estimate_ns=statistics.median(warm_readings) if warm_readings else None,
-        )
+        if session is not None:
+            loop = session.timed_loop(settings)
+        else:
+            loop = time_config(
+                run_once, settings, hardware.type, config.timing, timer=timer,
+                estimate_ns=statistics.median(warm_readings) if warm_readings else None,
+            )
         # Over the whole window it watched: with throughput blocks that includes sizing them.
         other_cpu_seconds, contended = contention.stop()
         after = nvml.readings(gpu)
-    memory.sample()
+    memory.sample()  # a generation's peak holds its KV cache
 
     stats = summarize(loop.samples_ms, loop.total_seconds, settings.ci_target)
     items_per_second = config.batch_size * loop.calls / loop.total_seconds if loop.total_seconds > 0 else None
     tokens_per_second = None
-    if items_per_second is not None and spec.tokens_per_item is not None:
+    generated = {}
+    if session is not None:
+        generated = session.figures(config.batch_size, settings.keep_samples, stats.p50_latency_ms)
+        if items_per_second is not None:  # tokens generated per second over the whole timed loop
+            tokens_per_second = items_per_second * config.new_tokens
+    elif items_per_second is not None and spec.tokens_per_item is not None:
         tokens_per_second = items_per_second * spec.tokens_per_item(config.sequence_length)
     result = Measurement.of(
         config,
@@ -170,6 +185,7 @@ def _measure(job: Job, registry) -> Measurement:
         other_cpu_seconds=other_cpu_seconds,
         contended=contended,
         **_gpu_readings(before, after),
+        **generated,
     )
     result.image_size = image_size
     return result

@@ -61,6 +61,9 @@ def check_scenario(request: RunRequest, specs: dict[str, ModelSpec]) -> None:
             f"declare it); {which} cannot generate: measure {'it' if len(refused) == 1 else 'them'} "
             "with scenario forward"
         ))
+    if request.repeats > 1:
+        # engine.repeats pools the end-to-end samples only; TTFT and TPOT would stay one process's.
+        raise InvalidRequestError("repeats", "generate is measured in one worker process; leave repeats at 1")
     if request.timing == "throughput":
         raise InvalidRequestError("timing", (
             "generate is timed one generation at a time, with a device sync at every token; "

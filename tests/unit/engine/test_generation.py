@@ -1,0 +1,191 @@
+"""The generate scenario's timing (engine.generation) and its planning: what a generation's
+figures are made of, that every token is timestamped after a device sync, that a real tiny
+model's generation is timed token by token, and which models and settings are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import generation
+from engine.config import BenchmarkConfig, Job, MeasurementSettings
+from engine.errors import InvalidRequestError, UnsupportedConfigError
+from engine.generation import (
+    GenerationSession,
+    TokenClock,
+    check_positions,
+    generation_figures,
+    generation_inputs,
+    prompt_tokens,
+)
+from engine.measurement import measure
+from engine.models.registry import ModelRegistry
+from engine.planning import plan_run
+from engine.runs import RunRequest
+from engine.stats import median_ci
+
+# Enough to time a few tiny generations; the loop's stopping rule is not under test here.
+QUICK = MeasurementSettings(warmup_iterations=1, warmup_seconds=0.0, min_iterations=3, min_seconds=0.0,
+                            max_seconds=2.0, max_iterations=4)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return ModelRegistry()
+
+
+# ---- the figures (pure) ----------------------------------------------------------------------
+
+
+def test_figures_take_medians_over_samples_and_tail_percentiles_over_every_gap():
+    ttft = [5.0, 6.0, 7.0, 5.5, 6.5, 6.0]
+    tpot = [2.0, 2.2, 2.1, 2.3, 2.0, 2.2]  # one per sample: its mean gap
+    gaps = [2.0] * 90 + [9.0] * 10  # one slow token in ten, averaged away in every sample's mean
+    figures = generation_figures(ttft, tpot, gaps, e2e_median_ms=40.0, batch_size=4, new_tokens=16,
+                                 prompt_tokens=64, keep_samples=50)
+    assert figures["ttft_ms"] == 6.0
+    assert (figures["ttft_ci_low_ms"], figures["ttft_ci_high_ms"]) == median_ci(ttft)
+    assert figures["tpot_ms"] == pytest.approx(2.15)
+    assert (figures["tpot_ci_low_ms"], figures["tpot_ci_high_ms"]) == median_ci(tpot)
+    assert figures["tpot_p90_ms"] > 2.0 and figures["tpot_p99_ms"] == 9.0  # the slow tokens show in the tail
+    assert figures["e2e_ms"] == 40.0
+    # decode: batch * (N - 1) tokens over the median decode time, TPOT * (N - 1)
+    decode_seconds = 2.15 * 15 / 1e3
+    assert figures["decode_tokens_per_second"] == pytest.approx(4 * 15 / decode_seconds)
+    assert figures["prefill_tokens_per_second"] == pytest.approx(4 * 64 / 6e-3)
+    assert len(figures["tpot_samples_ms"]) == 50  # the per-token gaps, capped at keep_samples
+    assert figures["ttft_samples_ms"] == ttft  # in time order
+
+
+def test_a_prompt_without_tokens_has_no_prefill_rate():
+    figures = generation_figures([1.0], [1.0], [1.0], e2e_median_ms=3.0, batch_size=1, new_tokens=2,
+                                 prompt_tokens=None, keep_samples=10)
+    assert figures["prefill_tokens_per_second"] is None
+
+
+def test_generation_inputs_drop_the_decoder_tokens_and_count_the_prompt():
+    ids = torch.zeros((2, 64), dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": ids, "decoder_input_ids": ids}
+    assert set(generation_inputs(inputs)) == {"input_ids", "attention_mask"}
+    assert prompt_tokens(inputs) == 64
+    # Whisper: the encoder's positions, half the log-mel frames
+    assert prompt_tokens({"input_features": torch.zeros((1, 80, 128))}) == 64
+
+
+# ---- the clock -------------------------------------------------------------------------------
+
+
+def test_every_token_stamp_comes_after_a_device_sync():
+    # A GPU cannot exist here: the sync is a recorder, which is what a CUDA sync is to the clock.
+    events = []
+    clock = TokenClock(lambda: events.append("sync"))
+    real_clock = generation.time.perf_counter_ns
+    generation.time.perf_counter_ns = lambda: events.append("stamp") or len(events)
+    try:
+        scores = torch.ones(1, 4)
+        for _ in range(3):
+            assert clock(None, scores) is scores  # the scores pass unchanged
+    finally:
+        generation.time.perf_counter_ns = real_clock
+    assert events == ["sync", "stamp"] * 3
+    assert len(clock.stamps_ns) == 3
+
+
+def test_a_gpu_session_syncs_at_every_token_and_at_the_end(registry, monkeypatch):
+    # No GPU here: the session asks engine.timing for the cuda synchronizer; a counter stands in.
+    syncs = []
+    monkeypatch.setattr(generation, "device_synchronizer", lambda device_type: (lambda: syncs.append(device_type)))
+    spec = registry.get("gpt2-tiny")
+    model = spec.build(attn_implementation="sdpa")
+    session = GenerationSession(model, spec.name, spec.make_inputs(1, 8, None), 5, "cuda")
+    with torch.inference_mode():
+        session.timer(session.generate)
+    assert syncs == ["cuda"] * (5 + 1)  # one before each token's stamp, one before the end reading
+
+
+# ---- real generations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "t5-tiny"])
+def test_a_timed_generation_has_one_stamp_per_token_inside_its_end_to_end_time(registry, name):
+    spec = registry.get(name)
+    model = spec.build(attn_implementation="sdpa")
+    session = GenerationSession(model, spec.name, spec.make_inputs(2, 16, None), 6, "cpu")
+    with torch.inference_mode():
+        e2e_ns = session.timer(session.generate)
+    (ttft_ns,) = session.ttft_ns
+    assert len(session.gaps_ns) == 5 and all(gap > 0 for gap in session.gaps_ns)
+    assert 0 < ttft_ns and ttft_ns + sum(session.gaps_ns) <= e2e_ns
+    assert session.tpot_ns == [sum(session.gaps_ns) / 5]
+
+
+def test_a_generate_that_skips_the_logits_processors_fails_rather_than_being_misread():
+    class NoProcessors(torch.nn.Module):
+        config = None
+
+        def generate(self, **kwargs):
+            return None
+
+    session = GenerationSession(NoProcessors(), "odd", {"input_ids": torch.zeros((1, 4), dtype=torch.long)}, 4, "cpu")
+    with pytest.raises(RuntimeError, match="not one per each of the 4 tokens"):
+        session.timer(session.generate)
+
+
+def test_a_prompt_and_new_tokens_beyond_the_position_embeddings_are_refused(registry):
+    spec = registry.get("gpt2-tiny")  # 512 positions
+    model = spec.build(attn_implementation="sdpa")
+    with pytest.raises(UnsupportedConfigError, match="sequence_length 500 \\+ new_tokens 32 is 532"):
+        check_positions(model, spec.name, {"input_ids": torch.zeros((1, 500), dtype=torch.long)}, 32)
+
+
+def test_measure_reports_a_generation_with_exact_token_counts(registry):
+    config = BenchmarkConfig(model_name="gpt2-tiny", hardware="cpu", batch_size=2, sequence_length=16,
+                             scenario="generate", new_tokens=8, attn_implementation="sdpa")
+    result = measure(Job(config=config, settings=QUICK), registry)
+    assert result.ok, result.error_message
+    n = result.n_samples
+    assert 3 <= n <= 4 and len(result.samples_ms) == n and len(result.ttft_samples_ms) == n
+    assert len(result.tpot_samples_ms) == n * 7  # every gap after the first token
+    assert 0 < result.ttft_ms <= result.e2e_ms == result.p50_latency_ms
+    assert result.tpot_ms > 0 and result.tpot_p99_ms >= result.tpot_p90_ms
+    assert result.decode_tokens_per_second == pytest.approx(2 * 7 / (result.tpot_ms * 7 / 1e3))
+    assert result.prefill_tokens_per_second == pytest.approx(2 * 16 / (result.ttft_ms / 1e3))
+    assert result.throughput_tokens_per_second == pytest.approx(result.throughput_items_per_second * 8)
+    assert (result.scenario, result.new_tokens, result.timing) == ("generate", 8, "latency")
+    assert result.memory_peak_mb is not None
+
+
+# ---- planning ----------------------------------------------------------------------------------
+
+
+def _plan(registry, **fields):
+    return plan_run(RunRequest(hardware=["cpu"], **fields), registry=registry,
+                    resolve_hardware=lambda names: names, environment=lambda device: {"device": device})
+
+
+def test_generate_plans_latency_configs_whose_key_names_the_scenario(registry):
+    run = _plan(registry, models=["t5-tiny", "whisper-tiny-random"], batch_sizes=[1, 4], scenario="generate",
+                new_tokens=16)
+    assert {(c.scenario, c.new_tokens, c.timing) for c in run.configs} == {("generate", 16, "latency")}
+    assert all(c.key().endswith("|generate-new16") for c in run.configs)
+    forward = _plan(registry, models=["t5-tiny"], batch_sizes=[4])
+    assert (forward.configs[0].scenario, forward.configs[0].new_tokens) == ("forward", None)
+    assert "generate" not in forward.configs[0].key()
+
+
+def test_generate_on_an_encoder_is_refused_naming_the_field(registry):
+    with pytest.raises(InvalidRequestError) as refused:
+        _plan(registry, models=["gpt2-tiny", "bert-tiny"], scenario="generate")
+    assert refused.value.field == "scenario"
+    assert "bert-tiny (encoder) cannot generate" in refused.value.reason
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"timing": "throughput"}, "timing"),
+    ({"repeats": 2}, "repeats"),
+    ({"new_tokens": 1}, "new_tokens"),
+])
+def test_generate_settings_it_cannot_honour_are_refused(registry, fields, field):
+    with pytest.raises(InvalidRequestError) as refused:
+        _plan(registry, models=["gpt2-tiny"], scenario="generate", **fields)
+    assert refused.value.field == field
