@@ -76,14 +76,38 @@ def registry():
     return ModelRegistry()
 
 
+class KeptWorker:
+    """A scheduler's worker whose process outlives the scheduler: ``close`` leaves it running for
+    the next test's scheduler, so the module pays torch's start-up once rather than per test.
+    Everything else is the real WorkerProcess (a cancel or a shutdown still kills the config in
+    flight, and the next run starts a fresh process)."""
+
+    def __init__(self, process: WorkerProcess):
+        self._process = process
+
+    def __getattr__(self, name):
+        return getattr(self._process, name)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def kept_workers():
+    workers: dict[str, WorkerProcess] = {}
+    yield lambda device: KeptWorker(workers.setdefault(device, WorkerProcess(device)))
+    for worker in workers.values():
+        worker.close()
+
+
 @pytest.fixture
-def make_scheduler(registry):
+def make_scheduler(registry, kept_workers):
     made = []
 
-    def make(settings=FAST, free_memory=free_memory_bytes):
-        store, events = MemoryStore(), StatusLog()
+    def make(settings=FAST, free_memory=free_memory_bytes, store=None):
+        store, events = store or MemoryStore(), StatusLog()
         scheduler = Scheduler(
-            store=store, sink=events, worker_factory=lambda device: WorkerProcess(device),
+            store=store, sink=events, worker_factory=kept_workers,
             parameters_million=lambda name: registry.get(name).parameters_million,
             free_memory_bytes=free_memory, settings=settings,
         )
@@ -95,8 +119,11 @@ def make_scheduler(registry):
         scheduler.shutdown()
 
 
-def plan(registry, **request):
-    return plan_run(RunRequest(**request), registry=registry, resolve_hardware=resolve_hardware, environment=environment)
+def plan(registry, settings=FAST, **request):
+    """A run planned with ``settings``: a run is measured with the settings it was planned with,
+    whatever the scheduler's own are."""
+    return plan_run(RunRequest(**request), registry=registry, resolve_hardware=resolve_hardware,
+                    environment=environment, settings=settings)
 
 
 def test_run_completes_with_one_result_per_config_and_rising_progress(make_scheduler, registry):
@@ -114,7 +141,7 @@ def test_run_completes_with_one_result_per_config_and_rising_progress(make_sched
 
 def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, registry):
     scheduler, _, events = make_scheduler(settings=SLOW)
-    slow = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], priority="medium"))
+    slow = scheduler.submit(plan(registry, SLOW, models=["bert-tiny"], batch_sizes=[1, 2], priority="medium"))
     deadline = time.monotonic() + 60
     while slow.status != "running" and time.monotonic() < deadline:  # the others queue behind it
         time.sleep(0.01)
@@ -127,7 +154,7 @@ def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, 
 
 def test_cancelled_run_keeps_measured_results_and_frees_the_worker(make_scheduler, registry):
     scheduler, store, _ = make_scheduler(settings=SLOW)
-    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4], progressive_mode=False))
+    run = scheduler.submit(plan(registry, SLOW, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4], progressive_mode=False))
     deadline = time.monotonic() + 120
     while not store.results and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -142,8 +169,19 @@ def test_cancelled_run_keeps_measured_results_and_frees_the_worker(make_schedule
 
 
 def test_config_too_big_for_free_memory_is_refused_with_a_reason(make_scheduler, registry):
+    import psutil
+
+    from engine.resources import estimate_memory_bytes
+
+    # The largest request the API accepts: its estimate (terabytes) exceeds the RAM of any machine
+    # this suite runs on, so the refusal holds on a big box too; the real free memory is asked.
     scheduler, store, _ = make_scheduler()
-    run = scheduler.submit(plan(registry, models=["bert-base-uncased"], batch_sizes=[4096], sequence_length=512))
+    planned = plan(registry, models=["bert-base-uncased"], batch_sizes=[4096], sequence_length=32768)
+    (config,) = planned.configs
+    assert estimate_memory_bytes(config, registry.get("bert-base-uncased").parameters_million) > 10 * (
+        psutil.virtual_memory().total
+    )
+    run = scheduler.submit(planned)
     assert scheduler.wait(run.run_id, timeout=60).status == "failed"
     (_, result, _), = store.results
     assert result.status == "refused"
@@ -215,34 +253,41 @@ class FlakyStore(MemoryStore):
         super().record_result(run_id, result, fingerprint)
 
 
-def test_a_storage_failure_fails_one_config_and_the_device_keeps_working(registry):
-    store, events = FlakyStore(), StatusLog()
-    scheduler = Scheduler(
-        store=store, sink=events, worker_factory=lambda device: WorkerProcess(device),
-        parameters_million=lambda name: registry.get(name).parameters_million,
-        free_memory_bytes=free_memory_bytes, settings=FAST,
-    )
-    try:
-        first = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
-        assert scheduler.wait(first.run_id, timeout=120).status == "completed"
-        assert first.failed_configs == 1 and len(store.results) == 1
-        second = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
-        assert scheduler.wait(second.run_id, timeout=120).status == "completed"
-    finally:
-        scheduler.shutdown()
+def test_a_storage_failure_fails_one_config_and_the_device_keeps_working(make_scheduler, registry):
+    scheduler, store, _ = make_scheduler(store=FlakyStore())
+    first = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
+    assert scheduler.wait(first.run_id, timeout=120).status == "completed"
+    assert first.failed_configs == 1 and len(store.results) == 1
+    second = scheduler.submit(plan(registry, models=["gpt2-tiny"], batch_sizes=[1]))
+    assert scheduler.wait(second.run_id, timeout=120).status == "completed"
 
 
 def test_shutdown_mid_config_records_nothing_for_it_so_a_restart_measures_it(make_scheduler, registry):
-    scheduler, store, _ = make_scheduler(settings=SLOW)
-    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 3], progressive_mode=False))
+    # SLOW configs each take their whole second, so the shutdown lands inside the second config:
+    # the status names it as the current step once its measurement is under way.
+    scheduler, store, events = make_scheduler(settings=SLOW)
+    run = scheduler.submit(plan(registry, SLOW, models=["bert-tiny"], batch_sizes=[1, 2, 3], progressive_mode=False))
+    first, second, third = run.configs
     deadline = time.monotonic() + 120
-    while not store.results and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next config
+    while not (store.results and run.current_step and f"batch size {second.batch_size} " in run.current_step):
+        assert time.monotonic() < deadline, "the second config never started"
+        time.sleep(0.02)
     scheduler.shutdown()
+    assert [result.config.key() for _, result, _ in store.results] == [first.key()]
     assert all(result.ok for _, result, _ in store.results)
-    assert len(store.finished_keys(run.run_id)) < 3
+    assert store.finished_keys(run.run_id) == {first.key()}  # the killed config left nothing behind
     assert store.runs[run.run_id].status == "running"  # resumed at the next start
+
+    # The restart: a new scheduler on the same store resumes the run, as the server does at start
+    # (services.resume_interrupted_runs: planned again under its stored id).
+    restarted, _, _ = make_scheduler(store=store)
+    again = plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 3], progressive_mode=False)
+    again.run_id = run.run_id
+    restarted.resume(again)
+    assert restarted.wait(run.run_id, timeout=120).status == "completed"
+    measured = [result.config.key() for rid, result, _ in store.results if rid == run.run_id]
+    assert measured == [first.key(), second.key(), third.key()]  # the interrupted config, measured once
+    assert store.runs[run.run_id].status == "completed"
 
 
 class ConcurrencyProbe:
