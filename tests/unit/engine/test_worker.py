@@ -191,7 +191,8 @@ def test_config_over_its_time_limit_is_killed_and_reported_as_timeout(worker, ma
 
     result = worker.run(slow_job(), timeout_s=1)
 
-    assert time.monotonic() - started < 5
+    # The build hangs for 60 s: an answer well before that is the kill, however loaded the machine.
+    assert time.monotonic() - started < 30
     assert result.status == FAILED
     assert result.error_type == "timeout"
     assert result.error_message == "config exceeded its 1 s time limit"
@@ -208,7 +209,7 @@ def test_cancel_from_another_thread_ends_the_config_in_flight_promptly(worker, m
     assert worker.cancel() is True
     thread.join(timeout=10)
 
-    assert time.monotonic() - cancelled_at < 5
+    assert time.monotonic() - cancelled_at < 30  # the build hangs for 60 s: this is the kill
     assert outcome["result"].status == FAILED
     assert outcome["result"].error_type == "cancelled"
     assert worker.cancel() is False  # nothing in flight any more
@@ -216,21 +217,25 @@ def test_cancel_from_another_thread_ends_the_config_in_flight_promptly(worker, m
 
 
 def test_close_shuts_the_worker_down_gracefully(worker):
-    pid = worker.pid
+    pid, process = worker.pid, worker._process
     worker.close()
 
     assert worker.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # gone and reaped
+    # It exited by itself on the shutdown request, with status 0: a kill after the grace
+    # period would read -SIGKILL here.
+    assert process.popen.returncode == 0
 
 
 def test_worker_for_absent_hardware_fails_to_start_with_what_is_present():
-    config = BenchmarkConfig(model_name="bert-tiny", hardware="cuda:7", batch_size=1)
-    result = WorkerProcess("cuda:7").run(Job(config=config, settings=FAST))
+    # A device index no machine has, so this holds on a GPU box too (the CPU is always listed first).
+    config = BenchmarkConfig(model_name="bert-tiny", hardware="cuda:97", batch_size=1)
+    result = WorkerProcess("cuda:97").run(Job(config=config, settings=FAST))
 
     assert result.status == FAILED
     assert result.error_type == "worker_start_failed"
-    assert "hardware 'cuda:7' is not present on this machine; present: cpu" in result.error_message
+    assert "hardware 'cuda:97' is not present on this machine; present: cpu" in result.error_message
 
 
 def test_worker_exits_when_the_server_that_started_it_is_killed():
@@ -251,7 +256,7 @@ def test_worker_exits_when_the_server_that_started_it_is_killed():
     assert psutil.pid_exists(worker_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # generous for a loaded machine: the loop ends as soon as it is gone
     while time.monotonic() < deadline and psutil.pid_exists(worker_pid):
         if psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE:
             break
