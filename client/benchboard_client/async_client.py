@@ -88,11 +88,12 @@ class AsyncBenchmarkAPIClient:
                               models: list[str] | None = None, batch_sizes: list[int] | None = None,
                               precision: str | None = None, progressive_mode: bool | None = None,
                               incremental: bool | None = None, sequence_length: int | None = None,
-                              force: bool | None = None) -> dict:
+                              force: bool | None = None, scenario: str | None = None,
+                              new_tokens: int | None = None) -> dict:
         return await self._send(calls.start_benchmark(
             priority=priority, hardware=hardware, models=models, batch_sizes=batch_sizes, precision=precision,
             progressive_mode=progressive_mode, incremental=incremental, sequence_length=sequence_length,
-            force=force))
+            force=force, scenario=scenario, new_tokens=new_tokens))
 
     async def get_status(self, run_id: str) -> dict:
         return await self._send(calls.get_status(run_id))

@@ -92,17 +92,19 @@ class BenchmarkAPIClient:
                         models: list[str] | None = None, batch_sizes: list[int] | None = None,
                         precision: str | None = None, progressive_mode: bool | None = None,
                         incremental: bool | None = None, sequence_length: int | None = None,
-                        force: bool | None = None) -> dict:
+                        force: bool | None = None, scenario: str | None = None,
+                        new_tokens: int | None = None) -> dict:
         """Queue a run; returns ``run_id, status, message, started_at, total_configs``.
 
         Arguments left at None take the server's defaults: priority "high", hardware
         ["cpu"], the priority's model tier, batch sizes [1, 8], fp32, progressive and
-        incremental on, force off.
+        incremental on, force off, scenario "forward" ("generate": greedy decoding of
+        ``new_tokens`` tokens, 32 by default, timed token by token).
         """
         return self._send(calls.start_benchmark(
             priority=priority, hardware=hardware, models=models, batch_sizes=batch_sizes, precision=precision,
             progressive_mode=progressive_mode, incremental=incremental, sequence_length=sequence_length,
-            force=force))
+            force=force, scenario=scenario, new_tokens=new_tokens))
 
     def get_status(self, run_id: str) -> dict:
         return self._send(calls.get_status(run_id))

@@ -10,7 +10,7 @@ import sys
 
 import msgspec
 
-from engine.config import ATTN_IMPLEMENTATIONS, TIMINGS
+from engine.config import ATTN_IMPLEMENTATIONS, SCENARIOS, TIMINGS
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
 from storage.database import StorageError
@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="attention transformers builds the models with (default sdpa)")
     run.add_argument("--image-size", type=int, default=None, metavar="N",
                      help="image size for vision models (default each model's own)")
+    run.add_argument("--scenario", choices=SCENARIOS, default=None,
+                     help="forward: one forward pass; generate: greedy decoding with the KV cache, reporting "
+                          "time to first token, time per output token and decode tokens/s (decoder, "
+                          f"encoder-decoder and audio models; default {defaults.scenario})")
+    run.add_argument("--new-tokens", type=int, default=None, metavar="N",
+                     help=f"generate: tokens each generation produces, exactly (default {defaults.new_tokens})")
     run.add_argument("--parallel-devices", action="store_true", default=None,
                      help="let several devices measure at the same time (default: one config at a time per machine)")
     run.add_argument("--max-seconds", type=float, default=None, metavar="S", help="timing budget per config (default 10)")
@@ -155,7 +161,7 @@ def command_run(args: argparse.Namespace) -> int:
         "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
         "precision": args.precision, "progressive_mode": args.progressive, "sequence_length": args.sequence_length,
         "threads": args.threads, "timing": args.timing, "attn_implementation": args.attn_implementation,
-        "image_size": args.image_size,
+        "image_size": args.image_size, "scenario": args.scenario, "new_tokens": args.new_tokens,
     }
     given["repeats"] = args.repeats
     request = run_request({
@@ -197,10 +203,17 @@ def _print_json(value) -> None:
     print(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
+# A generate result's own figures (issue 11): time to first token, time per output token, end to end.
+GENERATE_TABLE = ("model_name", "hardware", "batch_size", "precision", "new_tokens", "ttft_ms", "ttft_p99_ms",
+                  "tpot_ms", "tpot_p99_ms", "e2e_ms", "decode_tokens_per_second", "prefill_tokens_per_second",
+                  "memory_peak_mb", "n_samples", "ci_met")
+
+
 def _report(run, outcome) -> None:
-    rows = [[getattr(r, c) for c in RESULT_TABLE] for r in outcome.results]
-    if rows:
-        _print_table(list(RESULT_TABLE), rows)
+    for columns, scenario in ((RESULT_TABLE, "forward"), (GENERATE_TABLE, "generate")):
+        rows = [[getattr(r, c) for c in columns] for r in outcome.results if (r.scenario or "forward") == scenario]
+        if rows:
+            _print_table(list(columns), rows)
     failures = [f for f in outcome.failures if f.error_type != "progressive_stop"]
     for failure in failures:
         print(f"not measured: {failure.model_name} on {failure.hardware} batch {failure.batch_size} "

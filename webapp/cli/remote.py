@@ -64,6 +64,10 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
     start.add_argument("--precision", default=None, help="fp32, fp16, bf16 or int8 (default fp32)")
     start.add_argument("--priority", default=None, help="critical, high, medium, low or all (default high)")
     start.add_argument("--sequence-length", type=int, default=None, metavar="N")
+    start.add_argument("--scenario", choices=("forward", "generate"), default=None,
+                       help="forward (default) or generate: greedy decoding timed token by token")
+    start.add_argument("--new-tokens", type=int, default=None, metavar="N",
+                       help="generate: tokens each generation produces (default 32)")
     start.add_argument("--no-progressive", action="store_true",
                        help="measure every config, in the order given")
     start.add_argument("--no-incremental", action="store_true",
@@ -132,7 +136,7 @@ def action_start(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
         priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
         precision=args.precision, progressive_mode=False if args.no_progressive else None,
         incremental=False if args.no_incremental else None, sequence_length=args.sequence_length,
-        force=args.force or None,
+        force=args.force or None, scenario=args.scenario, new_tokens=args.new_tokens,
     )
     if args.json:
         _print_json(run)

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
 import msgspec
 
-from engine.config import PRECISIONS
+from engine.config import DEFAULT_NEW_TOKENS, DEFAULT_SCENARIO, PRECISIONS, SCENARIOS
 from engine.errors import InvalidRequestError
 from engine.result import Measurement, ResultRow
 from engine.runs import PRIORITIES, RunRecord, RunRequest, RunStatus, run_request
@@ -108,6 +108,7 @@ def form_values(request: RunRequest) -> dict:
         "models": request.models or [],
         "batch_sizes": ", ".join(map(str, request.batch_sizes)),
         "sequence_length": str(request.sequence_length),
+        "new_tokens": str(request.new_tokens),
     }
 
 
@@ -120,6 +121,8 @@ def submitted_values(form: FormMultiDict) -> dict:
         "batch_sizes": form.get("batch_sizes", ""),
         "precision": form.get("precision", ""),
         "sequence_length": form.get("sequence_length", ""),
+        "scenario": form.get("scenario", ""),
+        "new_tokens": form.get("new_tokens", ""),
         "progressive_mode": "progressive_mode" in form,
         "incremental": "incremental" in form,
         "force": "force" in form,
@@ -150,6 +153,9 @@ def form_request(values: dict) -> RunRequest:
         "models": values["models"] or None,  # none chosen: the priority's default tier
         "batch_sizes": _whole_numbers("batch_sizes", values["batch_sizes"]),
         "sequence_length": _one_whole_number("sequence_length", values["sequence_length"]),
+        # A form without the scenario fields (an older page) takes the defaults.
+        "scenario": values.get("scenario") or DEFAULT_SCENARIO,
+        "new_tokens": _one_whole_number("new_tokens", values.get("new_tokens") or str(DEFAULT_NEW_TOKENS)),
     })
 
 
@@ -159,6 +165,7 @@ def form_context(services: Services, values: dict, errors: dict[str, str]) -> di
         "errors": errors,
         "priorities": PRIORITIES,
         "precisions": PRECISIONS,
+        "scenarios": SCENARIOS,
         "hardware_choices": [(hw.name, _hardware_label(hw)) for hw in services.hardware],
         "model_groups": live_runs.model_groups(services),
         # One run per rendering of the form, however often it is sent (a double-click).

@@ -95,6 +95,8 @@ def throughput_chart(results: list[ResultRow]) -> dict | None:
         return None
     frame = pd.DataFrame(msgspec.to_builtins(results))
     frame["config"] = frame["model_name"] + " / " + frame["hardware"] + " / " + frame["precision"]
+    # A generation's items/s (whole generations) never shares a line with forward passes.
+    frame["config"] += frame["scenario"].map(lambda scenario: " / generate" if scenario == "generate" else "")
     return (
         alt.Chart(frame, title="Throughput by batch size")
         .mark_line(point=True)
