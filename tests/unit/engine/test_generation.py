@@ -4,6 +4,8 @@ model's generation is timed token by token, and which models and settings are re
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -189,3 +191,74 @@ def test_generate_settings_it_cannot_honour_are_refused(registry, fields, field)
     with pytest.raises(InvalidRequestError) as refused:
         _plan(registry, models=["gpt2-tiny"], scenario="generate", **fields)
     assert refused.value.field == field
+
+
+# ---- custom workloads --------------------------------------------------------------------------
+
+CUSTOM_GENERATOR = '''
+import torch
+import transformers
+
+from engine.models.spec import GENERATE_SCENARIOS, ModelSpec
+
+CONFIG = dict(vocab_size=128, n_embd=32, n_layer=1, n_head=2, n_positions=64, pad_token_id=0, eos_token_id=2)
+
+
+def build():
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**CONFIG)).eval()
+
+
+def make_inputs(batch_size, sequence_length, image_size):
+    ids = torch.randint(0, 128, (batch_size, sequence_length))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def spec(name, scenarios):
+    return ModelSpec(name=name, family="tiny-lm", architecture="custom", modality="text", parameters_million=0.03,
+                     build=build, make_inputs=make_inputs, scenarios=scenarios)
+'''
+
+
+def _custom_registry(tmp_path, monkeypatch, declares: bool, via: str):
+    scenarios = "GENERATE_SCENARIOS" if declares else "('forward',)"
+    if via == "custom_file":
+        (tmp_path / "lm.py").write_text(CUSTOM_GENERATOR + f"\n\nMODELS = [spec('custom-lm', {scenarios})]\n")
+        return ModelRegistry(custom_benchmarks_dir=tmp_path)
+    (tmp_path / "benchboard_lm_plugin.py").write_text(
+        CUSTOM_GENERATOR + f"\n\ndef models():\n    return [spec('custom-lm', {scenarios})]\n"
+    )
+    dist_info = tmp_path / "benchboard_lm_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: benchboard-lm-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[benchboard.models]\nlm = benchboard_lm_plugin:models\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "benchboard_lm_plugin", raising=False)
+    return ModelRegistry()
+
+
+@pytest.mark.parametrize("via", ["custom_file", "entry_point"])
+def test_a_custom_workload_that_declares_generate_is_planned_for_it(
+    tmp_path, monkeypatch, via
+):
+    declared = _custom_registry(tmp_path, monkeypatch, True, via)
+    assert declared.get("custom-lm").scenarios == ("forward", "generate")
+    assert declared.get("custom-lm").describe().scenarios == ["forward", "generate"]
+    run = _plan(declared, models=["custom-lm"], scenario="generate", sequence_length=8, new_tokens=4)
+    assert [c.scenario for c in run.configs] == ["generate", "generate"]
+
+
+def test_a_custom_workload_that_does_not_declare_generate_is_refused(tmp_path, monkeypatch):
+    undeclared = _custom_registry(tmp_path, monkeypatch, False, "custom_file")
+    with pytest.raises(InvalidRequestError) as refused:
+        _plan(undeclared, models=["custom-lm"], scenario="generate")
+    assert refused.value.field == "scenario" and "custom-lm (custom) cannot generate" in refused.value.reason
+
+
+def test_a_custom_workload_that_declares_generate_is_measured_generating(tmp_path, monkeypatch):
+    registry = _custom_registry(tmp_path, monkeypatch, True, "custom_file")
+    config = BenchmarkConfig(model_name="custom-lm", hardware="cpu", batch_size=1, sequence_length=8,
+                             scenario="generate", new_tokens=4)
+    result = measure(Job(config=config, settings=QUICK), registry)
+    assert result.ok, result.error_message
+    assert result.ttft_ms > 0 and result.tpot_ms > 0 and len(result.tpot_samples_ms) == result.n_samples * 3
