@@ -12,7 +12,7 @@ from typing import TypeVar
 import msgspec
 import pyarrow as pa
 
-from storage.catalog import ensure_hardware, ensure_model
+from storage.catalog import catalog_ids
 from storage.database import Database
 from storage.timestamps import read_back, stored, utc_now
 
@@ -112,37 +112,57 @@ RESULT_ROW_COLUMNS = (
 )
 
 
+# Batches up to this size go in as one parameterised INSERT ... VALUES, larger ones as an Arrow
+# table: for one row (how the server stores each config) the Arrow scan's set-up costs more
+# than the parameters it saves (issue 16, perf/ingest.py).
+VALUES_MAX_ROWS = 1
+_TIMESTAMP_COLUMNS = frozenset(name for name, kind in RESULT_VALUE_COLUMNS.items() if pa.types.is_timestamp(kind))
+
+
 def insert_results(db: Database, rows: list[dict]) -> int:
-    """Bulk-insert result rows in one transaction through Arrow.
+    """Bulk-insert result rows in one transaction.
 
     Each row is a measurement's fields (``msgspec.structs.asdict``) plus ``run_id``,
     ``config_key``, ``fingerprint``, and the ``model`` and ``hardware`` Structs it ran on.
+    Catalog ids come from the database's ``CatalogIds``, so a model or device already stored
+    with the same description costs no query.
     """
     if not rows:
         return 0
+    catalog, pending = catalog_ids(db), {}
+    now = stored(utc_now())
     with db.writing() as cursor:
-        model_ids: dict[str, int] = {}
-        hardware_ids: dict[str, int] = {}
-        columns: dict[str, list] = {name: [] for name in _INSERT_COLUMNS}
-        defaults = {"created_at": stored(utc_now())}
-        for row in rows:
-            model, hardware = row["model"], row["hardware"]
-            if model.name not in model_ids:
-                model_ids[model.name] = ensure_model(cursor, model)
-            if hardware.name not in hardware_ids:
-                hardware_ids[hardware.name] = ensure_hardware(cursor, hardware)
-            columns["model_id"].append(model_ids[model.name])
-            columns["hardware_id"].append(hardware_ids[hardware.name])
+        model_ids = [catalog.model_id(cursor, row["model"], pending) for row in rows]
+        hardware_ids = [catalog.hardware_id(cursor, row["hardware"], pending) for row in rows]
+        names = ", ".join(_INSERT_COLUMNS)
+        if len(rows) <= VALUES_MAX_ROWS:
+            placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
+            statement = f"INSERT INTO performance_results ({names}) VALUES ({placeholders})"
+            for row, model_id, hardware_id in zip(rows, model_ids, hardware_ids, strict=True):
+                cursor.execute(statement, [model_id, hardware_id, *_values(row, now)])
+        else:
+            columns: dict[str, list] = {"model_id": model_ids, "hardware_id": hardware_ids}
             for name in RESULT_VALUE_COLUMNS:
-                columns[name].append(stored(row.get(name, defaults.get(name))))
-        batch = pa.table(columns, schema=_INSERT_SCHEMA)
-        cursor.register("incoming_results", batch)
-        try:
-            names = ", ".join(_INSERT_COLUMNS)
-            cursor.execute(f"INSERT INTO performance_results ({names}) SELECT {names} FROM incoming_results")
-        finally:
-            cursor.unregister("incoming_results")
+                if name in _TIMESTAMP_COLUMNS:
+                    default = now if name == "created_at" else None
+                    columns[name] = [stored(row.get(name, default)) for row in rows]
+                else:
+                    columns[name] = [row.get(name) for row in rows]
+            cursor.register("incoming_results", pa.table(columns, schema=_INSERT_SCHEMA))
+            try:
+                cursor.execute(f"INSERT INTO performance_results ({names}) SELECT {names} FROM incoming_results")
+            finally:
+                cursor.unregister("incoming_results")
+    catalog.keep(pending)  # committed
     return len(rows)
+
+
+def _values(row: dict, now) -> list:
+    """The row's RESULT_VALUE_COLUMNS in order, as parameters (created_at defaults to ``now``)."""
+    return [
+        stored(row.get(name, now if name == "created_at" else None)) if name in _TIMESTAMP_COLUMNS else row.get(name)
+        for name in RESULT_VALUE_COLUMNS
+    ]
 
 
 FAILURE_VALUE_COLUMNS = (
@@ -157,9 +177,10 @@ def record_failure(db: Database, failure: dict) -> None:
     ``failure`` is a measurement's fields plus ``run_id``, ``config_key``, ``is_compatible``
     and the ``model`` and ``hardware`` Structs.
     """
+    catalog, pending = catalog_ids(db), {}
     with db.writing() as cursor:
-        model_id = ensure_model(cursor, failure["model"])
-        hardware_id = ensure_hardware(cursor, failure["hardware"])
+        model_id = catalog.model_id(cursor, failure["model"], pending)
+        hardware_id = catalog.hardware_id(cursor, failure["hardware"], pending)
         names = ", ".join(FAILURE_VALUE_COLUMNS)
         cursor.execute(
             f"INSERT INTO hardware_compatibility (model_id, hardware_id, {names}) "
@@ -167,6 +188,7 @@ def record_failure(db: Database, failure: dict) -> None:
             [model_id, hardware_id, *(stored(failure.get(column)) for column in FAILURE_VALUE_COLUMNS[:-1]),
              stored(failure.get("created_at") or utc_now())],
         )
+    catalog.keep(pending)  # committed
 
 
 def _rows(cursor, columns: tuple[str, ...], as_type: type[Row]) -> list[Row]:
