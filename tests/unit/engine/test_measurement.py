@@ -169,7 +169,9 @@ def test_loop_gives_up_at_max_seconds_when_the_ci_is_never_met():
     settings = MeasurementSettings(min_iterations=10, min_seconds=0.05, max_seconds=0.3, ci_target=0.02)
     samples_ms, total_seconds = time_callable(bimodal, settings)
 
-    assert 0.3 <= total_seconds < 0.4
+    # It gave up at max_seconds: past it only by the call in flight, plus whatever a loaded
+    # machine's scheduler adds, hence the generous upper bound.
+    assert 0.3 <= total_seconds < 0.3 + 2.0
     assert len(samples_ms) > settings.min_iterations
 
 
@@ -184,12 +186,16 @@ def test_loop_measures_what_the_function_takes_and_syncs_every_iteration():
     samples_ms, _ = time_callable(lambda: busy(1000), FAST, sync=lambda: syncs.append(1))
 
     assert len(syncs) == len(samples_ms)
-    assert 1.0 <= sorted(samples_ms)[len(samples_ms) // 2] < 1.5
+    # busy() spins for 1 ms of wall time: no sample is shorter, and the fastest (other processes
+    # only ever add time) is close to it.
+    assert min(samples_ms) >= 1.0
+    assert min(samples_ms) < 1.5
 
 
 def test_cpu_timer_is_the_host_clock():
     timer = choose_timer("cpu")
-    assert 2_000_000 <= timer(lambda: time.sleep(0.002)) < 20_000_000
+    # A 2 ms sleep in nanoseconds of the host clock; the upper bound only rules out another unit.
+    assert 2_000_000 <= timer(lambda: time.sleep(0.002)) < 1_000_000_000
 
 
 def test_cuda_timer_reads_cuda_events_recorded_around_the_call(monkeypatch):
@@ -376,12 +382,13 @@ def test_a_vision_model_runs_at_the_image_size_asked_for_and_records_it(registry
     inputs = registry.get("vit-tiny").make_inputs(2, 16, 64)
     assert tuple(inputs["pixel_values"].shape) == (2, 3, 64, 64) and inputs["interpolate_pos_encoding"] is True
 
-    at_64 = run_vision(registry, 64)
+    larger = run_vision(registry, 128)
     native = run_vision(registry, None)
-    assert at_64.status == native.status == OK, (at_64.error_message, native.error_message)
-    assert (at_64.image_size, native.image_size) == (64, 32)  # None: the model's own size, recorded
-    # 64 patches instead of 16 per image: a generous bound, the work is four times larger.
-    assert at_64.p50_latency_ms > native.p50_latency_ms * 1.2
+    assert larger.status == native.status == OK, (larger.error_message, native.error_message)
+    assert (larger.image_size, native.image_size) == (128, 32)  # None: the model's own size, recorded
+    # 256 patches instead of 16 per image: the work is sixteen times larger. The fastest samples are
+    # compared (contention from other processes only adds time), with a generous factor.
+    assert larger.min_latency_ms > native.min_latency_ms * 2
 
 
 def run_vision(registry, image_size, batch_size=2):

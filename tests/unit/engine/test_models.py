@@ -150,22 +150,28 @@ def test_tiers_are_cumulative_from_the_two_smallest_models_to_every_builtin():
         registry.tier("urgent")
 
 
-def test_listing_every_model_takes_well_under_a_second_in_a_fresh_process():
-    # A fresh interpreter, so no earlier test has built or cached anything.
+def test_listing_every_model_builds_nothing_and_takes_well_under_a_second_in_a_fresh_process():
+    # A fresh interpreter, so no earlier test has built or cached anything. What makes a listing
+    # slow is loading the models' code: the modeling modules a build imports must not be loaded.
     script = textwrap.dedent(
         """
-        import time
+        import sys, time
         from engine.models.registry import ModelRegistry
         start = time.perf_counter()
         specs = ModelRegistry().list()
-        print(len(specs), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        loaded = [name for name in sys.modules  # a model's own code, not the auto-class tables
+                  if name.startswith("transformers.models.") and ".modeling_" in name and ".auto." not in name]
+        print(len(specs), seconds, ",".join(sorted(loaded)) or "-")
         """
     )
-    count, seconds = subprocess.run(
+    count, seconds, loaded = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     assert int(count) == len(BUILTIN_MODELS)
-    assert float(seconds) < 1.0
+    assert loaded == "-"
+    # Well under a second on an idle machine; the bound is generous for a loaded 2-core one.
+    assert float(seconds) < 5.0
 
 
 # --- checkpoints on disk -------------------------------------------------------------
