@@ -35,19 +35,29 @@ def test_cpu_is_detected_first_with_the_machines_real_facts():
 
 def test_the_hardware_struct_is_json_and_names_device_memory_and_capabilities():
     described = json.loads(msgspec.json.encode(detect_hardware()[0]))
-    assert described["name"] == "cpu"
-    assert described["device"] == detect_hardware()[0].device
-    capabilities = ("physical_cores", "logical_cores", "compute_units", "compute_capability", "precisions")
-    for key in ("type", "memory_gb", "torch_device", *capabilities):
-        assert key in described
+    assert (described["name"], described["type"], described["torch_device"]) == ("cpu", "cpu", "cpu")
+    assert described["device"] == hardware._cpu_model() and described["device"] not in ("", "unknown cpu")
+    # The machine's own facts, as psutil reads them (memory in GiB, rounded to 2 places).
+    assert described["memory_gb"] == pytest.approx(psutil.virtual_memory().total / GIB, abs=0.01)
+    assert 0.25 < described["memory_gb"] < 64 * 1024  # a quarter GiB to 64 TiB: a plausible machine
+    assert described["logical_cores"] == psutil.cpu_count(logical=True) > 0
+    assert 0 < described["physical_cores"] <= described["logical_cores"]
+    assert described["compute_units"] == described["physical_cores"]  # on a CPU, its physical cores
+    assert described["compute_capability"] is None and described["cuda_version"] is None
+    assert described["precisions"][0] == "fp32" and set(described["precisions"]) <= {"fp32", "fp16", "bf16", "int8"}
+    assert (described["node"], described["host"], described["alive"]) == (None, None, True)  # this machine's
+    assert msgspec.json.decode(msgspec.json.encode(detect_hardware()[0]), type=hardware.HardwareInfo) == (
+        detect_hardware()[0]
+    )
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_requesting_absent_cuda_is_refused_with_the_list_of_present_hardware():
-    refusal = "hardware 'cuda' is not present on this machine; present: cpu"
+    # A device index no machine has, so this holds on a GPU box too.
+    present = [hw.name for hw in detect_hardware()]
+    refusal = f"hardware 'cuda:97' is not present on this machine; present: {', '.join(present)}"
     with pytest.raises(UnknownHardwareError, match=refusal) as err:
-        resolve_hardware(["cpu", "cuda"])
-    assert err.value.available == [hw.name for hw in detect_hardware()]
+        resolve_hardware(["cpu", "cuda:97"])
+    assert err.value.available == present
 
 
 def test_resolve_normalises_spelling_and_drops_duplicates():
