@@ -54,6 +54,8 @@ class Metric:
     # CI is measured; throughput carries the same relative interval (items/s scale as 1/latency).
     ci_low: str | None = None
     ci_high: str | None = None
+    # The one scenario whose results carry this metric (issue 11's generation figures); None: any.
+    scenario: str | None = None
 
     @property
     def best(self) -> str:
@@ -76,6 +78,21 @@ METRICS: dict[str, Metric] = {
         Metric("latency_p50", "p50_latency_ms", "Latency p50 (ms)", False, ci_low="ci_low_ms", ci_high="ci_high_ms"),
         Metric("latency_p99", "p99_latency_ms", "Latency p99 (ms)", False),
         Metric("memory", "memory_peak_mb", "Peak memory (MB)", False),
+        # Generate results only (issue 11). TTFT and TPOT carry the CI of their medians; decode
+        # tokens/s is batch * 1000 / TPOT (engine.generation), so it carries TPOT's relative CI.
+        Metric("ttft", "ttft_ms", "TTFT p50 (ms)", False, ci_low="ttft_ci_low_ms", ci_high="ttft_ci_high_ms",
+               scenario="generate"),
+        Metric("tpot", "tpot_ms", "TPOT p50 (ms)", False, ci_low="tpot_ci_low_ms", ci_high="tpot_ci_high_ms",
+               scenario="generate"),
+        Metric(
+            "decode_tps", "decode_tokens_per_second", "Decode (tokens/s)", True,
+            ci_low="decode_tokens_per_second * tpot_ms / nullif(tpot_ci_high_ms, 0)",
+            ci_high="decode_tokens_per_second * tpot_ms / nullif(tpot_ci_low_ms, 0)",
+            scenario="generate",
+        ),
+        # A generation's latency statistics are end to end, so its CI is the median's.
+        Metric("e2e", "e2e_ms", "Generation end-to-end p50 (ms)", False, ci_low="ci_low_ms", ci_high="ci_high_ms",
+               scenario="generate"),
     )
 }
 DEFAULT_METRIC = "throughput"
@@ -105,13 +122,20 @@ TABLE_COLUMNS: dict[str, str] = {
     "ci_met": "Trust",
     "p99_latency_ms": "p99 (ms)",
     "memory_peak_mb": "Peak memory (MB)",
+    # generate results only (issue 11); the pages show these columns where such results exist
+    "ttft_ms": "TTFT p50 (ms)",
+    "tpot_ms": "TPOT p50 (ms)",
+    "decode_tokens_per_second": "Decode (tokens/s)",
     "created_at": "Measured at",
 }
+GENERATION_TABLE_COLUMNS = ("ttft_ms", "tpot_ms", "decode_tokens_per_second")
 DEFAULT_SORT = "created_at"
 MAX_PAGE_SIZE = 500
 
 # Columns that later schema versions add, and what they read as before.
-OPTIONAL_COLUMNS = {"scenario": "NULL::VARCHAR", "contended": "NULL::BOOLEAN"}
+OPTIONAL_COLUMNS = {"scenario": "NULL::VARCHAR", "new_tokens": "NULL::INTEGER", "contended": "NULL::BOOLEAN"}
+# Lists of raw samples: left out of every aggregate's relation (the result page reads them on their own).
+RAW_SAMPLE_COLUMNS = ("samples_ms", "ttft_samples_ms", "tpot_samples_ms")
 _columns: weakref.WeakKeyDictionary[Database, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
@@ -185,7 +209,8 @@ def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
         if filters.latest_only
         else ""
     )
-    excluded = " EXCLUDE (samples_ms)" if "samples_ms" in columns else ""
+    raw = [name for name in RAW_SAMPLE_COLUMNS if name in columns]
+    excluded = f" EXCLUDE ({', '.join(raw)})" if raw else ""
     return (
         f"(SELECT *{excluded}{missing}, {_noisy_sql(columns)} AS noisy FROM results_view {where} {latest})",
         params,
@@ -196,9 +221,15 @@ def _frame(db: Database, sql: str, params: dict) -> pd.DataFrame:
     return db.cursor().execute(sql, params).df()
 
 
-# One series: what must never be averaged together or joined by a line.
-_SERIES = "concat_ws(' · ', precision, 'seq ' || sequence_length, scenario)"
-_SERIES_COLUMNS = "precision, sequence_length, scenario"
+# One series: what must never be averaged together or joined by a line. The label names the
+# scenario only for generate (forward is every result's before issue 11, and the default),
+# with its new tokens; the grouping keeps both scenarios apart either way.
+_GENERATE_LABEL = (
+    "CASE WHEN scenario = 'generate' THEN 'generate ' || coalesce(CAST(new_tokens AS VARCHAR), '?') || ' tokens' "
+    "WHEN scenario <> 'forward' THEN scenario END"
+)
+_SERIES = f"concat_ws(' · ', precision, 'seq ' || sequence_length, {_GENERATE_LABEL})"
+_SERIES_COLUMNS = "precision, sequence_length, scenario, new_tokens"
 
 
 def _trust(metric: Metric) -> str:
@@ -236,7 +267,7 @@ def most_measured_hardware(db: Database, filters: Filters) -> str | None:
 
 
 HARDWARE_COLUMNS = [
-    "model_name", "hardware", "device_name", "batch_size", "precision", "sequence_length", "scenario", "series",
+    "model_name", "hardware", "device_name", "batch_size", "precision", "sequence_length", "scenario", "new_tokens", "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
@@ -265,7 +296,7 @@ def hardware_comparison(db: Database, filters: Filters, metric: Metric) -> pd.Da
 
 
 TOP_COLUMNS = [
-    "hardware", "rank", "model_name", "model_family", "precision", "sequence_length", "scenario", "series",
+    "hardware", "rank", "model_name", "model_family", "precision", "sequence_length", "scenario", "new_tokens", "series",
     "value", "batch_size", "ci_low", "ci_high", "ci_met", "contended", "noisy", "result_id", "n",
 ]
 
@@ -304,7 +335,7 @@ def top_models(db: Database, filters: Filters, metric: Metric, limit: int = 5) -
 
 
 SCALING_COLUMNS = [
-    "model_name", "hardware", "batch_size", "precision", "sequence_length", "scenario", "series",
+    "model_name", "hardware", "batch_size", "precision", "sequence_length", "scenario", "new_tokens", "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
@@ -344,8 +375,69 @@ def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: in
     )
 
 
+GENERATION_COLUMNS = [
+    "model_name", "hardware", "batch_size", "precision", "sequence_length", "new_tokens", "series", "measure",
+    "value", "ci_low", "ci_high", "n", "noisy", "result_id",
+]
+# The figures generation_scaling draws: (measure label, column, its CI's columns).
+GENERATION_MEASURES = (("TTFT", "ttft_ms", "ttft_ci_low_ms", "ttft_ci_high_ms"),
+                       ("TPOT", "tpot_ms", "tpot_ci_low_ms", "tpot_ci_high_ms"))
+
+
+def has_generate_results(db: Database, filters: Filters) -> bool:
+    """Whether any result under ``filters`` is of the generate scenario (issue 11)."""
+    if "ttft_ms" not in view_columns(db):
+        return False
+    relation, params = _relation(db, replace(filters, latest_only=False), "scenario = 'generate'")
+    return db.cursor().execute(f"SELECT EXISTS (SELECT 1 FROM {relation} r)", params).fetchone()[0]
+
+
+def generation_scaling(db: Database, filters: Filters, max_models: int = 8) -> pd.DataFrame:
+    """TTFT and TPOT per batch size, one series per model (and precision, prompt length and
+    new tokens: a line never joins generations of another shape), on one hardware; generate
+    results only. Two rows per point, ``measure`` TTFT and TPOT, each with the widest 95% CI
+    of its median among the results averaged, and how many results it covers (``n``).
+
+    As batch_scaling: the batch-size filter is ignored (batch size is the x axis), the hardware
+    is ``filters.hardware`` or the most measured one among generate results, and only the
+    ``max_models`` series with the lowest TTFT are kept.
+    """
+    if "ttft_ms" not in view_columns(db) or filters.scenario not in (None, "generate"):
+        return pd.DataFrame(columns=GENERATION_COLUMNS)
+    filters = replace(filters, batch_size=None, scenario="generate")
+    hardware = filters.hardware or _most_measured(db, replace(filters, hardware=None), "hardware")
+    if hardware is None:
+        return pd.DataFrame(columns=GENERATION_COLUMNS)
+    relation, params = _relation(db, replace(filters, hardware=hardware), "ttft_ms IS NOT NULL")
+    params["max_models"] = max_models
+    measures = " UNION ALL ".join(
+        f"""SELECT model_name, hardware, batch_size, precision, sequence_length, new_tokens, series,
+                   '{label}' AS measure, avg({column}) AS value, min({low}) AS ci_low, max({high}) AS ci_high,
+                   count(*) AS n, count(*) FILTER (WHERE noisy) AS noisy,
+                   CASE WHEN count(*) = 1 THEN any_value(result_id) END AS result_id, {order} AS measure_order
+            FROM labelled WHERE {column} IS NOT NULL
+            GROUP BY model_name, hardware, batch_size, precision, sequence_length, new_tokens, series"""
+        for order, (label, column, low, high) in enumerate(GENERATION_MEASURES)
+    )
+    return _frame(
+        db,
+        f"""WITH labelled AS (
+                SELECT *, concat_ws(' · ', model_name, precision, 'seq ' || sequence_length,
+                                    coalesce(CAST(new_tokens AS VARCHAR), '?') || ' new tokens') AS series
+                FROM {relation} r),
+            chosen AS (
+                SELECT series FROM labelled GROUP BY series ORDER BY min(ttft_ms), series LIMIT $max_models),
+            points AS ({measures})
+            SELECT {', '.join(GENERATION_COLUMNS)}
+            FROM points
+            WHERE series IN (SELECT series FROM chosen)
+            ORDER BY series, measure_order, batch_size""",
+        params,
+    )
+
+
 HEATMAP_COLUMNS = [
-    "model_family", "hardware", "precision", "sequence_length", "scenario", "series",
+    "model_family", "hardware", "precision", "sequence_length", "scenario", "new_tokens", "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
@@ -400,7 +492,7 @@ def check_sort(sort: str | None, direction: str | None) -> None:
     _order_by(sort, direction)
 
 
-PAGE_ROW_COLUMNS = ("result_id", "run_id", *TABLE_COLUMNS, "scenario", "contended", "noisy")
+PAGE_ROW_COLUMNS = ("result_id", "run_id", *TABLE_COLUMNS, "scenario", "new_tokens", "contended", "noisy")
 
 
 def results_page(
@@ -548,14 +640,21 @@ def result_samples(db: Database, result_id: int) -> list[float] | None:
     return None if row is None else list(row[0])
 
 
-def sample_histogram(db: Database, result_id: int, bins: int = 30) -> pd.DataFrame:
+def sample_histogram(db: Database, result_id: int, bins: int = 30, samples: str = "samples_ms") -> pd.DataFrame:
     """The samples of one result counted into ``bins`` equal-width bins between their min and max.
 
-    Columns: bin_start, bin_end, count (every bin, empty ones too; one bin if all samples are equal).
+    ``samples`` names the list: ``samples_ms`` (every timed iteration), or for a generation
+    ``ttft_samples_ms`` (each one's time to first token) or ``tpot_samples_ms`` (every gap
+    between consecutive tokens). Columns: bin_start, bin_end, count (every bin, empty ones
+    too; one bin if all samples are equal).
     """
+    if samples not in RAW_SAMPLE_COLUMNS:
+        raise InvalidFilter("samples", f"choose one of {', '.join(RAW_SAMPLE_COLUMNS)}, not {samples!r}")
+    if samples not in view_columns(db):
+        return pd.DataFrame(columns=["bin_start", "bin_end", "count"])
     frame = _frame(
         db,
-        """WITH samples AS (SELECT unnest(samples_ms) AS value FROM performance_results WHERE result_id = $id),
+        f"""WITH samples AS (SELECT unnest({samples}) AS value FROM performance_results WHERE result_id = $id),
                 bounds AS (SELECT min(value) AS low, max(value) AS high, count(*) AS total FROM samples),
                 shape AS (SELECT low, high, CASE WHEN high > low THEN $bins ELSE 1 END AS bins,
                                  CASE WHEN high > low THEN (high - low) / $bins ELSE 1.0 END AS width
@@ -628,8 +727,9 @@ def reused_results(
     frame = _frame(
         db,
         f"""SELECT config_key, result_id, run_id, created_at, model_name, hardware, batch_size, precision,
-                   sequence_length, scenario, n_samples, p50_latency_ms, ci_low_ms, ci_high_ms, ci_met, noisy,
-                   p99_latency_ms, throughput_items_per_second, memory_peak_mb, wall_seconds
+                   sequence_length, scenario, new_tokens, n_samples, p50_latency_ms, ci_low_ms, ci_high_ms, ci_met,
+                   noisy, p99_latency_ms, throughput_items_per_second, memory_peak_mb, wall_seconds,
+                   ttft_ms, tpot_ms, decode_tokens_per_second
             FROM {relation} r
             QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY created_at DESC, result_id DESC) = 1""",
         {**params, "keys": list(config_keys), "fingerprints": list(fingerprints), "run_id": run_id},

@@ -10,7 +10,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Stream, Template
 
 from storage import dashboard
-from storage.dashboard import METRICS, TABLE_COLUMNS, Filters, Metric
+from storage.dashboard import GENERATION_TABLE_COLUMNS, METRICS, TABLE_COLUMNS, Filters, Metric
 from storage.database import Database
 from webapp.reporting import charts
 from webapp.reporting.exports import export_response
@@ -28,7 +28,7 @@ METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
 PAGE_SIZES = (25, 50, 100)
 NUMERIC_COLUMNS = frozenset(
     {"batch_size", "sequence_length", "throughput_items_per_second", "p50_latency_ms", "ci_low_ms", "ci_high_ms",
-     "n_samples", "p99_latency_ms", "memory_peak_mb"}
+     "n_samples", "p99_latency_ms", "memory_peak_mb", *GENERATION_TABLE_COLUMNS}
 )
 
 
@@ -37,12 +37,22 @@ def _records(frame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def filter_context(db: Database, filters: Filters) -> dict:
+def metric_choices(scenarios: list[str], chosen: Metric | None = None) -> list[tuple[str, str]]:
+    """The metric picker's choices: a scenario's own metrics only where results of it exist."""
+    return [
+        (metric.key, metric.label)
+        for metric in METRICS.values()
+        if metric.scenario is None or metric.scenario in scenarios or metric == chosen
+    ]
+
+
+def filter_context(db: Database, filters: Filters, metric: Metric | None = None) -> dict:
     """What every filter bar offers, and the query string of the filters in force."""
     state = {key: value for key, value in filter_state(filters).items() if value not in (None, "")}
+    options = dashboard.filter_options(db)
     return {
-        "options": dashboard.filter_options(db),
-        "metric_choices": METRIC_CHOICES,
+        "options": options,
+        "metric_choices": metric_choices(options.scenarios, metric),
         "run_scopes": list(RUN_SCOPES.items()),
         "run_scope": "latest" if filters.latest_only else "all",
         "has_scenarios": dashboard.has_scenarios(db),
@@ -55,8 +65,11 @@ def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
     summary = dashboard.summary(db)
     context = {"summary": summary, "metric": metric, "filters": filters}
     if summary.results == 0:
-        return context | {"hardware_chart": None, "scaling_chart": None, "top_models": {}}
+        return context | {"hardware_chart": None, "scaling_chart": None, "top_models": {}, "has_generate": False}
     by_hardware = dashboard.hardware_comparison(db, filters, metric)
+    # Issue 11: TTFT and TPOT against batch size, a line per model, where generate results exist.
+    has_generate = dashboard.has_generate_results(db, Filters())
+    generation = dashboard.generation_scaling(db, filters) if has_generate else None
     scaling = dashboard.batch_scaling(db, filters, metric)
     top: dict[str, list[dict]] = {}
     for row in _records(dashboard.top_models(db, filters, metric)):
@@ -67,6 +80,9 @@ def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
         "scaling_chart": charts.batch_scaling(scaling, metric),
         "scaling_rows": _records(scaling),
         "top_models": top,
+        "has_generate": has_generate,
+        "generation_chart": charts.generation_scaling(generation) if has_generate else None,
+        "generation_rows": _records(generation) if has_generate else [],
     }
 
 
@@ -85,6 +101,10 @@ def comparison_context(
     )
     heatmap = dashboard.family_heatmap(db, filters, metric)
     state = filter_state(filters) | {"metric": metric.key}
+    # A generation's columns where the filtered results hold generate ones (issue 11).
+    generation = dashboard.has_generate_results(db, filters)
+    columns = {key: label for key, label in TABLE_COLUMNS.items()
+               if generation or key not in GENERATION_TABLE_COLUMNS}
 
     def link(**changes) -> str:
         """This table's URL with ``changes`` applied: for sort headers, pager and exports."""
@@ -104,7 +124,7 @@ def comparison_context(
         "metric": metric,
         "filters": filters,
         "results": results,
-        "columns": TABLE_COLUMNS,
+        "columns": columns,
         "numeric_columns": NUMERIC_COLUMNS,
         "heatmap_chart": charts.family_heatmap(heatmap, metric),
         "heatmap_rows": _records(heatmap),
@@ -136,7 +156,7 @@ class DashboardPages(Controller):
         metric: str | None = None,
     ) -> Template:
         chosen = dashboard.get_metric(metric)
-        context = overview_context(services.db, filters, chosen) | filter_context(services.db, filters) | {
+        context = overview_context(services.db, filters, chosen) | filter_context(services.db, filters, chosen) | {
             "active": "overview",
         }
         return render(request, "pages/overview.html", "partials/overview_body.html", context)
@@ -153,15 +173,16 @@ class DashboardPages(Controller):
         page: str | None = None,
         page_size: str | None = None,
     ) -> Template:
+        chosen = dashboard.get_metric(metric)
         context = comparison_context(
             services.db,
             filters,
-            dashboard.get_metric(metric),
+            chosen,
             sort=sort,
             direction=direction,
             page=optional_int("page", page) or 1,
             page_size=_page_size(page_size),
-        ) | filter_context(services.db, filters) | {"active": "comparison"}
+        ) | filter_context(services.db, filters, chosen) | {"active": "comparison"}
         # Sorting and paging swap only the table; the filter form swaps the heatmap too.
         fragment = (
             "partials/results_table.html"

@@ -69,13 +69,28 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "total_timed_seconds": ("Timed seconds", "{:,.3f}"),
     "wall_seconds": ("Wall seconds for the config", "{:,.2f}"),
     "contended": ("Host contended while timed", "{}"),
+    # A generation's own figures (issue 11); its latency statistics above are end to end.
+    "ttft_ms": ("Time to first token (TTFT), median (ms)", "{:,.4f}"),
+    "ttft_ci_low_ms": ("TTFT median's 95% CI, low (ms)", "{:,.4f}"),
+    "ttft_ci_high_ms": ("TTFT median's 95% CI, high (ms)", "{:,.4f}"),
+    "ttft_p90_ms": ("TTFT p90 (ms)", "{:,.4f}"),
+    "ttft_p99_ms": ("TTFT p99 (ms)", "{:,.4f}"),
+    "tpot_ms": ("Time per output token (TPOT), median (ms)", "{:,.4f}"),
+    "tpot_ci_low_ms": ("TPOT median's 95% CI, low (ms)", "{:,.4f}"),
+    "tpot_ci_high_ms": ("TPOT median's 95% CI, high (ms)", "{:,.4f}"),
+    "tpot_p90_ms": ("TPOT p90 over every per-token gap (ms)", "{:,.4f}"),
+    "tpot_p99_ms": ("TPOT p99 over every per-token gap (ms)", "{:,.4f}"),
+    "e2e_ms": ("End-to-end generation, median (ms)", "{:,.4f}"),
+    "decode_tokens_per_second": ("Decode throughput (tokens/s)", "{:,.1f}"),
+    "prefill_tokens_per_second": ("Prefill throughput (tokens/s)", "{:,.1f}"),
 }
 # What the page shows elsewhere (identity, setup) or not at all.
 NOT_STATISTICS = frozenset({
     "model_name", "hardware", "batch_size", "precision", "sequence_length", "image_size", "status", "samples_ms",
     "threads", "torch_version", "device_name", "weights", "parameters_million", "error_type", "error_message",
     "stop_reason", "run_id", "result_id", "model_family", "model_type", "hardware_type", "created_at",
-    "config_key", "fingerprint", "noisy", "timing", "attn_implementation", "scenario",
+    "config_key", "fingerprint", "noisy", "timing", "attn_implementation", "scenario", "new_tokens",
+    "ttft_samples_ms", "tpot_samples_ms",
 })
 
 
@@ -109,7 +124,8 @@ def setup_facts(result: StoredResult) -> list[tuple[str, str]]:
         ("Precision", result.precision),
         ("Sequence length", "—" if result.sequence_length is None else str(result.sequence_length)),
     ]
-    for name, label in (("image_size", "Image size"), ("scenario", "Scenario"), ("timing", "Timing mode"),
+    for name, label in (("image_size", "Image size"), ("scenario", "Scenario"), ("new_tokens", "New tokens"),
+                        ("timing", "Timing mode"),
                         ("attn_implementation", "Attention"), ("threads", "Threads"),
                         ("torch_version", "torch"), ("weights", "Weights"),
                         ("parameters_million", "Parameters (M)")):
@@ -129,7 +145,8 @@ def result_context(services: Services, result_id: int) -> dict:
     trace = dashboard.sample_trace(db, result_id, TRACE_POINTS)
     samples = dashboard.result_samples(db, result_id) or []
     others = dashboard.same_config_results(db, result.config_key)
-    return {
+    generate = result.scenario == "generate"
+    return generation_charts(db, result) | {
         "active": "comparison",
         "result": result,
         "run": run,
@@ -137,7 +154,9 @@ def result_context(services: Services, result_id: int) -> dict:
         "setup": setup_facts(result),
         "environment": sorted(environment.items()),
         "histogram_chart": charts.sample_histogram(
-            histogram, result.p50_latency_ms, result.ci_low_ms, result.ci_high_ms
+            histogram, result.p50_latency_ms, result.ci_low_ms, result.ci_high_ms,
+            **({"what": "timed generations (end to end)", "count_title": "Generations",
+                "axis_title": "End-to-end latency (ms)"} if generate else {}),
         ),
         "histogram_rows": histogram.to_dict("records"),
         "trace_chart": charts.sample_trace(trace),
@@ -147,6 +166,28 @@ def result_context(services: Services, result_id: int) -> dict:
         "submission": new_submission_token(),
         "others": [row for row in others.astype(object).where(others.notna(), None).to_dict("records")
                    if row["result_id"] != result_id],
+    }
+
+
+def generation_charts(db, result: StoredResult) -> dict:
+    """A generation's raw samples as histograms (issue 11): every sample's time to first
+    token, with the median TTFT and its CI marked, and every gap between consecutive tokens,
+    with the median TPOT and its CI (TPOT is a sample's mean gap; the gaps show its spread)."""
+    if result.scenario != "generate" or result.result_id is None:
+        return {"ttft_chart": None, "ttft_rows": [], "gaps_chart": None, "gaps_rows": []}
+    ttft = dashboard.sample_histogram(db, result.result_id, HISTOGRAM_BINS, samples="ttft_samples_ms")
+    gaps = dashboard.sample_histogram(db, result.result_id, HISTOGRAM_BINS, samples="tpot_samples_ms")
+    return {
+        "ttft_chart": charts.sample_histogram(
+            ttft, result.ttft_ms, result.ttft_ci_low_ms, result.ttft_ci_high_ms, what="times to first token",
+            axis_title="Time to first token (ms)", count_title="Generations", median="median TTFT",
+        ),
+        "ttft_rows": ttft.to_dict("records"),
+        "gaps_chart": charts.sample_histogram(
+            gaps, result.tpot_ms, result.tpot_ci_low_ms, result.tpot_ci_high_ms, what="per-token gaps",
+            axis_title="Gap between consecutive tokens (ms)", count_title="Gaps", median="median TPOT",
+        ),
+        "gaps_rows": gaps.to_dict("records"),
     }
 
 

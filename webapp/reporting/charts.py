@@ -195,8 +195,12 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
     spec = _filled(
         _batch_scaling_template(metric), df, f"{metric.label} vs batch size on {df['hardware'].iloc[0]}"
     )
+    return _log2_batch_axis(spec, df)
+
+
+def _log2_batch_axis(spec: dict, df: pd.DataFrame) -> dict:
+    """Ticks at the measured batch sizes only; a lone batch size gets an octave either side."""
     batch_sizes = sorted(int(size) for size in df["batch_size"].unique())
-    # Ticks at the measured batch sizes only; a lone batch size gets an octave either side.
     x = spec["encoding"]["x"]
     x["axis"]["values"] = batch_sizes
     x["scale"]["domain"] = (
@@ -205,6 +209,59 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
         else [batch_sizes[0] / 2, batch_sizes[0] * 2]
     )
     return spec
+
+
+GENERATION_MEASURES = ("TTFT", "TPOT")  # storage.dashboard.GENERATION_MEASURES' labels, in order
+
+
+@cache
+def _generation_scaling_template() -> dict:
+    tooltip = [
+        alt.Tooltip("series:N", title="Model · precision · prompt · new tokens"),
+        alt.Tooltip("measure:N", title="Measure"),
+        alt.Tooltip("batch_size:Q", title="Batch size"),
+        alt.Tooltip("value:Q", title="Median (ms)", format=",.4~f"),
+        alt.Tooltip("ci_low:Q", title="95% CI low", format=",.4~f"),
+        alt.Tooltip("ci_high:Q", title="95% CI high", format=",.4~f"),
+        alt.Tooltip("n:Q", title="Results (n)"),
+        alt.Tooltip("noisy:Q", title="Noisy results"),
+    ]
+    # TTFT is a whole prefill, TPOT one decoding step: often 10-100x apart, so a log axis.
+    y = alt.Y("value:Q", title="Milliseconds (log scale)", scale=alt.Scale(type="log"),
+              axis=alt.Axis(format=NUMBER_FORMAT))
+    dash = alt.StrokeDash(
+        "measure:N", title="Measure", scale=alt.Scale(domain=list(GENERATION_MEASURES), range=[[1, 0], [6, 3]])
+    )
+    shape = alt.Shape("measure:N", title="Measure",
+                      scale=alt.Scale(domain=list(GENERATION_MEASURES), range=["circle", "square"]))
+    # A line per model series and measure: color and strokeDash together group the lines, so
+    # no line joins two models, two generation shapes, or TTFT with TPOT.
+    line = alt.Chart().mark_line().encode(y=y, strokeDash=dash)
+    errors = alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
+    points = alt.Chart().mark_point(size=60, filled=True).encode(
+        y=y, shape=shape,
+        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N")),
+        tooltip=tooltip,
+    )
+    chart = alt.layer(line, errors, points, data=_rows()).encode(
+        x=alt.X("batch_size:Q", title="Batch size", scale=alt.Scale(type="log", base=2), axis=alt.Axis(format="d")),
+        color=alt.Color("series:N", title="Model · precision · prompt · new tokens"),
+    )
+    return _template(chart.properties(height=CHART_HEIGHT))
+
+
+def generation_scaling(df: pd.DataFrame) -> dict | None:
+    """TTFT and TPOT against batch size (log2 axis) on one hardware: a colour per model series
+    (model, precision, prompt length, new tokens), TTFT solid and TPOT dashed, each point with
+    the 95% CI of its median as an error bar and its n in the tooltip; noisy points hollow.
+
+    ``df`` columns: storage.dashboard.GENERATION_COLUMNS (series, measure, batch_size, value,
+    ci_low, ci_high, n, noisy, ...), two rows (TTFT, TPOT) per point.
+    """
+    if df is None or df.empty:
+        return None
+    title = f"TTFT and TPOT vs batch size on {df['hardware'].iloc[0]}"
+    return _log2_batch_axis(_filled(_generation_scaling_template(), df, title), df)
 
 
 @cache
@@ -259,19 +316,19 @@ def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
 
 
 @cache
-def _histogram_template() -> dict:
+def _histogram_template(axis_title: str = "Latency (ms)", count_title: str = "Iterations") -> dict:
     bars = (
         alt.Chart(_rows())
         .mark_bar(color="#2563eb")
         .encode(
-            x=alt.X("bin_start:Q", title="Latency (ms)", bin="binned", scale=alt.Scale(zero=False),
+            x=alt.X("bin_start:Q", title=axis_title, bin="binned", scale=alt.Scale(zero=False),
                     axis=alt.Axis(format=NUMBER_FORMAT)),
             x2="bin_end:Q",
-            y=alt.Y("count:Q", title="Iterations"),
+            y=alt.Y("count:Q", title=count_title),
             tooltip=[
                 alt.Tooltip("bin_start:Q", title="From (ms)", format=",.4~f"),
                 alt.Tooltip("bin_end:Q", title="To (ms)", format=",.4~f"),
-                alt.Tooltip("count:Q", title="Iterations"),
+                alt.Tooltip("count:Q", title=count_title),
             ],
         )
     )
@@ -286,20 +343,26 @@ def _histogram_template() -> dict:
 
 
 def sample_histogram(
-    df: pd.DataFrame, p50: float | None, ci_low: float | None, ci_high: float | None
+    df: pd.DataFrame, p50: float | None, ci_low: float | None, ci_high: float | None,
+    *, what: str = "timed iterations", axis_title: str = "Latency (ms)", count_title: str = "Iterations",
+    median: str = "median",
 ) -> dict | None:
     """The distribution of one result's samples: ``df`` is storage.dashboard.sample_histogram's
-    bins (bin_start, bin_end, count), with the median and its 95% CI marked."""
+    bins (bin_start, bin_end, count), with the median and its 95% CI marked.
+
+    ``what`` names the samples in the title ("timed iterations"; for a generation also "times
+    to first token" or "per-token gaps"), ``median`` the marked value ("median TPOT")."""
     if df.empty or df["count"].sum() == 0:
         return None
     marks = []
     if ci_low is not None and ci_high is not None:
         marks.append({"kind": "ci", "start": ci_low, "end": ci_high,
-                      "label": f"95% CI of the median: {ci_low:,.4g} to {ci_high:,.4g} ms"})
+                      "label": f"95% CI of the {median}: {ci_low:,.4g} to {ci_high:,.4g} ms"})
     if p50 is not None:
-        marks.append({"kind": "p50", "start": p50, "end": p50, "label": f"median {p50:,.4g} ms"})
+        marks.append({"kind": "p50", "start": p50, "end": p50, "label": f"{median} {p50:,.4g} ms"})
     total = int(df["count"].sum())
-    return _filled(_histogram_template(), df, f"Distribution of {total:,} timed iterations", **{MARKS: marks})
+    return _filled(_histogram_template(axis_title, count_title), df, f"Distribution of {total:,} {what}",
+                   **{MARKS: marks})
 
 
 @cache
