@@ -49,13 +49,17 @@ def tokens_per_item_for(architecture: str) -> Callable[[int], int] | None:
     return None if architecture == "vision" else sequence_tokens
 
 
+# transformers' classes with a generation head, by their names: asking a class itself
+# (can_generate) would import its modeling module, and listing models imports nothing.
+GENERATING_CLASS_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
+
+
 def scenarios_for(architecture: str, model_class: str) -> tuple[str, ...]:
     """forward for every model; generate too for a decoder, encoder-decoder or audio model
-    whose class generates (an LM head: GPT2LMHeadModel does, a bare GPT2Model does not)."""
-    if architecture not in GENERATE_ARCHITECTURES:
-        return FORWARD_ONLY
-    can_generate = getattr(getattr(transformers, model_class, None), "can_generate", None)
-    return GENERATE_SCENARIOS if can_generate is not None and can_generate() else FORWARD_ONLY
+    with a generation head (GPT2LMHeadModel has one, a bare GPT2Model has none)."""
+    if architecture in GENERATE_ARCHITECTURES and model_class.endswith(GENERATING_CLASS_SUFFIXES):
+        return GENERATE_SCENARIOS
+    return FORWARD_ONLY
 
 
 @dataclass(frozen=True)

@@ -262,3 +262,15 @@ def test_a_custom_workload_that_declares_generate_is_measured_generating(tmp_pat
     result = measure(Job(config=config, settings=QUICK), registry)
     assert result.ok, result.error_message
     assert result.ttft_ms > 0 and result.tpot_ms > 0 and len(result.tpot_samples_ms) == result.n_samples * 3
+
+
+def test_a_checkpoint_generates_when_saved_with_a_generation_head(tmp_path, registry):
+    import transformers
+
+    from engine.models.checkpoints import local_checkpoint_spec
+
+    config = transformers.GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "lm")
+    transformers.GPT2Model(config).save_pretrained(tmp_path / "bare")
+    assert local_checkpoint_spec("lm", tmp_path / "lm").scenarios == ("forward", "generate")
+    assert local_checkpoint_spec("bare", tmp_path / "bare").scenarios == ("forward",)
