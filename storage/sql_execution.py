@@ -488,18 +488,35 @@ def _python_values(array: pa.Array, cut: np.ndarray | None, cell_bytes: int) -> 
     return values
 
 
-_PLAIN = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
+_PLAIN = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_string, pa.types.is_large_string,
+          pa.types.is_string_view, pa.types.is_null)
 
 
 def _convert(array: pa.Array) -> list:
-    kind = array.type
     try:
         values = array.to_pylist(maps_as_pydicts="lossy")
     except (pa.ArrowException, ValueError, OverflowError):
         values = [_scalar_value(scalar) for scalar in array]  # e.g. 'infinity' timestamps
-    if any(check(kind) for check in _PLAIN):
+    if _json_ready(array):
         return values
     return [json_value(value) for value in values]
+
+
+def _json_ready(array: pa.Array) -> bool:
+    """Whether every value of ``array`` is JSON-ready as to_pylist gives it, so json_value
+    need not walk them: integers, booleans, strings, finite floats, and lists and structs
+    of those. Walking a million list elements in Python took seconds and held the GIL
+    most of that time; this is a few Arrow calls."""
+    kind = array.type
+    if any(check(kind) for check in _PLAIN):
+        return True
+    if pa.types.is_floating(kind):  # NaN and infinity become null
+        return len(array) == array.null_count or pc.all(pc.is_finite(array)).as_py() is not False
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _json_ready(array.flatten())
+    if pa.types.is_struct(kind):
+        return all(_json_ready(field) for field in array.flatten())
+    return False
 
 
 def _scalar_value(scalar: pa.Scalar) -> Any:

@@ -9,6 +9,10 @@ READ ONLY transaction, a memory limit; see storage.sql_execution and storage.dat
 Policy:
 - exactly one statement, and it is a query: SELECT, WITH, a set operation, VALUES,
   DuckDB's PIVOT/UNPIVOT statement, or DESCRIBE/SUMMARIZE of an allowed table or query;
+  a PIVOT/UNPIVOT statement followed by ORDER BY, LIMIT or OFFSET (which sqlglot cannot
+  parse) is read as ``SELECT * FROM (PIVOT ...) ORDER BY ...``, then judged as any query;
+- what the user typed must parse in DuckDB's own parser too, so malformed SQL that
+  sqlglot would quietly repair into another query is a syntax error, with its place;
 - every table is judged by its real name, whatever its alias: a plain name on the
   allowlist, or ``main.<name>``, or a CTE that sqlglot's scope analysis resolved by that
   name (so neither a CTE named like a table nor an alias named like a CTE can hide a
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import msgspec
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
@@ -72,6 +77,9 @@ __all__ = [
     "check_query",
     "run_guarded_query",
     "run_guarded_query_async",
+    "QueryColumn",
+    "QueryTable",
+    "query_schema",
 ]
 
 DIALECT = "duckdb"
@@ -270,6 +278,46 @@ def _guarded_run(connection, sql, allowed_tables, params, timeout_s, row_cap, ma
         )
 
     return run
+
+
+class QueryColumn(msgspec.Struct, frozen=True):
+    name: str
+    type: str  # DuckDB's name for it: VARCHAR, DOUBLE, DOUBLE[], TIMESTAMP WITH TIME ZONE...
+
+
+class QueryTable(msgspec.Struct, frozen=True):
+    """One table or view a guarded query may read, with its columns in their order."""
+
+    name: str
+    kind: str  # "table" or "view"
+    columns: list[QueryColumn]
+
+
+def query_schema(connection, allowed_tables: Iterable[str]) -> list[QueryTable]:
+    """The allowlisted tables and views of ``connection``'s main schema as DuckDB's catalog
+    has them (so a migration's new column shows at once), by name; names on the allowlist
+    that the database lacks are left out."""
+    allowed = sorted({name.lower() for name in allowed_tables})
+    cursor = connection.cursor()
+    try:
+        rows = cursor.execute(
+            """SELECT c.table_name, v.view_name IS NOT NULL AS is_view, c.column_name, c.data_type
+               FROM duckdb_columns() AS c
+               LEFT JOIN duckdb_views() AS v
+                 ON v.database_name = c.database_name AND v.schema_name = c.schema_name
+                AND v.view_name = c.table_name
+               WHERE c.database_name = current_database() AND c.schema_name = 'main'
+                 AND lower(c.table_name) IN (SELECT unnest($allowed))
+               ORDER BY c.table_name, c.column_index""",
+            {"allowed": allowed},
+        ).fetchall()
+    finally:
+        cursor.close()
+    tables: dict[str, QueryTable] = {}
+    for table, is_view, column, data_type in rows:
+        entry = tables.setdefault(table, QueryTable(table, "view" if is_view else "table", []))
+        entry.columns.append(QueryColumn(column, data_type))
+    return list(tables.values())
 
 
 def catalog_names(connection) -> frozenset[str]:
