@@ -47,6 +47,7 @@ def settings(tmp_path):
         log_dir=str(tmp_path / "logs"),
         resume=False,
         allowed_hosts=["testserver.local"],  # the Host that Litestar's TestClient sends
+        prestart_workers=False,  # nothing here measures: no worker, no torch import beside the tests
     )
 
 
@@ -387,8 +388,24 @@ def test_sql_page_runs_the_query_and_draws_a_chart(client):
     fragment = client.post(
         "/sql", data={"sql": sql, "_csrf_token": token}, headers={"HX-Request": "true"}
     ).text
-    assert 'id="sql-table"' in fragment and 'data-vega-spec="chart-sql-spec"' in fragment
     assert "<html" not in fragment
+    # The table holds DuckDB's own answer, row for row; numbers carry their exact value in a title.
+    expected = client.app.state.services.db.cursor().execute(sql + " ORDER BY 1").fetchall()
+    table = parse(fragment).by_id("sql-table")
+    assert [th.text() for th in table.find_all("th")] == ["model_family", "avg_throughput"]
+    shown = sorted(
+        (family.text(), float(value.find_all("span")[0].attrs["title"]))
+        for family, value in (row.find_all("td") for row in table.find_all("tbody")[0].find_all("tr"))
+    )
+    assert [family for family, _ in shown] == [family for family, _ in expected] == sorted(["bert", "gpt2", "<b>evil</b>"])
+    assert [value for _, value in shown] == pytest.approx([value for _, value in expected])
+    # The chart draws the same rows: one bar per family at its average throughput, titled by column.
+    spec = spec_of(fragment, "chart-sql")
+    data = sorted((row["category"], row["value"]) for row in rows_of(spec))
+    assert [family for family, _ in data] == [family for family, _ in shown]
+    assert [value for _, value in data] == pytest.approx([value for _, value in shown])
+    assert (spec["mark"]["type"], spec["encoding"]["x"]["title"], spec["encoding"]["y"]["title"]) == (
+        "bar", "avg_throughput", "model_family")
 
 
 def test_sql_page_shows_the_guards_refusal_inline(client):
@@ -419,7 +436,10 @@ def test_reports_page_links_files_through_the_server_and_previews_the_html(clien
     assert 'href="/api/benchmark/reports/run-a/report.md"' in page
     assert 'src="/api/benchmark/reports/run-a/report.html"' in page and 'sandbox="allow-scripts"' in page
     assert "file://" not in page
-    assert client.get("/api/benchmark/reports/run-a/report.html").status_code == 200
+    report = client.get("/api/benchmark/reports/run-a/report.html")
+    assert report.status_code == 200
+    assert "bert-tiny" in report.text and "gpt2-tiny" in report.text  # the run's own rows
+    assert HOSTILE not in report.text  # written escaped
 
 
 @pytest.mark.parametrize("url", ["/", "/comparison", "/runs", "/reports"])
