@@ -294,7 +294,7 @@ def command_models(args: argparse.Namespace) -> int:
     from engine.models.registry import ModelRegistry
 
     specs = [spec.describe() for spec in ModelRegistry(models_dir=args.models_dir).list()]
-    columns = ["name", "family", "type", "modality", "parameters_million", "source", "tier"]
+    columns = ["name", "family", "type", "modality", "parameters_million", "source", "tier", "scenarios"]
     return _print_records(specs, columns, args.json)
 
 
