@@ -66,7 +66,8 @@ class ChannelsPublisher:
 
     def result_recorded(self, run_id: str, result: Measurement) -> None:
         # Live views show statistics; the raw samples (up to 10,000) stay in storage.
-        self._publish(ResultEvent(run_id=run_id, row=msgspec.structs.replace(result, samples_ms=None)), run_id)
+        row = msgspec.structs.replace(result, samples_ms=None, ttft_samples_ms=None, tpot_samples_ms=None)
+        self._publish(ResultEvent(run_id=run_id, row=row), run_id)
 
     def run_finished(self, run_id: str, status: RunStatus) -> None:
         """The terminal status went out with ``run_updated``."""
