@@ -25,6 +25,7 @@ from engine.runs import RunRequest
 from engine.stats import summarize
 from storage.database import Database
 from storage.runs import save_run
+from webapp.reporting.reports import write_reports
 
 FINGERPRINT = "seeded-generation-environment"
 NEW_TOKENS = 16
@@ -92,7 +93,8 @@ def forward(batch_size: int, p50: float) -> Measurement:
     )
 
 
-def seed(db_path: Path) -> None:
+def seed(db_path: Path, results_dir: Path | None = None) -> None:
+    """The results above in ``db_path``, and each run's report files in ``results_dir`` if given."""
     with Database(db_path) as db:
         store = result_store(db, *GENERATORS.values(), BERT, hardware=(CPU,))
         started = datetime(2026, 2, 3, 10, 0)
@@ -110,3 +112,5 @@ def seed(db_path: Path) -> None:
                 store.record_result("seeded-generate", generation(model, batch_size), FINGERPRINT)
         for batch_size, p50 in {1: 2.0, 2: 3.5}.items():
             store.record_result("seeded-forward", forward(batch_size, p50), FINGERPRINT)
+        for run_id in RUNS if results_dir is not None else ():
+            write_reports(db, results_dir, run_id)

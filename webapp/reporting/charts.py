@@ -229,23 +229,24 @@ def _generation_scaling_template() -> dict:
     # TTFT is a whole prefill, TPOT one decoding step: often 10-100x apart, so a log axis.
     y = alt.Y("value:Q", title="Milliseconds (log scale)", scale=alt.Scale(type="log"),
               axis=alt.Axis(format=NUMBER_FORMAT))
+    # The measure legend draws a short line of each dash, in ink (a line has no colour of its own).
     dash = alt.StrokeDash(
-        "measure:N", title="Measure", scale=alt.Scale(domain=list(GENERATION_MEASURES), range=[[1, 0], [6, 3]])
+        "measure:N", title="Measure", scale=alt.Scale(domain=list(GENERATION_MEASURES), range=[[1, 0], [6, 3]]),
+        legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#1f2933", symbolStrokeWidth=2, symbolSize=300),
     )
-    shape = alt.Shape("measure:N", title="Measure",
-                      scale=alt.Scale(domain=list(GENERATION_MEASURES), range=["circle", "square"]))
     # A line per model series and measure: color and strokeDash together group the lines, so
     # no line joins two models, two generation shapes, or TTFT with TPOT.
     line = alt.Chart().mark_line().encode(y=y, strokeDash=dash)
     errors = alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
     points = alt.Chart().mark_point(size=60, filled=True).encode(
-        y=y, shape=shape,
+        y=y,
         fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N")),
         tooltip=tooltip,
     )
     chart = alt.layer(line, errors, points, data=_rows()).encode(
         x=alt.X("batch_size:Q", title="Batch size", scale=alt.Scale(type="log", base=2), axis=alt.Axis(format="d")),
-        color=alt.Color("series:N", title="Model · precision · prompt · new tokens"),
+        # Series name four settings: room for them in full (a phone's width holds 240 px).
+        color=alt.Color("series:N", title="Model · precision · prompt · new tokens", legend=alt.Legend(labelLimit=240)),
     )
     return _template(chart.properties(height=CHART_HEIGHT))
 
