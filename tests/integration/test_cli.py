@@ -28,9 +28,26 @@ def first_run(tmp_path_factory):
 
 
 def test_run_prints_progress_and_a_table_and_exits_zero(first_run):
+    import re
+
+    from webapp.cli.progress import ProgressBar
+
     done, _, folder = first_run
     assert done.returncode == 0, done.stderr
-    assert "[" in done.stderr and "4/4" in done.stderr
+    # Not a terminal, so one bar line per update: "[###.....] 1/4 step", the bar filled in
+    # proportion, the count rising to 4/4, then "done in Ns".
+    bar = re.compile(rf"^\[(#*)(\.*)\] (\d+)/(\d+) (.+)$")
+    lines = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    drawn = [bar.match(line) for line in lines]
+    assert drawn and all(drawn), lines
+    counts = [int(match[3]) for match in drawn]
+    assert {int(match[4]) for match in drawn} == {4}
+    assert counts == sorted(counts) and {1, 2, 3, 4} <= set(counts) and counts[-1] == 4
+    for match in drawn:
+        assert len(match[1]) + len(match[2]) == ProgressBar.WIDTH
+        assert len(match[1]) == ProgressBar.WIDTH * int(match[3]) // 4
+    assert "bert-tiny on cpu, batch size" in done.stderr  # the step names the config being measured
+    assert re.search(r"^done in \d+\.\ds$", done.stderr, re.M)
     header, rule, *rows = done.stdout.strip().splitlines()
     assert header.split()[:4] == ["model_name", "hardware", "batch_size", "precision"]
     assert sorted((r.split()[0], r.split()[2]) for r in rows) == [
