@@ -1,4 +1,5 @@
-"""The SQL page (/sql): one guarded, read-only query; its table, an automatic chart and a CSV."""
+"""The SQL page (/sql): one guarded, read-only query; its table, an automatic chart, CSV and
+JSON downloads, and a sidebar of the tables and columns a query may read."""
 
 from __future__ import annotations
 
@@ -7,15 +8,26 @@ import io
 import math
 
 import anyio
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from storage.schema import ALLOWED_QUERY_TABLES
-from storage.sql_guard import QueryFailed, QueryRefused, QueryResult, QueryTimeout, SqlBusy, run_guarded_query
+from storage.sql_guard import (
+    QueryFailed,
+    QueryRefused,
+    QueryResult,
+    QuerySyntaxError,
+    QueryTable,
+    QueryTimeout,
+    SqlBusy,
+    query_schema,
+    run_guarded_query,
+)
 from webapp.reporting import charts
-from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
+from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, wants_fragment
 from webapp.wiring.services import Services
 
 EXAMPLES: dict[str, tuple[str, str]] = {
@@ -80,6 +92,8 @@ def outcome(services: Services, sql: str) -> dict:
         return {"sql": sql, "refusal": "Enter a query first."}
     try:
         result = run_query(services, sql)
+    except QuerySyntaxError as error:
+        return {"sql": sql, "refusal": error.reason[:1].upper() + error.reason[1:]}
     except QueryRefused as refused:
         return {"sql": sql, "refusal": f"Refused: {refused.reason}"}
     except QueryTimeout as timeout:
@@ -95,6 +109,17 @@ def _context(sql: str, extra: dict) -> dict:
     return {"active": "sql", "sql": sql, "examples": EXAMPLES} | extra
 
 
+async def _with_schema(request: HTMXRequest, services: Services, context: dict) -> dict:
+    """``context`` with the sidebar's tables, for a whole page (a fragment has no sidebar).
+
+    Read from DuckDB's catalog on a fresh cursor, on a worker thread: never the SQL pool,
+    so the page does not wait behind running queries."""
+    if wants_fragment(request):
+        return context
+    schema: list[QueryTable] = await anyio.to_thread.run_sync(query_schema, services.db, ALLOWED_QUERY_TABLES)
+    return context | {"schema": schema}
+
+
 class SqlPages(Controller):
     exception_handlers = PAGE_EXCEPTION_HANDLERS
     include_in_schema = False
@@ -108,15 +133,18 @@ class SqlPages(Controller):
         if q is not None:
             context = _context(q, await anyio.to_thread.run_sync(outcome, services, q))
             status = HTTP_400_BAD_REQUEST if "refusal" in context else 200
+            context = await _with_schema(request, services, context)
             return render(request, "pages/sql.html", "partials/sql_result.html", context, status_code=status)
         _, sql = EXAMPLES.get(example or DEFAULT_EXAMPLE, EXAMPLES[DEFAULT_EXAMPLE])
-        return render(request, "pages/sql.html", "partials/sql_form.html", _context(sql, {}))
+        context = await _with_schema(request, services, _context(sql, {}))
+        return render(request, "pages/sql.html", "partials/sql_form.html", context)
 
     @post("/sql", name="run-sql", status_code=200)
     async def run(self, request: HTMXRequest, services: Services) -> Template:
         sql = (await request.form()).get("sql", "")
         context = _context(sql, await anyio.to_thread.run_sync(outcome, services, sql))
         status = HTTP_400_BAD_REQUEST if "refusal" in context else 200
+        context = await _with_schema(request, services, context)
         return render(request, "pages/sql.html", "partials/sql_result.html", context, status_code=status)
 
     @post("/sql/results.csv", name="sql-csv", status_code=200)
@@ -134,4 +162,18 @@ class SqlPages(Controller):
             buffer.getvalue(),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="benchboard-query.csv"'},
+        )
+
+    @post("/sql/results.json", name="sql-json", status_code=200)
+    async def download_json(self, request: HTMXRequest, services: Services) -> Response:
+        """The query's answer as JSON, as POST /api/benchmark/sql returns it (columns, rows,
+        truncated and why), through the same guard."""
+        sql = (await request.form()).get("sql", "")
+        context = await anyio.to_thread.run_sync(outcome, services, sql)
+        if "refusal" in context:
+            return Response(context["refusal"], status_code=HTTP_400_BAD_REQUEST, media_type="text/plain")
+        return Response(
+            msgspec.json.encode(context["result"]),
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="benchboard-query.json"'},
         )

@@ -18,12 +18,14 @@ from storage.database import MEMORY_LIMIT_CAP_BYTES, Database
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_execution import SqlBusy, SqlPool, execute_read_only
 from storage.sql_guard import (
+    QueryColumn,
     QueryFailed,
     QueryRefused,
     QueryResult,
     QuerySyntaxError,
     QueryTimeout,
     check_query,
+    query_schema,
     run_guarded_query,
     run_guarded_query_async,
 )
@@ -628,3 +630,17 @@ def test_a_syntax_error_in_a_pivot_tail_names_its_place_as_typed():
     with pytest.raises(QuerySyntaxError) as refused:
         check_query("PIVOT results_view ON precision USING count(*)\nORDER BY", allowed_tables=ALLOWED_QUERY_TABLES)
     assert refused.value.reason == "syntax error at line 2, column 8: the ORDER BY clause is incomplete"
+
+
+def test_query_schema_lists_the_allowlisted_tables_and_views_as_the_catalog_has_them(benchmark_db):
+    schema = query_schema(benchmark_db, [*ALLOWED_QUERY_TABLES, "no_such_table"])
+    assert [table.name for table in schema] == sorted(ALLOWED_QUERY_TABLES)  # not secrets, not a missing name
+    by_name = {table.name: table for table in schema}
+    assert (by_name["results_view"].kind, by_name["models"].kind) == ("view", "table")
+    described = benchmark_db.cursor().execute("DESCRIBE results_view").fetchall()
+    assert [(column.name, column.type) for column in by_name["results_view"].columns] == [
+        (name, kind) for name, kind, *_ in described
+    ]
+    assert query_schema(benchmark_db, ["models"])[0].columns[:2] == [
+        QueryColumn("model_id", "INTEGER"), QueryColumn("model_name", "VARCHAR")
+    ]

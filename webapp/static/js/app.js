@@ -1,6 +1,6 @@
 // The dashboard's few behaviours, on first load and in every piece of content htmx swaps in:
 // charts drawn from the Vega-Lite specs the server embeds (legends laid out for the width at
-// hand), Ctrl+Enter on the SQL box, the run form's model picker, focus on the first form error,
+// hand), Ctrl+Enter on the SQL box and its schema sidebar, the run form's model picker, focus on the first form error,
 // and live rows that never show twice.
 (function () {
   "use strict";
@@ -90,6 +90,27 @@
     event.target.form.requestSubmit();
   });
 
+  // The SQL page's schema sidebar: a name clicked goes into the query at the cursor (a space
+  // added where it would run into the word before or after), and the editor keeps the focus.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("#sql-schema [data-insert]");
+    var editor = document.getElementById("sql-input");
+    if (!button || !editor) return;
+    var text = button.getAttribute("data-insert");
+    var start = editor.selectionStart, end = editor.selectionEnd, value = editor.value;
+    if (start > 0 && /[\w"]/.test(value.charAt(start - 1))) text = " " + text;
+    if (end < value.length && /[\w"]/.test(value.charAt(end))) text = text + " ";
+    editor.focus();
+    editor.setRangeText(text, start, end, "end");
+    editor.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
+  // The sidebar starts open where there is room beside the editor, closed on a phone.
+  function openWhereWide(root) {
+    if (!root.querySelectorAll || !window.matchMedia("(min-width: 901px)").matches) return;
+    root.querySelectorAll("details[data-open-wide]").forEach(function (details) { details.open = true; });
+  }
+
   // A live row the page already shows (rendered with the page, or sent again after a
   // reconnect) is not appended twice.
   document.body.addEventListener("htmx:sseBeforeMessage", function (event) {
@@ -111,5 +132,6 @@
     if (root.querySelectorAll) root.querySelectorAll("[data-vega-spec]").forEach(draw);
     setUpModelPicker(root.matches && root.matches(".model-picker") ? root.parentNode : root);
     if (root.querySelector && root.querySelector("#run-form-errors")) focusFirstError(root);
+    openWhereWide(root);
   });
 })();
