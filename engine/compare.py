@@ -43,15 +43,16 @@ import fnmatch
 import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
-import numpy as np
-from scipy import stats as scipy_stats
 
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
 from engine.stats import MIN_SAMPLES_FOR_CI, median_ci, percentile
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Verdict = Literal["slower", "faster", "unchanged", "noisy", "incomparable"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
@@ -252,10 +253,19 @@ def _quantiles(ordered: Sequence[float]) -> list[float]:
 @functools.lru_cache(maxsize=256)
 def _t_quantile(degrees_of_freedom: int) -> float:
     """The two-sided 95% quantile of Student's t (scipy's ppf costs ~0.5 ms a call)."""
-    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
+    return float(_scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
 
 
-_Z = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2))
+def _scipy_stats():
+    """scipy.stats, imported on first use: it costs more than a second of CPU to import,
+    and the CLI builds its parser from this module's names (issue 16)."""
+    from scipy import stats
+
+    return stats
+
+
+# scipy.stats.norm.ppf(0.5 + CONFIDENCE / 2), written out (tests/unit/engine/test_compare.py checks it).
+_Z = 1.959963984540054
 
 
 def _spread_half_width(median: float, cv: float | None, repeats: int | None) -> float:
@@ -291,6 +301,8 @@ def bootstrap_medians(ordered: np.ndarray, rng: np.random.Generator, resamples: 
     statistic is the smallest of the other n - j uniforms above U_(j):
     U_(j) + (1 - U_(j)) * Beta(1, n - j). So each draw costs O(1) whatever n is.
     """
+    import numpy as np  # on first use, as scipy (issue 16)
+
     n = len(ordered)
     if n == 1:
         return np.full(resamples, float(ordered[0]))
@@ -311,6 +323,8 @@ def ratio_ci(
     (fixed seed); ``extra_log_se`` widens it in log space (the between-process spread)."""
     if len(baseline) == 0 or len(contender) == 0:
         return None
+    import numpy as np
+
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     b = bootstrap_medians(np.asarray(sorted(baseline), dtype=float), rng)
     c = bootstrap_medians(np.asarray(sorted(contender), dtype=float), rng)
@@ -336,7 +350,7 @@ def mann_whitney_p(baseline: Sequence[float], contender: Sequence[float]) -> flo
         return None
     if min(baseline) == max(baseline) == min(contender) == max(contender):
         return 1.0  # every sample equal: scipy would divide by a zero variance
-    return float(scipy_stats.mannwhitneyu(baseline, contender, alternative="two-sided").pvalue)
+    return float(_scipy_stats().mannwhitneyu(baseline, contender, alternative="two-sided").pvalue)
 
 
 def _log_cv_se(side: ComparedResult) -> float:

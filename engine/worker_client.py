@@ -55,6 +55,8 @@ class _Process:
     # Set when stdout reached EOF. The kernel closes a dying process's pipes a moment
     # before waitpid() can see it exit, so poll() alone can call a dead worker alive.
     stdout_closed: threading.Event = field(default_factory=threading.Event)
+    # Set once it said "ready": before that it is importing torch and cannot read a shutdown.
+    ready: threading.Event = field(default_factory=threading.Event)
 
     def start_readers(self) -> None:
         for target, stream in ((_read_events, "stdout"), (_drain_stderr, "stderr")):
@@ -185,6 +187,7 @@ class WorkerProcess:
                     f"worker for {self.device} failed to start: {process.exit_description()}"
                 )
             if isinstance(event, protocol.Ready):
+                process.ready.set()
                 return
 
     def close(self) -> None:
@@ -328,7 +331,9 @@ def _shut_down(process: _Process | None) -> None:
     """Ask ``process`` to exit; kill it if it does not within a few seconds."""
     if process is None:
         return
-    if process.alive():
+    if process.alive() and not process.ready.is_set():
+        process.kill()  # still starting (a pre-started worker no run needed): nothing to finish
+    elif process.alive():
         try:
             _send(process, {"op": "shutdown"})
             process.popen.wait(timeout=SHUTDOWN_GRACE_SECONDS)

@@ -11,11 +11,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from storage.errors import StorageError  # noqa: F401 - defined apart (issue 16), still importable from here
 from storage.schema import LATEST_VERSION, MIGRATIONS
-
-
-class StorageError(Exception):
-    """A storage problem with a message meant for the user."""
 
 
 class DatabaseLockedError(StorageError):

@@ -18,7 +18,7 @@ import msgspec
 
 from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison, format_ratio, format_threshold, thresholds_from
 from engine.errors import InvalidRequestError, UnknownRunError
-from storage.database import StorageError
+from storage.errors import StorageError
 from webapp.cli.main import _print_json, _print_table
 from webapp.wiring.settings import Settings
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
+import threading
 
 import msgspec
 
 from engine.config import ATTN_IMPLEMENTATIONS, SCENARIOS, TIMINGS
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
-from storage.database import StorageError
 from webapp.cli.progress import ProgressBar
 from webapp.wiring.settings import Settings
 
@@ -150,8 +151,6 @@ RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "timing", "
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from webapp.wiring.services import Services
-
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
@@ -168,8 +167,18 @@ def command_run(args: argparse.Namespace) -> int:
         **{name: value for name, value in given.items() if value is not None},
         "incremental": not args.no_incremental, "force": args.no_incremental,
     })
-    progress = ProgressBar(sys.stderr)
-    services = Services(settings, listeners=[progress], allow_model_paths=True)
+    # The workers start now, and import torch and transformers while this process imports the
+    # rest, opens the database and plans (issue 16).
+    workers = prestart_workers(request, settings)
+    try:
+        from webapp.wiring.services import Services
+
+        progress = ProgressBar(sys.stderr)
+        services = Services(settings, listeners=[progress], allow_model_paths=True, workers=workers)
+    except BaseException:
+        for worker in workers.values():
+            worker.close()
+        raise
     try:
         run = services.plan(request)
         progress.start(run.total_configs)
@@ -187,6 +196,31 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         _report(run, outcome)
     return {"completed": 0, "cancelled": 130}.get(outcome.status, 1)
+
+
+# What a request may name a device of this machine as, besides its own name.
+_LOCAL_DEVICE = re.compile(r"cpu|mps|(cuda|xpu):\d+")
+_DEVICE_ALIASES = {"cuda": "cuda:0", "xpu": "xpu:0"}  # as engine.hardware resolves them
+
+
+def prestart_workers(request: RunRequest, settings: Settings) -> dict:
+    """A started worker per local device the run names, by device (the starts go on in the
+    background). None where the settings say not to (BENCHBOARD_PRESTART_WORKERS=0), for a
+    Ray cluster's devices, or for repeats, whose every repeat starts a fresh worker anyway.
+    A device that turns out not to exist costs a worker that fails to start; planning
+    refuses the run with the list of what is present."""
+    if not settings.prestart_workers or settings.ray_address or request.repeats > 1:
+        return {}
+    from engine.worker_client import WorkerProcess
+
+    devices = sorted({_DEVICE_ALIASES.get(name, name) for name in request.hardware})
+    workers = {}
+    for device in (d for d in devices if _LOCAL_DEVICE.fullmatch(d)):
+        worker = workers[device] = WorkerProcess(
+            device, models_dir=settings.models_dir, custom_benchmarks_dir=settings.custom_benchmarks_dir
+        )
+        threading.Thread(target=worker.ping, name=f"prestart-{device}", daemon=True).start()
+    return workers
 
 
 def _warn_contended(results) -> None:
@@ -360,9 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRequestError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (EngineError, StorageError) as error:
+    except Exception as error:
+        if not isinstance(error, EngineError) and not _storage_error(error):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def _storage_error(error: Exception) -> bool:
+    """A storage.database.StorageError; that module (and duckdb) is imported only by the
+    commands that open a database, so an error of a command that did not cannot be one."""
+    database = sys.modules.get("storage.database")
+    return database is not None and isinstance(error, database.StorageError)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from benchboard_client import (
-    RESULT_COLUMNS,
-    BenchmarkAPIClient,
-    BenchmarkAPIError,
-    describe_progress,
-    format_table,
-)
+if TYPE_CHECKING:
+    from benchboard_client import BenchmarkAPIClient
+
+# benchboard_client (httpx, websockets) is imported by the actions only: `benchboard` builds
+# this parser for every command, `benchboard run` included (issue 16).
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1
@@ -96,6 +95,8 @@ def run_remote(args: argparse.Namespace) -> int:
     """Carry out one ``benchboard remote`` action; the exit code."""
     url = args.url or os.environ.get("BENCHBOARD_URL") or DEFAULT_URL
     token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
+    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError
+
     try:
         client = BenchmarkAPIClient(url, token=token)
     except ValueError as error:
@@ -125,6 +126,8 @@ def _exit_code(final: dict) -> int:
 
 
 def _follow(client: BenchmarkAPIClient, run_id: str, as_json: bool) -> int:
+    from benchboard_client import describe_progress
+
     def show(status: dict) -> None:
         print(json.dumps(status) if as_json else describe_progress(status), flush=True)
 
@@ -161,6 +164,8 @@ def action_watch(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
 
 
 def action_results(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    from benchboard_client import RESULT_COLUMNS, format_table
+
     outcome = client.get_results(args.run_id)
     if args.json:
         _print_json(outcome)
@@ -185,14 +190,23 @@ def action_cancel(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
 
 
 def _listing(fetch, columns):
+    """``columns``: the table's columns, or a function that returns them (imports the client)."""
     def show(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+        from benchboard_client import format_table
+
         rows = fetch(client, args)
         if args.json:
             _print_json(rows)
         else:
-            print(format_table(rows, columns))
+            print(format_table(rows, columns() if callable(columns) else columns))
         return 0
     return show
+
+
+def _result_listing_columns() -> tuple[str, ...]:
+    from benchboard_client import RESULT_COLUMNS
+
+    return ("run_id", *RESULT_COLUMNS, "created_at")
 
 
 ACTIONS = {
@@ -208,6 +222,6 @@ ACTIONS = {
         lambda client, args: client.query_results(model=args.model, hardware=args.hardware,
                                                   batch_size=args.batch_size, precision=args.precision,
                                                   limit=args.limit),
-        ("run_id", *RESULT_COLUMNS, "created_at"),
+        _result_listing_columns,
     ),
 }

@@ -63,8 +63,14 @@ def connect_cluster(settings: Settings):
 
 
 class Services:
-    def __init__(self, settings: Settings, *, listeners: list[EventSink] | None = None, allow_model_paths: bool = False):
+    def __init__(
+        self, settings: Settings, *, listeners: list[EventSink] | None = None, allow_model_paths: bool = False,
+        workers: dict[str, WorkerProcess] | None = None,
+    ):
+        """``workers``: local workers already started (the CLI starts them before it imports
+        and plans, issue 16); the scheduler takes each for its device, ``close`` ends the rest."""
         self.settings = settings
+        self._prestarted = dict(workers or {})
         self.db = Database(settings.db_path)
         self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths)
         self.local_hardware = detect_hardware()
@@ -121,9 +127,10 @@ class Services:
         # Not started here: its first run() starts it, outside the scheduler's lock.
         if self._on_cluster(device):
             return self.cluster.worker(device)
-        return StampedWorker(WorkerProcess(
+        process = self._prestarted.pop(device, None) or WorkerProcess(
             device, models_dir=self.settings.models_dir, custom_benchmarks_dir=self.settings.custom_benchmarks_dir
-        ), node=None, host=socket.gethostname())
+        )
+        return StampedWorker(process, node=None, host=socket.gethostname())
 
     def describe_model(self, name: str) -> ModelInfo:
         return self.registry.get(name).describe()
@@ -166,6 +173,14 @@ class Services:
             log.info("resumed %d interrupted run(s): %s", len(resumed), ", ".join(resumed))
         return resumed
 
+    def live_status(self, run_id: str) -> RunStatus | None:
+        """The scheduler's status of a run it holds, None otherwise; never touches storage
+        (the API answers it on the event loop)."""
+        try:
+            return self.scheduler.status(run_id)
+        except UnknownRunError:
+            return None
+
     def run_status(self, run_id: str) -> RunStatus:
         """Live status from the scheduler, or the stored one for a run of an earlier process."""
         if self.scheduler.get(run_id) is not None:
@@ -205,6 +220,8 @@ class Services:
 
     def close(self) -> None:
         self.scheduler.shutdown()
+        for worker in self._prestarted.values():  # started for a device no config used
+            worker.close()
         if self.cluster is not None:
             self.cluster.close()
         SQL_POOL.wait_idle()  # a query DuckDB is still stopping must not outlive its connection

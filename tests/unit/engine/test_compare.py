@@ -297,3 +297,12 @@ def test_every_number_of_a_comparison_encodes_as_json():
     earlier = history([10.0, 10.1, 9.9])
     (config,) = compare_history([row(normal(10, 0.02, seed=9), run_id="now")], earlier, run_id="now").configs
     msgspec.json.encode(config)
+
+
+def test_the_written_out_normal_quantile_is_scipys():
+    # engine.compare imports scipy on first use only (issue 16), so its z is a constant.
+    from scipy import stats
+
+    from engine import compare
+
+    assert compare._Z == float(stats.norm.ppf(0.5 + compare.CONFIDENCE / 2))
