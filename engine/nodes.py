@@ -31,6 +31,27 @@ RAY_MISSING = "--ray-address needs Ray, which is not installed: pip install 'ben
 DEVICE_TYPES = ("cpu", "cuda", "rocm", "mps", "xpu")
 
 
+def unsupported_ray_address(address: str) -> str | None:
+    """Why ``--ray-address`` cannot take ``address``, or None.
+
+    Ray Client (``ray://``) is refused: Ray's docs say it ends the workload, actors included,
+    once its connection is lost for more than 30 s, which a server that must outlive its
+    cluster's restarts cannot use, and the server reads the node table from the head's GCS
+    itself. ``local`` would start a cluster of this process's own, not join one.
+    """
+    text = address.strip()
+    if text.lower().startswith("ray://"):
+        return (f"--ray-address {text}: Ray Client (ray://) is not supported, since it ends the server's actors "
+                "whenever its connection drops for 30 s; run the server on a node of the cluster (usually the "
+                "head) and give it the head's GCS address, HOST:PORT (port 6379 unless ray start --port said "
+                "otherwise), or auto")
+    if "://" in text:
+        return f"--ray-address {text}: expected the head's GCS address, HOST:PORT, or auto"
+    if text.lower() == "local":
+        return "--ray-address local would start a Ray cluster of its own: give the head's HOST:PORT, or auto"
+    return None
+
+
 def ray_installed() -> bool:
     """Whether the [ray] extra is installed, without importing Ray."""
     return import_util.find_spec("ray") is not None

@@ -12,8 +12,23 @@ fails, with its reason, and the next config gets a fresh worker.
 Jobs go to the actor and results come back to the driver as the worker pipe's JSON; the
 server stays the only DuckDB writer. A node that dies mid-config fails that config with
 ``node_lost``; configs still to run there fail the same way, and the run goes on elsewhere.
-A monitor thread follows ``ray.nodes()``: nodes that join are detected and listed, nodes
-that leave are listed as not alive.
+A monitor thread follows the cluster's node table: nodes that join are detected and listed,
+nodes that leave are listed as not alive.
+
+The connection to the cluster may drop (the head stopped, its GCS dead). The server then
+waits: configs still to run on the cluster's devices wait, their runs saying so
+(``unavailable``), and the monitor looks for the head on a backoff. A head that comes back
+with its state (Ray's GCS fault tolerance) is the same cluster, and the connection goes on. A
+head started afresh at the address is a new cluster: the server leaves the old one
+(``ray.shutdown``), joins the new one (``ray.init``), detects its nodes again (a node back
+under its ``BENCHBOARD_NODE_NAME`` keeps its name) and starts new actors, and the waiting
+configs run. A config whose result the drop cut off is measured again once the cluster is
+back; nodes that were in the cluster before the drop get ``node_lost_grace_s`` to rejoin.
+
+Ray's own driver aborts the whole process when a call to the head's GCS that it made
+before the drop is answered by a different cluster. So the node table is read through a
+GCS client of ours, with a timeout, which raises instead; and while the connection is down
+nothing here calls Ray's driver about the cluster (no actor is created, no task submitted).
 
 Nothing here imports torch at module level: actor processes import this module, and only
 the worker process they start pays for torch.
@@ -31,12 +46,19 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import psutil
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+# With the connection down, a Ray call must raise rather than start a cluster of its own.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
+import ray  # noqa: E402
+from ray._raylet import GcsClient  # noqa: E402 - the client Ray's own libraries use for the GCS
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 from engine.config import Job
 from engine.errors import EngineError
-from engine.nodes import NODE_NAME_VARIABLE, SEPARATOR, ClusterDevice, NodeIdentity, assign_names, split
+from engine.nodes import (
+    NODE_NAME_VARIABLE, SEPARATOR, ClusterDevice, NodeIdentity, assign_names, split, unsupported_ray_address,
+)
 from engine.result import FAILED, Measurement
 from engine.worker_client import WorkerProcess
 
@@ -56,6 +78,11 @@ CANCEL_GRACE_S = 15.0
 NODE_LOST_GRACE_S = 30.0
 CALL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
+GCS_CALL_TIMEOUT_S = 10.0  # one read of the node table
+# Consecutive failed reads of the node table (REFRESH_S apart) after which the connection is
+# down; a refused connection, or an answer from another cluster, counts at once.
+FAILURES_TO_DROP = 2
+RECONNECT_BACKOFF_S = (1.0, 2.0, 3.0, 5.0)  # between looks for the head (a TCP connect), then 5 s each
 # How long the server, as Ray's driver, waits for the head's GCS to come back before Ray ends
 # the process (Ray's own default is 60 s). Meanwhile configs in flight go on (a driver talks
 # to its actors directly), queued ones wait, and nodes are not declared lost.
@@ -70,6 +97,8 @@ GPU_ACTOR_ENV = {
     "RAY_EXPERIMENTAL_NOSET_HIP_VISIBLE_DEVICES": "1",
 }
 GPU_TYPES = ("cuda", "rocm")
+ALIVE = 0  # GcsNodeInfo.GcsNodeState.ALIVE in Ray's gcs.proto
+UNREACHABLE = "cluster_unreachable"  # a config the connection's drop cut off: measured again
 
 
 class ClusterError(EngineError):
@@ -248,22 +277,42 @@ class RayCluster:
         self._workers: dict[str, RayDeviceWorker] = {}
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
+        # The connection: our own client of the head's GCS (node table reads, with a timeout),
+        # the cluster it belongs to, and whether it is up. ``losses`` counts the drops, so a
+        # config can tell that one cut it off.
+        self._gcs = None
+        self._gcs_address = address
+        self._cluster_id: str | None = None
+        self._connected = False
+        self._connection = threading.Condition(self._lock)
+        self.losses = 0
+        self._down_since: float | None = None  # time.time() of the drop
+        self._rejoining: set[str] = set()  # node names alive when the connection dropped
+        self._rejoin_until = 0.0  # monotonic: until when those nodes' configs wait for them
+        self._restart_after_rejoin: list[RayDeviceWorker] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def connect(self) -> RayCluster:
         """Join the cluster as its driver and detect every live node; raises ClusterError."""
+        refused = unsupported_ray_address(self.address)
+        if refused is not None:
+            raise ClusterError(refused)
         _check_reachable(self.address)  # ray.init retries an unreachable address for minutes
         os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_S))
         try:
-            if not ray.is_initialized():
-                ray.init(
-                    address=self.address, namespace=NAMESPACE, log_to_driver=False,
-                    logging_level=logging.WARNING, configure_logging=False,
-                )
+            from ray._private import auto_init_hook  # where Ray read RAY_ENABLE_AUTO_CONNECT
+
+            auto_init_hook.enable_auto_connect = False
+        except (ImportError, AttributeError):
+            pass
+        try:
+            self._join()
         except Exception as error:  # noqa: BLE001 - Ray raises several kinds; all mean "not reachable"
             raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {error}") from None
         self.refresh()
+        with self._lock:
+            self._connected = True
         self._monitor = threading.Thread(target=self._follow, name="ray-nodes", daemon=True)
         self._monitor.start()
         log.info("connected to Ray at %s: %s", self.address, ", ".join(
@@ -271,8 +320,137 @@ class RayCluster:
         ) or "no nodes")
         return self
 
+    def _join(self) -> None:
+        """``ray.init`` as the cluster's driver (unless joined already), and a GCS client of ours."""
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                logging_level=logging.WARNING, configure_logging=False,
+            )
+        # The address as given, where it names one: a head that comes back elsewhere (a new pod
+        # behind the same Service name) is found again under it. ``auto``: the one Ray found.
+        gcs_address = ray.get_runtime_context().gcs_address if self.address == "auto" else self.address
+        gcs = GcsClient(address=gcs_address)  # asks the GCS for its cluster id
+        with self._lock:
+            self._gcs, self._gcs_address, self._cluster_id = gcs, gcs_address, gcs.cluster_id.hex()
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        with self._connection:
+            self._connection.wait_for(lambda: self._connected or self._stop.is_set(), timeout_s)
+            return self._connected
+
+    def unavailable(self, name: str) -> str | None:
+        """Why the device cannot measure now (the connection is down, or its node has not
+        rejoined yet after a reconnection); None when it can."""
+        with self._lock:
+            if not self._connected:
+                since = time.strftime("%H:%M:%S", time.gmtime(self._down_since or time.time()))
+                return (f"waiting for the Ray cluster at {self.address} (unreachable since {since} UTC); "
+                        "its configs run once it is back")
+            parts = split(name)
+            if parts is not None and parts[0] in self._rejoining and time.monotonic() < self._rejoin_until:
+                node = self._current().get(parts[0])
+                if node is None or not node.alive:
+                    return f"waiting for node {parts[0]} to rejoin the Ray cluster at {self.address}"
+        return None
+
+    def dropped_since(self, losses: int) -> bool:
+        """Whether the connection dropped after ``losses`` was read. When the head refuses
+        connections but the monitor has not said so yet, waits for it to."""
+        with self._connection:
+            if self.losses != losses or not self._connected:
+                return True
+        try:
+            _check_reachable(self._gcs_address)
+            return False
+        except ClusterError:
+            pass
+        with self._connection:
+            self._connection.wait_for(lambda: self.losses != losses or self._stop.is_set(),
+                                      FAILURES_TO_DROP * self._refresh_s + GCS_CALL_TIMEOUT_S)
+            return self.losses != losses
+
+    def _lost(self, error: Exception) -> None:
+        with self._lock:
+            if not self._connected:
+                return
+            self._connected = False
+            self.losses += 1
+            self._down_since = time.time()
+            self._rejoining = {node.name for node in self._nodes.values() if node.alive}
+            self._connection.notify_all()
+        log.warning("lost the Ray cluster at %s (%s); its configs wait, and the server looks for it again",
+                    self.address, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+
+    def _rejoin(self) -> bool:
+        """One look for the head: True once connected again (to the same cluster, or a new one)."""
+        try:
+            _check_reachable(self._gcs_address)
+            probe = GcsClient(address=self._gcs_address)
+            cluster_id = probe.cluster_id.hex()
+        except Exception:  # noqa: BLE001 - not back yet
+            return False
+        fresh = cluster_id != self._cluster_id
+        if fresh:
+            # A new cluster: our actors, tasks and objects belonged to the old one. Leaving it
+            # now, before anything of ours asks the new GCS, is what keeps Ray from aborting.
+            log.warning("the Ray cluster at %s is a new one: joining it", self.address)
+            with self._lock:
+                workers = list(self._workers.values())
+            self._restart_after_rejoin += [worker for worker in workers if worker.forget_actor()]
+            try:
+                ray.shutdown()
+            except Exception as error:  # noqa: BLE001
+                log.warning("leaving the old Ray cluster: %s", error)
+            with self._lock:
+                self._alive = {}  # the old cluster's nodes are gone; those that come back are new nodes
+                for node in self._nodes.values():
+                    node.alive = False
+        try:
+            if fresh:
+                self._join()
+            else:
+                with self._lock:
+                    self._gcs = probe
+            self.refresh()
+        except Exception as error:  # noqa: BLE001 - not ready yet (its raylet still starting): try again
+            log.info("the Ray cluster at %s is not ready yet: %s", self.address, error)
+            with self._lock:
+                self._connected = False
+            return False
+        with self._lock:
+            self._connected = True
+            self._down_since = None
+            self._rejoin_until = time.monotonic() + self.node_lost_grace_s
+            self._connection.notify_all()
+        log.warning("reconnected to the Ray cluster at %s (%s): %s", self.address,
+                    "a new cluster" if fresh else "the same cluster",
+                    ", ".join(f"{n.name} ({'alive' if n.alive else 'gone'})" for n in self._nodes.values()))
+        # The devices that had actors get them again at once, in parallel, as at the server's
+        # start: the configs waiting for them do not each pay for a worker's start in turn.
+        restart, self._restart_after_rejoin = self._restart_after_rejoin, []
+        for worker in restart:
+            threading.Thread(target=self._restart_worker, args=(worker,), name=f"restart-{worker.device}",
+                             daemon=True).start()
+        return True
+
+    def _restart_worker(self, worker: RayDeviceWorker) -> None:
+        while time.monotonic() < self._rejoin_until and not self._stop.is_set():
+            found = self.binding(worker.device)
+            if found is not None and found.alive:
+                worker.ping()
+                return
+            self._stop.wait(self._refresh_s)  # its node has not rejoined yet
+
     def close(self) -> None:
         self._stop.set()
+        with self._connection:
+            self._connection.notify_all()
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
@@ -284,11 +462,22 @@ class RayCluster:
 
     # -- nodes -------------------------------------------------------------------------
 
+    def _node_table(self) -> tuple[dict[str, bool], dict[str, str | None]]:
+        """node id -> alive, node id -> IP, read from the head's GCS with a timeout. Raises
+        when the GCS does not answer, or answers for another cluster."""
+        with self._lock:
+            gcs, address = self._gcs, self._gcs_address
+        if gcs is None:
+            raise ClusterError(f"not connected to the Ray cluster at {self.address}")
+        _check_reachable(address)  # refused at once when the head is gone
+        listed = gcs.get_all_node_info(timeout=GCS_CALL_TIMEOUT_S)
+        alive = {node_id.hex(): info.state == ALIVE for node_id, info in listed.items()}
+        ips = {node_id.hex(): info.node_manager_address or None for node_id, info in listed.items()}
+        return alive, ips
+
     def refresh(self) -> None:
         """Look at the cluster's nodes now: detect the new ones, mark those that left."""
-        listed = ray.nodes()
-        alive = {node["NodeID"]: bool(node["Alive"]) for node in listed}
-        ips = {node["NodeID"]: node.get("NodeManagerAddress") for node in listed}
+        alive, ips = self._node_table()
         now = time.monotonic()
         with self._lock:
             self._alive.update(alive)
@@ -354,14 +543,26 @@ class RayCluster:
                          ", ".join(hw.name for hw in self._nodes[node_id].devices))
 
     def _follow(self) -> None:
-        failing_since = None
+        failures, attempt, next_look = 0, 0, 0.0
         while not self._stop.wait(self._refresh_s):
+            if not self.connected:
+                if time.monotonic() < next_look:
+                    continue
+                if self._rejoin():
+                    attempt = 0
+                else:
+                    next_look = time.monotonic() + RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+                    attempt += 1
+                continue
             try:
                 self.refresh()
-                failing_since = None
+                failures = 0
             except Exception as error:  # noqa: BLE001 - keep following; the cluster may come back
-                if failing_since is None:
-                    failing_since = time.monotonic()
+                failures += 1
+                if failures >= FAILURES_TO_DROP or _definitely_gone(error):
+                    failures, next_look = 0, 0.0
+                    self._lost(error)
+                else:
                     log.warning("cannot read the Ray cluster's nodes: %s", error)
 
     def node_alive(self, node_id: str) -> bool:
@@ -372,8 +573,10 @@ class RayCluster:
         """True once Ray says the node is dead, False if it is still alive after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
+            if not self.connected:
+                return False  # the cluster itself is unreachable: no verdict on the node
             try:
-                listed = {node["NodeID"]: bool(node["Alive"]) for node in ray.nodes()}
+                listed, _ = self._node_table()
             except Exception:  # noqa: BLE001 - the cluster itself is unreachable: no verdict on the node
                 listed = {node_id: True}
             alive = listed.get(node_id, False)
@@ -501,6 +704,7 @@ class RayDeviceWorker:
         self._cluster = cluster
         self._actor = None
         self._actor_node: str | None = None
+        self._actor_losses = 0  # cluster.losses when the actor was made
         self._run_lock = threading.Lock()  # one request at a time, like a worker's pipe
         self._state = threading.Lock()
         self._in_flight = False
@@ -513,14 +717,25 @@ class RayDeviceWorker:
         with self._state:
             if self._closed:
                 raise ClusterError(f"the worker for {self.device} is closed")
-            if self._actor is not None and self._actor_node == found.node_id:
+            if not self._cluster.connected:
+                raise ClusterError(f"the Ray cluster at {self._cluster.address} is unreachable")
+            if (self._actor is not None and self._actor_node == found.node_id
+                    and self._actor_losses == self._cluster.losses):
                 return self._actor
             stale, self._actor = self._actor, None
-            if stale is not None:
+            if stale is not None and self._actor_losses == self._cluster.losses:
                 _kill(stale)  # its node was replaced by one of the same name
             self._actor = self._cluster.new_actor(found)
             self._actor_node = found.node_id
+            self._actor_losses = self._cluster.losses
             return self._actor
+
+    def forget_actor(self) -> bool:
+        """Let go of the actor without a word to it: it belonged to a cluster that is gone.
+        Whether there was one."""
+        with self._state:
+            had, self._actor = self._actor is not None, None
+            return had
 
     def _drop_actor(self, kill: bool = True) -> None:
         with self._state:
@@ -530,15 +745,34 @@ class RayDeviceWorker:
 
     # -- requests ----------------------------------------------------------------------
 
+    def unavailable(self) -> str | None:
+        """For the scheduler: why this device cannot take a config now (engine.scheduler waits)."""
+        return self._cluster.unavailable(self.device)
+
     def run(self, job: Job, timeout_s: float | None = None) -> Measurement:
-        """Measure ``job`` on the device's node; every failure comes back as a FAILED Measurement."""
+        """Measure ``job`` on the device's node; every failure comes back as a FAILED Measurement.
+
+        While the connection to the cluster is down it waits for it; a config that a drop of
+        the connection cut off is measured again once the cluster is back.
+        """
         with self._run_lock:
             started = time.perf_counter()
             with self._state:
                 self._in_flight, self._cancelled = True, False
             try:
-                found = self._cluster.binding(self.device)
-                result = self._run(job, found, timeout_s)
+                while True:
+                    found = None
+                    if not self._await_cluster():
+                        result = _failure(job, "cancelled", "cancelled while waiting for the Ray cluster")
+                        break
+                    losses = self._cluster.losses
+                    found = self._cluster.binding(self.device)
+                    result = self._run(job, found, timeout_s, losses)
+                    if result.ok or self._cluster.losses == losses or self._was_cancelled() or self._closed:
+                        break
+                    log.warning("%s: the connection to the Ray cluster dropped during %s; it is measured again "
+                                "once the cluster is back", self.device, job.config.key())
+                    started = time.perf_counter()
             finally:
                 with self._state:
                     self._in_flight, self._cancelled = False, False
@@ -549,7 +783,15 @@ class RayDeviceWorker:
                 result.node, result.host = found.node, found.host
             return result
 
-    def _run(self, job: Job, found: Binding | None, timeout_s: float | None) -> Measurement:
+    def _await_cluster(self) -> bool:
+        """True once the cluster is connected; False when cancelled or closed meanwhile."""
+        while not self._cluster.connected:
+            if self._was_cancelled() or self._closed:
+                return False
+            self._cluster.wait_connected(POLL_S)
+        return True
+
+    def _run(self, job: Job, found: Binding | None, timeout_s: float | None, losses: int) -> Measurement:
         if found is None or not found.alive:
             where = found.node if found else split(self.device)[0]
             return _failure(job, "node_lost", f"node {where} is not in the cluster any more")
@@ -558,37 +800,50 @@ class RayDeviceWorker:
             local_job = msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, hardware=found.device))
             ref = actor.run.remote(msgspec.json.encode(local_job), timeout_s)
         except Exception as error:  # noqa: BLE001
+            if self._cluster.losses != losses or not self._cluster.connected:
+                return _failure(job, UNREACHABLE, f"the Ray cluster at {self._cluster.address} is unreachable")
             return _failure(job, "worker_start_failed", f"could not start the Ray actor for {self.device}: {error}")
         # The actor's own worker enforces timeout_s; this is for an actor that never answers
         # (still waiting for its node's resources, or a node cut off without being declared dead).
         deadline = None if timeout_s is None else time.monotonic() + timeout_s + ACTOR_START_TIMEOUT_S
         cancel_sent_at = None
         while True:
-            done, _ = ray.wait([ref], timeout=POLL_S)
-            if done:
-                try:
+            try:
+                done, _ = ray.wait([ref], timeout=POLL_S)
+                if done:
                     return msgspec.json.decode(ray.get(ref), type=Measurement)
-                except Exception as error:  # noqa: BLE001 - the actor or its node died
-                    return self._actor_failed(job, found, error)
+            except Exception as error:  # noqa: BLE001 - the actor or its node died, or we left the cluster
+                return self._actor_failed(job, found, error, losses)
+            if self._cluster.losses != losses:
+                # The connection dropped and the old cluster was left: this result cannot come.
+                return _failure(job, UNREACHABLE, f"the connection to the Ray cluster at {self._cluster.address} "
+                                                  "dropped during this config")
             if self._was_cancelled() and cancel_sent_at is None:
                 cancel_sent_at = time.monotonic()
                 actor.cancel.remote()
             if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_S:
                 self._drop_actor()
                 return _failure(job, "cancelled", "cancelled while it was running")
-            if not self._cluster.node_alive(found.node_id):
+            if self._cluster.connected and not self._cluster.node_alive(found.node_id):
                 self._drop_actor(kill=False)
                 return _failure(job, "node_lost", f"node {found.node} ({found.host}) left the cluster during this config")
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline and self._cluster.connected:
                 self._drop_actor()
                 return _failure(job, "timeout", f"the Ray actor for {self.device} did not answer within "
                                                 f"{timeout_s + ACTOR_START_TIMEOUT_S:g} s")
 
-    def _actor_failed(self, job: Job, found: Binding, error: Exception) -> Measurement:
+    def _actor_failed(self, job: Job, found: Binding, error: Exception, losses: int) -> Measurement:
         self._drop_actor(kill=False)
         reason = str(error).strip().splitlines()
         detail = next((line.strip() for line in reason if "node" in line.lower() and "died" in line.lower()), None)
-        if detail is not None or self._cluster.wait_node_dead(found.node_id, self._cluster.node_lost_grace_s):
+        unreachable = _failure(job, UNREACHABLE, f"the Ray cluster at {self._cluster.address} became unreachable "
+                                                 f"during this config: {reason[0] if reason else type(error).__name__}")
+        if self._cluster.dropped_since(losses):
+            return unreachable  # the head went (its node, or the whole cluster with it): not this config's fault
+        node_dead = detail is not None or self._cluster.wait_node_dead(found.node_id, self._cluster.node_lost_grace_s)
+        if not node_dead and self._cluster.dropped_since(losses):
+            return unreachable
+        if node_dead:
             return _failure(job, "node_lost", f"node {found.node} ({found.host}) was lost during this config"
                                               + (f": {detail}" if detail else ""))
         if self._was_cancelled():
@@ -623,7 +878,7 @@ class RayDeviceWorker:
 
     def free_memory_bytes(self) -> int | None:
         found = self._cluster.binding(self.device)
-        if found is None or not found.alive:
+        if found is None or not found.alive or not self._cluster.connected:
             return None
         try:
             actor = self._actor_for(found)
@@ -636,8 +891,9 @@ class RayDeviceWorker:
         with self._state:
             self._closed = True
             actor, self._actor = self._actor, None
-        if actor is None:
-            return
+            current = self._actor_losses == self._cluster.losses
+        if actor is None or not current or not self._cluster.connected:
+            return  # nothing to close, or nothing that can be reached
         try:
             ray.get(actor.close.remote(), timeout=CALL_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - gone already
@@ -654,6 +910,13 @@ def _check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError) as error:
         raise ClusterError(f"cannot reach the Ray cluster at {address} (HOST:PORT of the head's GCS): {error}") from None
+
+
+def _definitely_gone(error: Exception) -> bool:
+    """A failed read of the node table that needs no second try: nothing listens at the
+    head's address any more, or another cluster answers there."""
+    text = str(error)
+    return "Connection refused" in text or "WrongClusterID" in text
 
 
 def _kill(actor) -> None:

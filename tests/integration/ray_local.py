@@ -3,6 +3,8 @@
     with LocalRayCluster(tmp_path, ["head", "second"]) as cluster:
         cluster.address          # what --ray-address takes
         cluster.kill_raylet("second")   # SIGKILL: the node is lost
+        cluster.stop_node("head")       # the head goes away (its GCS with it); graceful=False: SIGKILL
+        cluster.restart()               # a new cluster at the same address, the same node names
 
 Each node is ``ray start --block`` in a process group of its own, with its own
 ``BENCHBOARD_NODE_NAME``, one CPU, a small object store and no dashboard. The head keeps
@@ -74,14 +76,16 @@ class LocalRayCluster:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> LocalRayCluster:
+        if not os.path.isdir(self.temp_dir):  # stopped before: a fresh session directory
+            self.temp_dir = tempfile.mkdtemp(prefix="bbray-", dir="/tmp")
         try:
             head, *others = self.node_names
             self._start_node(head, head=True)
-            self._wait_started(head)
+            self._wait_started_or_retry(head, head=True)
             for name in others:  # together: each takes seconds to start
                 self._start_node(name, head=False)
             for name in others:
-                self._wait_started(name)
+                self._wait_started_or_retry(name, head=False)
         except BaseException:
             self.stop()
             raise
@@ -123,6 +127,19 @@ class LocalRayCluster:
             time.sleep(0.2)
         self._remember()
 
+    def _wait_started_or_retry(self, name: str, head: bool) -> None:
+        """Ray gives a raylet 30 s to register with the GCS, a fixed limit that a loaded 2-core
+        machine can miss; such a node is ended (by PID) and started once more."""
+        try:
+            self._wait_started(name)
+        except RuntimeError as error:
+            if "timed out during startup" not in self.log_tail(name, 200):
+                raise
+            print(f"ray node {name} timed out during its start ({error}); starting it once more", file=sys.stderr)
+            self.stop_node(name, graceful=False)
+            self._start_node(name, head=head)
+            self._wait_started(name)
+
     def log_tail(self, name: str, lines: int = 20) -> str:
         return "\n".join(self._logs[name].read_text(errors="replace").splitlines()[-lines:])
 
@@ -151,13 +168,47 @@ class LocalRayCluster:
         """SIGKILL the node's raylet: to the cluster, the node is lost (its workers then end too)."""
         self.raylet(name).send_signal(signal.SIGKILL)
 
-    def stop(self) -> None:
+    def stop_node(self, name: str, graceful: bool = True) -> None:
+        """Stop one node by PID: as ``ray stop`` would (SIGTERM to its ``ray start --block``), or
+        as a machine that dies (``graceful=False``: SIGKILL to each of its processes); then
+        SIGKILL to whatever of that node is left. Stopping the head takes its GCS away."""
+        self._remember()
+        processes = self.processes(name)
+        popen = self._nodes[name]
+        if not graceful:
+            for process in processes:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+        for process in processes:
+            try:
+                if process.is_running():
+                    process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=10)
+
+    def restart(self) -> LocalRayCluster:
+        """Every node ended (SIGKILL: how the old cluster ends does not matter), then a new
+        cluster started at the same address under the same names."""
+        self.stop(graceful=False)
+        return self.start()
+
+    def stop(self, graceful: bool = True) -> None:
         """End every process of every node: SIGTERM to ``ray start --block`` (which stops its
         node), then SIGKILL to whatever of ours is left, by PID."""
         self._remember()
         for popen in reversed(list(self._nodes.values())):
             if popen.poll() is None:
-                popen.send_signal(signal.SIGTERM)
+                popen.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
         deadline = time.monotonic() + 20
         for popen in self._nodes.values():
             try:

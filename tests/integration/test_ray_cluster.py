@@ -1,11 +1,12 @@
 """A real two-node Ray cluster on loopback (tests/integration/ray_local.py) and a real server
 driving it (``BENCHBOARD_RAY_ADDRESS``): every node's devices listed, a run over both nodes,
-a node SIGKILLed mid-config. Nothing is mocked; the cluster is stopped by PID even when a
-test fails. Also, without the flag the server never imports Ray, and without Ray the flag
-says how to install it.
+the head stopped and a new cluster started at its address while a run waits, a node
+SIGKILLed mid-config. Nothing is mocked; the cluster is stopped by PID even when a test
+fails. Also, without the flag the server never imports Ray, without Ray the flag says how
+to install it, and a ray:// address is refused naming the flag.
 
-The tests of this module share one cluster and one server and run in file order: the last
-one kills a node.
+The tests of this module share one cluster and one server and run in file order: the
+third restarts the cluster, the fourth kills a node.
 """
 
 from __future__ import annotations
@@ -147,6 +148,42 @@ def test_a_run_over_both_nodes_completes_with_rows_from_each(ray_server):
 
 
 @needs_ray
+@pytest.mark.timeout(300)
+def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started_again(ray_server, cluster):
+    # The head goes away as a machine that dies does (SIGKILL, by PID): its GCS, its raylet, its actor.
+    cluster.stop_node("head", graceful=False)
+    wait_until(lambda: "lost the Ray cluster at" in ray_server.output(), 60, "the server never noticed the head left")
+
+    # A run asked for now is accepted, and waits: nothing fails while the cluster is away.
+    run_id = start_run(ray_server, models=["bert-tiny"], hardware=["head/cpu", "second/cpu"])
+
+    def status():
+        return httpx.get(f"{ray_server.url}{API}/status/{run_id}", timeout=10).json()
+
+    def waiting_for_the_cluster():
+        now = status()
+        return now if "waiting for the Ray cluster" in (now["current_step"] or "") else None
+
+    waiting = wait_until(waiting_for_the_cluster, 30, "the run never said it waits for the cluster")
+    assert waiting["status"] == "queued" and cluster.address in waiting["current_step"]
+    time.sleep(3)  # still waiting a while later: queued, not failed
+    assert status()["status"] == "queued" and status()["completed_configs"] == 0
+
+    # A new cluster at the same address, under the same node names: the server joins it,
+    # detects its nodes again, starts new actors there, and the run completes on both nodes.
+    cluster.restart()
+    outcome = finished(ray_server, run_id, timeout_s=180)
+    assert ray_server.alive()  # Ray's driver did not take the server down with the old cluster
+    assert outcome["status"] == "completed", outcome["failures"]
+    assert not outcome["failures"]
+    assert {(row["hardware"], row["node"]) for row in outcome["results"]} == {
+        ("head/cpu", "head"), ("second/cpu", "second")}
+    listed = hardware(ray_server)
+    assert listed["head/cpu"]["alive"] and listed["second/cpu"]["alive"]
+    assert "reconnected to the Ray cluster at" in ray_server.output()
+
+
+@needs_ray
 @pytest.mark.timeout(240)
 def test_a_node_killed_mid_config_fails_only_its_config_as_node_lost(ray_server, cluster, custom_dir):
     run_id = start_run(ray_server, models=["bert-tiny", "slow-on-second"], hardware=["head/cpu", "second/cpu"])
@@ -196,6 +233,21 @@ def test_a_server_without_a_ray_address_never_imports_ray(tmp_path):
                           timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "ray not imported"
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_ray_client_address_is_refused_naming_the_flag(how):
+    # Ray Client ends a session's actors once its connection is down for 30 s (Ray's docs):
+    # refused before anything starts, exit 2.
+    argv = ["hardware"] + (["--ray-address", "ray://127.0.0.2:10001"] if how == "flag" else [])
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
+    if how == "environment":
+        env["BENCHBOARD_RAY_ADDRESS"] = "ray://127.0.0.2:10001"
+    done = subprocess.run([sys.executable, "-c", f"import sys; from webapp.cli.main import main; sys.exit(main({argv!r}))"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "--ray-address ray://127.0.0.2:10001" in done.stderr and "Ray Client" in done.stderr
+    assert ("BENCHBOARD_RAY_ADDRESS" in done.stderr) == (how == "environment")
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])

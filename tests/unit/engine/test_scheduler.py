@@ -359,3 +359,43 @@ def test_a_run_is_measured_with_its_own_settings(registry):
     finally:
         scheduler.shutdown()
     assert {job.settings.threads for job in probe.jobs} == {1}
+
+
+class UnreachableWorker(KeptWorker):
+    """A worker that says, as a Ray cluster's device does while its cluster is unreachable
+    (engine.ray_executor), that it cannot take a config now; ``back`` ends that."""
+
+    REASON = "waiting for the Ray cluster at 127.0.0.2:6379 (unreachable since 12:00:00 UTC)"
+
+    def __init__(self, process: WorkerProcess):
+        super().__init__(process)
+        self.back = threading.Event()
+
+    def unavailable(self):
+        return None if self.back.is_set() else self.REASON
+
+
+def test_a_run_waits_queued_saying_why_while_its_device_cannot_measure(registry, kept_workers):
+    made: dict[str, UnreachableWorker] = {}
+    store, events = MemoryStore(), StatusLog()
+    scheduler = Scheduler(
+        store=store, sink=events,
+        worker_factory=lambda device: made.setdefault(device, UnreachableWorker(kept_workers(device)._process)),
+        parameters_million=lambda name: registry.get(name).parameters_million,
+        free_memory_bytes=free_memory_bytes, settings=FAST,
+    )
+    try:
+        run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1]))
+        deadline = time.monotonic() + 30
+        while scheduler.status(run.run_id).current_step != UnreachableWorker.REASON:
+            assert time.monotonic() < deadline, "the run never said why it waits"
+            time.sleep(0.05)
+        time.sleep(1.5)  # a while later (the scheduler asks again every second): still waiting, nothing failed
+        waiting = scheduler.status(run.run_id)
+        assert waiting.status == "queued" and waiting.completed_configs == 0 and not store.results
+        made["cpu"].back.set()
+        assert scheduler.wait(run.run_id, timeout=120).status == "completed"
+        (_, result, _), = store.results
+        assert result.ok
+    finally:
+        scheduler.shutdown()
