@@ -359,10 +359,17 @@ def command_query(args: argparse.Namespace) -> int:
 
 
 def _ray_missing(args: argparse.Namespace) -> bool:
-    """A Ray address without Ray installed: say how to install it (exit 2, before anything starts)."""
-    from engine.nodes import RAY_MISSING, ray_installed
+    """A Ray address without Ray installed (say how to install it), or one it cannot take
+    (ray://, Ray Client): exit 2, before anything starts."""
+    from engine.nodes import RAY_MISSING, ray_installed, unsupported_ray_address
 
-    if Settings.from_env(ray_address=args.ray_address).ray_address and not ray_installed():
+    address = Settings.from_env(ray_address=args.ray_address).ray_address
+    refused = unsupported_ray_address(address) if address else None
+    if refused is not None:
+        source = "" if args.ray_address else " (from BENCHBOARD_RAY_ADDRESS)"
+        print(f"error: {refused}{source}", file=sys.stderr)
+        return True
+    if address and not ray_installed():
         print(f"error: {RAY_MISSING}", file=sys.stderr)
         return True
     return False
