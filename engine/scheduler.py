@@ -41,6 +41,7 @@ INCREMENTAL_MAX_AGE_DAYS = 30
 PLATEAU_GAIN = 1.05
 ESCALATION_STOPPERS = ("oom", "timeout", "worker_crashed")
 FINISHED_RUN_MEMORY = timedelta(minutes=15)
+UNAVAILABLE_POLL_S = 1.0  # how often a device that cannot measure for now is asked again
 
 
 def _escalation_key(config: BenchmarkConfig) -> tuple:
@@ -215,11 +216,25 @@ class Scheduler:
                 if picked is None:
                     return
                 run, config = picked
-                self._in_flight[device] = (run.run_id, config.key())
-                if run.status == QUEUED:
-                    run.status = RUNNING
-                    run.started_at = run.started_at or utc_now()
-                run.current_step = f"{config.model_name} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
+                waiting = self._unavailable(device)
+                if waiting is not None:
+                    # The device cannot measure for now (its Ray cluster is unreachable): the run
+                    # keeps its place and says why, and goes on once the device is back (issue 13).
+                    announce = run.current_step != waiting
+                    run.current_step = waiting
+                else:
+                    self._in_flight[device] = (run.run_id, config.key())
+                    if run.status == QUEUED:
+                        run.status = RUNNING
+                        run.started_at = run.started_at or utc_now()
+                    run.current_step = f"{config.model_name} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
+            if waiting is not None:
+                if announce:
+                    self._publish(run)
+                with self._lock:
+                    if not self._stopping:
+                        self._lock.wait(timeout=UNAVAILABLE_POLL_S)
+                continue
             self._publish(run)
             try:
                 self._execute(run, config, device)
@@ -306,6 +321,19 @@ class Scheduler:
                 return result
             measured.append(result)
         return pool_repeats(measured, job.settings)
+
+    def _unavailable(self, device: str) -> str | None:
+        """Why the device's worker cannot take a config now, if it can say (a Ray cluster's
+        device while the connection is down); None otherwise."""
+        ask = getattr(self._worker(device), "unavailable", None)
+        if ask is None:
+            return None
+        try:
+            reason = ask()
+            return reason if isinstance(reason, str) else None
+        except Exception:  # noqa: BLE001 - a question, never a reason to stop the device
+            log.exception("could not ask whether %s can measure", device)
+            return None
 
     def worker(self, device: str):
         """The device's worker (made on first use, not started): for questions only it can answer."""
