@@ -201,6 +201,10 @@ def test_a_generate_run_page_shows_ttft_tpot_and_decode_columns_on_reload(open_p
     # A forward run keeps its columns as they were.
     page.goto("/runs/seeded-forward")
     assert page.locator('#run-results thead th[data-column="ttft_ms"]').count() == 0
+    # The runs list says which run generated.
+    page.goto("/runs")
+    assert page.locator("#run-row-seeded-generate [data-scenario]").inner_text() == f"· generate {NEW_TOKENS} tokens"
+    assert page.locator("#run-row-seeded-forward [data-scenario]").count() == 0
 
 
 def test_a_generate_run_started_from_the_form_shows_its_generation_figures_as_rows_land(open_page, generation_server):
@@ -260,6 +264,7 @@ PAGES = {
     "overview-ttft": "/?metric=ttft",
     "comparison-generation": "/comparison?metric=tpot",
     "run-generate": "/runs/seeded-generate",
+    "runs-generate": "/runs",
     "result-generation": None,  # gpt2-tiny's batch-1 generation
 }
 

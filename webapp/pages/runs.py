@@ -91,6 +91,8 @@ def recent_runs(services: Services) -> list[dict]:
                 "batch_sizes": request.batch_sizes,
                 "precision": request.precision,
                 "sequence_length": request.sequence_length,
+                "scenario": request.scenario,
+                "new_tokens": request.new_tokens,
             }
         )
     regressed = regressed_runs(services.db, [run["run_id"] for run in runs if run["status"] == "completed"])
