@@ -274,3 +274,36 @@ def test_a_checkpoint_generates_when_saved_with_a_generation_head(tmp_path, regi
     transformers.GPT2Model(config).save_pretrained(tmp_path / "bare")
     assert local_checkpoint_spec("lm", tmp_path / "lm").scenarios == ("forward", "generate")
     assert local_checkpoint_spec("bare", tmp_path / "bare").scenarios == ("forward",)
+
+
+# ---- progressive mode --------------------------------------------------------------------------
+
+
+def test_a_kv_cache_oom_stops_only_its_own_generate_escalation():
+    from engine.result import FAILED, Measurement
+    from engine.runs import RunState
+    from engine.scheduler import Scheduler
+
+    class Stops:
+        def __init__(self):
+            self.stops = []
+
+        def record_progressive_stop(self, run_id, config, reason):
+            self.stops.append(config)
+
+    def config(batch_size, scenario="generate", new_tokens=32):
+        return BenchmarkConfig(model_name="gpt2-tiny", hardware="cpu", batch_size=batch_size, scenario=scenario,
+                               new_tokens=new_tokens if scenario == "generate" else None)
+
+    generate = [config(bs) for bs in (1, 8, 64)]
+    other_tokens = [config(bs, new_tokens=8) for bs in (8, 64)]
+    forward = [config(bs, "forward") for bs in (8, 64)]
+    run = RunState(request=RunRequest(models=["gpt2-tiny"]), configs=generate + other_tokens + forward)
+    store = Stops()
+    scheduler = Scheduler(store=store, sink=None, worker_factory=None, parameters_million=lambda name: 1.0,
+                          free_memory_bytes=lambda device: 2**40)
+    oom = Measurement.failure(generate[1], FAILED, "oom", "CUDA out of memory (KV cache)")
+    reason = scheduler._escalation_stop(run, generate[1], oom)
+    assert reason == "stopped after batch size 8: oom"
+    scheduler._skip_rest_of_escalation(run, generate[1], reason)
+    assert store.stops == [generate[2]]  # neither the forward escalation nor the one of another N
