@@ -784,11 +784,15 @@ class RayDeviceWorker:
             return result
 
     def _await_cluster(self) -> bool:
-        """True once the cluster is connected; False when cancelled or closed meanwhile."""
-        while not self._cluster.connected:
+        """True once the cluster is connected and the device's node is there, or no longer
+        expected back (``unavailable``); False when cancelled or closed meanwhile."""
+        while self._cluster.unavailable(self.device) is not None:
             if self._was_cancelled() or self._closed:
                 return False
-            self._cluster.wait_connected(POLL_S)
+            if self._cluster.connected:
+                time.sleep(POLL_S)  # connected: its node is still rejoining
+            else:
+                self._cluster.wait_connected(POLL_S)
         return True
 
     def _run(self, job: Job, found: Binding | None, timeout_s: float | None, losses: int) -> Measurement:

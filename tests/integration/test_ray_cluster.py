@@ -30,7 +30,8 @@ API = "/api/benchmark"
 
 # Workloads that build at once, except on the node called "second": there one leaves a
 # marker next to this file and hangs, so the test knows that node is mid-config, and the
-# other kills its worker process, as a segfault or an OOM kill would.
+# other kills its worker process, as a segfault or an OOM kill would. The third hangs the
+# first time it is built on the "head" node (a marker again), then builds at once.
 SLOW_ON_SECOND = textwrap.dedent(
     """
     import os, time
@@ -51,12 +52,21 @@ SLOW_ON_SECOND = textwrap.dedent(
             os._exit(3)
         return torch.nn.Identity()
 
+    HEAD_MARKER = Path(__file__).with_name("head-is-building")
+
+    def stall_once_on_head():
+        if os.environ.get("BENCHBOARD_NODE_NAME") == "head" and not HEAD_MARKER.exists():
+            HEAD_MARKER.touch()
+            time.sleep(300)
+        return torch.nn.Identity()
+
     def inputs(batch_size, sequence_length, image_size):
         return {"input": torch.zeros(batch_size, 4)}
 
     MODELS = [
         ModelSpec("slow-on-second", "test", "custom", "tabular", 0.0, build, inputs),
         ModelSpec("crash-on-second", "test", "custom", "tabular", 0.0, crash, inputs),
+        ModelSpec("stall-once-on-head", "test", "custom", "tabular", 0.0, stall_once_on_head, inputs),
     ]
     """
 )
@@ -149,8 +159,13 @@ def test_a_run_over_both_nodes_completes_with_rows_from_each(ray_server):
 
 @needs_ray
 @pytest.mark.timeout(300)
-def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started_again(ray_server, cluster):
-    # The head goes away as a machine that dies does (SIGKILL, by PID): its GCS, its raylet, its actor.
+def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started_again(
+    ray_server, cluster, custom_dir
+):
+    # A config is in flight on the head when the head goes away as a machine that dies does
+    # (SIGKILL, by PID): its GCS, its raylet, its actor and the worker measuring there.
+    in_flight = start_run(ray_server, models=["stall-once-on-head"], hardware=["head/cpu"])
+    wait_until((custom_dir / "head-is-building").exists, 120, "the head never started its config")
     cluster.stop_node("head", graceful=False)
     wait_until(lambda: "lost the Ray cluster at" in ray_server.output(), 60, "the server never noticed the head left")
 
@@ -174,6 +189,10 @@ def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started
     cluster.restart()
     outcome = finished(ray_server, run_id, timeout_s=180)
     assert ray_server.alive()  # Ray's driver did not take the server down with the old cluster
+    # The config the drop cut off was measured again on the new head, not failed.
+    again = finished(ray_server, in_flight, timeout_s=60)
+    assert again["status"] == "completed" and not again["failures"], again["failures"]
+    assert [(row["model_name"], row["hardware"]) for row in again["results"]] == [("stall-once-on-head", "head/cpu")]
     assert outcome["status"] == "completed", outcome["failures"]
     assert not outcome["failures"]
     assert {(row["hardware"], row["node"]) for row in outcome["results"]} == {
