@@ -196,3 +196,23 @@ class _Sink:
 
     def run_finished(self, run_id, status):
         pass
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5:6379", "head.ray.svc:6379", "auto", " 127.0.0.2:6379 "])
+def test_the_heads_gcs_address_or_auto_is_taken(address):
+    from engine.nodes import unsupported_ray_address
+
+    assert unsupported_ray_address(address) is None
+
+
+@pytest.mark.parametrize("address, says", [
+    ("ray://head:10001", "Ray Client (ray://) is not supported"),
+    ("RAY://head:10001", "Ray Client (ray://) is not supported"),
+    ("http://head:8265", "expected the head's GCS address"),
+    ("local", "would start a Ray cluster of its own"),
+])
+def test_addresses_the_server_cannot_use_are_refused_naming_the_flag(address, says):
+    from engine.nodes import unsupported_ray_address
+
+    refused = unsupported_ray_address(address)
+    assert refused.startswith("--ray-address") and says in refused and "HOST:PORT" in refused
