@@ -76,6 +76,13 @@ def test_the_metric_picker_offers_ttft_and_picking_it_charts_the_stored_values(o
                        page.locator("#filter-metric option").all_inner_texts(), strict=True))
     assert {"ttft": "TTFT p50 (ms)", "tpot": "TPOT p50 (ms)", "decode_tps": "Decode (tokens/s)"}.items() <= options.items()
 
+    # Throughput is measured in both scenarios: forward passes and generations are lines of their own.
+    scaling = drawn(page, "chart-scaling")
+    series = {row["series"] for row in view_rows(page, "chart-scaling")}
+    assert series == {f"bert-tiny · fp32 · seq {PROMPT}",
+                      *(f"{model} · fp32 · seq {PROMPT} · generate {NEW_TOKENS} tokens" for model in GENERATORS)}
+    assert scaling.locator("g.mark-line path").count() == len(series)
+
     page.select_option("#filter-metric", "ttft")
     page.wait_for_url(re.compile(r"metric=ttft"))
     page.locator("#chart-scaling-title", has_text="TTFT p50 (ms) vs batch size").wait_for()
