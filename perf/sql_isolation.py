@@ -1,7 +1,8 @@
 """Does the heaviest custom SQL stay inside its bounds, and off everyone else's back?
 
     python perf/sql_isolation.py [--seconds 30] [--sql-clients 4] [--pollers 20] [--rows 100000]
-                                 [--queries "runaway recursive counter,wide rows"]
+                                 [--baseline-seconds 10] [--queries "runaway recursive counter,wide rows"]
+                                 [--py-spy gil.txt]
 
 Loopback only, bounded, stops by itself: it fills a throwaway database with SYNTHETIC
 results (perf/pages.py's ``fill_synthetic``), starts a real server on it (uvicorn in a
@@ -15,6 +16,16 @@ pre-started), and for ``--seconds``:
   ``GET /api/benchmark/status/{run_id}`` back to back, of a run the server stored (posted
   and cancelled before the load, so nothing measures meanwhile);
 - a sampler reads the server process's RSS every 20 ms (psutil).
+
+Before the load, the pollers run alone for ``--baseline-seconds`` on the same server: the
+status p50/p99 without SQL, at the machine's load of the moment, which the figures with SQL
+are read against on a shared machine. The load average (``os.getloadavg``) is printed at
+the start and the end.
+
+With ``--py-spy FILE`` (py-spy installed: the dev extra), py-spy samples the server during
+the load, only threads holding the GIL (``--gil --nonblocking``), writes the raw stacks to
+FILE and prints who held the GIL: the event loop, the SQL pool's threads (and in what), or
+other threads.
 
 Then it prints, with PASS/FAIL:
 - status p99, target <= 100 ms;
@@ -31,6 +42,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -147,6 +160,46 @@ async def poll_status(url: str, path: str, clients: int, until: float) -> list[f
     return latencies
 
 
+def start_py_spy(pid: int, seconds: float, out: str) -> subprocess.Popen:
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if spy is None:
+        raise SystemExit("--py-spy needs py-spy: pip install -c constraints.txt py-spy (the dev extra has it)")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", "100", "--gil",
+                             "--nonblocking", "-f", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def gil_holders(raw: Path) -> tuple[Counter, Counter, int]:
+    """Samples per holder (event loop / SQL pool / other threads) and per SQL-pool leaf frame."""
+    holders: Counter = Counter()
+    sql_leaves: Counter = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        if frames[0].startswith("_run_module_as_main"):
+            holders["event loop (main thread)"] += samples
+        elif any("sql_execution.py" in frame or "sql_guard.py" in frame for frame in frames):
+            holders["SQL pool threads"] += samples
+            sql_leaves[frames[-1]] += samples
+        else:
+            holders["other threads (handlers' pool, scheduler, timers)"] += samples
+    return holders, sql_leaves, total
+
+
+def print_gil_holders(raw: Path, seconds: float) -> None:
+    holders, sql_leaves, total = gil_holders(raw)
+    possible = seconds * 100
+    print(f"\nGIL held in {total:,} of ~{possible:,.0f} samples ({100 * total / possible:.0f}% of the time), by:")
+    for holder, samples in holders.most_common():
+        print(f"  {holder:48} {100 * samples / max(total, 1):5.1f}% of the held samples")
+    for frame, samples in sql_leaves.most_common(5):
+        print(f"    SQL: {frame[:70]:70} {100 * samples / max(total, 1):5.1f}%")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -158,12 +211,17 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=20)
     parser.add_argument("--rows", type=int, default=100_000, help="synthetic results to fill first")
     parser.add_argument("--queries", default="", help="comma-separated names of HEAVY_QUERIES to run (default: all)")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="sample the server's GIL holders with py-spy during the load into FILE")
+    parser.add_argument("--baseline-seconds", type=float, default=10.0,
+                        help="the pollers alone first, for the status latency without SQL (0: skip)")
     args = parser.parse_args()
     names = [name.strip() for name in args.queries.split(",") if name.strip()] or list(HEAVY_QUERIES)
     unknown = [name for name in names if name not in HEAVY_QUERIES]
     if unknown:
         raise SystemExit(f"unknown queries {unknown}; known: {', '.join(HEAVY_QUERIES)}")
 
+    print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     workdir = Path(tempfile.mkdtemp(prefix="benchboard-sql-isolation-"))
     db_path = workdir / "benchmarks.duckdb"
     filling = time.perf_counter()
@@ -178,6 +236,9 @@ def main() -> None:
             time.sleep(3)  # let the server settle after the run it stored
             for _ in range(20):  # warm the status path before the baseline
                 http.get(path)
+        alone: list[float] = []
+        if args.baseline_seconds > 0:
+            alone = asyncio.run(poll_status(server.url, path, args.pollers, time.monotonic() + args.baseline_seconds))
         process = psutil.Process(server.pid)
         baseline = process.memory_info().rss
         peak = [baseline]
@@ -193,7 +254,10 @@ def main() -> None:
         ]
         for client in clients:
             client.start()
+        spy = start_py_spy(server.pid, args.seconds, args.py_spy) if args.py_spy else None
         latencies = asyncio.run(poll_status(server.url, path, args.pollers, until))
+        if spy is not None:
+            spy.wait(timeout=120)
         for client in clients:
             client.join(timeout=120)
         stop.set()
@@ -219,10 +283,15 @@ def main() -> None:
     longest = max(answered, default=0.0)
     growth = peak[0] - baseline
     p99 = percentile(latencies, 0.99) if latencies else float("inf")
-    print(f"\nstatus polls: {len(latencies):,}, p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {max(latencies):.1f} ms")
+    if alone:
+        print(f"\nstatus polls without SQL ({args.baseline_seconds:.0f} s first): {len(alone):,}, "
+              f"p50 {statistics.median(alone):.1f} ms, p99 {percentile(alone, 0.99):.1f} ms, max {max(alone):.1f} ms")
+    print(f"{'' if alone else chr(10)}status polls with SQL: {len(latencies):,}, p50 {statistics.median(latencies):.1f} ms, "
+          f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms")
     print(f"SQL answers: {len(answered)} (+{len(busy)} refused 429, longest {max(busy, default=0):.2f} s)")
     print(f"server RSS: {baseline / 2**20:.0f} MB before, peak {peak[0] / 2**20:.0f} MB")
+    if args.py_spy and Path(args.py_spy).exists():
+        print_gil_holders(Path(args.py_spy), args.seconds)
     print()
     print(f"status p99             {p99:8.1f} ms   target <= {STATUS_P99_TARGET_MS:.0f} ms   "
           f"{verdict(p99 <= STATUS_P99_TARGET_MS)}")
@@ -230,6 +299,7 @@ def main() -> None:
           f"{verdict(growth <= RSS_GROWTH_TARGET_BYTES)}")
     print(f"longest SQL answer     {longest:8.2f} s    target <= {SQL_TIMEOUT_S + SQL_LATE_TARGET_S:.1f} s    "
           f"{verdict(longest <= SQL_TIMEOUT_S + SQL_LATE_TARGET_S)}")
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
