@@ -11,8 +11,9 @@ follows it over the run's WebSocket and reads GET /results at the end.
 - wall: from just before the POST to the receipt of the terminal status.
 - timed: the sum over configs of the timed iterations, n_samples x
   average_latency_ms of each result row.
-- judged: wall / timed (target <= 1.5: the long-lived worker must amortise
-  torch's import and the model builds).
+- judged: wall / timed, targets <= 1.5 for the sweep posted the moment a fresh
+  server answers and <= 1.3 for the same sweep again on its warm worker (the
+  long-lived worker must amortise torch's import and the model builds).
 
 For context, per config: the wall time seen by this client (from the update
 that names the config as the current step to the one that counts it done),
@@ -44,9 +45,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from tests.integration.server import start_server  # noqa: E402
 
-RATIO_TARGET = 1.5
+FRESH_TARGET = 1.5  # the first pass, on a server that has just started (issue 16)
+WARM_TARGET = 1.3  # the second, on its warm worker
 TERMINAL = {"completed", "failed", "cancelled"}
 SWEEP_TIMEOUT_S = 540.0
+
+
+FRESH = "fresh server (its pre-started worker may still be importing torch)"
+WARM = "same sweep again on the warm worker"
 
 
 def step_name(model: str, batch_size: int) -> str:
@@ -126,8 +132,8 @@ def report_pass(label: str, steps: list[str], posted: float, updates: list, resu
     }
 
 
-def verdict(ratio: float) -> str:
-    return "PASS" if ratio <= RATIO_TARGET else "MISS"
+def verdict(ratio: float, target: float) -> str:
+    return "PASS" if ratio <= target else "MISS"
 
 
 def main() -> None:
@@ -148,7 +154,7 @@ def main() -> None:
     try:
         print(f"server {server.url} (loopback), data under {workdir}, max_seconds={args.max_seconds}")
         print(f"sweep: {', '.join(models)} x batch sizes {batch_sizes} = {len(steps)} configs, run twice")
-        for label in ("fresh server (its pre-started worker may still be importing torch)", "same sweep again on the warm worker"):
+        for label in (FRESH, WARM):
             outcome = asyncio.run(asyncio.wait_for(run_sweep(server, body), SWEEP_TIMEOUT_S))
             passes[label] = report_pass(label, steps, *outcome)
     finally:
@@ -159,15 +165,16 @@ def main() -> None:
     for label, p in passes.items():
         worker_ratio = f"{p['worker_ratio']:>14.2f}" if p["worker_ratio"] is not None else f"{'-':>14}"
         ratio = p["wall"] / p["timed"]
-        print(f"{label:<44}{p['wall']:>8.2f}{p['timed']:>9.2f}{ratio:>7.2f} {verdict(ratio)}"
+        target = FRESH_TARGET if label == FRESH else WARM_TARGET
+        print(f"{label:<44}{p['wall']:>8.2f}{p['timed']:>9.2f}{ratio:>7.2f} {verdict(ratio, target)}"
               f"{p['after_first']:>9.2f}{worker_ratio}")
     cold = next(iter(passes.values()))
     start = cold["worker_start"]
     start_cost = "" if start is None else f" (worker start: process + imports ~ {start:.2f} s)"
     print(f"\ncold pass: first config {cold['first_wall']:.2f} s, "
           f"median of the rest {cold['median_wall']:.2f} s{start_cost}")
-    print("wall/timed: POST to terminal status over the summed timed iterations (n x mean); target <= "
-          f"{RATIO_TARGET}")
+    print("wall/timed: POST to terminal status over the summed timed iterations (n x mean); targets <= "
+          f"{FRESH_TARGET} on the fresh server, <= {WARM_TARGET} on the warm worker")
     print("w/o 1st: the same after the first config is done; worker/timed: the worker's own wall per config"
           " over its timed iterations (every config but the last)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -3,60 +3,97 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-from litestar import Litestar
-from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.memory import MemoryChannelsBackend
-from litestar.config.allowed_hosts import AllowedHostsConfig
-from litestar.config.cors import CORSConfig
-from litestar.config.csrf import CSRFConfig
-from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.plugins.htmx import HTMXPlugin
-from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
 
-from webapp.api.catalog import CatalogController
-from webapp.api.compare import CompareController
-from webapp.api.data import DataController
-from webapp.api.dependencies import provide_services
-from webapp.api.reports import ReportController
-from webapp.api.runs import RunController
-from webapp.api.security import (
-    HostAllowlist,
-    json_bodies_only,
-    null_origin_only_with_token,
-    require_token_on_api,
-)
-from webapp.errors import EXCEPTION_HANDLERS
-from webapp.live import ChannelsPublisher, run_updates
-from webapp.pages import ROUTES as PAGE_ROUTES
-from webapp.pages.panels import register_template_globals
-from webapp.wiring.logging_setup import configure_logging
-from webapp.wiring.services import Services
 from webapp.wiring.settings import Settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
 
 
+def _prestart_cpu_worker(settings: Settings) -> dict:
+    """The CPU's worker, started before the app's parts are imported (torch, transformers,
+    DuckDB, Litestar: seconds), so that its own imports overlap them and a run posted the
+    moment the server answers does not wait for them (issue 16). Every machine has a CPU;
+    the other devices' workers start once the lifespan has detected them."""
+    if not settings.prestart_workers:
+        return {}
+    from engine.worker_client import WorkerProcess
+
+    worker = WorkerProcess("cpu", models_dir=settings.models_dir, custom_benchmarks_dir=settings.custom_benchmarks_dir)
+    threading.Thread(target=worker.ping, name="prestart-cpu", daemon=True).start()
+    return {"cpu": worker}
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    early_workers = _prestart_cpu_worker(settings)
+    try:
+        return _assemble(settings, early_workers)
+    except BaseException:
+        for worker in early_workers.values():
+            worker.close()
+        raise
+
+
+def _assemble(settings: Settings, early_workers: dict) -> Litestar:
+    from litestar import Litestar
+    from litestar.channels import ChannelsPlugin
+    from litestar.channels.backends.memory import MemoryChannelsBackend
+    from litestar.config.allowed_hosts import AllowedHostsConfig
+    from litestar.config.cors import CORSConfig
+    from litestar.config.csrf import CSRFConfig
+    from litestar.di import Provide
+    from litestar.middleware import DefineMiddleware
+    from litestar.openapi import OpenAPIConfig
+    from litestar.plugins.htmx import HTMXPlugin
+    from litestar.plugins.jinja import JinjaTemplateEngine
+    from litestar.static_files import create_static_files_router
+    from litestar.template.config import TemplateConfig
+
+    from webapp.api.catalog import CatalogController
+    from webapp.api.compare import CompareController
+    from webapp.api.data import DataController
+    from webapp.api.dependencies import provide_services
+    from webapp.api.reports import ReportController
+    from webapp.api.runs import RunController
+    from webapp.api.security import (
+        HostAllowlist,
+        json_bodies_only,
+        null_origin_only_with_token,
+        require_token_on_api,
+    )
+    from webapp.errors import EXCEPTION_HANDLERS
+    from webapp.live import ChannelsPublisher, run_updates
+    from webapp.pages import ROUTES as PAGE_ROUTES
+    from webapp.pages.panels import register_template_globals
+    from webapp.wiring.logging_setup import configure_logging
+    from webapp.wiring.services import Services
+
     configure_logging(settings.log_dir, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), channels=["runs"], arbitrary_channels_allowed=True)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Opening DuckDB and detecting hardware block; keep them off the event loop.
-        services = await anyio.to_thread.run_sync(Services, settings)
+        try:
+            services = await anyio.to_thread.run_sync(functools.partial(Services, settings, workers=early_workers))
+        except BaseException:
+            for worker in early_workers.values():
+                worker.close()
+            raise
         # torch and transformers (imported for the registry) leave ~350,000 long-lived
         # objects; unfrozen, each full collection stalls every request for ~150 ms.
         gc.collect()

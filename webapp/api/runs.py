@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from litestar import Controller, get, post
 from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -34,9 +35,15 @@ class RunController(Controller):
             total_configs=run.total_configs,
         )
 
-    @get("/status/{run_id:str}", operation_id="getRunStatus", responses=ERROR_RESPONSES, sync_to_thread=True)
-    def status(self, services: Services, run_id: RunId) -> RunStatus:
-        return services.run_status(run_id)
+    @get("/status/{run_id:str}", operation_id="getRunStatus", responses=ERROR_RESPONSES)
+    async def status(self, services: Services, run_id: RunId) -> RunStatus:
+        # A live run's status is the scheduler's, in memory: answered on the event loop, with no
+        # thread hop (issue 16, perf/api_load.py). A stored one is read on a worker thread, so
+        # the loop never waits for DuckDB.
+        live = services.live_status(run_id)
+        if live is not None:
+            return live
+        return await anyio.to_thread.run_sync(services.run_status, run_id)
 
     @get("/results/{run_id:str}", operation_id="getRunResults", responses=ERROR_RESPONSES, sync_to_thread=True)
     def results(self, services: Services, run_id: RunId) -> RunResults:

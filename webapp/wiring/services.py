@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 
 import msgspec
 
@@ -23,7 +24,6 @@ from engine.worker_client import WorkerProcess
 from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
-from storage.sql_execution import SQL_POOL
 from storage.runs import ACTIVE_STATUSES
 from webapp.wiring.adapters import StorageResultStore
 from webapp.wiring.events import EventFanout
@@ -224,5 +224,9 @@ class Services:
             worker.close()
         if self.cluster is not None:
             self.cluster.close()
-        SQL_POOL.wait_idle()  # a query DuckDB is still stopping must not outlive its connection
+        # A query DuckDB is still stopping must not outlive its connection. The SQL machinery is
+        # imported by the SQL callers only (not by `benchboard run`, issue 16): not imported, no query.
+        sql_execution = sys.modules.get("storage.sql_execution")
+        if sql_execution is not None:
+            sql_execution.SQL_POOL.wait_idle()
         self.db.close()
