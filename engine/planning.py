@@ -124,6 +124,10 @@ def plan_run(
         dict.fromkeys(request.batch_sizes)
     )
     specs = {name: registry.get(name) for name in models}
+    if request.models is None and request.scenario == "generate":
+        # The priority's tier, of the models that generate: naming none asks for no encoder.
+        specs = {name: spec for name, spec in specs.items() if spec.generates}
+        models = list(specs)
     check_scenario(request, specs)
     parameters = {name: spec.parameters_million for name, spec in specs.items()}
     configs = [fit_to_model(config, specs[config.model_name]) for config in expand(request, models, hardware)]

@@ -307,3 +307,8 @@ def test_a_kv_cache_oom_stops_only_its_own_generate_escalation():
     assert reason == "stopped after batch size 8: oom"
     scheduler._skip_rest_of_escalation(run, generate[1], reason)
     assert store.stops == [generate[2]]  # neither the forward escalation nor the one of another N
+
+
+def test_generate_without_models_takes_the_tiers_generating_models(registry):
+    run = _plan(registry, priority="critical", scenario="generate", batch_sizes=[1])
+    assert [c.model_name for c in run.configs] == ["gpt2-tiny"]  # the critical tier less bert-tiny
