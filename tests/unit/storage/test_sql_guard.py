@@ -120,8 +120,24 @@ def run(db, sql, **kwargs):
     return run_guarded_query(db, sql, allowed_tables=ALLOWED_QUERY_TABLES, **kwargs)
 
 
-def test_the_seeded_secrets_are_really_there_so_refusals_mean_something(benchmark_db):
+def test_the_seeded_secrets_are_there_and_the_guard_refuses_every_way_to_read_them(benchmark_db):
+    # Readable without the guard, so each refusal below stops a real leak.
     assert benchmark_db.cursor().execute("SELECT s FROM secrets").fetchall() == [("TOPSECRET",)]
+    allowlist = ", ".join(sorted(ALLOWED_QUERY_TABLES))
+    with pytest.raises(QueryRefused) as parsed:
+        run(benchmark_db, "SELECT s FROM secrets")
+    assert "secrets" in parsed.value.reason and "TOPSECRET" not in str(parsed.value)
+    # The same query past the parser checks (raw SQL with only the plan check) is refused by
+    # what DuckDB binds it to.
+    from storage.sql_guard import plan_checker
+
+    with pytest.raises(QueryRefused) as planned:
+        execute_read_only(benchmark_db, "SELECT s FROM secrets", check_plan=plan_checker(frozenset(ALLOWED_QUERY_TABLES)))
+    assert planned.value.reason == (
+        f"DuckDB would read table bench.main.secrets, which is not in the allowlist: {allowlist}"
+    )
+    # And an allowed table still answers on the same connection.
+    assert run(benchmark_db, "SELECT count(*) FROM models").rows == [[3]]
 
 
 def test_regenerated_sql_keeps_named_parameters_and_drops_comments():

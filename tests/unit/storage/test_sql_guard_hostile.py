@@ -310,9 +310,26 @@ def pristine(shared_db):
     return database_fingerprint(shared_db)
 
 
-def test_there_are_at_least_sixty_hostile_cases():
-    assert len(HOSTILE) >= 60
-    assert len({name for name, _, _ in HOSTILE}) == len(HOSTILE)
+def test_the_whole_hostile_corpus_in_a_row_is_refused_and_leaves_the_connection_as_it_was(shared_db, pristine):
+    """At least sixty distinct attacks, sent one after another on one connection as an attacker
+    would: every one is refused with its reason, none echoes the secret, and afterwards the
+    database, DuckDB's settings and an allowed query's answer are what they were before."""
+    assert len(HOSTILE) >= 60 and len({name for name, _, _ in HOSTILE}) == len(HOSTILE)
+    settings = "SELECT name, value FROM duckdb_settings() ORDER BY name"
+    settings_before = shared_db.cursor().execute(settings).fetchall()
+    allowed = "SELECT model_name FROM models ORDER BY model_id"
+    answer_before = run_guarded_query(shared_db, allowed, allowed_tables=ALLOWED_QUERY_TABLES).rows
+    reasons = {}
+    for name, sql, reason in HOSTILE:
+        with pytest.raises(QueryRefused) as refused:
+            run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES)
+        assert refused.value.reason == reason, name
+        assert "TOPSECRET" not in str(refused.value), name
+        reasons[name] = refused.value.reason
+    assert len(set(reasons.values())) >= 30  # the corpus covers many different checks
+    assert database_fingerprint(shared_db) == pristine
+    assert shared_db.cursor().execute(settings).fetchall() == settings_before
+    assert run_guarded_query(shared_db, allowed, allowed_tables=ALLOWED_QUERY_TABLES).rows == answer_before
 
 
 @pytest.mark.parametrize(("sql", "reason"), [case[1:] for case in HOSTILE], ids=[case[0] for case in HOSTILE])
