@@ -216,6 +216,15 @@ def test_cancel_from_another_thread_ends_the_config_in_flight_promptly(worker, m
     assert worker.run(QUICK_JOB).status == OK
 
 
+def test_the_worker_answers_how_much_memory_its_device_has_free(worker):
+    # The server asks its worker (or NVML) instead of opening a CUDA context itself (issue 10).
+    import psutil
+
+    free = worker.free_memory_bytes()
+    assert 0 < free <= psutil.virtual_memory().total
+    assert worker.run(QUICK_JOB).status == OK  # the protocol goes on as before
+
+
 def test_close_shuts_the_worker_down_gracefully(worker):
     pid, process = worker.pid, worker._process
     worker.close()
@@ -262,13 +271,3 @@ def test_worker_exits_when_the_server_that_started_it_is_killed():
             break
         time.sleep(0.1)
     assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
-
-
-def test_the_worker_answers_how_much_memory_its_device_has_free():
-    # The server asks its worker (or NVML) instead of opening a CUDA context itself (issue 10).
-    import psutil
-
-    with WorkerProcess("cpu") as worker:
-        free = worker.free_memory_bytes()
-        assert 0 < free <= psutil.virtual_memory().total
-        assert worker.run(QUICK_JOB).status == OK  # the protocol goes on as before
