@@ -99,6 +99,10 @@ GPU_ACTOR_ENV = {
 GPU_TYPES = ("cuda", "rocm")
 ALIVE = 0  # GcsNodeInfo.GcsNodeState.ALIVE in Ray's gcs.proto
 UNREACHABLE = "cluster_unreachable"  # a config the connection's drop cut off: measured again
+# Failures that the head's death can cause as well: before one is final, SETTLE_S later, the
+# head is asked whether it is still there.
+SUSPECT_ERRORS = ("worker_crashed", "worker_start_failed", "node_lost", "timeout")
+SETTLE_S = 1.0
 
 
 class ClusterError(EngineError):
@@ -544,10 +548,12 @@ class RayCluster:
 
     def _follow(self) -> None:
         failures, attempt, next_look = 0, 0, 0.0
-        while not self._stop.wait(self._refresh_s):
+
+        def pause() -> float:  # the node table every refresh_s; while disconnected, the backoff
+            return self._refresh_s if self.connected else max(0.0, next_look - time.monotonic())
+
+        while not self._stop.wait(pause()):
             if not self.connected:
-                if time.monotonic() < next_look:
-                    continue
                 if self._rejoin():
                     attempt = 0
                 else:
@@ -768,6 +774,11 @@ class RayDeviceWorker:
                     losses = self._cluster.losses
                     found = self._cluster.binding(self.device)
                     result = self._run(job, found, timeout_s, losses)
+                    if not result.ok and result.error_type in SUSPECT_ERRORS and not self._was_cancelled():
+                        # A head that dies takes the node's worker with it, and its actor may say so
+                        # (worker_crashed) a moment before the head stops answering: look again.
+                        time.sleep(SETTLE_S)
+                        self._cluster.dropped_since(losses)
                     if result.ok or self._cluster.losses == losses or self._was_cancelled() or self._closed:
                         break
                     log.warning("%s: the connection to the Ray cluster dropped during %s; it is measured again "

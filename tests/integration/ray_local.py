@@ -176,7 +176,9 @@ class LocalRayCluster:
         processes = self.processes(name)
         popen = self._nodes[name]
         if not graceful:
-            for process in processes:
+            # Deepest first: the measuring worker dies a moment before its actor, raylet and GCS,
+            # the order in which a dying machine's news can reach the server.
+            for process in reversed(processes):
                 try:
                     process.kill()
                 except psutil.NoSuchProcess:

@@ -191,7 +191,8 @@ def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started
     assert ray_server.alive()  # Ray's driver did not take the server down with the old cluster
     # The config the drop cut off was measured again on the new head, not failed.
     again = finished(ray_server, in_flight, timeout_s=60)
-    assert again["status"] == "completed" and not again["failures"], again["failures"]
+    assert again["status"] == "completed" and not again["failures"], [
+        (row["error_type"], row["error_message"]) for row in again["failures"]]
     assert [(row["model_name"], row["hardware"]) for row in again["results"]] == [("stall-once-on-head", "head/cpu")]
     assert outcome["status"] == "completed", outcome["failures"]
     assert not outcome["failures"]
