@@ -136,7 +136,7 @@ class GenerationSession:
         self._sync = device_synchronizer(device_type)
         self._clock = TokenClock(self._sync)
         check_positions(model, model_name, self._inputs, new_tokens)
-        self._kwargs = {
+        self.generate_kwargs = {
             "do_sample": False, "num_beams": 1, "use_cache": True,
             "max_new_tokens": new_tokens, "min_new_tokens": new_tokens,
             "logits_processor": transformers.LogitsProcessorList([self._clock]),
@@ -149,7 +149,7 @@ class GenerationSession:
 
     def generate(self):
         self._clock.stamps_ns.clear()
-        return self._model.generate(**self._inputs, **self._kwargs)
+        return self._model.generate(**self._inputs, **self.generate_kwargs)
 
     def timer(self, fn: Callable[[], object]) -> int:
         clock = time.perf_counter_ns

@@ -87,7 +87,7 @@ class Reference:
         self.inputs = generation_inputs(spec.make_inputs(batch_size, prompt, None))
         # The generation settings benchboard uses (greedy, KV cache, its special tokens), less its clock.
         session = GenerationSession(self.model, path, self.inputs, 2, "cpu")
-        self.kwargs = {k: v for k, v in session._kwargs.items()
+        self.kwargs = {k: v for k, v in session.generate_kwargs.items()
                        if k not in ("logits_processor", "max_new_tokens", "min_new_tokens")}
         self.threads = threads
 
