@@ -207,17 +207,17 @@ def test_output_cut_short_by_its_reader_is_not_an_error():
 
 
 def test_a_vision_model_runs_at_the_image_size_asked_for(tmp_path):
-    rows = {}
-    for size in ("64", "224"):
-        done = benchboard("run", "--models", "vit-tiny", "--batch-sizes", "1", "--image-size", size, "--threads", "1",
-                          "--max-seconds", "0.3", "--db-path", str(tmp_path / "b.duckdb"),
-                          "--results-dir", str(tmp_path / "results"), "--json")
-        assert done.returncode == 0, done.stderr
-        (row,) = json.loads(done.stdout)["results"]
-        rows[size] = row
-    assert (rows["64"]["image_size"], rows["224"]["image_size"]) == (64, 224)
-    # 784 patches against 64: a generous bound, the work is over ten times larger.
-    assert rows["224"]["p50_latency_ms"] > 1.5 * rows["64"]["p50_latency_ms"]
+    # One run at a size other than vit-tiny's own 32: --image-size reaches the config and its row.
+    # That the model really runs at the recorded size (16 times the work at 128 px) is measured
+    # in tests/unit/engine/test_measurement.py, without a CLI process per size.
+    done = benchboard("run", "--models", "vit-tiny", "--batch-sizes", "1", "--image-size", "64", "--threads", "1",
+                      "--max-seconds", "0.3", "--db-path", str(tmp_path / "b.duckdb"),
+                      "--results-dir", str(tmp_path / "results"), "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["results"]
+    assert row["image_size"] == 64 and row["p50_latency_ms"] > 0
+    with Database(tmp_path / "b.duckdb") as db:
+        assert db.cursor().execute("SELECT image_size FROM results_view").fetchall() == [(64,)]
 
 
 def test_a_run_measured_beside_a_spinning_process_is_stored_contended_and_warned_about(tmp_path):

@@ -50,7 +50,8 @@ def test_the_api_client_example(server, capsys):
     assert results["status"] == "completed"
     assert results["config"]["batch_sizes"] == [1, 8]
     # Batch size 1 may be skipped as recent (incremental mode), so look at batch size 8.
-    assert sorted(row["model_name"] for row in results["results"] if row["batch_size"] == 8) == TINY
+    assert sorted(row["model_name"] for row in results["results"] if row["batch_size"] == 8) == TINY, (
+        results["failures"], printed)
 
 
 def test_the_websocket_integration_snippet_with_websocket_client(server, capsys):
