@@ -429,6 +429,7 @@ def inspect_query(
         root = statements[0]
         _check_duckdb_parses(sql)
         _check_root(root)
+        _wrap_pivot_ctes(root)
         _check_tree(root, allowed, catalog)  # refusals in the user's own words
         # What runs is sqlglot's regeneration, which can differ from what was typed
         # (space(n) becomes REPEAT(' ', n)): parse it again, check it again, bound it.
@@ -574,6 +575,16 @@ def _check_statement_shape(tokens: list[Token], max_depth: int) -> None:
                 raise QueryRefused(f"query is nested too deeply (at most {max_depth} levels)")
         elif token.token_type in _CLOSING:
             depth -= 1
+
+
+def _wrap_pivot_ctes(root: exp.Expression) -> None:
+    """A CTE whose body is a PIVOT/UNPIVOT statement, as ``SELECT * FROM (PIVOT ...)`` (in
+    place): sqlglot's scope analysis cannot traverse the bare statement there, so the CTE's
+    name would not resolve and a legitimate query would be refused. The same rows; the
+    tables inside are judged as in any subquery."""
+    for cte in list(root.find_all(exp.CTE)):
+        if isinstance(cte.this, exp.Pivot):
+            cte.set("this", exp.select("*").from_(exp.Subquery(this=cte.this.copy())))
 
 
 _PIVOT_STATEMENTS = {TokenType.PIVOT, TokenType.UNPIVOT}

@@ -149,6 +149,14 @@ LEGIT = [
         [["gpt2-tiny", 0, 2], ["vit-tiny", 1, 0]],
     ),
     (
+        # A CTE whose body is a PIVOT statement: run as SELECT * FROM (PIVOT ...) inside it.
+        "pivot-statement-in-a-cte",
+        """WITH by_precision AS (PIVOT results_view ON precision USING count(*) GROUP BY hardware_type)
+           SELECT * FROM by_precision ORDER BY hardware_type""",
+        {},
+        [["cpu", 0, 3], ["cuda", 2, 1]],
+    ),
+    (
         "unpivot-statement-order-by-limit",
         """UNPIVOT (SELECT result_id, p50_latency_ms, p99_latency_ms FROM results_view WHERE result_id = 1)
            ON p50_latency_ms, p99_latency_ms INTO NAME statistic VALUE ms ORDER BY ms DESC LIMIT 1""",
