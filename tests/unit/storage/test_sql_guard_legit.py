@@ -402,24 +402,23 @@ def test_the_guard_answers_every_legitimate_case_as_duckdb_itself_does(shared_db
     """At least twenty distinct cases, each run through the guard and through the executor alone
     (DuckDB with the time, byte and memory bounds, none of the guard's checks or rewrites), on the
     same data: the guard changes no answer. A case written for the guard's dialect (the deprecated
-    ``x -> x + 1`` lambda, ``space(n)``) is one DuckDB refuses as written; a ``*-clamped`` case is one
-    whose clamp matters: unguarded, DuckDB runs out of memory or time, or answers something larger."""
-    from storage.sql_execution import QueryFailed, QueryTimeout, execute_read_only
+    ``x -> x + 1`` lambda, ``space(n)``) is one DuckDB refuses as written. A ``*-clamped`` case is
+    never run unguarded: it is built to run away (one allocates gigabytes outside DuckDB's
+    memory limit), which is the point of its clamp."""
+    from storage.sql_execution import QueryFailed, execute_read_only
 
     assert len(LEGIT) >= 20 and len({name for name, *_ in LEGIT}) == len(LEGIT)
     same = []
     for name, sql, params, expected in LEGIT:
         guarded = run_guarded_query(shared_db, sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params)
         assert guarded.rows == expected, name
-        try:
-            # A clamped case may run away unguarded: a second shows it. The others get a loaded machine's time.
-            limit = 1.0 if name.endswith("-clamped") else 30.0
-            unguarded = execute_read_only(shared_db, sql, params=params or None, timeout_s=limit).rows
-        except (QueryFailed, QueryTimeout) as error:
-            unguarded = error
         if name.endswith("-clamped"):
-            assert isinstance(unguarded, (QueryFailed, QueryTimeout)) or unguarded != guarded.rows, name
-        elif isinstance(unguarded, QueryFailed):
+            continue
+        try:
+            unguarded = execute_read_only(shared_db, sql, params=params or None, timeout_s=30.0).rows
+        except QueryFailed as error:
+            unguarded = error
+        if isinstance(unguarded, QueryFailed):
             assert "Deprecated lambda arrow" in str(unguarded) or "space does not exist" in str(unguarded), name
         else:
             assert unguarded == guarded.rows, name
