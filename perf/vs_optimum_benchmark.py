@@ -1,6 +1,6 @@
 """A cold `benchboard run` against optimum-benchmark's process launcher on the same 2 configs.
 
-    python perf/vs_optimum_benchmark.py [--ob-python PATH] [--rounds 1] [--sequence-length 128]
+    python perf/vs_optimum_benchmark.py [--ob-python PATH] [--rounds 1] [--sequence-length 128] [--threads N]
 
 Both tools measure the same tiny BERT checkpoint (``BertModel`` with benchboard's built-in
 bert-tiny sizes, random weights, written with ``save_pretrained`` into a temporary folder) on
@@ -21,7 +21,9 @@ it), optimum-benchmark runs 10 warm-up calls and then at least 10 calls and 10 s
    (ones), and the model takes zeros and its own position buffer for the rest. The script
    times both input sets on the same model in one process (``torch.utils.benchmark``,
    interleaved) at each batch size and prints the difference, and prints the torch thread
-   count each tool's measuring process starts with.
+   count. ``--threads N`` sets the same torch thread count in both tools (default: neither is
+   told, and both start with torch's own, the physical cores); on a shared machine
+   ``--threads 1`` keeps OpenMP's waiting threads out of the figures.
 
 It installs nothing. optimum-benchmark runs only where it is importable: in this
 interpreter, or in ``--ob-python`` (another venv's python, with the same torch and
@@ -57,7 +59,10 @@ OB_DRIVER = textwrap.dedent('''
         started = time.perf_counter()
         from optimum_benchmark import Benchmark, BenchmarkConfig, InferenceConfig, ProcessConfig, PyTorchConfig
         import optimum_benchmark, torch, transformers
-        checkpoint, sequence_length, batch_sizes = sys.argv[1], int(sys.argv[2]), [int(b) for b in sys.argv[3:]]
+        checkpoint, sequence_length, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+        batch_sizes = [int(b) for b in sys.argv[4:]]
+        # inter_op_num_threads is what optimum-benchmark hands to torch.set_num_threads.
+        thread_options = {"inter_op_num_threads": threads} if threads > 0 else {}
         out = {"versions": {"optimum_benchmark": getattr(optimum_benchmark, "__version__", None)
                             or __import__("importlib.metadata").metadata.version("optimum-benchmark"),
                             "torch": str(torch.__version__), "transformers": transformers.__version__},
@@ -68,7 +73,7 @@ OB_DRIVER = textwrap.dedent('''
                 launcher=ProcessConfig(),
                 scenario=InferenceConfig(latency=True, memory=False,
                                          input_shapes={"batch_size": batch_size, "sequence_length": sequence_length}),
-                backend=PyTorchConfig(model=checkpoint, device="cpu", task="feature-extraction"),
+                backend=PyTorchConfig(model=checkpoint, device="cpu", task="feature-extraction", **thread_options),
             )
             report = Benchmark.launch(config).to_dict()
             latency = report["forward"]["latency"]
@@ -87,7 +92,10 @@ INPUTS_CHECK = textwrap.dedent('''
     import torch, transformers
     from torch.utils.benchmark import Timer
 
-    checkpoint, sequence_length, batch_sizes = sys.argv[1], int(sys.argv[2]), [int(b) for b in sys.argv[3:]]
+    checkpoint, sequence_length, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    batch_sizes = [int(b) for b in sys.argv[4:]]
+    if threads > 0:
+        torch.set_num_threads(threads)
     model = transformers.AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     config = model.config
     out = {"threads": torch.get_num_threads(), "configs": []}
@@ -138,12 +146,12 @@ def importable(python: str, module: str) -> bool:
     return done.returncode == 0
 
 
-def run_benchboard(checkpoint: Path, workdir: Path, sequence_length: int, label: str) -> dict:
+def run_benchboard(checkpoint: Path, workdir: Path, sequence_length: int, label: str, threads: int) -> dict:
     """A cold `benchboard run` in a fresh process; its wall, p50s and torch threads."""
     command = [
         sys.executable, "-m", "webapp.cli", "run", "--models", str(checkpoint),
         "--batch-sizes", *map(str, BATCH_SIZES), "--sequence-length", str(sequence_length),
-        "--no-incremental", "--json",
+        "--no-incremental", "--json", *(["--threads", str(threads)] if threads > 0 else []),
         "--db-path", str(workdir / f"{label}.duckdb"), "--results-dir", str(workdir / f"{label}-results"),
     ]
     started = time.perf_counter()
@@ -162,11 +170,12 @@ def run_benchboard(checkpoint: Path, workdir: Path, sequence_length: int, label:
     }
 
 
-def run_ob(python: str, checkpoint: Path, workdir: Path, sequence_length: int) -> dict:
+def run_ob(python: str, checkpoint: Path, workdir: Path, sequence_length: int, threads: int) -> dict:
     driver = workdir / "ob_driver.py"
     driver.write_text(OB_DRIVER)
     started = time.perf_counter()
-    done = subprocess.run([python, str(driver), str(checkpoint), str(sequence_length), *map(str, BATCH_SIZES)],
+    done = subprocess.run([python, str(driver), str(checkpoint), str(sequence_length), str(threads),
+                           *map(str, BATCH_SIZES)],
                           cwd=workdir, env=_env(), capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - started
     lines = [line for line in done.stdout.splitlines() if line.startswith("OB-RESULT ")]
@@ -175,8 +184,9 @@ def run_ob(python: str, checkpoint: Path, workdir: Path, sequence_length: int) -
     return {"wall_s": wall, **json.loads(lines[-1].removeprefix("OB-RESULT "))}
 
 
-def check_inputs(python: str, checkpoint: Path, sequence_length: int) -> dict:
-    done = subprocess.run([python, "-c", INPUTS_CHECK, str(checkpoint), str(sequence_length), *map(str, BATCH_SIZES)],
+def check_inputs(python: str, checkpoint: Path, sequence_length: int, threads: int) -> dict:
+    done = subprocess.run([python, "-c", INPUTS_CHECK, str(checkpoint), str(sequence_length), str(threads),
+                           *map(str, BATCH_SIZES)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     lines = [line for line in done.stdout.splitlines() if line.startswith("INPUTS-RESULT ")]
     if done.returncode != 0 or not lines:
@@ -201,6 +211,9 @@ def main() -> int:
                         help="a python that can import optimum_benchmark (default: this one, if it can)")
     parser.add_argument("--rounds", type=int, default=1, help="cold runs of each tool, alternated (median wall)")
     parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both tools (benchboard --threads, optimum-benchmark "
+                             "inter_op_num_threads); default 0: each tool's default, torch's own")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="benchboard-vsob-"))
@@ -222,10 +235,10 @@ def main() -> int:
 
     bench_runs, ob_runs = [], []
     for round_index in range(args.rounds):
-        bench_runs.append(run_benchboard(checkpoint, workdir, args.sequence_length, f"round{round_index}"))
+        bench_runs.append(run_benchboard(checkpoint, workdir, args.sequence_length, f"round{round_index}", args.threads))
         print(f"round {round_index + 1}: benchboard cold wall {bench_runs[-1]['wall_s']:.2f} s", flush=True)
         if have_ob:
-            ob_runs.append(run_ob(ob_python, checkpoint, workdir, args.sequence_length))
+            ob_runs.append(run_ob(ob_python, checkpoint, workdir, args.sequence_length, args.threads))
             print(f"round {round_index + 1}: optimum-benchmark cold wall {ob_runs[-1]['wall_s']:.2f} s", flush=True)
     shutil.rmtree(workdir / "round0-results", ignore_errors=True)
 
@@ -261,9 +274,9 @@ def main() -> int:
         if not ok:
             failures.append(f"bs{ours_config['batch_size']} medians {deviation:+.1%} apart")
 
-    inputs = check_inputs(ob_python, checkpoint, args.sequence_length)
-    print(f"\ninputs, one model in one process ({inputs['threads']} torch threads, as both tools' workers start "
-          f"with; benchboard's results say {bench_last['configs'][0]['threads']}):")
+    inputs = check_inputs(ob_python, checkpoint, args.sequence_length, args.threads)
+    print(f"\ninputs, one model in one process ({inputs['threads']} torch threads; benchboard's results say "
+          f"{bench_last['configs'][0]['threads']}):")
     for config in inputs["configs"]:
         effect = config["optimum_benchmark"] / config["benchboard"] - 1
         print(f"  bs{config['batch_size']}: benchboard's inputs {config['benchboard']:.4f} ms, optimum-benchmark's "
