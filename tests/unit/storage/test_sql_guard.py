@@ -257,7 +257,8 @@ def test_query_past_the_time_limit_is_interrupted(crowded_db):
     with pytest.raises(QueryTimeout) as timed_out:
         run(crowded_db, SLOW_QUERY, timeout_s=0.5)
     assert str(timed_out.value) == "query interrupted after 0.5 s"
-    assert time.perf_counter() - started < 5
+    # The cross join runs for minutes: an answer within half a minute, however loaded the machine, is the interrupt.
+    assert time.perf_counter() - started < 30
     assert run(crowded_db, "SELECT count(*) FROM models").rows == [[3]]
 
 
@@ -270,7 +271,7 @@ def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db):
 
     def slow():
         try:
-            run(crowded_db, SLOW_QUERY, timeout_s=1.5)
+            run(crowded_db, SLOW_QUERY, timeout_s=3.0)
         except QueryTimeout as error:
             outcome["slow"] = error
 
@@ -284,7 +285,8 @@ def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db):
     worker.join(timeout=10)
 
     assert answers == [[["vit-tiny"]]] * 5
-    assert fast_elapsed < 2.0
+    # The fast queries were answered while the slow one still ran (the check above), not after it.
+    assert fast_elapsed < 3.0
     assert isinstance(outcome.get("slow"), QueryTimeout)
 
 
