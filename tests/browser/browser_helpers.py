@@ -18,6 +18,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TINY_MODELS = ["bert-tiny", "gpt2-tiny"]
@@ -39,3 +40,30 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def serious_axe_violations(page) -> list[dict]:
+    """Runs the vendored axe-core in the page; returns its serious and critical violations."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
+               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
+    )
+    return [violation for violation in found if violation["impact"] in ("serious", "critical")]
+
+
+def assert_fits_a_phone_and_is_accessible(open_page, server, url: str, name: str) -> None:
+    """At phone and laptop width, once every chart has drawn: nothing is wider than the phone (wide
+    tables scroll inside their own region), and axe finds no serious violation."""
+    for viewport in (PHONE, LAPTOP):
+        page = open_page(server, viewport)
+        page.goto(url)
+        for chart in page.locator("[data-vega-spec]").all():
+            chart.locator("svg.marks").first.wait_for()
+        page.wait_for_function("[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)")
+        if viewport is PHONE:
+            widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
+            assert widths[0] <= widths[1], f"{url} is {widths[0]}px wide on a {widths[1]}px phone"
+            screenshot(page, f"{name}-phone-390")
+        serious = serious_axe_violations(page)
+        assert serious == [], f"{url} at {viewport['width']}px: {serious}"

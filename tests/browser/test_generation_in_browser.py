@@ -12,16 +12,14 @@ Every test fails if the page logged a JS error (the ``open_page`` fixture).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
 import pytest
-from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S, screenshot
+from browser_helpers import PHONE, RUN_TIMEOUT_S, assert_fits_a_phone_and_is_accessible, screenshot
 from seeded_generation import BATCH_SIZES, GENERATORS, NEW_TOKENS, PROMPT, seed
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
 SERIES = {model: f"{model} · fp32 · seq {PROMPT} · {NEW_TOKENS} new tokens" for model in GENERATORS}
 
 
@@ -276,29 +274,10 @@ PAGES = {
 }
 
 
-def axe_violations(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
-               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
-    )
-
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_each_generation_view_fits_a_phone_and_has_no_serious_accessibility_violation(
     open_page, generation_server, stored, name
 ):
     url = PAGES[name] or f"/results/{stored[0]['result_id']}"
-    for viewport in (PHONE, LAPTOP):
-        page = open_page(generation_server, viewport)
-        page.goto(url)
-        for chart in page.locator("[data-vega-spec]").all():
-            chart.locator("svg.marks").first.wait_for()
-        page.wait_for_function("[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)")
-        if viewport is PHONE:
-            # Nothing wider than the phone: wide tables scroll inside their own region.
-            widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
-            assert widths[0] <= widths[1], f"{url} is {widths[0]}px wide on a {widths[1]}px phone"
-            screenshot(page, f"{name}-phone-390")
-        serious = [v for v in axe_violations(page) if v["impact"] in ("serious", "critical")]
-        assert serious == [], f"{url} at {viewport['width']}px: {serious}"
+    assert_fits_a_phone_and_is_accessible(open_page, generation_server, url, name)

@@ -13,11 +13,10 @@ import json
 import os
 import re
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
-from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S
+from browser_helpers import LAPTOP, PHONE, RUN_TIMEOUT_S, serious_axe_violations
 
 from storage.database import Database
 
@@ -276,16 +275,7 @@ def test_a_live_panel_redraws_when_a_run_lands_a_result(page, panels_server):
     drawn_chart(page, "n0")
 
 
-AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
-
-def serious_axe_violations(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate(
-        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
-               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
-    )
-    return [violation for violation in found if violation["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("url", ["/tabs", "/tabs/from-a-folder", "/tabs/from-a-plugin", "/sql?save"])

@@ -13,14 +13,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from browser_helpers import LAPTOP, PHONE, screenshot
+from browser_helpers import LAPTOP, PHONE, screenshot, serious_axe_violations
 from seeded import seed
 
 from storage.schema import ALLOWED_QUERY_TABLES
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +37,6 @@ def api_sql(server, sql: str) -> dict:
     assert reply.status_code == 200, reply.text
     return reply.json()
 
-
-def serious_axe_violations(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    violations = page.evaluate(
-        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
-               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
-    )
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def test_the_sidebar_lists_the_allowlisted_tables_and_views_with_their_columns_from_the_catalog(

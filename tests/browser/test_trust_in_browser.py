@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from browser_helpers import LAPTOP, PHONE, screenshot
+from browser_helpers import PHONE, assert_fits_a_phone_and_is_accessible, screenshot
 from seeded import FINGERPRINT, NOISY, SAMPLE_COUNT, SAMPLED, samples, seed
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor" / "axe-core-4.14.1.min.js"
 HISTOGRAM_BINS = 30  # webapp.pages.results.HISTOGRAM_BINS
 SQL = "SELECT model_name, precision, avg(p50_latency_ms) AS p50_ms FROM results_view GROUP BY ALL ORDER BY 1, 2"
 
@@ -258,27 +256,8 @@ PAGES = {
 }
 
 
-def axe_violations(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """() => axe.run(document, {resultTypes: ["violations"]}).then(result => result.violations.map(v => ({
-               id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(node => node.target.join(" "))})))"""
-    )
-
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_each_page_fits_a_phone_and_has_no_serious_accessibility_violation(open_page, seeded_server, sampled, name):
     url = PAGES[name] or f"/results/{sampled['result_id']}"
-    for viewport in (PHONE, LAPTOP):
-        page = open_page(seeded_server, viewport)
-        page.goto(url)
-        for chart in page.locator("[data-vega-spec]").all():
-            chart.locator("svg.marks").first.wait_for()
-        page.wait_for_function("[...document.querySelectorAll('[data-vega-spec]')].every(c => c.dataset.rendered)")
-        if viewport is PHONE:
-            # Nothing wider than the phone: wide tables scroll inside their own region.
-            widths = page.evaluate("[document.body.scrollWidth, document.body.clientWidth]")
-            assert widths[0] <= widths[1], f"{url} is {widths[0]}px wide on a {widths[1]}px phone"
-            screenshot(page, f"{name}-phone-390")
-        serious = [v for v in axe_violations(page) if v["impact"] in ("serious", "critical")]
-        assert serious == [], f"{url} at {viewport['width']}px: {serious}"
+    assert_fits_a_phone_and_is_accessible(open_page, seeded_server, url, name)
