@@ -90,6 +90,11 @@ GCS_RECONNECT_S = 7 * 24 * 3600
 # Ray sets these in its worker processes (OMP_NUM_THREADS=1 for actors that reserve no CPU);
 # the measuring worker gets the node's own values, as a worker started by hand there would.
 THREAD_VARIABLES = ("OMP_NUM_THREADS",)
+# Ray's raylet also starts its workers at nice 15 (its ``worker_niceness``), and the measuring
+# worker would inherit that: a lower CPU priority than a worker started by hand on the node, so
+# under any load it is the first to wait. The actor takes its raylet's niceness back before it
+# starts the worker; where it may not (no CAP_SYS_NICE), it says so and how to start the node.
+NICENESS_HINT = "start the node with RAY_worker_niceness=0 in the environment of `ray start`"
 # A GPU actor sees every GPU of its node, so cuda:N means what detection found there;
 # Ray still counts the GPU the actor reserved.
 GPU_ACTOR_ENV = {
@@ -147,30 +152,69 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
 # ---- on the nodes --------------------------------------------------------------------
 
 
-def _raylet_environment() -> dict[str, str]:
-    """The environment ``ray start`` gave this node's raylet (a Ray worker's parent), else ours."""
+def _raylet() -> psutil.Process | None:
+    """This node's raylet, when it is our parent (we are a Ray worker), else None."""
     try:
         parent = psutil.Process(os.getppid())
         if "raylet" in parent.name():
-            return parent.environ()
+            return parent
     except (psutil.Error, OSError):
         pass
+    return None
+
+
+def _raylet_environment() -> dict[str, str]:
+    """The environment ``ray start`` gave this node's raylet (a Ray worker's parent), else ours."""
+    raylet = _raylet()
+    if raylet is not None:
+        try:
+            return raylet.environ()
+        except (psutil.Error, OSError):
+            pass
     return dict(os.environ)
 
 
-def _node_thread_settings() -> None:
-    """Undo what Ray set for its own worker process and the node itself did not ask for."""
+def _node_process_settings() -> None:
+    """Undo what Ray set for its own worker process and the node itself did not ask for: the
+    thread variables and the niceness, which the measuring worker this process starts inherits."""
     raylet = _raylet_environment()
     for variable in THREAD_VARIABLES:
         if variable in raylet:
             os.environ[variable] = raylet[variable]
         else:
             os.environ.pop(variable, None)
+    _restore_niceness()
+
+
+def _restore_niceness() -> None:
+    """Every thread of this process at its raylet's niceness (Linux keeps a nice value per thread,
+    and a child process gets the one of the thread that starts it); a warning where not allowed."""
+    raylet = _raylet()
+    if raylet is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        wanted = raylet.nice()
+    except (psutil.Error, OSError):
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]  # this thread only
+    try:
+        for tid in threads:
+            if os.getpriority(os.PRIO_PROCESS, tid) != wanted:
+                os.setpriority(os.PRIO_PROCESS, tid, wanted)
+    except PermissionError:
+        log.warning("this Ray worker runs at nice %d and may not take its raylet's nice %d back, so the node's "
+                    "measuring worker runs at a lower CPU priority than one started by hand there; %s",
+                    os.getpriority(os.PRIO_PROCESS, 0), wanted, NICENESS_HINT)
+    except (ProcessLookupError, OSError):
+        pass  # a thread that ended meanwhile
 
 
 def detect_node() -> bytes:
     """Run on a node: its name variable, hostname, devices and their environments, as JSON."""
-    _node_thread_settings()  # before torch's import: its default thread count reads them
+    _node_process_settings()  # before torch's import: its default thread count reads them
     from engine.hardware import detect_hardware, environment
 
     raylet = _raylet_environment()
@@ -194,7 +238,7 @@ class DeviceActor:
         self, device: str, hardware_type: str, uuid: str | None, node_name: str,
         models_dir: str | None, custom_benchmarks_dir: str | None,
     ):
-        _node_thread_settings()
+        _node_process_settings()
         self._device = device
         self._type = hardware_type
         self._uuid = uuid
@@ -206,9 +250,11 @@ class DeviceActor:
 
     def run(self, job_json: bytes, timeout_s: float | None) -> bytes:
         job = msgspec.json.decode(job_json, type=Job)
+        _restore_niceness()  # Ray's pool threads, one of which may start the worker now, included
         return msgspec.json.encode(self._worker.run(job, timeout_s))
 
     def ping(self, timeout_s: float) -> bool:
+        _restore_niceness()
         return self._worker.ping(timeout_s)
 
     def cancel(self) -> bool:
@@ -228,7 +274,8 @@ class DeviceActor:
         return ask() if ask is not None else None
 
     def where(self) -> dict:
-        return {"pid": os.getpid(), "hostname": socket.gethostname(), "worker_pid": self._worker.pid}
+        return {"pid": os.getpid(), "hostname": socket.gethostname(), "worker_pid": self._worker.pid,
+                "nice": os.getpriority(os.PRIO_PROCESS, 0)}
 
     def close(self) -> None:
         self._worker.close()
