@@ -6,23 +6,23 @@ from __future__ import annotations
 import logging
 import re
 import time
-from logging.handlers import RotatingFileHandler
+from logging.handlers import QueueHandler, RotatingFileHandler
 
 import httpx
 from litestar.testing import TestClient
 
 from tests.integration.server import start_server
 from webapp.app import create_app
-from webapp.wiring.logging_setup import LOG_FILE, configure_logging
+from webapp.wiring.logging_setup import LOG_FILE, configure_logging, flush_logs, log_file_handler
 from webapp.wiring.settings import Settings
 
 TOKEN = "s3cret-t0ken"
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")
 
 
-def file_handlers() -> list[RotatingFileHandler]:
-    """The root logger's rotating file handlers (pytest adds a plain FileHandler of its own)."""
-    return [h for h in logging.getLogger().handlers if isinstance(h, RotatingFileHandler)]
+def queue_handlers() -> list[QueueHandler]:
+    """The root logger's queue handlers (pytest adds handlers of its own)."""
+    return [h for h in logging.getLogger().handlers if isinstance(h, QueueHandler)]
 
 
 def wait_for(predicate, timeout_s: float = 10.0) -> bool:
@@ -64,10 +64,11 @@ def test_building_apps_again_replaces_the_log_file_handler(tmp_path):
                             log_dir=str(tmp_path / name / "logs"), prestart_workers=False, resume=False,
                             allowed_hosts=["testserver.local"])
         create_app(settings)
-    handlers = file_handlers()
-    assert len(handlers) == 1 and handlers[0].baseFilename == str((tmp_path / "three" / "logs" / LOG_FILE).resolve())
+    assert len(queue_handlers()) == 1
+    assert log_file_handler().baseFilename == str((tmp_path / "three" / "logs" / LOG_FILE).resolve())
     with TestClient(create_app(settings)) as client:
         client.get("/api/benchmark/hardware")
+    flush_logs()
     assert "benchboard serving" in (tmp_path / "three" / "logs" / LOG_FILE).read_text()
 
 
@@ -76,10 +77,27 @@ def test_the_log_file_rotates(tmp_path):
     log = logging.getLogger("benchboard.test.rotation")
     for number in range(200):
         log.info("line %d of a log that outgrows its file", number)
+    flush_logs()
     rotated = sorted(p.name for p in tmp_path.iterdir())
     assert rotated == [LOG_FILE, f"{LOG_FILE}.1", f"{LOG_FILE}.2"]
     assert all(p.stat().st_size <= 2_000 for p in tmp_path.iterdir())
     assert "line 199 " in path.read_text()
+
+
+def test_the_caller_only_enqueues_and_the_listener_writes_the_file_redacted(tmp_path):
+    """No handler that writes (a stream or a file) runs on the logging thread, e.g. the event
+    loop writing an access line: the root logger's only handler of ours is a QueueHandler, the
+    token is already gone from what it queues, and the line reaches the file."""
+    path = configure_logging(str(tmp_path))
+    ours = [h for h in logging.getLogger().handlers if isinstance(h, (QueueHandler, RotatingFileHandler))]
+    assert len(ours) == 1 and isinstance(ours[0], QueueHandler)
+    queued = []
+    ours[0].enqueue = lambda record: (queued.append(record), ours[0].queue.put_nowait(record))
+    logging.getLogger("uvicorn.access").info('127.0.0.1:5 - "GET /login?token=%s HTTP/1.1" 303', TOKEN)
+    flush_logs()
+    assert queued and TOKEN not in queued[0].getMessage()
+    assert '"GET /login?[redacted] HTTP/1.1" 303' in path.read_text()
+    assert TOKEN not in path.read_text()
 
 
 def test_redaction_keeps_everything_but_the_token():
