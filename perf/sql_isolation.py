@@ -2,7 +2,9 @@
 
     python perf/sql_isolation.py [--seconds 30] [--sql-clients 4] [--pollers 20] [--rows 100000]
                                  [--baseline-seconds 10] [--queries "runaway recursive counter,wide rows"]
-                                 [--py-spy gil.txt]
+                                 [--py-spy gil.txt] [--server-setting db_threads=1 ...]
+    python perf/sql_isolation.py --ab db_threads=1 [--ab db_threads=1,sql_pool_size=1] [--ab-rounds 3]
+                                 [--ab-seconds 15]
 
 Loopback only, bounded, stops by itself: it fills a throwaway database with SYNTHETIC
 results (perf/pages.py's ``fill_synthetic``), starts a real server on it (uvicorn in a
@@ -35,6 +37,14 @@ It also prints each query's outcomes (200 / 400 / 429) and longest answer.
 
 All clients run in this one Python process on the same machine as the server, so their
 CPU use is part of every figure.
+
+``--server-setting NAME=VALUE`` (repeatable) sets a server Setting (``db_threads``: DuckDB's
+threads; ``sql_pool_size``: guarded queries at once). ``--ab A,B`` (repeatable) is the A/B
+for a shared machine: the default server and one server per ``--ab`` variant start side by
+side, each on its own copy of the database, and for ``--ab-rounds`` rounds each in turn takes
+the same load (the SQL clients and the pollers) for ``--ab-seconds``; it prints each
+variant's status p99 per round and pooled, and its ratio to the default's, so the machine's
+load hits them alike. The targets are judged only by the plain (non-A/B) run.
 """
 
 from __future__ import annotations
@@ -204,6 +214,85 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def server_settings(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` strings as start_server keywords (values stay strings: env variables)."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"a server setting is NAME=VALUE, not {pair!r}")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+def load_phase(url: str, path: str, names: list[str], sql_clients: int, pollers: int, seconds: float,
+               offset: int = 0) -> tuple[list[float], list]:
+    """The SQL clients and the pollers against one server for ``seconds``: status latencies, SQL answers."""
+    until = time.monotonic() + seconds
+    answers: list = []
+    clients = [threading.Thread(target=sql_client, args=(url, names, offset + n * 3, until, answers))
+               for n in range(sql_clients)]
+    for client in clients:
+        client.start()
+    latencies = asyncio.run(poll_status(url, path, pollers, until))
+    for client in clients:
+        client.join(timeout=120)
+    return latencies, answers
+
+
+def prepared_path(server) -> str:
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        path = f"/api/benchmark/status/{stored_run(http)}"
+        http.get(path).raise_for_status()
+        for _ in range(20):  # warm the status path
+            http.get(path)
+    return path
+
+
+def run_ab(args, names: list[str], workdir: Path, db_path: Path) -> None:
+    """The default server against each ``--ab`` variant, phases interleaved round by round."""
+    from contextlib import ExitStack
+
+    variants = [("default", {})] + [(spec, server_settings(spec.split(","))) for spec in args.ab]
+    with ExitStack() as stack:
+        servers = []
+        for index, (label, overrides) in enumerate(variants):
+            folder = workdir / f"variant{index}"
+            folder.mkdir()
+            shutil.copy(db_path, folder / db_path.name)
+            server = stack.enter_context(start_server(folder, db_path=folder / db_path.name, sql_timeout_s=SQL_TIMEOUT_S,
+                                                      prestart_workers=False, **overrides))
+            servers.append((label, server, prepared_path(server)))
+        time.sleep(3)  # let the servers settle after the runs they stored
+        p99s: dict[str, list[float]] = defaultdict(list)
+        pooled: dict[str, list[float]] = defaultdict(list)
+        longest: dict[str, float] = defaultdict(float)
+        baselines: dict[str, list[float]] = defaultdict(list)
+        for label, server, path in servers:
+            baselines[label] = asyncio.run(poll_status(server.url, path, args.pollers,
+                                                       time.monotonic() + args.baseline_seconds / 2))
+        for round_index in range(args.ab_rounds):
+            order = servers if round_index % 2 == 0 else servers[::-1]  # ABBA: drift cancels
+            for label, server, path in order:
+                latencies, answers = load_phase(server.url, path, names, args.sql_clients, args.pollers,
+                                                args.ab_seconds, offset=round_index)
+                p99s[label].append(percentile(latencies, 0.99))
+                pooled[label].extend(latencies)
+                longest[label] = max([longest[label], *(e for _, status, e, _ in answers if status != 429)])
+                print(f"round {round_index + 1} {label:32} status p99 {p99s[label][-1]:7.1f} ms "
+                      f"({len(latencies):,} polls, {sum(1 for a in answers if a[1] != 429)} SQL answers), "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+    reference = percentile(pooled["default"], 0.99)
+    print(f"\n{'variant':34} {'no-SQL p99':>10} {'p99 per round (ms)':>30} {'pooled p99':>10} {'/ default':>9} "
+          f"{'longest SQL':>11}")
+    for label, _ in variants:
+        rounds = " ".join(f"{value:.0f}" for value in p99s[label])
+        value = percentile(pooled[label], 0.99)
+        print(f"{label:34} {percentile(baselines[label], 0.99):10.1f} {rounds:>30} {value:10.1f} "
+              f"{value / reference:9.2f} {longest[label]:10.2f}s")
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the load runs")
@@ -215,6 +304,12 @@ def main() -> None:
                         help="sample the server's GIL holders with py-spy during the load into FILE")
     parser.add_argument("--baseline-seconds", type=float, default=10.0,
                         help="the pollers alone first, for the status latency without SQL (0: skip)")
+    parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server Setting, e.g. db_threads=1 or sql_pool_size=1 (repeatable)")
+    parser.add_argument("--ab", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="A/B: a variant server against the default one, interleaved (repeatable)")
+    parser.add_argument("--ab-rounds", type=int, default=3)
+    parser.add_argument("--ab-seconds", type=float, default=15.0, help="each variant's load phase per round")
     args = parser.parse_args()
     names = [name.strip() for name in args.queries.split(",") if name.strip()] or list(HEAVY_QUERIES)
     unknown = [name for name in names if name not in HEAVY_QUERIES]
@@ -228,8 +323,12 @@ def main() -> None:
     with Database(db_path) as db:
         fill_synthetic(db, args.rows)
     print(f"filled {args.rows:,} synthetic results in {time.perf_counter() - filling:.1f} s ({workdir})")
+    if args.ab:
+        run_ab(args, names, workdir, db_path)
+        return
 
-    with start_server(workdir, db_path=db_path, sql_timeout_s=SQL_TIMEOUT_S, prestart_workers=False) as server:
+    with start_server(workdir, db_path=db_path, sql_timeout_s=SQL_TIMEOUT_S, prestart_workers=False,
+                      **server_settings(args.server_setting)) as server:
         with httpx.Client(base_url=server.url, timeout=30.0) as http:
             path = f"/api/benchmark/status/{stored_run(http)}"
             http.get(path).raise_for_status()

@@ -64,6 +64,7 @@ class Database:
         migrate_to: int = LATEST_VERSION,
         memory_limit: str | None = None,
         max_temp_directory_size: str = MAX_TEMP_DIRECTORY_SIZE,
+        threads: int | None = None,
     ):
         self.path = str(path)
         if self.path != ":memory:":
@@ -74,6 +75,8 @@ class Database:
             "memory_limit": memory_limit or default_memory_limit(),
             "max_temp_directory_size": max_temp_directory_size,
         }
+        if threads is not None:  # DuckDB's threads for every query on this database (default: one per core)
+            config["threads"] = threads
         try:
             self._connection = duckdb.connect(self.path, config=config)
         except duckdb.IOException as error:

@@ -125,6 +125,20 @@ class SqlPool:
     def busy(self) -> SqlBusy:
         return SqlBusy(self.size, retry_after_s=self.wait_s)
 
+    def resize(self, size: int) -> None:
+        """``size`` slots from now on (the server's ``sql_pool_size``); only while no query runs."""
+        if size < 1:
+            raise ValueError("an SQL pool needs at least one slot")
+        if size == self.size:
+            return
+        if not self.wait_idle(timeout_s=0):
+            raise RuntimeError("the SQL pool is resized only while idle")
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+            self.size, self._slots = size, threading.BoundedSemaphore(size)
+        if executor is not None:
+            executor.shutdown(wait=False)
+
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Waits until no query holds a slot (one answered at its deadline may still be
         stopping); call before closing the database. False if one still runs."""

@@ -83,6 +83,9 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
     from webapp.wiring.services import Services
 
     configure_logging(settings.log_dir, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
+    from storage.sql_execution import SQL_POOL
+
+    SQL_POOL.resize(settings.sql_pool_size)
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), channels=["runs"], arbitrary_channels_allowed=True)
 
     @asynccontextmanager

@@ -71,7 +71,7 @@ class Services:
         and plans, issue 16); the scheduler takes each for its device, ``close`` ends the rest."""
         self.settings = settings
         self._prestarted = dict(workers or {})
-        self.db = Database(settings.db_path)
+        self.db = Database(settings.db_path, threads=settings.db_threads)
         self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths)
         self.local_hardware = detect_hardware()
         self._hardware_by_name = {hw.name: hw for hw in self.local_hardware}

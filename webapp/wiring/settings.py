@@ -33,6 +33,10 @@ class Settings:
     panels_dir: str | None = None
     sql_timeout_s: float = 5.0
     sql_row_cap: int = 10_000
+    # Guarded SQL queries at once (the rest wait briefly, then 429), and DuckDB's threads for
+    # the whole database (None: DuckDB's default, one per core). See perf/README.md.
+    sql_pool_size: int = 2
+    db_threads: int | None = None
     max_seconds: float = 10.0
     threads: int | None = None
     resume: bool = True
@@ -90,7 +94,8 @@ class Settings:
 
 
 def _parse(name: str, raw: str):
-    if name in ("port", "sql_row_cap", "threads", "max_configs_per_run", "log_max_bytes", "log_backups"):
+    if name in ("port", "sql_row_cap", "threads", "max_configs_per_run", "log_max_bytes", "log_backups",
+                "sql_pool_size", "db_threads"):
         return int(raw)
     if name in ("sql_timeout_s", "max_seconds"):
         return float(raw)

@@ -122,3 +122,13 @@ def test_failed_write_rolls_back_the_whole_transaction(tmp_path):
                 cursor.execute("INSERT INTO models (model_name) VALUES ('kept-out')")
                 cursor.execute("INSERT INTO models (model_name) VALUES (NULL)")
         assert db.cursor().execute("SELECT count(*) FROM models").fetchone()[0] == 0
+
+
+def test_duckdb_threads_are_set_before_the_configuration_is_locked(tmp_path):
+    """Settings.db_threads: DuckDB's threads for the whole database, fixed for its lifetime."""
+    with Database(tmp_path / "b.duckdb", threads=1) as db:
+        assert db.cursor().execute("SELECT current_setting('threads')").fetchone()[0] == 1
+        with pytest.raises(duckdb.Error, match="locked"):
+            db.cursor().execute("SET threads = 4")
+    with Database(tmp_path / "c.duckdb") as db:  # default: DuckDB's own, one per core
+        assert db.cursor().execute("SELECT current_setting('threads')").fetchone()[0] >= 1

@@ -504,6 +504,26 @@ def test_a_query_past_the_pool_waits_then_is_refused_as_busy(crowded_db):
     assert run(crowded_db, "SELECT 1 AS n", pool=pool).rows == [[1]]  # the slots came back
 
 
+def test_a_resized_pool_has_that_many_slots():
+    """The server's sql_pool_size: the process's pool takes it while idle."""
+    pool = SqlPool(2, wait_s=0.1)
+    pool.resize(1)
+    assert pool.size == 1
+    gate, entered = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: pool.run(lambda: (entered.set(), gate.wait(10))))
+    holder.start()
+    assert entered.wait(10)
+    with pytest.raises(SqlBusy):  # the one slot is taken
+        pool.run(lambda: None)
+    with pytest.raises(RuntimeError, match="idle"):
+        pool.resize(3)
+    gate.set()
+    holder.join(timeout=10)
+    assert pool.run(lambda: 7) == 7
+    with pytest.raises(ValueError):
+        pool.resize(0)
+
+
 def test_the_async_pool_waits_on_the_loop_then_is_refused_as_busy(crowded_db):
     pool = SqlPool(1, wait_s=0.3)
 

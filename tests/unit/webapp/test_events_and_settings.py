@@ -65,3 +65,9 @@ def test_environment_variables_configure_the_server_and_flags_win():
     assert settings.port == 9002
     assert settings.cors_origins == ["app://a", "http://b"]
     assert settings.resume is False and settings.max_seconds == 2.5
+
+
+def test_the_sql_pool_size_and_duckdb_threads_come_from_the_environment():
+    settings = Settings.from_env({"BENCHBOARD_SQL_POOL_SIZE": "1", "BENCHBOARD_DB_THREADS": "1"})
+    assert settings.sql_pool_size == 1 and settings.db_threads == 1
+    assert Settings.from_env({}).sql_pool_size == 2 and Settings.from_env({}).db_threads is None
