@@ -123,6 +123,8 @@ def stored_run(http: httpx.Client) -> str:
 
 
 def percentile(samples: list[float], fraction: float) -> float:
+    if not samples:
+        return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
