@@ -5,11 +5,15 @@
         cluster.kill_raylet("second")   # SIGKILL: the node is lost
         cluster.stop_node("head")       # the head goes away (its GCS with it); graceful=False: SIGKILL
         cluster.restart()               # a new cluster at the same address, the same node names
+        cluster.restart(wait=False)     # ... returning once the head is up; the others start meanwhile
+        cluster.wait_started()          # ... until they have
 
 Each node is ``ray start --block`` in a process group of its own, with its own
-``BENCHBOARD_NODE_NAME``, one CPU, a small object store and no dashboard. The head keeps
-its session under a temporary directory of ours, and Ray's health checks are fast, so a
-killed node is declared dead within a couple of seconds. ``stop`` ends every process the
+``BENCHBOARD_NODE_NAME``, one CPU, a small object store, and none of the Ray processes that
+nothing here uses (the dashboard's UI, the autoscaler's monitor, the log monitor: the server
+reads no Ray worker logs), so a node starts sooner on a busy machine. The head keeps its
+session under a temporary directory of ours, and Ray's health checks are fast, so a killed
+node is declared dead within a couple of seconds. ``stop`` ends every process the
 nodes started, by PID, even when a test failed; nothing is stopped by name and ``ray
 stop`` (which would end every Ray cluster of this user) is never called.
 
@@ -72,20 +76,36 @@ class LocalRayCluster:
         self._nodes: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
         self._seen: dict[int, psutil.Process] = {}  # every process of ours ever seen, by PID
+        self._starting: list[str] = []  # nodes started but not yet waited for (start(wait=False))
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> LocalRayCluster:
+    def start(self, wait: bool = True) -> LocalRayCluster:
+        """The head, then the other nodes together (each takes seconds to start). ``wait=False``
+        returns once the head is up, so that the caller's own start (a server's imports, say)
+        overlaps the others'; ``wait_started`` then waits for them."""
         if not os.path.isdir(self.temp_dir):  # stopped before: a fresh session directory
             self.temp_dir = tempfile.mkdtemp(prefix="bbray-", dir="/tmp")
         try:
             head, *others = self.node_names
             self._start_node(head, head=True)
             self._wait_started_or_retry(head, head=True)
-            for name in others:  # together: each takes seconds to start
-                self._start_node(name, head=False)
             for name in others:
-                self._wait_started_or_retry(name, head=False)
+                self._start_node(name, head=False)
+            self._starting = list(others)
+        except BaseException:
+            self.stop()
+            raise
+        if wait:
+            self.wait_started()
+        return self
+
+    def wait_started(self) -> LocalRayCluster:
+        """Wait for the nodes that ``start(wait=False)`` left starting; the cluster is stopped if one fails."""
+        try:
+            while self._starting:
+                self._wait_started_or_retry(self._starting[0], head=False)
+                self._starting.pop(0)
         except BaseException:
             self.stop()
             raise
@@ -95,12 +115,14 @@ class LocalRayCluster:
         args = [
             "start", "--block", f"--node-ip-address={LOOPBACK}", f"--num-cpus={self.num_cpus}", "--num-gpus=0",
             f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+            "--include-log-monitor=false",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
             f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
             f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
         ]
         if head:
-            return [*args, "--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
+            return [*args, "--head", f"--port={self.port}", "--include-dashboard=false", "--no-monitor",
+                    f"--temp-dir={self.temp_dir}"]
         return [*args, f"--address={self.address}"]
 
     def _start_node(self, name: str, head: bool) -> None:
@@ -198,15 +220,16 @@ class LocalRayCluster:
                 pass
         psutil.wait_procs(processes, timeout=10)
 
-    def restart(self) -> LocalRayCluster:
+    def restart(self, wait: bool = True) -> LocalRayCluster:
         """Every node ended (SIGKILL: how the old cluster ends does not matter), then a new
-        cluster started at the same address under the same names."""
+        cluster started at the same address under the same names (``wait``: as in ``start``)."""
         self.stop(graceful=False)
-        return self.start()
+        return self.start(wait=wait)
 
     def stop(self, graceful: bool = True) -> None:
         """End every process of every node: SIGTERM to ``ray start --block`` (which stops its
         node), then SIGKILL to whatever of ours is left, by PID."""
+        self._starting = []
         self._remember()
         for popen in reversed(list(self._nodes.values())):
             if popen.poll() is None:

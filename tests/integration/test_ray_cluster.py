@@ -1,12 +1,15 @@
 """A real two-node Ray cluster on loopback (tests/integration/ray_local.py) and a real server
-driving it (``BENCHBOARD_RAY_ADDRESS``): every node's devices listed, a run over both nodes,
-the head stopped and a new cluster started at its address while a run waits, a node
+driving it (``BENCHBOARD_RAY_ADDRESS``): every node's devices listed, each node's measuring
+worker at its node's niceness and thread settings (not Ray's), a run over both nodes, the head stopped and a new cluster started at its address while a run waits, a node
 SIGKILLed mid-config. Nothing is mocked; the cluster is stopped by PID even when a test
 fails. Also, without the flag the server never imports Ray, without Ray the flag says how
 to install it, and a ray:// address is refused naming the flag.
 
 The tests of this module share one cluster and one server and run in file order: the
-third restarts the cluster, the fourth kills a node.
+fourth restarts the cluster (the one restart), the fifth kills a node. To keep them short on
+a 2-core CI box: the second node starts while the server does, and again while the server
+joins the restarted head; the nodes run no Ray process that nothing here uses; the app
+without a Ray address starts in its own interpreter while the cluster does.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import textwrap
 import time
 
 import httpx
+import psutil
 import pytest
 
 from engine.nodes import ray_installed
@@ -103,11 +107,15 @@ def hardware(server) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, server_without_ray):
     from tests.integration.ray_local import LocalRayCluster
 
-    with LocalRayCluster(tmp_path_factory.mktemp("ray"), ["head", "second"]) as running:
+    # The second node starts while the server starts (ray_server waits for it).
+    running = LocalRayCluster(tmp_path_factory.mktemp("ray"), ["head", "second"]).start(wait=False)
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,8 @@ def ray_server(cluster, custom_dir, tmp_path_factory):
     # first test looks at /hardware.
     with start_server(tmp_path_factory.mktemp("ray-server"), ray_address=cluster.address,
                       custom_benchmarks_dir=custom_dir, max_seconds=0.3, prestart_workers=True) as server:
-        wait_until(lambda: {"head/cpu", "second/cpu"} <= set(hardware(server)), 60, "both nodes' CPUs were not listed")
+        cluster.wait_started()  # the server joined when the head was up; the second joins meanwhile
+        wait_until(lambda: {"head/cpu", "second/cpu"} <= set(hardware(server)), 120, "both nodes' CPUs were not listed")
         yield server
 
 
@@ -137,6 +146,30 @@ def test_hardware_lists_each_nodes_devices_with_node_host_and_liveness(ray_serve
     assert listed["cpu"]["node"] is None  # this server's own CPU, as without a cluster
     page = httpx.get(f"{ray_server.url}/runs", timeout=30).text  # the run form lists them too
     assert 'value="second/cpu"' in page and f"node second on {socket.gethostname()}" in page
+
+
+@needs_ray
+@pytest.mark.timeout(240)
+def test_a_nodes_measuring_worker_runs_with_its_nodes_settings_not_rays(ray_server, cluster):
+    # Ray starts its workers at nice 15 and with OMP_NUM_THREADS set; the measuring worker an
+    # actor starts gets its node's values back, as a worker started by hand there would have.
+    def measuring_worker(node):
+        for process in cluster.processes(node):
+            try:
+                if "engine.worker" in " ".join(process.cmdline()):
+                    return process
+            except psutil.Error:  # a Ray worker that has just exited (a detection task's)
+                pass
+        return None
+
+    for node in ("head", "second"):
+        worker = wait_until(lambda node=node: measuring_worker(node), 180,
+                            f"the measuring worker of {node} never started")  # prestarted by the server
+        raylet = cluster.raylet(node)
+        assert worker.parent().parent().pid == raylet.pid  # engine.worker <- the actor <- the raylet
+        assert worker.nice() == raylet.nice() == 0
+        assert "OMP_NUM_THREADS" not in worker.environ()
+        assert worker.environ()["BENCHBOARD_NODE_NAME"] == node
 
 
 @needs_ray
@@ -181,13 +214,15 @@ def test_a_run_waits_while_the_head_is_gone_and_completes_on_the_cluster_started
 
     waiting = wait_until(waiting_for_the_cluster, 30, "the run never said it waits for the cluster")
     assert waiting["status"] == "queued" and cluster.address in waiting["current_step"]
-    time.sleep(3)  # still waiting a while later: queued, not failed
+    time.sleep(1.5)  # still waiting a while later (the server looked for the head again meanwhile): queued, not failed
     assert status()["status"] == "queued" and status()["completed_configs"] == 0
 
     # A new cluster at the same address, under the same node names: the server joins it,
     # detects its nodes again, starts new actors there, and the run completes on both nodes.
-    cluster.restart()
-    outcome = finished(ray_server, run_id, timeout_s=180)
+    # The second node starts while the server joins the new head.
+    cluster.restart(wait=False)
+    outcome = finished(ray_server, run_id, timeout_s=240)
+    cluster.wait_started()
     assert ray_server.alive()  # Ray's driver did not take the server down with the old cluster
     # The config the drop cut off was measured again on the new head, not failed.
     again = finished(ray_server, in_flight, timeout_s=60)
@@ -228,31 +263,48 @@ def test_a_node_killed_mid_config_fails_only_its_config_as_node_lost(ray_server,
     assert "hardware" in refused.text and "left the cluster" in refused.text
 
 
-def test_a_server_without_a_ray_address_never_imports_ray(tmp_path):
-    """In a fresh interpreter: the app's whole lifespan, /hardware and a planned run, then sys.modules."""
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from litestar.testing import TestClient
-        from webapp.app import create_app
-        from webapp.wiring.settings import Settings
+NO_RAY_SCRIPT = """
+import sys
+from litestar.testing import TestClient
+from webapp.app import create_app
+from webapp.wiring.settings import Settings
 
-        settings = Settings(db_path={str(tmp_path / "db.duckdb")!r}, results_dir={str(tmp_path / "results")!r},
-                            log_dir={str(tmp_path / "logs")!r}, prestart_workers=False, resume=False,
-                            allowed_hosts=["testserver.local"])  # the Host that Litestar's TestClient sends
-        with TestClient(create_app(settings)) as client:
-            assert client.get("/api/benchmark/hardware").status_code == 200
-            refused = client.post("/api/benchmark/run", json={{"models": ["bert-tiny"], "hardware": ["gpu-a/cuda:0"]}})
-            assert refused.status_code == 400, refused.text
-        print("ray imported" if "ray" in sys.modules else "ray not imported")
-        """
-    )
+folder = sys.argv[1]
+settings = Settings(db_path=f"{folder}/db.duckdb", results_dir=f"{folder}/results", log_dir=f"{folder}/logs",
+                    prestart_workers=False, resume=False,
+                    allowed_hosts=["testserver.local"])  # the Host that Litestar's TestClient sends
+with TestClient(create_app(settings)) as client:
+    assert client.get("/api/benchmark/hardware").status_code == 200
+    refused = client.post("/api/benchmark/run", json={"models": ["bert-tiny"], "hardware": ["gpu-a/cuda:0"]})
+    assert refused.status_code == 400, refused.text
+print("ray imported" if "ray" in sys.modules else "ray not imported")
+"""
+
+
+@pytest.fixture(scope="module")
+def server_without_ray(tmp_path_factory):
+    """A fresh interpreter running the app without a Ray address, started before the cluster
+    (``cluster`` asks for it) so that its imports overlap the cluster's start; its test reads
+    what it printed."""
+    folder = tmp_path_factory.mktemp("no-ray")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env = {name: value for name, value in env.items() if not name.startswith("BENCHBOARD_")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "ray not imported"
+    with open(folder / "out", "w") as out, open(folder / "err", "w") as err:
+        probe = subprocess.Popen([sys.executable, "-c", NO_RAY_SCRIPT, str(folder)], cwd=REPO_ROOT, env=env,
+                                 stdout=out, stderr=err, text=True)
+    try:
+        yield probe, folder
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+
+
+def test_a_server_without_a_ray_address_never_imports_ray(server_without_ray):
+    """In a fresh interpreter: the app's whole lifespan, /hardware and a planned run, then sys.modules."""
+    probe, folder = server_without_ray
+    assert probe.wait(timeout=180) == 0, (folder / "err").read_text()[-2000:]
+    assert (folder / "out").read_text().strip().splitlines()[-1] == "ray not imported"
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
