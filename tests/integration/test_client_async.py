@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import time
 
 import pytest
 
@@ -62,11 +63,18 @@ async def test_status_results_runs_and_query_describe_the_finished_run(client, f
 
 async def test_catalog_reports_downloads_and_exports(client, finished, tmp_path):
     run_id = finished[0]["run_id"]
-    models, hardware, reports = await asyncio.gather(client.get_models(), client.get_hardware(),
-                                                     client.get_reports())
+    models, hardware = await asyncio.gather(client.get_models(), client.get_hardware())
     assert {"bert-tiny", "gpt2-tiny"} <= {model["name"] for model in models}
     assert "cpu" in {hw["name"] for hw in hardware}
-    assert "report.html" in next(entry for entry in reports if entry["run_id"] == run_id)["reports"]
+    # Reports are written just after the terminal status goes out (as in test_client.py), so the
+    # watcher may see the end a moment before the last file lands: poll fast, with a generous bound.
+    deadline = time.monotonic() + 60
+    while True:
+        entry = next((entry for entry in await client.get_reports() if entry["run_id"] == run_id), {"reports": []})
+        if "report.html" in entry["reports"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert "report.html" in entry["reports"]
 
     report = await client.download_report(run_id, "report.html", tmp_path)
     assert report.name == "report.html" and run_id in report.read_text()
