@@ -18,7 +18,13 @@ from benchboard_client.errors import (
     Unauthorized,
 )
 from benchboard_client.following import TERMINAL_STATUSES, FollowPolicy, is_terminal
-from benchboard_client.formatting import RESULT_COLUMNS, describe_progress, format_table
+from benchboard_client.formatting import (
+    GENERATE_RESULT_COLUMNS,
+    RESULT_COLUMNS,
+    describe_progress,
+    format_results,
+    format_table,
+)
 from benchboard_client.sync_client import BenchmarkAPIClient, RunMonitor
 
 __all__ = [
@@ -28,12 +34,14 @@ __all__ = [
     "FollowPolicy",
     "InvalidRequest",
     "NotFound",
+    "GENERATE_RESULT_COLUMNS",
     "RESULT_COLUMNS",
     "RunMonitor",
     "ServerUnreachable",
     "TERMINAL_STATUSES",
     "Unauthorized",
     "describe_progress",
+    "format_results",
     "format_table",
     "is_terminal",
 ]

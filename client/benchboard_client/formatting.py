@@ -61,3 +61,23 @@ def describe_progress(status: dict) -> str:
 # The columns a results table shows, in the order a reader compares them.
 RESULT_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "p90_latency_ms",
                   "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb", "n_samples", "ci_met")
+# A generate result's own figures (time to first token, time per output token, end to end), as
+# ``benchboard run`` prints them.
+GENERATE_RESULT_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "new_tokens", "ttft_ms",
+                           "ttft_p99_ms", "tpot_ms", "tpot_p99_ms", "e2e_ms", "decode_tokens_per_second",
+                           "prefill_tokens_per_second", "memory_peak_mb", "n_samples", "ci_met")
+
+
+def format_results(rows: Sequence[dict], leading: Sequence[str] = (), trailing: Sequence[str] = ()) -> str:
+    """Result rows as tables by scenario: forward rows with ``RESULT_COLUMNS``, generate rows with
+    ``GENERATE_RESULT_COLUMNS`` under a ``generate:`` line (a row without a scenario is a forward
+    one, as stored before scenarios existed). ``leading``/``trailing`` columns frame each table."""
+    if not rows:
+        return "(no rows)"
+    tables = []
+    for scenario, columns in (("forward", RESULT_COLUMNS), ("generate", GENERATE_RESULT_COLUMNS)):
+        picked = [row for row in rows if (row.get("scenario") or "forward") == scenario]
+        if picked:
+            table = format_table(picked, [*leading, *columns, *trailing])
+            tables.append(table if scenario == "forward" else f"generate:\n{table}")
+    return "\n\n".join(tables)

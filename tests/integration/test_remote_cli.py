@@ -64,6 +64,29 @@ def test_status_results_and_watch_of_a_finished_run(server, watched, capsys):
     assert any(line.startswith(run_id) and "report.html" in line for line in listing)
 
 
+def test_results_of_a_generate_run_show_its_ttft_tpot_and_end_to_end(server, capsys):
+    # A real generation on the real server (gpt2-tiny, 4 new tokens): its row prints under
+    # "generate:" with the generate columns, not the forward latency columns alone.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = remote("start", "--url", server.url, "--models", "gpt2-tiny", "--batch-sizes", "1", "--force",
+                      "--scenario", "generate", "--new-tokens", "4", "--watch")
+    assert code == 0, printed.getvalue()
+    run_id = printed.getvalue().split()[1]
+    capsys.readouterr()
+
+    assert remote("results", run_id, "--url", server.url) == 0
+    out = capsys.readouterr().out
+    assert "generate:" in out
+    header, _, row = out.split("generate:\n", 1)[1].splitlines()[:3]
+    cells = dict(zip(header.split(), row.split(), strict=True))
+    assert cells["model_name"] == "gpt2-tiny" and cells["new_tokens"] == "4"
+    assert all(float(cells[column].replace(",", "")) > 0 for column in ("ttft_ms", "tpot_ms", "e2e_ms"))
+
+    assert remote("query", "--url", server.url, "--model", "gpt2-tiny", "--limit", "5") == 0
+    assert "generate:" in capsys.readouterr().out
+
+
 def test_catalog_and_query_listings(server, watched, capsys):
     assert remote("models", "--url", server.url) == 0
     models = capsys.readouterr().out

@@ -164,13 +164,13 @@ def action_watch(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
 
 
 def action_results(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
-    from benchboard_client import RESULT_COLUMNS, format_table
+    from benchboard_client import format_results, format_table
 
     outcome = client.get_results(args.run_id)
     if args.json:
         _print_json(outcome)
         return 0
-    print(format_table(outcome["results"], RESULT_COLUMNS))
+    print(format_results(outcome["results"]))  # forward rows, then generate rows with TTFT/TPOT/e2e
     failures = outcome.get("failures") or []
     if failures:
         print("\nnot measured:")
@@ -203,10 +203,16 @@ def _listing(fetch, columns):
     return show
 
 
-def _result_listing_columns() -> tuple[str, ...]:
-    from benchboard_client import RESULT_COLUMNS
+def action_query(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
+    from benchboard_client import format_results
 
-    return ("run_id", *RESULT_COLUMNS, "created_at")
+    rows = client.query_results(model=args.model, hardware=args.hardware, batch_size=args.batch_size,
+                                precision=args.precision, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(format_results(rows, leading=("run_id",), trailing=("created_at",)))
+    return 0
 
 
 ACTIONS = {
@@ -218,10 +224,5 @@ ACTIONS = {
     "models": _listing(lambda client, args: client.get_models(), MODEL_COLUMNS),
     "hardware": _listing(lambda client, args: client.get_hardware(), HARDWARE_COLUMNS),
     "reports": _listing(lambda client, args: client.get_reports(), REPORT_COLUMNS),
-    "query": _listing(
-        lambda client, args: client.query_results(model=args.model, hardware=args.hardware,
-                                                  batch_size=args.batch_size, precision=args.precision,
-                                                  limit=args.limit),
-        _result_listing_columns,
-    ),
+    "query": action_query,
 }

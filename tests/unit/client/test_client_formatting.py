@@ -41,3 +41,28 @@ def test_the_progress_line_shows_bar_percent_step_and_counts():
 def test_the_progress_line_shows_a_runs_error():
     line = describe_progress({"status": "failed", "progress": 1.0, "error": "worker crashed"})
     assert "error: worker crashed" in line
+
+
+def test_results_print_forward_rows_then_generate_rows_with_their_own_columns():
+    from benchboard_client.formatting import GENERATE_RESULT_COLUMNS, RESULT_COLUMNS, format_results
+
+    forward = {"model_name": "bert-tiny", "hardware": "cpu", "batch_size": 1, "precision": "fp32",
+               "p50_latency_ms": 1.5, "scenario": "forward"}
+    old = {**forward, "model_name": "bert-old", "scenario": None}  # stored before scenarios: forward
+    generate = {"model_name": "gpt2-tiny", "hardware": "cpu", "batch_size": 2, "precision": "fp32",
+                "scenario": "generate", "new_tokens": 16, "ttft_ms": 4.25, "tpot_ms": 1.75, "e2e_ms": 31.0,
+                "decode_tokens_per_second": 17142.9, "p50_latency_ms": 31.0}
+    text = format_results([generate, forward, old])
+    forward_table, generate_table = text.split("\n\ngenerate:\n")
+    assert forward_table.splitlines()[0].split() == list(RESULT_COLUMNS)
+    assert [line.split()[0] for line in forward_table.splitlines()[2:]] == ["bert-tiny", "bert-old"]
+    header, _, row = generate_table.splitlines()
+    assert header.split() == list(GENERATE_RESULT_COLUMNS)
+    cells = dict(zip(header.split(), row.split(), strict=True))
+    assert cells["model_name"] == "gpt2-tiny" and cells["new_tokens"] == "16"
+    assert (cells["ttft_ms"], cells["tpot_ms"], cells["e2e_ms"], cells["decode_tokens_per_second"]) == (
+        "4.25", "1.75", "31", "17,143")
+    # Only forward rows: one table, as before; framing columns go around each table.
+    only = format_results([forward], leading=("run_id",), trailing=("created_at",))
+    assert "generate:" not in only and only.splitlines()[0].split() == ["run_id", *RESULT_COLUMNS, "created_at"]
+    assert format_results([]) == "(no rows)"
