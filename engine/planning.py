@@ -62,8 +62,15 @@ def check_scenario(request: RunRequest, specs: dict[str, ModelSpec]) -> None:
             "with scenario forward"
         ))
     if request.repeats > 1:
-        # engine.repeats pools the end-to-end samples only; TTFT and TPOT would stay one process's.
-        raise InvalidRequestError("repeats", "generate is measured in one worker process; leave repeats at 1")
+        # engine.repeats pools the processes' stored samples. A generation's TPOT is the median over
+        # generations of each one's mean gap, and a result stores every per-token gap but not those
+        # per-generation means, so pooled TPOT (and its CI) could not be the figure one process
+        # reports: the pooled row would mix pooled end-to-end statistics with one process's TPOT.
+        raise InvalidRequestError("repeats", (
+            "generate is measured in one worker process: repeats pools the processes' stored samples, and "
+            "a generation's TPOT (the median over generations of each one's mean per-token gap) cannot be "
+            "rebuilt from them; leave repeats at 1 and compare runs instead"
+        ))
     if request.timing == "throughput":
         raise InvalidRequestError("timing", (
             "generate is timed one generation at a time, with a device sync at every token; "

@@ -195,6 +195,15 @@ def test_generate_settings_it_cannot_honour_are_refused(registry, fields, field)
     assert refused.value.field == field
 
 
+def test_repeats_are_refused_with_the_reason_tpot_cannot_be_pooled(registry):
+    with pytest.raises(InvalidRequestError) as refused:
+        _plan(registry, models=["gpt2-tiny"], scenario="generate", repeats=3)
+    assert refused.value.field == "repeats"
+    assert "TPOT" in refused.value.reason and "leave repeats at 1" in refused.value.reason
+    # forward configs still take repeats
+    assert _plan(registry, models=["gpt2-tiny"], repeats=3).configs
+
+
 # ---- custom workloads --------------------------------------------------------------------------
 
 CUSTOM_GENERATOR = '''
