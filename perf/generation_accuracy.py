@@ -24,6 +24,16 @@ T(1) is a whole one-token generate() call, so it also holds what follows the fir
 logits (choosing it, the stopping check, the return), which benchboard's TTFT, read when the
 logits exist, does not: the ``tail ms`` column estimates it from benchboard's own medians
 (e2e - TTFT - (N - 1) x TPOT).
+
+Two diagnostic columns say where a TPOT difference comes from (they are not judged):
+
+* ``clock us``: what benchboard's TokenClock adds to each token, measured here: a
+  ``LogitsProcessorList`` call with the clock against one without, on scores of the model's
+  shape, median of interleaved blocks. Every per-token gap holds it once; plain ``generate()``
+  does not;
+* ``bb/ref+clk``: benchboard's TPOT over the reference's ``(T(1 + N) - T(1)) / N`` of
+  ``generate()`` with the same clock installed (same settings, same processors on both sides):
+  near 1 when the two TPOT formulas agree and any gap to the plain reference is the clock's.
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from torch.utils.benchmark import Timer  # noqa: E402
 
 from engine.config import BenchmarkConfig, Job, MeasurementSettings  # noqa: E402
 from engine.contention import ContentionMeter  # noqa: E402
-from engine.generation import GenerationSession, generation_inputs, quiet_transformers  # noqa: E402
+from engine.generation import GenerationSession, TokenClock, generation_inputs, quiet_transformers  # noqa: E402
 from engine.measurement import measure  # noqa: E402
 from engine.models.builtin import builtin_specs  # noqa: E402
 from engine.models.registry import ModelRegistry  # noqa: E402
@@ -79,32 +89,63 @@ def benchboard_figures(registry: ModelRegistry, path: str, batch_size: int, prom
 
 
 class Reference:
-    """The same checkpoint's generate(), timed by torch.utils.benchmark."""
+    """The same checkpoint's generate(), timed by torch.utils.benchmark: plain, and (for the
+    diagnostic ``TPOT bb/ref+clk`` column) with benchboard's TokenClock installed."""
 
     def __init__(self, registry: ModelRegistry, path: str, batch_size: int, prompt: int, threads: int):
         spec = registry.get(path)
         self.model = spec.build(attn_implementation="sdpa").eval()
         self.inputs = generation_inputs(spec.make_inputs(batch_size, prompt, None))
-        # The generation settings benchboard uses (greedy, KV cache, its special tokens), less its clock.
+        # The generation settings benchboard uses (greedy, KV cache, min_new_tokens = max_new_tokens,
+        # its special tokens), less its clock.
         session = GenerationSession(self.model, path, self.inputs, 2, "cpu")
         self.kwargs = {k: v for k, v in session.generate_kwargs.items()
                        if k not in ("logits_processor", "max_new_tokens", "min_new_tokens")}
+        self.clock = TokenClock(None)
         self.threads = threads
 
-    def median_ms(self, tokens: int) -> float:
+    def median_ms(self, tokens: int, clocked: bool = False) -> float:
+        extra = {"logits_processor": transformers.LogitsProcessorList([self.clock])} if clocked else {}
+        stamps = self.clock.stamps_ns
+
         def generate():
+            stamps.clear()
             with torch.inference_mode():
-                self.model.generate(**self.inputs, max_new_tokens=tokens, min_new_tokens=tokens, **self.kwargs)
+                self.model.generate(**self.inputs, max_new_tokens=tokens, min_new_tokens=tokens, **self.kwargs,
+                                    **extra)
 
         timer = Timer(stmt="generate()", globals={"generate": generate}, num_threads=self.threads)
         with quiet_transformers():
             return timer.adaptive_autorange(min_run_time=MIN_RUN_TIME).median * 1e3
 
-    def figures(self, new_tokens: int) -> tuple[float, float, float]:
+    def figures(self, new_tokens: int) -> tuple[float, float, float, float]:
+        """T(1), (T(1+N) - T(1)) / N, T(N) of plain generate(), and that TPOT again with the clock in."""
         first = self.median_ms(1)
         longer = self.median_ms(1 + new_tokens)
         whole = self.median_ms(new_tokens)
-        return first, (longer - first) / new_tokens, whole
+        clocked = (self.median_ms(1 + new_tokens, True) - self.median_ms(1, True)) / new_tokens
+        return first, (longer - first) / new_tokens, whole, clocked
+
+    def clock_cost_us(self, batch_size: int, blocks: int = 21, calls: int = 2000) -> float:
+        """What the TokenClock adds to one token: a LogitsProcessorList call with it against one
+        without, on scores of this model's shape, in interleaved blocks; the median difference."""
+        clock = self.clock
+        with_clock, without = transformers.LogitsProcessorList([clock]), transformers.LogitsProcessorList()
+        ids = torch.zeros((batch_size, 1), dtype=torch.long)
+        scores = torch.zeros((batch_size, self.model.config.vocab_size))
+
+        def block(processors) -> float:
+            started = time.perf_counter_ns()
+            for _ in range(calls):
+                processors(ids, scores)
+            elapsed = time.perf_counter_ns() - started
+            clock.stamps_ns.clear()
+            return elapsed / calls
+
+        differences = []
+        for _ in range(blocks):
+            differences.append(block(with_clock) - block(without))
+        return statistics.median(differences) / 1e3
 
 
 def optimum_figures(path: str, batch_size: int, prompt: int, new_tokens: int) -> str:
@@ -134,6 +175,7 @@ def compare(registry, path, batch_size, prompt, new_tokens, threads, rounds, att
     clean, contended = [], []
     meter = ContentionMeter()
     reference = Reference(registry, path, batch_size, prompt, threads)
+    clock_us = reference.clock_cost_us(batch_size)
     for attempt in range(max(rounds, attempts)):
         meter.start()
         # Which timer goes first alternates, so a load that drifts through a round favours neither.
@@ -151,7 +193,10 @@ def compare(registry, path, batch_size, prompt, new_tokens, threads, rounds, att
     ratios = [statistics.median(ours[i] / theirs[i] for ours, theirs in used) for i in range(3)]
     ours = [medians(used, 0, i) for i in range(3)]
     theirs = [medians(used, 1, i) for i in range(3)]
-    return ours, theirs, ratios, len(clean), len(clean) + len(contended)
+    # Benchboard's TPOT against the reference's with the same clock in: what is left once the
+    # clock's own cost is on both sides (the gap formula against (T(1+N) - T(1)) / N).
+    clocked = statistics.median(ours_[1] / theirs_[3] for ours_, theirs_ in used)
+    return ours, theirs, ratios, clocked, clock_us, len(clean), len(clean) + len(contended)
 
 
 def main() -> int:
@@ -169,7 +214,8 @@ def main() -> int:
     print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     started = time.monotonic()
     header = (f"{'model':<10} {'bs':>2}  {'TTFT bb/ref ms':>17} {'ratio':>6}  {'TPOT bb/ref ms':>17} {'ratio':>6}  "
-              f"{'e2e bb/ref ms':>19} {'ratio':>6}  {'tail ms':>7}  {'clean':>5}  verdict")
+              f"{'e2e bb/ref ms':>19} {'ratio':>6}  {'tail ms':>7}  {'clock us':>8}  {'bb/ref+clk':>10}  "
+              f"{'clean':>5}  verdict")
     missed = 0
     with tempfile.TemporaryDirectory(prefix="benchboard-generation-") as folder:
         paths = save_checkpoints(Path(folder))
@@ -179,7 +225,7 @@ def main() -> int:
         optimum = []
         for name in MODELS:
             for batch_size in BATCH_SIZES:
-                ours, theirs, ratios, clean, ran = compare(registry, paths[name], batch_size, args.prompt,
+                ours, theirs, ratios, clocked, clock_us, clean, ran = compare(registry, paths[name], batch_size, args.prompt,
                                                            args.new_tokens, args.threads, args.rounds, args.attempts)
                 ok = all(abs(ratio - 1) <= TARGET for ratio in ratios)
                 missed += not ok
@@ -187,7 +233,8 @@ def main() -> int:
                 # After the last token's logits: choosing it, the stopping check, the return; in
                 # T(1) too, not in benchboard's TTFT.
                 tail = ours[2] - ours[0] - (args.new_tokens - 1) * ours[1]
-                print(f"{name:<10} {batch_size:>2}  {cells[0]}  {cells[1]}  {cells[2]:>26}  {tail:7.3f}  {clean}/{ran:<3}  "
+                print(f"{name:<10} {batch_size:>2}  {cells[0]}  {cells[1]}  {cells[2]:>26}  {tail:7.3f}  "
+                      f"{clock_us:8.2f}  {clocked:10.3f}  {clean}/{ran:<3}  "
                       f"{'PASS' if ok else 'MISS'}{'' if clean else ' (contended rounds only)'}")
                 optimum.append((name, batch_size, optimum_figures(paths[name], batch_size, args.prompt,
                                                                    args.new_tokens)))

@@ -4,10 +4,12 @@ model's generation is timed token by token, and which models and settings are re
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import pytest
 import torch
+import transformers
 
 from engine import generation
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
@@ -93,6 +95,38 @@ def test_every_token_stamp_comes_after_a_device_sync():
         generation.time.perf_counter_ns = real_clock
     assert events == ["sync", "stamp"] * 3
     assert len(clock.stamps_ns) == 3
+
+
+def _python_calls(fn) -> int:
+    calls = []
+    sys.setprofile(lambda frame, event, arg: calls.append(event) if event in ("call", "c_call") else None)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return len(calls)
+
+
+def test_the_clock_is_cheap_for_the_logits_processor_list_to_inspect():
+    # transformers' LogitsProcessorList asks inspect.signature(processor.__call__) of every processor
+    # at every token; the clock answers with a signature made once, so its per-token cost (which
+    # lands in every gap, and which plain generate() does not pay) is a few Python calls, not the
+    # ~75 a bound method's signature costs. Counted calls, not time: the same on a loaded machine.
+    class PlainMethodClock(transformers.LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            return scores
+
+    clock = TokenClock(None)
+    assert inspect.signature(clock.__call__) is clock.__call__.__signature__
+    assert list(inspect.signature(clock.__call__).parameters) == ["input_ids", "scores"]
+    ids, scores = torch.zeros((1, 3), dtype=torch.long), torch.ones(1, 4)
+    with_clock = transformers.LogitsProcessorList([clock])
+    assert with_clock(ids, scores) is scores and len(clock.stamps_ns) == 1  # called through the list: one stamp
+    plain = transformers.LogitsProcessorList([PlainMethodClock()])
+    empty = transformers.LogitsProcessorList()
+    ours = _python_calls(lambda: with_clock(ids, scores)) - _python_calls(lambda: empty(ids, scores))
+    theirs = _python_calls(lambda: plain(ids, scores)) - _python_calls(lambda: empty(ids, scores))
+    assert ours * 2 < theirs, (ours, theirs)
 
 
 def test_a_gpu_session_syncs_at_every_token_and_at_the_end(registry, monkeypatch):
@@ -208,6 +242,7 @@ def test_repeats_are_refused_with_the_reason_tpot_cannot_be_pooled(registry):
 
 CUSTOM_GENERATOR = '''
 import torch
+import transformers
 import transformers
 
 from engine.models.spec import GENERATE_SCENARIOS, ModelSpec
