@@ -22,8 +22,8 @@
 
    ``adaptive_autorange()`` and ``blocked_autorange()`` choose their own block size (N calls a
    block, grown tenfold until the cost of the Timer's own clock, about 0.35 us here, is under
-   0.01% of a block: on this machine, quiet, 100 for the matmul, 10 for bert-tiny, 1 for
-   gpt2-tiny) and report the median of N-call block means. That is a different statistic from the median of
+   0.01% of a block: at this machine's quiet speeds 100 for the matmul, 10 for bert-tiny, 1 for
+   gpt2-tiny; the table prints it) and report the median of N-call block means. That is a different statistic from the median of
    single calls: a block mean takes in every slow call inside the block, so on a right-skewed
    distribution (scheduler interrupts, the other vCPU's work) it sits above the single-call
    median, and further above it the noisier the machine. The script still runs them each round
