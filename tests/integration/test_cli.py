@@ -9,12 +9,9 @@ import sys
 import pytest
 
 from storage.database import Database
+from tests.integration.cli_process import benchboard
 
 RUN = [sys.executable, "-m", "webapp.cli", "run"]
-
-
-def benchboard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,13 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
 from benchboard_client import AsyncBenchmarkAPIClient, BenchmarkAPIClient, NotFound
-from tests.integration.server import REPO_ROOT, start_server
+from tests.integration.cli_process import benchboard
+from tests.integration.server import start_server
 
 SPIN_BENCHMARK = '''
 """A workload with a controlled cost: forward() spins for the milliseconds in spin-cost.json."""
@@ -61,17 +60,6 @@ def inputs(batch_size, sequence_length, image_size):
 MODELS = [ModelSpec("spin", "test", "custom", "tabular", 0.0, build, inputs)]
 '''
 BASE_MS = 0.5
-
-
-def benchboard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT, env={**_env(), "HF_HUB_OFFLINE": "1"})
-
-
-def _env() -> dict:
-    import os
-
-    return {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
 
 
 def _run_id(done: subprocess.CompletedProcess) -> str:
