@@ -2,7 +2,8 @@
 
 Ways to run it (see also tests/README.md):
 
-- ``python -m pytest`` (the README's command): unit, integration, then browser tests.
+- ``python -m pytest -n 2 --dist loadfile`` (the README's command): unit, integration, then browser
+  tests, in two pytest-xdist processes that each take whole files (tests/README.md).
 - ``BENCHBOARD_TEST_FAKE_CUDA=1 python -m pytest tests/unit tests/integration``: as on a machine
   with a GPU. In the pytest process, ``torch.cuda.is_available()`` answers True and one fake
   CUDA device (``FAKE_GPU`` below) is detected as ``cuda:0``, for detection only: nothing is
@@ -101,3 +102,11 @@ def pytest_collection_modifyitems(items):
     # as its session-scoped browser lives, which breaks every asyncio test collected after
     # it. So the browser tests run last (a stable sort keeps every other order).
     items.sort(key=lambda item: "browser" in item.keywords)
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (-n 2 --dist loadfile) files are handed out in collection order, so each
+    # process runs its browser files after all its others. xdist's default would hand them out
+    # biggest file first, and an asyncio test could then run after a browser file in one process.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
