@@ -89,21 +89,22 @@ def test_runs_queued_behind_a_slow_one_start_in_priority_order(tmp_path):
     assert statuses["slow"]["start_time"] < statuses["critical"]["start_time"] < statuses["low"]["start_time"]
 
 
-def test_cancel_mid_run_keeps_measured_rows_and_frees_the_worker(own_server):
-    run = start_run(own_server, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4, 5, 6], progressive_mode=False)
-    wait_for(own_server, run["run_id"], lambda s: s["completed_configs"] >= 1)
-    cancelled = httpx.post(f"{own_server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30).json()
+def test_cancel_mid_run_keeps_measured_rows_and_frees_the_worker(server):
+    # The session's server: cancelling ends its worker, and the follow-up run below waits for a new one.
+    run = start_run(server, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4, 5, 6], progressive_mode=False)
+    wait_for(server, run["run_id"], lambda s: s["completed_configs"] >= 1)
+    cancelled = httpx.post(f"{server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30).json()
     assert cancelled["status"] == "cancelled"
 
-    results = httpx.get(f"{own_server.url}/api/benchmark/results/{run['run_id']}", timeout=30).json()
+    results = httpx.get(f"{server.url}/api/benchmark/results/{run['run_id']}", timeout=30).json()
     assert results["status"] == "cancelled"
     assert 1 <= len(results["results"]) < 6
     kept = len(results["results"])
     time.sleep(1.0)
-    assert len(httpx.get(f"{own_server.url}/api/benchmark/results/{run['run_id']}").json()["results"]) <= kept + 1
+    assert len(httpx.get(f"{server.url}/api/benchmark/results/{run['run_id']}").json()["results"]) <= kept + 1
 
-    follow_up = start_run(own_server, models=["gpt2-tiny"], batch_sizes=[1])
-    assert wait_for(own_server, follow_up["run_id"], lambda s: s["status"] in TERMINAL)["status"] == "completed"
+    follow_up = start_run(server, models=["gpt2-tiny"], batch_sizes=[1])
+    assert wait_for(server, follow_up["run_id"], lambda s: s["status"] in TERMINAL)["status"] == "completed"
 
 
 def test_killed_server_resumes_the_run_without_measuring_a_config_twice(tmp_path):
@@ -125,14 +126,14 @@ def test_killed_server_resumes_the_run_without_measuring_a_config_twice(tmp_path
     assert all(count == 1 for _, count in counts), counts
 
 
-def test_websocket_answers_ping_and_status_and_refuses_unknown_runs(own_server):
-    with connect(f"{own_server.ws_url}/api/benchmark/ws/no-such-run", open_timeout=30) as socket:
+def test_websocket_answers_ping_and_status_and_refuses_unknown_runs(server):
+    with connect(f"{server.ws_url}/api/benchmark/ws/no-such-run", open_timeout=30) as socket:
         assert json.loads(socket.recv(timeout=30)) == {"error": "no run with id 'no-such-run'"}
         with pytest.raises(Exception, match="1000"):
             socket.recv(timeout=30)
 
-    run = start_run(own_server, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4, 5, 6], progressive_mode=False)
-    with connect(f"{own_server.ws_url}/api/benchmark/ws/{run['run_id']}", open_timeout=30) as socket:
+    run = start_run(server, models=["bert-tiny"], batch_sizes=[1, 2, 3, 4, 5, 6], progressive_mode=False)
+    with connect(f"{server.ws_url}/api/benchmark/ws/{run['run_id']}", open_timeout=30) as socket:
         first = json.loads(socket.recv(timeout=30))
         assert first["run_id"] == run["run_id"] and first["status"] in ("queued", "running")
         socket.send("ping")
@@ -142,7 +143,7 @@ def test_websocket_answers_ping_and_status_and_refuses_unknown_runs(own_server):
         socket.send("status")
         reply = json.loads(socket.recv(timeout=30))
         assert reply["run_id"] == run["run_id"] and reply["total_configs"] == 6
-    httpx.post(f"{own_server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30)
+    httpx.post(f"{server.url}/api/benchmark/cancel/{run['run_id']}", timeout=30)
 
 
 def test_timing_attention_and_threads_of_a_request_reach_its_rows(server):
