@@ -176,15 +176,21 @@ def test_a_nodes_measuring_worker_runs_with_its_nodes_settings_not_rays(ray_serv
 @pytest.mark.timeout(240)
 def test_a_run_over_both_nodes_completes_with_rows_from_each(ray_server):
     # On the second node the first config kills its worker: that config fails as it would
-    # locally, and the next one gets a fresh worker there.
-    outcome = finished(ray_server, start_run(ray_server, models=["crash-on-second", "bert-tiny"], hardware=["*/cpu"]))
+    # locally, and the next one gets a fresh worker there. The server's own CPU measures too.
+    outcome = finished(ray_server, start_run(ray_server, models=["crash-on-second", "bert-tiny"],
+                                             hardware=["cpu", "*/cpu"]))
     assert outcome["status"] == "completed", outcome["failures"]
     rows = {(row["model_name"], row["hardware"]): row for row in outcome["results"]}
-    assert set(rows) == {("crash-on-second", "head/cpu"), ("bert-tiny", "head/cpu"), ("bert-tiny", "second/cpu")}
+    assert set(rows) == {("crash-on-second", "cpu"), ("bert-tiny", "cpu"), ("crash-on-second", "head/cpu"),
+                         ("bert-tiny", "head/cpu"), ("bert-tiny", "second/cpu")}
     for node in ("head", "second"):
         row = rows[("bert-tiny", f"{node}/cpu")]
         assert (row["node"], row["host"]) == (node, socket.gethostname())
         assert row["n_samples"] > 0 and row["p50_latency_ms"] > 0
+    # The run names no threads: each node's worker measured with the default a local worker has
+    # on this machine (Ray's OMP_NUM_THREADS=1 for its own workers does not reach it).
+    assert {rows[("bert-tiny", hw)]["threads"] for hw in ("cpu", "head/cpu", "second/cpu")} == {
+        rows[("bert-tiny", "cpu")]["threads"]}
     [crashed] = outcome["failures"]
     assert (crashed["model_name"], crashed["hardware"], crashed["node"]) == ("crash-on-second", "second/cpu", "second")
     assert crashed["error_type"] == "worker_crashed" and "code 3" in crashed["error_message"]
