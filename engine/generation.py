@@ -59,7 +59,7 @@ class TokenClock(transformers.LogitsProcessor):
     is kept to a few Python calls. transformers' ``LogitsProcessorList`` asks
     ``inspect.signature(processor.__call__)`` of every processor at every token (to see whether
     it takes extra keyword arguments); for a bound method that builds a new Signature each
-    time, about 75 Python calls, which on this 2-core VM measured 3-6% of a tiny model's time
+    time, about 78 Python calls, which on this 2-core VM measured 3-7% of a tiny model's time
     per token (perf/README.md, generation_accuracy.py). So the instance carries, as its
     ``__call__`` attribute, a plain function with its signature made once (``__signature__``,
     which inspect returns as it finds it: ~18 calls). Calling the processor goes through the
