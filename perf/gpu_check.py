@@ -8,10 +8,18 @@
    bf16, in both timing modes, through benchboard's own path (Services: planner,
    scheduler, a worker process on ``--hardware cuda``, DuckDB), into ``--db-path``.
 3. Times each config again with ``torch.utils.benchmark.Timer(...).blocked_autorange()``
-   in this process: latency mode against the Timer around ``fn(); torch.cuda.synchronize()``
-   (what a caller waits per call), throughput mode against the Timer's per-call time of
-   plain ``fn()`` (torch's Timer syncs at the ends of a block only). Each median must be
-   within ``--tolerance`` (5%) of the Timer's.
+   in this process, its block size pinned to the engine's k (perf/torch_reference.py's
+   ``FixedBlockTimer``, as measurement_accuracy.py does), after a warm-up like the worker's,
+   so both sides report the median of the same blocks' mean call, not autorange's median of
+   N-call means of its own N (perf/README.md, "Why the engine read low against autorange").
+   torch's Timer syncs the device at each clock reading, i.e. at the ends of a block only.
+   Latency: blocks of 1 call of ``fn(); torch.cuda.synchronize()`` (what a caller waits per
+   call). Throughput: blocks of plain ``fn()``, k = the calls the worker queues between two
+   syncs (on CUDA ``engine.timing.gpu_block_size`` from the warm-up's event readings, about
+   50 ms of calls; each engine sample is one call's event pair inside such a block, so there
+   the statistics differ by block mean against single call, which a GPU's tight call times
+   make small; on the CPU the row's ``calls_per_sample``). The table's ``k`` is that size.
+   Each median must be within ``--tolerance`` (5%) of the Timer's.
 4. Prints one table with the medians, the ratio, load and inference memory, the reserved
    peak, NVML's SM clock, temperature and power around the timed loop, throttling and
    contention, and exits 1 on any miss (2 where there is no CUDA device).
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -94,13 +103,30 @@ def measure_all(db_path: str, gpu, precisions, max_seconds: float, workloads=WOR
     return rows, failures
 
 
-def timer_median_ms(row, registry) -> float:
-    """torch.utils.benchmark's median per call for ``row``'s config, in this process."""
+def reference_block(row, device_type: str, settings, warm_readings: list[int]) -> int:
+    """Calls per Timer block for ``row``'s config: the engine's calls between two host syncs, so
+    that both sides time the same thing and report the median of the same blocks' mean call."""
+    from engine.timing import GPU_EVENT_TYPES, gpu_block_size
+
+    if row.timing == "latency":
+        return 1  # one call, synced after it
+    if device_type in GPU_EVENT_TYPES:
+        # Each sample is one call's event pair, but the worker queues a block of calls with no host
+        # sync between them, sized by this rule from its warm-up readings; a Timer block of 1 would
+        # sync after every call and time latency instead.
+        return gpu_block_size(settings, statistics.median(warm_readings))
+    return row.calls_per_sample or 1  # host-clock blocks: k calls, one sync at the end
+
+
+def timer_median_ms(row, registry, settings) -> tuple[float, int]:
+    """torch.utils.benchmark's median per call for ``row``'s config, in this process, over blocks
+    of the engine's size (``reference_block``), and that size."""
     import torch
-    from torch.utils.benchmark import Timer
 
     from engine.measurement import prepare_inputs, prepare_model
     from engine.precision import torch_dtype
+    from engine.timing import choose_timer, warm_up
+    from perf.torch_reference import fixed_block_autorange
 
     device = torch.device("cuda:0" if row.hardware == "cuda" else row.hardware)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -113,15 +139,20 @@ def timer_median_ms(row, registry) -> float:
         def fn():
             return model(**inputs)
 
-        for _ in range(5):
-            fn()
+        # Warm up as the worker does, with its timer (CUDA events on a GPU): its readings size the
+        # CUDA throughput block, as the worker's sized its own.
+        calls = reference_block(row, device.type, settings, warm_up(fn, settings, choose_timer(device.type)))
         sync()
+        # torch's Timer synchronizes the device at each clock reading, so a block of k calls is
+        # queued with no sync inside it and ends with one; latency mode also syncs after each call.
         stmt = "fn(); sync()" if row.timing == "latency" else "fn()"
-        measurement = Timer(stmt=stmt, globals={"fn": fn, "sync": sync}).blocked_autorange(min_run_time=1.0)
+        measurement = fixed_block_autorange(fn, calls, 1.0, stmt=stmt, extra_globals={"sync": sync},
+                                            num_threads=row.threads or torch.get_num_threads(),
+                                            warmup_seconds=settings.warmup_seconds)
     del model, inputs
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return measurement.median * 1000.0
+    return measurement.median * 1000.0, calls
 
 
 def fmt(value, spec=".1f") -> str:
@@ -146,21 +177,23 @@ def main(argv=None) -> int:
 
         torch.cuda.init()  # only now: the measurements above ran with no CUDA context in this process
 
+    from engine.config import MeasurementSettings
     from engine.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    header = (f"{'model':<18}{'bs':>4} {'prec':<5}{'timing':<11}{'p50 ms':>9}{'Timer ms':>10}{'ratio':>7} "
+    settings = MeasurementSettings(max_seconds=args.max_seconds)  # as Services builds the workers'
+    header = (f"{'model':<18}{'bs':>4} {'prec':<5}{'timing':<11}{'p50 ms':>9}{'Timer ms':>10}{'k':>5}{'ratio':>7} "
               f"{'ok':<4}{'items/s':>10}{'n':>6}{'load MB':>9}{'inf MB':>8}{'rsv MB':>8}{'dev MB':>8}"
               f"{'SM MHz':>12}{'temp C':>10}{'power W':>12} thr cont")
     print(f"\n{header}\n{'-' * len(header)}")
     misses = len(failures)
     for row in sorted(rows, key=lambda r: (r.model_name, r.batch_size, r.precision, r.timing)):
-        reference = timer_median_ms(row, registry)
+        reference, calls = timer_median_ms(row, registry, settings)
         ratio = row.p50_latency_ms / reference
         ok = abs(ratio - 1) <= args.tolerance
         misses += not ok
         print(f"{row.model_name:<18}{row.batch_size:>4} {row.precision:<5}{row.timing:<11}"
-              f"{row.p50_latency_ms:>9.3f}{reference:>10.3f}{ratio:>7.3f} {'yes' if ok else 'NO':<4}"
+              f"{row.p50_latency_ms:>9.3f}{reference:>10.3f}{calls:>5}{ratio:>7.3f} {'yes' if ok else 'NO':<4}"
               f"{row.throughput_items_per_second:>10.1f}{row.n_samples:>6}{fmt(row.load_memory_peak_mb):>9}"
               f"{fmt(row.memory_peak_mb):>8}{fmt(row.memory_reserved_peak_mb):>8}{fmt(row.process_device_memory_mb):>8}"
               f"{fmt(row.sm_clock_mhz_before, '.0f') + '>' + fmt(row.sm_clock_mhz_after, '.0f'):>12}"

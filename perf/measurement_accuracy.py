@@ -13,12 +13,13 @@
      clock: k is doubled until the clock's cost is below 0.1% of a block; on these workloads
      k = 1).
    - **torch**: ``torch.utils.benchmark.Timer(...).blocked_autorange(min_run_time=--torch-seconds)``
-     with its block size set to the *same* k (``FixedBlockTimer``), after a warm-up like the
-     engine's; its median is the median of those blocks' mean call. So both sides compute the
-     same statistic, the median of k-call block means, of the same distribution (judged: within
-     +/-5%). ``Timer.timeit(k)`` repeated and merged gives the same statistic through public API
-     only (at load 9 its median was within 1% of this one's, median of 10 alternating rounds),
-     but each ``timeit`` runs 2 untimed calls before its block: three times the wall per sample.
+     with its block size set to the *same* k (``FixedBlockTimer``, in perf/torch_reference.py,
+     shared with gpu_check.py), after a warm-up like the engine's; its median is the median of
+     those blocks' mean call. So both sides compute the same statistic, the median of k-call
+     block means, of the same distribution (judged: within +/-5%). ``Timer.timeit(k)`` repeated
+     and merged gives the same statistic through public API only (at load 9 its median was
+     within 1% of this one's, median of 10 alternating rounds), but each ``timeit`` runs
+     2 untimed calls before its block: three times the wall per sample.
 
    ``adaptive_autorange()`` and ``blocked_autorange()`` choose their own block size (N calls a
    block, grown tenfold until the cost of the Timer's own clock, about 0.35 us here, is under
@@ -50,9 +51,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for perf.torch_reference
 
 import torch  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
@@ -62,6 +66,7 @@ from engine.contention import ContentionMeter  # noqa: E402
 from engine.models.registry import ModelRegistry  # noqa: E402
 from engine.stats import summarize  # noqa: E402
 from engine.timing import perf_counter_timer, time_callable, time_config, warm_up  # noqa: E402
+from perf.torch_reference import fixed_block_autorange  # noqa: E402
 
 ACCURACY_TARGET = 0.05
 OVERHEAD_TARGET_US = 5.0
@@ -88,33 +93,10 @@ def engine_side(fn, timing: str) -> tuple[float, float, int]:
     return p50, loop.total_seconds * 1000.0 / loop.calls, loop.calls_per_sample
 
 
-class FixedBlockTimer(Timer):
-    """torch's Timer whose ``blocked_autorange`` times blocks of ``calls`` calls instead of the size
-    its own rule picks. The hook is private (``_estimate_block_size``), so ``torch_side`` checks
-    the result's ``number_per_run``: a torch that renamed it fails loudly instead of quietly
-    timing blocks of another size."""
-
-    def __init__(self, calls: int, **kwargs):
-        super().__init__(**kwargs)
-        self.calls = calls
-
-    def _estimate_block_size(self, min_run_time: float) -> int:
-        # torch's own rule doubles as the warm-up; warm up as the engine's warm_up does instead:
-        # at least 3 blocks and 0.05 s of them.
-        started, blocks = time.perf_counter(), 0
-        while blocks < 3 or time.perf_counter() - started < SETTINGS.warmup_seconds:
-            self._timeit(self.calls)
-            blocks += 1
-        return self.calls
-
-
 def torch_side(fn, threads: int, calls: int, seconds: float) -> tuple[float, float]:
     """(median ms, mean ms) per call of ``blocked_autorange`` over blocks of ``calls`` calls."""
-    timer = FixedBlockTimer(calls, stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    measured = timer.blocked_autorange(min_run_time=seconds)
-    if measured.number_per_run != calls:
-        raise RuntimeError(f"torch's Timer timed blocks of {measured.number_per_run} calls, not {calls}: "
-                           "its _estimate_block_size hook has changed")
+    measured = fixed_block_autorange(fn, calls, seconds, num_threads=threads,
+                                     warmup_seconds=SETTINGS.warmup_seconds)
     return measured.median * 1000.0, measured.mean * 1000.0
 
 
