@@ -27,7 +27,6 @@ from typing import Literal
 
 import msgspec
 import psutil
-import torch
 
 from engine import nvml
 from engine.errors import UnknownHardwareError
@@ -68,10 +67,24 @@ class HardwareInfo(msgspec.Struct, kw_only=True):
     alive: bool = True
 
 
+_adopted: list[HardwareInfo] | None = None  # what adopt_hardware took
+
+
 @cache
 def detect_hardware() -> list[HardwareInfo]:
     """Every device torch can use here, the CPU first. Cached: devices do not come and go."""
+    if _adopted is not None:
+        return list(_adopted)
     return [_cpu(), *_gpus(), *_mps()]
+
+
+def adopt_hardware(devices: list[HardwareInfo]) -> None:
+    """Take ``devices``, which a worker of this machine detected (the same torch, in a process
+    that may initialise the devices), as this process's: the CLI then plans and schedules
+    without importing torch (issue 16)."""
+    global _adopted
+    _adopted = list(devices)
+    detect_hardware.cache_clear()
 
 
 def detect_in_process() -> None:
@@ -88,6 +101,8 @@ def probe_gpus() -> list[HardwareInfo]:
 
 def _build_has_gpus() -> bool:
     """Whether this torch build could drive a CUDA, ROCm or XPU device at all."""
+    import torch
+
     return bool(torch.version.cuda or getattr(torch.version, "hip", None) or getattr(torch.version, "xpu", None))
 
 
@@ -161,6 +176,8 @@ def free_memory_bytes(name: str, ask_worker: Callable[[], int | None] | None = N
 
 def device_free_memory_bytes(hw: HardwareInfo) -> int:
     """Free memory of ``hw`` asked of torch in this process: for workers, which hold a device context."""
+    import torch
+
     if hw.type in ("cuda", "rocm"):
         free, _total = torch.cuda.mem_get_info(torch.device(hw.torch_device))
         return int(free)
@@ -182,6 +199,8 @@ def environment(hardware_name: str) -> dict:
     workers run with the same defaults; none of the reads initialises CUDA. Planning adds
     what a run chooses: its thread count and measurement settings.
     """
+    import torch
+
     hw = get_hardware(hardware_name)
     return {
         "hardware": hw.name,
@@ -223,6 +242,8 @@ def cpu_flags() -> list[str]:
 
 
 def _cpu_capability() -> str | None:
+    import torch
+
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except (AttributeError, RuntimeError):
@@ -263,6 +284,8 @@ def _cpu() -> HardwareInfo:
 
 
 def _cuda_devices() -> list[HardwareInfo]:
+    import torch
+
     if not torch.cuda.is_available():
         return []
     on_hip = bool(getattr(torch.version, "hip", None))
@@ -293,6 +316,8 @@ def _cuda_devices() -> list[HardwareInfo]:
 
 
 def _mps() -> list[HardwareInfo]:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     if mps is None or not mps.is_available():
         return []
@@ -309,6 +334,8 @@ def _mps() -> list[HardwareInfo]:
 
 
 def _xpu_devices() -> list[HardwareInfo]:
+    import torch
+
     xpu = getattr(torch, "xpu", None)
     if xpu is None or not xpu.is_available():
         return []

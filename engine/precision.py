@@ -8,26 +8,24 @@ from __future__ import annotations
 
 from functools import cache
 
-import torch
-
 from engine.config import PRECISIONS
 
 INT8_CPU_ONLY = "int8 dynamic quantization runs on cpu only"
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA generation with bf16 tensor cores
 
-_DTYPES = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    # Dynamic quantization keeps fp32 activations; only Linear weights become int8.
-    "int8": torch.float32,
-}
+# Dynamic quantization keeps fp32 activations; only Linear weights become int8.
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 
 
-def torch_dtype(precision: str) -> torch.dtype:
-    """The dtype the model and its floating inputs are cast to for ``precision``."""
+def torch_dtype(precision: str):
+    """The dtype the model and its floating inputs are cast to for ``precision``.
+
+    torch is imported by the functions that need it: a process that only plans (the CLI,
+    issue 16) judges fp32 without it."""
+    import torch
+
     try:
-        return _DTYPES[precision]
+        return getattr(torch, _DTYPES[precision])
     except KeyError:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}") from None
 
@@ -99,6 +97,8 @@ def _parse_capability(value) -> tuple[int, int] | None:
 @cache
 def _cpu_runs_half_linear() -> bool:
     """Asks torch for real: CPU half kernels exist in torch 2.x builds, not in every older one."""
+    import torch
+
     try:
         layer = torch.nn.Linear(8, 8).to(torch.float16)
         with torch.inference_mode():
@@ -110,4 +110,6 @@ def _cpu_runs_half_linear() -> bool:
 
 @cache
 def _cpu_has_quantized_engine() -> bool:
+    import torch
+
     return any(engine != "none" for engine in torch.backends.quantized.supported_engines)

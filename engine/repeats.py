@@ -19,7 +19,6 @@ import msgspec
 from engine.config import MeasurementSettings
 from engine.result import Measurement
 from engine.stats import summarize
-from engine.timing import kept_samples
 
 
 def between_process_cv(medians: Sequence[float]) -> float | None:
@@ -58,6 +57,8 @@ def pool(results: Sequence[Measurement], settings: MeasurementSettings) -> Measu
     are the highest; the load time and cold latency are the first process's (later ones would
     be just as cold, but one is what a single measurement reports); contended if any was.
     """
+    from engine.timing import kept_samples  # imports torch: not at import (the CLI plans without it, issue 16)
+
     if not results:
         raise ValueError("pool() needs at least one measurement")
     if len(results) == 1:

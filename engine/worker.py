@@ -44,7 +44,7 @@ import torch
 
 from engine import worker_protocol as protocol
 from engine.errors import EngineError
-from engine.hardware import detect_in_process, device_free_memory_bytes, get_hardware
+from engine.hardware import detect_hardware, detect_in_process, device_free_memory_bytes, environment, get_hardware
 from engine.measurement import failure_result, measure
 from engine.models.registry import ModelRegistry
 
@@ -54,6 +54,8 @@ class Worker:
         self.device = device  # reported in "ready"; each job names its own hardware, which measure() resolves
         self._out = out
         self._default_dirs = (models_dir, custom_benchmarks_dir)
+        # Read before any job changes torch's settings (its thread count): what planning records.
+        self._environment = environment(device)
 
     def serve(self, lines) -> None:
         self._send(protocol.Ready(pid=os.getpid(), device=self.device, torch_version=str(torch.__version__)))
@@ -77,6 +79,8 @@ class Worker:
             self._send(protocol.Pong())
         elif isinstance(request, protocol.MemoryQuery):
             self._send(protocol.MemoryInfo(free_bytes=self._free_memory()))
+        elif isinstance(request, protocol.PlanQuery):
+            self._send(self._plan_facts(request))
         else:
             self._run(request)
         return True
@@ -91,6 +95,23 @@ class Worker:
         else:
             result = measure(job, registry)
         self._send(protocol.JobResult(job_id=request.job_id, result=result))
+
+    def _plan_facts(self, query: protocol.PlanQuery) -> protocol.PlanFacts:
+        """What planning needs of torch and transformers (issue 16), from this process's registry."""
+        facts = protocol.PlanFacts(hardware=detect_hardware(), environment=self._environment)
+        try:
+            registry = _registry(*self._default_dirs)
+            names = registry.resolve(query.models) if query.models is not None else registry.tier(query.priority)
+            specs = [registry.get(name) for name in names]
+        except Exception as error:  # noqa: BLE001 - the registry's refusal is the answer, planning reports it
+            facts.models_error = str(error)
+            return facts
+        facts.models = [
+            protocol.PlannedModel(info=spec.describe(), parameters_million=spec.parameters_million,
+                                  image_size=spec.image_size, chooses_attention=spec.chooses_attention)
+            for spec in specs
+        ]
+        return facts
 
     def _free_memory(self) -> int | None:
         try:

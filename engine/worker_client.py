@@ -275,6 +275,29 @@ class WorkerProcess:
                 if isinstance(event, protocol.MemoryInfo):
                     return event.free_bytes
 
+    def plan_facts(self, query: protocol.PlanQuery, timeout_s: float = 300.0) -> protocol.PlanFacts | None:
+        """What planning needs of torch and transformers, as this worker reads them (starting it
+        if need be; issue 16); None when it cannot start or does not say."""
+        with self._run_lock:
+            try:
+                self.start()
+            except WorkerStartError:
+                return None
+            process = self._process
+            if process is None:  # closed meanwhile
+                return None
+            try:
+                _send(process, query)
+            except OSError:
+                return None
+            deadline = time.monotonic() + timeout_s
+            while True:
+                event = _next_event(process, deadline)
+                if event is None or event is _EXITED:
+                    return None
+                if isinstance(event, protocol.PlanFacts):
+                    return event
+
     def cancel(self) -> bool:
         """Kill the job in flight (from any thread); its ``run`` returns FAILED "cancelled" promptly.
 

@@ -174,7 +174,8 @@ def command_run(args: argparse.Namespace) -> int:
         from webapp.wiring.services import Services
 
         progress = ProgressBar(sys.stderr)
-        services = Services(settings, listeners=[progress], allow_model_paths=True, workers=workers)
+        services = Services(settings, listeners=[progress], allow_model_paths=True, workers=workers,
+                            facts=plan_facts(request, workers))
     except BaseException:
         for worker in workers.values():
             worker.close()
@@ -221,6 +222,20 @@ def prestart_workers(request: RunRequest, settings: Settings) -> dict:
         )
         threading.Thread(target=worker.ping, name=f"prestart-{device}", daemon=True).start()
     return workers
+
+
+def plan_facts(request: RunRequest, workers: dict) -> dict | None:
+    """What planning needs of torch and transformers (the devices, each device's environment, the
+    models), asked of the prestarted workers so that this process imports neither (issue 16).
+    None where there are no workers or one cannot answer (a device that is not here): then
+    this process plans by itself, and refuses what is wrong with the list of what is present."""
+    if not workers:
+        return None
+    from engine.worker_protocol import PlanQuery
+
+    query = PlanQuery(models=request.models, priority=request.priority)
+    facts = {device: worker.plan_facts(query) for device, worker in workers.items()}
+    return None if any(answer is None for answer in facts.values()) else facts
 
 
 def _warn_contended(results) -> None:

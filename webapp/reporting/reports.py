@@ -12,9 +12,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import altair as alt
 import msgspec
-import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from engine.result import ResultRow
@@ -93,6 +91,11 @@ def _vendored(prefix: str) -> str:
 def throughput_chart(results: list[ResultRow]) -> dict | None:
     if not results:
         return None
+    # Imported when a report is written, not with the module: a run's coordinating process
+    # (the CLI) imports this module to wire the writer (issue 16).
+    import altair as alt
+    import pandas as pd
+
     frame = pd.DataFrame(msgspec.to_builtins(results))
     frame["config"] = frame["model_name"] + " / " + frame["hardware"] + " / " + frame["precision"]
     # A generation's items/s (whole generations) never shares a line with forward passes.

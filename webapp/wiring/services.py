@@ -9,10 +9,9 @@ import sys
 import msgspec
 
 from engine.config import MeasurementSettings
-from engine.errors import EngineError, InvalidRequestError, UnknownRunError
-from engine.hardware import HardwareInfo, detect_hardware, environment, free_memory_bytes, resolve_hardware
-from engine.models.registry import ModelRegistry
-from engine.models.spec import ModelInfo
+from engine.errors import EngineError, InvalidRequestError, ModelLoadError, UnknownRunError
+from engine.hardware import HardwareInfo, adopt_hardware, detect_hardware, environment, free_memory_bytes, resolve_hardware
+from engine.models.spec import ModelInfo, ModelSpec
 from engine.nodes import RAY_MISSING, StampedWorker, ray_installed
 from engine.nodes import resolve as resolve_with_cluster
 from engine.planning import plan_run
@@ -21,6 +20,7 @@ from engine.result import ResultRow
 from engine.runs import FAILED, RunRecord, RunRequest, RunResults, RunState, RunStatus, RunStatusName, utc_now
 from engine.scheduler import Scheduler
 from engine.worker_client import WorkerProcess
+from engine.worker_protocol import PlanFacts
 from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
@@ -62,17 +62,68 @@ def connect_cluster(settings: Settings):
     )
 
 
+def _built_in_the_worker(*_args, **_kwargs):
+    raise EngineError("this model was described by the worker; it is built and fed there")
+
+
+class PlannedModels:
+    """The registry planning uses when a worker described the models (issue 16): the ones its
+    PlanQuery named, as engine.models.spec.ModelSpec without a builder (the worker builds them)."""
+
+    def __init__(self, facts: PlanFacts):
+        self._error = facts.models_error
+        self._specs = {
+            planned.info.name: ModelSpec(
+                name=planned.info.name, family=planned.info.family, architecture=planned.info.type,
+                modality=planned.info.modality, parameters_million=planned.parameters_million,
+                build=_built_in_the_worker, make_inputs=_built_in_the_worker, source=planned.info.source,
+                weights=planned.info.weights, tier=planned.info.tier, image_size=planned.image_size,
+                chooses_attention=planned.chooses_attention, scenarios=tuple(planned.info.scenarios),
+            )
+            for planned in facts.models
+        }
+
+    def _names(self) -> list[str]:
+        if self._error is not None:
+            raise ModelLoadError(self._error)
+        return list(self._specs)
+
+    def resolve(self, names: list[str]) -> list[str]:
+        return self._names()
+
+    def tier(self, priority: str) -> list[str]:
+        return self._names()
+
+    def get(self, name: str) -> ModelSpec:
+        return self._specs[name]
+
+    def list(self) -> list[ModelSpec]:
+        return list(self._specs.values())
+
+
 class Services:
     def __init__(
         self, settings: Settings, *, listeners: list[EventSink] | None = None, allow_model_paths: bool = False,
-        workers: dict[str, WorkerProcess] | None = None,
+        workers: dict[str, WorkerProcess] | None = None, facts: dict[str, PlanFacts] | None = None,
     ):
         """``workers``: local workers already started (the CLI starts them before it imports
-        and plans, issue 16); the scheduler takes each for its device, ``close`` ends the rest."""
+        and plans, issue 16); the scheduler takes each for its device, ``close`` ends the rest.
+        ``facts``: what those workers answered a PlanQuery, by device: then the devices, the
+        environments and the models come from them and this process imports neither torch
+        nor transformers (it plans one run: the models are those the query named)."""
         self.settings = settings
         self._prestarted = dict(workers or {})
+        self._environments = {device: answer.environment for device, answer in (facts or {}).items()}
         self.db = Database(settings.db_path, threads=settings.db_threads)
-        self.registry = ModelRegistry(settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths)
+        if facts:
+            adopt_hardware(next(iter(facts.values())).hardware)
+            self.registry = PlannedModels(next(iter(facts.values())))
+        else:
+            from engine.models.registry import ModelRegistry  # imports transformers
+
+            self.registry = ModelRegistry(
+                settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths
+            )
         self.local_hardware = detect_hardware()
         self._hardware_by_name = {hw.name: hw for hw in self.local_hardware}
         # --ray-address: every node's devices too, named NODE/DEVICE (engine.ray_executor).
@@ -115,7 +166,9 @@ class Services:
         )
 
     def _environment(self, device: str) -> dict:
-        return self.cluster.environment(device) if self._on_cluster(device) else environment(device)
+        if self._on_cluster(device):
+            return self.cluster.environment(device)
+        return self._environments[device] if device in self._environments else environment(device)
 
     def _free_memory_bytes(self, device: str) -> int:
         if self._on_cluster(device):
