@@ -6,24 +6,19 @@ each naming the field."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 
 import pytest
 from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError
 from litestar.testing import TestClient
 
 from storage.database import Database
+from tests.integration.cli_process import benchboard
 from webapp.app import create_app
 from webapp.cli.remote import add_remote_parser, run_remote
 from webapp.wiring.settings import Settings
 
 MODELS = ("gpt2-tiny", "t5-tiny", "llama-tiny", "whisper-tiny-random")
 NEW_TOKENS = 16
-
-
-def benchboard(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +29,7 @@ def generated(tmp_path_factory):
     # not their precision.
     done = benchboard("run", "--models", *MODELS, "--scenario", "generate", "--new-tokens", str(NEW_TOKENS),
                       "--batch-sizes", "1", "2", "--db-path", str(db_path), "--results-dir", str(folder / "results"),
-                      "--max-seconds", "0.5", "--threads", "1")
+                      "--max-seconds", "0.5", "--threads", "1", timeout=900)
     return done, db_path, folder
 
 
