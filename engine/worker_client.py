@@ -231,53 +231,22 @@ class WorkerProcess:
 
     def ping(self, timeout_s: float = 10.0) -> bool:
         """True when the worker answers; False when it cannot start or stays silent (it is then killed)."""
-        with self._run_lock:
-            try:
-                self.start()
-            except WorkerStartError:
-                return False
-            process = self._process
-            if process is None:  # closed meanwhile
-                return False
-            try:
-                _send(process, protocol.Ping())
-            except OSError:
-                return False
-            deadline = time.monotonic() + timeout_s
-            while True:
-                event = _next_event(process, deadline)
-                if event is None or event is _EXITED:
-                    process.kill()
-                    return False
-                if isinstance(event, protocol.Pong):
-                    return True
+        return self._ask(protocol.Ping(), protocol.Pong, timeout_s, kill_if_silent=True) is not None
 
     def free_memory_bytes(self, timeout_s: float = 30.0) -> int | None:
         """The device's free memory as the worker reads it (starting the worker if need be);
         None when it cannot start or does not say."""
-        with self._run_lock:
-            try:
-                self.start()
-            except WorkerStartError:
-                return None
-            process = self._process
-            if process is None:  # closed meanwhile
-                return None
-            try:
-                _send(process, protocol.MemoryQuery())
-            except OSError:
-                return None
-            deadline = time.monotonic() + timeout_s
-            while True:
-                event = _next_event(process, deadline)
-                if event is None or event is _EXITED:
-                    return None
-                if isinstance(event, protocol.MemoryInfo):
-                    return event.free_bytes
+        answer = self._ask(protocol.MemoryQuery(), protocol.MemoryInfo, timeout_s)
+        return None if answer is None else answer.free_bytes
 
     def plan_facts(self, query: protocol.PlanQuery, timeout_s: float = 300.0) -> protocol.PlanFacts | None:
         """What planning needs of torch and transformers, as this worker reads them (starting it
         if need be; issue 16); None when it cannot start or does not say."""
+        return self._ask(query, protocol.PlanFacts, timeout_s)
+
+    def _ask(self, query, answer_type: type, timeout_s: float, kill_if_silent: bool = False):
+        """Send one query between jobs and wait for its answer (starting the worker if need be);
+        None when the worker cannot start, is closed, or does not answer in time."""
         with self._run_lock:
             try:
                 self.start()
@@ -294,8 +263,10 @@ class WorkerProcess:
             while True:
                 event = _next_event(process, deadline)
                 if event is None or event is _EXITED:
+                    if kill_if_silent:
+                        process.kill()
                     return None
-                if isinstance(event, protocol.PlanFacts):
+                if isinstance(event, answer_type):
                     return event
 
     def cancel(self) -> bool:
