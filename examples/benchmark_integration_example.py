@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 # The seed's import line. `pip install ./client` (the benchboard-client distribution) provides it.
 from benchmark_api_client import (
@@ -71,9 +72,16 @@ def show_results(client: BenchmarkAPIClient, run_id: str) -> None:
               f"{failure['error_type']}: {failure['error_message']}")
 
 
-def show_reports(client: BenchmarkAPIClient, run_id: str) -> None:
+def show_reports(client: BenchmarkAPIClient, run_id: str, wait_s: float = 30.0) -> None:
+    # The server writes a run's reports just after it publishes the run's end, so that a slow
+    # report never delays the status; give it a moment to list this run's folder.
+    deadline = time.monotonic() + wait_s
+    entries = client.get_reports()
+    while not any(entry["run_id"] == run_id for entry in entries) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        entries = client.get_reports()
     print()
-    for entry in client.get_reports():
+    for entry in entries:
         marker = "*" if entry["run_id"] == run_id else " "
         print(f"{marker} {entry['run_id']}  {entry['status']:<10} {', '.join(entry['reports'])}  "
               f"{client.base_url}{entry['url']}")
