@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from perf.vs_optimum_benchmark import make_checkpoint  # noqa: E402  the same checkpoint its cold wall runs
 HEAVY = ("torch", "transformers", "altair", "pandas")
 # Runs main() with an exit hook that reports which heavy modules this process imported.
 CLI = (
@@ -57,18 +59,6 @@ def export(rev: str, into: Path) -> Path:
 def env(source: Path) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "PYTHONPATH": str(source)}
-
-
-def make_checkpoint(folder: Path) -> Path:
-    code = (
-        "import sys, torch, transformers\n"
-        "from engine.models.builtin import TINY_ENCODER\n"
-        "torch.manual_seed(0)\n"
-        "transformers.BertModel(transformers.BertConfig(**TINY_ENCODER)).save_pretrained(sys.argv[1])\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, env=env(ROOT), capture_output=True,
-                   timeout=600)
-    return folder
 
 
 def run_once(source: Path, checkpoint: Path, workdir: Path, label: str, max_seconds: float | None) -> dict:
