@@ -33,8 +33,9 @@ class ResultStore(Protocol):
     def finished_keys(self, run_id: str) -> set[str]:
         """Config keys of the run already measured, failed or skipped by progressive mode."""
 
-    def record_result(self, run_id: str, result: Measurement, fingerprint: str) -> None:
-        """Store a measurement, or a failure/refusal/incompatibility with its reason."""
+    def record_result(self, run_id: str, result: Measurement, fingerprint: str, *, run: RunRecord | None = None) -> None:
+        """Store a measurement, or a failure/refusal/incompatibility with its reason; with
+        ``run``, that run row too (as ``save_run``), both or neither (one transaction)."""
 
     def record_progressive_stop(self, run_id: str, config: BenchmarkConfig, reason: str) -> None:
         """Store that progressive mode left ``config`` unmeasured, and why."""

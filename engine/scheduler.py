@@ -32,7 +32,7 @@ from engine.resources import refusal_reason
 from engine import result as config_outcome
 from engine import runs as run_states
 from engine.result import REFUSED, Measurement
-from engine.runs import CANCELLED, PRIORITY_RANK, QUEUED, RUNNING, RunState, RunStatus, utc_now
+from engine.runs import CANCELLED, PRIORITY_RANK, QUEUED, RUNNING, RunRecord, RunState, RunStatus, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -284,12 +284,9 @@ class Scheduler:
 
         stopped_by = self._escalation_stop(run, config, result) if request.progressive_mode else None
         result.stop_reason = stopped_by
-        self._store.record_result(run.run_id, result, fingerprint)
-        self._sink.result_recorded(run.run_id, result)
-        self._finish_config(
-            run, config,
+        self._record_and_publish(
+            run, config, result, fingerprint,
             measured_seconds=result.wall_seconds if result.status in (config_outcome.OK, config_outcome.FAILED) else None,
-            failed=not result.ok,
         )
         if stopped_by:
             self._skip_rest_of_escalation(run, config, stopped_by)
@@ -405,11 +402,7 @@ class Scheduler:
         failure is logged, and the run goes on.
         """
         with self._lock:
-            run.version += 1
-            version, status = run.version, run.status_now()
-            record = run.record(status)
-            finishing = run.terminal and not run.finishing
-            run.finishing = run.finishing or finishing
+            version, status, record, finishing = self._snapshot(run)
         with self._save_lock:
             if version > run.saved_version:
                 run.saved_version = version
@@ -418,6 +411,56 @@ class Scheduler:
                     self._sink.run_updated(run.run_id, status)
                 except Exception:
                     log.exception("could not publish the state of run %s", run.run_id)
+        self._announce_end(run, status, finishing)
+        return status
+
+    @staticmethod
+    def _snapshot(run: RunState) -> tuple[int, RunStatus, RunRecord, bool]:
+        """The run's next version, status and row, and whether it is the first terminal one
+        (under the scheduler's lock)."""
+        run.version += 1
+        status = run.status_now()
+        finishing = run.terminal and not run.finishing
+        run.finishing = run.finishing or finishing
+        return run.version, status, run.record(status), finishing
+
+    def _record_and_publish(
+        self, run: RunState, config: BenchmarkConfig, result: Measurement, fingerprint: str, *,
+        measured_seconds: float | None,
+    ) -> None:
+        """Store a config's result and the run's row that counts it in one transaction (one
+        commit per config, issue 16), then tell the sink: the result, then the run's state.
+
+        The save lock is taken first, so this snapshot is the newest when it is written; nobody
+        waits for the save lock while holding the scheduler's lock. The run's counters move
+        before the snapshot and move back if the write fails, which raises: the caller then
+        fails the config, as when a result could not be stored on its own.
+        """
+        failed = not result.ok
+        with self._save_lock:
+            with self._lock:
+                counted = config.key() not in run.finished_keys
+                self._count_finished(run, config, measured_seconds=measured_seconds, skipped=False, failed=failed)
+                version, status, record, finishing = self._snapshot(run)
+            try:
+                self._store.record_result(run.run_id, result, fingerprint, run=record)
+            except BaseException:
+                with self._lock:
+                    if counted:
+                        run.finished_keys.discard(config.key())
+                    self._count_finished(
+                        run, config, measured_seconds=measured_seconds, skipped=False, failed=failed, sign=-1,
+                    )
+                raise
+            run.saved_version = version
+            try:
+                self._sink.result_recorded(run.run_id, result)
+                self._sink.run_updated(run.run_id, status)
+            except Exception:
+                log.exception("could not publish the state of run %s", run.run_id)
+        self._announce_end(run, status, finishing)
+
+    def _announce_end(self, run: RunState, status: RunStatus, finishing: bool) -> None:
         if finishing:
             try:
                 self._sink.run_finished(run.run_id, status)
@@ -425,20 +468,28 @@ class Scheduler:
                 log.exception("a listener failed on the end of run %s", run.run_id)
             finally:
                 run.finished.set()
-        return status
 
     def _finish_config(
         self, run: RunState, config: BenchmarkConfig, *, measured_seconds: float | None,
         skipped: bool = False, failed: bool = False,
     ) -> None:
         with self._lock:
-            run.finished_keys.add(config.key())
-            if measured_seconds is not None:
-                run.measured_seconds += measured_seconds
-                run.measured_configs += 1
-            run.skipped_configs += skipped
-            run.failed_configs += failed
+            self._count_finished(run, config, measured_seconds=measured_seconds, skipped=skipped, failed=failed)
         self._publish(run)
+
+    @staticmethod
+    def _count_finished(
+        run: RunState, config: BenchmarkConfig, *, measured_seconds: float | None, skipped: bool, failed: bool,
+        sign: int = 1,
+    ) -> None:
+        """Count ``config`` as finished (``sign`` -1: take that back; the caller removes its key)."""
+        if sign > 0:
+            run.finished_keys.add(config.key())
+        if measured_seconds is not None:
+            run.measured_seconds += sign * measured_seconds
+            run.measured_configs += sign
+        run.skipped_configs += sign * skipped
+        run.failed_configs += sign * failed
 
     def _finish_if_done(self, run: RunState) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from storage.catalog import catalog_ids
 from storage.database import Database
+from storage.runs import write_run
 from storage.timestamps import read_back, stored, utc_now
 
 Row = TypeVar("Row")
@@ -119,8 +120,9 @@ VALUES_MAX_ROWS = 1
 _TIMESTAMP_COLUMNS = frozenset(name for name, kind in RESULT_VALUE_COLUMNS.items() if pa.types.is_timestamp(kind))
 
 
-def insert_results(db: Database, rows: list[dict]) -> int:
-    """Bulk-insert result rows in one transaction.
+def insert_results(db: Database, rows: list[dict], *, run: msgspec.Struct | None = None) -> int:
+    """Bulk-insert result rows in one transaction; with ``run`` (a run row, as for
+    ``storage.runs.save_run``) that row is upserted in the same transaction, one commit.
 
     Each row is a measurement's fields (``msgspec.structs.asdict``) plus ``run_id``,
     ``config_key``, ``fingerprint``, and the ``model`` and ``hardware`` Structs it ran on.
@@ -146,6 +148,8 @@ def insert_results(db: Database, rows: list[dict]) -> int:
                 cursor.execute(f"INSERT INTO performance_results ({names}) SELECT {names} FROM incoming_results")
             finally:
                 cursor.unregister("incoming_results")
+        if run is not None:
+            write_run(cursor, run)
     catalog.keep(pending)  # committed
     return len(rows)
 
@@ -197,8 +201,9 @@ FAILURE_VALUE_COLUMNS = (
 )
 
 
-def record_failure(db: Database, failure: dict) -> None:
-    """Record a failed, refused, incompatible or skipped config with its reason.
+def record_failure(db: Database, failure: dict, *, run: msgspec.Struct | None = None) -> None:
+    """Record a failed, refused, incompatible or skipped config with its reason; with ``run``,
+    upsert that run row in the same transaction (as insert_results).
 
     ``failure`` is a measurement's fields plus ``run_id``, ``config_key``, ``is_compatible``
     and the ``model`` and ``hardware`` Structs.
@@ -214,6 +219,8 @@ def record_failure(db: Database, failure: dict) -> None:
             [model_id, hardware_id, *(stored(failure.get(column)) for column in FAILURE_VALUE_COLUMNS[:-1]),
              stored(failure.get("created_at") or utc_now())],
         )
+        if run is not None:
+            write_run(cursor, run)
     catalog.keep(pending)  # committed
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import duckdb
 import msgspec
 
 from storage.database import Database
@@ -27,6 +28,13 @@ Row = TypeVar("Row")
 
 def save_run(db: Database, record: msgspec.Struct) -> None:
     """Insert or update a run from a Struct whose fields include RUN_COLUMNS."""
+    with db.writing() as cursor:
+        write_run(cursor, record)
+
+
+def write_run(cursor: duckdb.DuckDBPyConnection, record: msgspec.Struct) -> None:
+    """save_run's upsert inside the caller's transaction (``Database.writing``): a config's
+    result and the run's row that counts it commit together (storage.results)."""
     values = {column: stored(getattr(record, column)) for column in RUN_COLUMNS}
     for column in JSON_COLUMNS:
         values[column] = msgspec.json.encode(values[column]).decode()
@@ -34,12 +42,11 @@ def save_run(db: Database, record: msgspec.Struct) -> None:
         f"{column} = excluded.{column}" for column in RUN_COLUMNS if column not in ("run_id", "created_at")
     )
     placeholders = ", ".join(f"${column}" for column in RUN_COLUMNS)
-    with db.writing() as cursor:
-        cursor.execute(
-            f"INSERT INTO test_runs ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (run_id) DO UPDATE SET {assignments}",
-            values,
-        )
+    cursor.execute(
+        f"INSERT INTO test_runs ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders}) "
+        f"ON CONFLICT (run_id) DO UPDATE SET {assignments}",
+        values,
+    )
 
 
 def _decode(row: tuple, as_type: type[Row]) -> Row:

@@ -42,16 +42,16 @@ class StorageResultStore:
             **extra,
         }
 
-    def record_result(self, run_id: str, result: Measurement, fingerprint: str) -> None:
+    def record_result(self, run_id: str, result: Measurement, fingerprint: str, *, run: RunRecord | None = None) -> None:
         if result.ok:
-            result_rows.insert_results(self._db, [self._row(run_id, result, fingerprint=fingerprint)])
+            result_rows.insert_results(self._db, [self._row(run_id, result, fingerprint=fingerprint)], run=run)
             return
         message = result.error_message or result.status
         if result.stop_reason:
             message = f"{message} ({result.stop_reason})"
         result_rows.record_failure(self._db, self._row(
             run_id, result, error_type=result.error_type or result.status, error_message=message, is_compatible=False,
-        ))
+        ), run=run)
 
     def record_progressive_stop(self, run_id: str, config: BenchmarkConfig, reason: str) -> None:
         skipped = Measurement.failure(config, SKIPPED, "progressive_stop", f"not measured: {reason}")

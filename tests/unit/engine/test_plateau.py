@@ -30,7 +30,7 @@ class NullStore:
     def finished_keys(self, run_id):
         return set()
 
-    def record_result(self, run_id, result, fingerprint):
+    def record_result(self, run_id, result, fingerprint, *, run=None):
         self.results.append(result)
 
     def record_progressive_stop(self, run_id, config, reason):

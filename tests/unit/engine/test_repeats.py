@@ -96,7 +96,7 @@ class Store:
     def finished_keys(self, run_id):
         return set()
 
-    def record_result(self, run_id, result, fingerprint):
+    def record_result(self, run_id, result, fingerprint, *, run=None):
         self.results.append(result)
 
     def record_progressive_stop(self, *args):

@@ -40,11 +40,13 @@ class MemoryStore:
             c.key() for rid, c, _ in self.stops if rid == run_id
         }
 
-    def record_result(self, run_id, result, fingerprint):
+    def record_result(self, run_id, result, fingerprint, *, run=None):
         with self.lock:
             self.results.append((run_id, result, fingerprint))
             if result.ok:
                 self.recent.add((result.config.key(), fingerprint))
+            if run is not None:
+                self.runs[run.run_id] = run
 
     def record_progressive_stop(self, run_id, config, reason):
         self.stops.append((run_id, config, reason))
@@ -246,11 +248,11 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.failures_left = 1
 
-    def record_result(self, run_id, result, fingerprint):
+    def record_result(self, run_id, result, fingerprint, *, run=None):
         if self.failures_left:
             self.failures_left -= 1
             raise OSError("disk full")
-        super().record_result(run_id, result, fingerprint)
+        super().record_result(run_id, result, fingerprint, run=run)
 
 
 def test_a_storage_failure_fails_one_config_and_the_device_keeps_working(make_scheduler, registry):
