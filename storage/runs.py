@@ -32,21 +32,31 @@ def save_run(db: Database, record: msgspec.Struct) -> None:
         write_run(cursor, record)
 
 
+# What a saved run may change: all but its identity and when it was made.
+_UPDATED_COLUMNS = tuple(column for column in RUN_COLUMNS if column not in ("run_id", "created_at"))
+_UPDATE_RUN = (
+    f"UPDATE test_runs SET {', '.join(f'{column} = ${column}' for column in _UPDATED_COLUMNS)} WHERE run_id = $run_id"
+)
+_INSERT_RUN = (
+    f"INSERT INTO test_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(f'${column}' for column in RUN_COLUMNS)})"
+)
+
+
 def write_run(cursor: duckdb.DuckDBPyConnection, record: msgspec.Struct) -> None:
-    """save_run's upsert inside the caller's transaction (``Database.writing``): a config's
-    result and the run's row that counts it commit together (storage.results)."""
+    """save_run inside the caller's transaction (``Database.writing``): a config's result and
+    the run's row that counts it commit together (storage.results).
+
+    An UPDATE, and an INSERT only when no row was there: a run is saved many times (each
+    config, each step) and DuckDB's ``INSERT ... ON CONFLICT DO UPDATE`` took three times
+    as long as the UPDATE (perf/ingest.py, issue 16). The write lock the caller holds and
+    the one read-write process of a DuckDB file leave no one to insert between the two.
+    """
     values = {column: stored(getattr(record, column)) for column in RUN_COLUMNS}
     for column in JSON_COLUMNS:
         values[column] = msgspec.json.encode(values[column]).decode()
-    assignments = ", ".join(
-        f"{column} = excluded.{column}" for column in RUN_COLUMNS if column not in ("run_id", "created_at")
-    )
-    placeholders = ", ".join(f"${column}" for column in RUN_COLUMNS)
-    cursor.execute(
-        f"INSERT INTO test_runs ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders}) "
-        f"ON CONFLICT (run_id) DO UPDATE SET {assignments}",
-        values,
-    )
+    updated = cursor.execute(_UPDATE_RUN, {column: values[column] for column in ("run_id", *_UPDATED_COLUMNS)})
+    if updated.fetchone()[0] == 0:
+        cursor.execute(_INSERT_RUN, values)
 
 
 def _decode(row: tuple, as_type: type[Row]) -> Row:
