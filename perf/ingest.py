@@ -13,8 +13,11 @@ it once, and its time is printed on its own.
 
 1. ``storage.results.insert_results`` with all rows in one call.
 2. ``insert_results`` in ``--batch``-row calls, one transaction each.
-3. ``insert_results`` one row per call, as the server stores each measured
-   config: on a ``--single-rows`` subset, time per call.
+3. ``insert_results`` one row per call: on a ``--single-rows`` subset, time per call.
+   Then, on the same subset and interleaved (one config each in turn, so machine
+   load falls on both alike), a config as the server stores it: the result and the
+   run row that counts it (``run=``, one transaction, one commit), against the
+   two transactions it took before (``insert_results`` then ``save_run``).
 4. The baseline: ``cursor.executemany`` of a plain parameterised INSERT into
    performance_results, model and hardware ids resolved beforehand (which
    favours the baseline a little), in one transaction. It is slow, so it runs
@@ -36,9 +39,11 @@ from pathlib import Path
 
 from engine.hardware import HardwareInfo
 from engine.models.spec import ModelInfo
+from engine.runs import RunRecord, RunRequest
 from storage.catalog import ensure_hardware, ensure_model
 from storage.database import Database
 from storage.results import RESULT_VALUE_COLUMNS, insert_results
+from storage.runs import save_run
 from storage.timestamps import stored, utc_now
 
 TARGET_ROWS_PER_S = 50_000.0
@@ -100,6 +105,37 @@ def time_insert_results(path: Path, rows: list[dict], batch: int) -> float:
     return elapsed
 
 
+def run_record(completed: int, total: int) -> RunRecord:
+    """The SYNTHETIC run's row after ``completed`` of ``total`` configs, as the scheduler saves it."""
+    now = utc_now()
+    return RunRecord(
+        run_id="synthetic-ingest-run", status="running", progress=completed / total, current_step=None,
+        start_time=now, elapsed_time=0.0, estimated_remaining_time=None, completed_models=0, total_models=1,
+        error=None, completed_configs=completed, total_configs=total, priority="high", created_at=now,
+        completion_time=None, request=RunRequest(), fingerprint="synthetic",
+    )
+
+
+def time_configs(path: Path, rows: list[dict]) -> tuple[float, float]:
+    """Seconds for each row stored with its run row in one transaction, and in two (the
+    result, then save_run), one config of each in turn on two fresh databases."""
+    together = separate = 0.0
+    with Database(path.with_suffix(".together.duckdb")) as one, Database(path.with_suffix(".separate.duckdb")) as two:
+        for done, row in enumerate(rows, start=1):
+            record = run_record(done, len(rows))
+            started = time.perf_counter()
+            insert_results(one, [row], run=record)
+            middle = time.perf_counter()
+            insert_results(two, [row])
+            save_run(two, record)
+            separate += time.perf_counter() - middle
+            together += middle - started
+        for db in (one, two):
+            assert stored_count(db) == len(rows), "not every row was stored"
+            assert db.cursor().execute("SELECT completed_configs FROM test_runs").fetchall() == [(len(rows),)]
+    return together, separate
+
+
 def time_executemany(path: Path, rows: list[dict]) -> float:
     """Seconds for one executemany INSERT of ``rows`` (ids resolved before the clock starts)."""
     columns = ("model_id", "hardware_id", *RESULT_VALUE_COLUMNS)
@@ -156,6 +192,7 @@ def main() -> None:
         ("executemany INSERT *", baseline, time_executemany(workdir / "executemany.duckdb", rows[:baseline])),
     ]
     executemany_rate = baseline / paths[-1][2]
+    together, separate = time_configs(workdir / "configs", rows[:single])
 
     print(f"{'path':<36}{'rows timed':>12}{'seconds':>10}{'rows/s':>12}{'ms/call':>9}{'vs executemany':>16}  target")
     failures = []
@@ -184,6 +221,11 @@ def main() -> None:
     print(
         "  1-row calls are how the server stores each measured config "
         f"({paths[2][2] / single * 1000:.2f} ms a call, the catalog ids cached per database and one commit each)"
+    )
+    print(
+        f"  a config as the server stores it (result + run row), {single} configs interleaved: one transaction "
+        f"{together / single * 1000:.2f} ms, two transactions (before) {separate / single * 1000:.2f} ms, "
+        f"ratio {together / separate:.2f}"
     )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"targets: bulk insert (1 call, {args.batch:,}-row calls) >= {TARGET_ROWS_PER_S:,.0f} rows/s; "
