@@ -44,7 +44,7 @@ def test_a_run_with_a_worker_imports_neither_torch_nor_transformers_and_stores_t
     checkpoint = tmp_path / "bert-tiny-ckpt"
     transformers.BertModel(transformers.BertConfig(**TINY_ENCODER)).save_pretrained(checkpoint)
     db_path = tmp_path / "b.duckdb"
-    common = ("run", "--models", str(checkpoint), "--batch-sizes", "1", "--max-seconds", "1", "--no-incremental",
+    common = ("run", "--models", str(checkpoint), "--batch-sizes", "1", "--max-seconds", "0.3", "--no-incremental",
               "--json", "--db-path", str(db_path), "--results-dir", str(tmp_path / "results"))
 
     with_worker, imported = run_cli(*common, prestart=True)
