@@ -42,9 +42,11 @@ def follow(server, run_id: str) -> list[dict]:
                 return messages
 
 
+# The tests below post a run the moment their server answers: a prestarted worker imports torch
+# and transformers while the server starts, instead of after the first run is posted.
 @pytest.fixture
 def own_server(tmp_path):
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, prestart_workers=True)
     yield server
     server.stop()
 
@@ -78,7 +80,7 @@ def test_run_followed_over_websocket_to_completion_matches_duckdb(own_server, tm
 
 
 def test_runs_queued_behind_a_slow_one_start_in_priority_order(tmp_path):
-    with start_server(tmp_path, max_seconds=1.0) as server:
+    with start_server(tmp_path, max_seconds=1.0, prestart_workers=True) as server:
         slow = start_run(server, models=["bert-tiny"], batch_sizes=[1, 2, 3], priority="medium")
         wait_for(server, slow["run_id"], lambda s: s["status"] == "running")  # the others queue behind it
         low = start_run(server, models=["gpt2-tiny"], batch_sizes=[1], priority="low")
@@ -108,7 +110,7 @@ def test_cancel_mid_run_keeps_measured_rows_and_frees_the_worker(server):
 
 
 def test_killed_server_resumes_the_run_without_measuring_a_config_twice(tmp_path):
-    server = start_server(tmp_path, max_seconds=0.5)
+    server = start_server(tmp_path, max_seconds=0.5, prestart_workers=True)
     try:
         run = start_run(server, models=["bert-tiny", "gpt2-tiny"], batch_sizes=[1, 2, 3], progressive_mode=False)
         wait_for(server, run["run_id"], lambda s: 2 <= s["completed_configs"] < 6)

@@ -243,7 +243,8 @@ def test_followers_survive_a_server_crash_mid_run_and_see_the_end(tmp_path, capl
                 await client.monitor_progress(run_id, remember(name))
         asyncio.run(follow())
 
-    with start_server(tmp_path) as server:
+    # A prestarted worker: the run starts without waiting for its imports, after the restart too.
+    with start_server(tmp_path, prestart_workers=True) as server:
         with BenchmarkAPIClient(server.url) as client:
             run = client.start_benchmark(models=TINY, batch_sizes=[1, 2], force=True)
         followers = [

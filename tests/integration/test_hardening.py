@@ -226,7 +226,7 @@ def test_regenerating_needs_an_ended_known_run(client, guarded):
 def test_a_real_run_whose_report_cannot_be_written_still_completes_and_says_why(tmp_path):
     blocked = tmp_path / "results-is-a-file"
     blocked.write_text("not a folder")
-    with start_server(tmp_path, results_dir=blocked, secret_key="k") as running:
+    with start_server(tmp_path, results_dir=blocked, secret_key="k", prestart_workers=True) as running:
         accepted = httpx.post(running.url + "/api/benchmark/run",
                               json={"models": ["bert-tiny"], "batch_sizes": [1], "force": True}).json()
         deadline = time.monotonic() + 120  # a cold worker on a loaded 2-core machine

@@ -363,7 +363,8 @@ def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
     (tmp_path / "panels").mkdir()
     (tmp_path / "panels" / "live.toml").write_text(LIVE_TAB)
     events: list[tuple[str, str]] = []
-    with start_server(tmp_path, panels_dir=tmp_path / "panels") as server:
+    # A prestarted worker: the run below does not wait for its imports.
+    with start_server(tmp_path, panels_dir=tmp_path / "panels", prestart_workers=True) as server:
         connected = threading.Event()
 
         def follow() -> None:
