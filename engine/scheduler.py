@@ -434,7 +434,8 @@ class Scheduler:
         The save lock is taken first, so this snapshot is the newest when it is written; nobody
         waits for the save lock while holding the scheduler's lock. The run's counters move
         before the snapshot and move back if the write fails, which raises: the caller then
-        fails the config, as when a result could not be stored on its own.
+        fails the config, as when a result could not be stored on its own. So does the claim on
+        announcing the run's end that the snapshot may have taken.
         """
         failed = not result.ok
         with self._save_lock:
@@ -451,6 +452,9 @@ class Scheduler:
                     self._count_finished(
                         run, config, measured_seconds=measured_seconds, skipped=False, failed=failed, sign=-1,
                     )
+                    # This snapshot claimed the run's end (a cancel landed meanwhile) but will not
+                    # announce it: the next publish must, or run_finished and ``wait`` never come.
+                    run.finishing = run.finishing and not finishing
                 raise
             run.saved_version = version
             try:
