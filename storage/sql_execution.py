@@ -15,8 +15,8 @@ The answer is bounded as a whole:
   at ``row_cap`` rows or ``max_bytes`` bytes, whichever comes first. ``truncated`` and
   ``truncated_reason`` say so.
 - concurrency: ``SqlPool`` lets at most ``size`` guarded queries run at once, on threads
-  of its own; the next waits up to ``wait_s`` and is then refused with SqlBusy. Never on
-  the threads other request handlers share.
+  of its own, at the lowest OS priority; the next waits up to ``wait_s`` and is then
+  refused with SqlBusy. Never on the threads other request handlers share.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +57,14 @@ LATE_GRACE_S = 0.3
 # Arrow bytes converted to Python in one call (which holds the GIL): measured, 8 MB of
 # nested lists in one call stalled every other thread for 0.9 s.
 CONVERT_BYTES = 256_000
+# The SQL pool's threads' nice value (Linux), the lowest priority. With DuckDB's threads at 1
+# (the server's default db_threads) DuckDB runs a query in the thread that asked for it, so
+# the query, its fetching and its conversion all run at this priority. Interleaved A/B on 2
+# cores, status p99 under the heaviest SQL (perf/README.md, session 4): db_threads=1 0.76 of
+# DuckDB's default threads, db_threads=1 with nice 10 0.72, with nice 19 0.52; the answer's
+# time bound held. (Nice 10 with DuckDB's own worker threads, which do not inherit it, made
+# the status path slower: their work stayed at full priority.)
+SQL_THREAD_NICENESS = 19
 # Rows per Arrow batch: small, so one batch of wide rows stays small before it is measured.
 BATCH_ROWS = 256
 _SECONDS_PER_MONTH = 30 * 86_400  # as DuckDB counts a month when it converts an interval
@@ -105,10 +115,11 @@ class SqlPool:
     threads; the next waits up to ``wait_s`` for a slot, then gets SqlBusy.
 
     The threads are the pool's alone: never the loop's default executor, nor anyio's
-    default limiter, which the status, results and page handlers share. (A lower OS
-    priority for them was measured and made the handlers slower, not faster: a
-    low-priority thread holding the GIL kept them waiting longer; see
-    perf/README.md.) With a ``deadline``, the caller gets its answer by then
+    default limiter, which the status, results and page handlers share. They run at the
+    lowest OS priority (SQL_THREAD_NICENESS), so those handlers preempt them; that pays
+    only with DuckDB's threads at 1, where the query runs in the pool's thread (an earlier
+    nice 10 with DuckDB's own workers at full priority made the handlers slower; see
+    perf/README.md). With a ``deadline``, the caller gets its answer by then
     even while DuckDB is inside one call that interrupt() cannot stop; the slot stays
     taken until DuckDB has really stopped, so the bound holds.
     """
@@ -197,8 +208,24 @@ class SqlPool:
     def _threads(self) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="benchboard-sql")
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="benchboard-sql",
+                                                    initializer=_lower_priority)
             return self._executor
+
+
+def _lower_priority() -> None:
+    """Runs first on each of the pool's threads: the lowest OS priority, nice 19, so the
+    event loop and the status, results and page handlers preempt guarded SQL. Linux keeps a
+    nice value per thread, and lowering one's own needs no privilege; elsewhere the value
+    is the whole process's, so it is left alone."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, max(current, SQL_THREAD_NICENESS))
+    except OSError:  # a sandbox that forbids it: the pool still works, at the usual priority
+        pass
 
 
 def _time_left(deadline: float) -> float:

@@ -34,9 +34,13 @@ class Settings:
     sql_timeout_s: float = 5.0
     sql_row_cap: int = 10_000
     # Guarded SQL queries at once (the rest wait briefly, then 429), and DuckDB's threads for
-    # the whole database (None: DuckDB's default, one per core). See perf/README.md.
+    # the whole database (None: DuckDB's default, one per core). 1 by default: DuckDB then runs
+    # each query in the thread that asks, so a guarded query runs in the SQL pool's threads,
+    # at their lowest OS priority, and the status and page handlers preempt it; with DuckDB's
+    # own worker threads (full priority) status p99 under heavy SQL was about twice as long
+    # (interleaved A/B, perf/README.md, session 4). Raise it for big dashboards on many cores.
     sql_pool_size: int = 2
-    db_threads: int | None = None
+    db_threads: int | None = 1
     max_seconds: float = 10.0
     threads: int | None = None
     resume: bool = True

@@ -70,4 +70,4 @@ def test_environment_variables_configure_the_server_and_flags_win():
 def test_the_sql_pool_size_and_duckdb_threads_come_from_the_environment():
     settings = Settings.from_env({"BENCHBOARD_SQL_POOL_SIZE": "1", "BENCHBOARD_DB_THREADS": "1"})
     assert settings.sql_pool_size == 1 and settings.db_threads == 1
-    assert Settings.from_env({}).sql_pool_size == 2 and Settings.from_env({}).db_threads is None
+    assert Settings.from_env({}).sql_pool_size == 2 and Settings.from_env({}).db_threads == 1
