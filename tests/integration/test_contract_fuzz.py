@@ -9,6 +9,8 @@ cancelled at once, so fuzzing measures nothing big.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 import schemathesis
@@ -24,10 +26,44 @@ EXAMPLES_PER_OPERATION = 40
 
 
 
+# A workload whose build waits: the run holding the CPU's worker while the fuzzing goes on.
+HOLDING_BENCHMARK = """
+import time
+import torch
+from engine.models.spec import ModelSpec
+
+def build():
+    time.sleep(600)
+    return torch.nn.Identity()
+
+def inputs(batch_size, sequence_length, image_size):
+    return {"input": torch.zeros(batch_size, 4)}
+
+MODELS = [ModelSpec("holds-the-worker", "test", "custom", "tabular", 0.0, build, inputs)]
+"""
+
+
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory):
-    with start_server(tmp_path_factory.mktemp("fuzz"), max_seconds=0.1, prestart_workers=False) as server:
+    """The fuzzed runs queue behind one run that holds the CPU's worker in its build, so that
+    cancelling each of them ends no worker: otherwise every accepted run started a worker (its
+    torch import) that its cancel then killed, about 15 of them per mode."""
+    custom = tmp_path_factory.mktemp("fuzz-custom")
+    (custom / "holding.py").write_text(HOLDING_BENCHMARK)
+    with start_server(tmp_path_factory.mktemp("fuzz"), max_seconds=0.1, prestart_workers=False,
+                      custom_benchmarks_dir=custom) as server:
+        holding = httpx.post(f"{server.url}/api/benchmark/run", timeout=30, json={
+            "models": ["holds-the-worker"], "hardware": ["cpu"], "batch_sizes": [1], "force": True})
+        assert holding.status_code == 202, holding.text
+        # Running from the moment the scheduler takes it, its worker's start included: every run
+        # accepted from now on queues behind it, while that worker's imports overlap the fuzzing.
+        status_url = f"{server.url}/api/benchmark/status/{holding.json()['run_id']}"
+        deadline = time.monotonic() + 60
+        while httpx.get(status_url, timeout=30).json()["status"] != "running":
+            assert time.monotonic() < deadline, "the holding run never started"
+            time.sleep(0.05)
         yield server
+        httpx.post(f"{server.url}/api/benchmark/cancel/{holding.json()['run_id']}", timeout=30)
 
 
 def api_operations(server) -> list:
