@@ -24,13 +24,16 @@ import os
 import statistics
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from litestar.testing import TestClient  # noqa: E402
 
+from engine.runs import RunRecord, RunRequest  # noqa: E402
 from storage.database import Database  # noqa: E402
+from storage.runs import write_run  # noqa: E402
 from webapp.app import create_app  # noqa: E402
 from webapp.wiring.settings import Settings  # noqa: E402
 
@@ -71,11 +74,23 @@ def fill_synthetic(db: Database, rows: int) -> None:
         cursor.executemany(
             "INSERT INTO hardware_platforms (platform, hardware_type, device_name) VALUES (?, ?, ?)", HARDWARE
         )
-        cursor.executemany(
-            "INSERT INTO test_runs (run_id, status, priority, total_configs, completed_configs, created_at) "
-            "VALUES (?, 'completed', 'high', ?, ?, localtimestamp - ? * INTERVAL 1 MINUTE)",
-            [(f"synthetic-run-{n}", rows // RUNS, rows // RUNS, n) for n in range(RUNS)],
-        )
+        # Run rows as the server writes them (storage.runs.write_run): every status column set.
+        now = datetime.now(timezone.utc)
+        for n in range(RUNS):
+            created = now - timedelta(minutes=n)
+            write_run(
+                cursor,
+                RunRecord(
+                    run_id=f"synthetic-run-{n}", status="completed", progress=1.0, current_step=None,
+                    start_time=created, elapsed_time=60.0, estimated_remaining_time=0.0,
+                    completed_models=len(models), total_models=len(models), error=None,
+                    completed_configs=rows // RUNS, total_configs=rows // RUNS, priority="high",
+                    created_at=created, completion_time=created + timedelta(minutes=1),
+                    request=RunRequest(models=[name for name, _, _ in models], hardware=[h[0] for h in HARDWARE],
+                                       batch_sizes=BATCH_SIZES),
+                    fingerprint="synthetic",
+                ),
+            )
         # Latency grows with parameters and batch size, with noise; hardware scales it.
         cursor.execute(
             f"""INSERT INTO performance_results
