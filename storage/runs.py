@@ -23,6 +23,19 @@ RUN_COLUMNS = (
 READ_COLUMNS = (*RUN_COLUMNS, "report_error")
 JSON_COLUMNS = ("request", "environment")
 ACTIVE_STATUSES = ("queued", "running")
+# The status columns schema v3 added, read as its migration filled them in where a row holds
+# NULL: the server always writes them, but a row another writer left without them (an INSERT
+# naming only run_id and status) must read back as a run, not fail every page that lists runs.
+_FILLED_IN = {
+    "progress": "coalesce(progress, CASE WHEN coalesce(total_configs, 0) = 0 THEN 1.0 "
+    "ELSE coalesce(completed_configs, 0) / total_configs END)",
+    "elapsed_time": "coalesce(elapsed_time, CASE WHEN start_time IS NULL THEN 0.0 "
+    "ELSE epoch(coalesce(completion_time, start_time) - start_time) END)",
+    **{column: f"coalesce({column}, 0)" for column in (
+        "completed_models", "total_models", "completed_configs", "total_configs",
+    )},
+}
+_SELECTED = ", ".join(_FILLED_IN.get(column, column) for column in READ_COLUMNS)
 Row = TypeVar("Row")
 
 
@@ -70,7 +83,7 @@ def _decode(row: tuple, as_type: type[Row]) -> Row:
 
 def get_run(db: Database, run_id: str, as_type: type[Row]) -> Row | None:
     row = db.cursor().execute(
-        f"SELECT {', '.join(READ_COLUMNS)} FROM test_runs WHERE run_id = ?", [run_id]
+        f"SELECT {_SELECTED} FROM test_runs WHERE run_id = ?", [run_id]
     ).fetchone()
     return _decode(row, as_type) if row else None
 
@@ -83,7 +96,7 @@ def list_runs(
     if statuses:
         params["statuses"] = list(statuses)
     rows = db.cursor().execute(
-        f"SELECT {', '.join(READ_COLUMNS)} FROM test_runs {where} "
+        f"SELECT {_SELECTED} FROM test_runs {where} "
         "ORDER BY created_at DESC, test_run_id DESC LIMIT $limit OFFSET $offset",
         params,
     ).fetchall()

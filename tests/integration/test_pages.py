@@ -329,6 +329,24 @@ def test_runs_list_shows_status_badges(client):
     assert "7/7 (100%)" in row
 
 
+def test_a_run_row_written_without_its_status_columns_is_listed_and_shown_not_a_500(empty_client):
+    # Another writer than the server (a script's INSERT) leaves progress, elapsed_time and the
+    # model counts NULL: they read back as schema v3's migration fills them in.
+    with empty_client.app.state.services.db.writing() as cursor:
+        cursor.execute(
+            "INSERT INTO test_runs (run_id, status, priority, request, total_configs, completed_configs) "
+            "VALUES ('bare-run', 'completed', 'high', ?, 4, 3)",
+            [json.dumps({"models": ["bert-tiny"]})],
+        )
+    listed = empty_client.get("/runs")
+    assert listed.status_code == 200
+    row = re.search(r'<tr id="run-row-bare-run".*?</tr>', listed.text, re.S).group(0)
+    assert "3/4 (75%)" in row
+    shown = empty_client.get("/runs/bare-run")
+    assert shown.status_code == 200 and 'aria-valuenow="75"' in shown.text
+    assert empty_client.get("/api/benchmark/status/bare-run").json()["progress"] == 0.75
+
+
 def test_a_finished_run_page_shows_its_rows_and_no_live_stream(client):
     page = client.get("/runs/run-a").text
     assert 'aria-valuenow="100"' in page
