@@ -320,6 +320,14 @@ def test_latest_only_keeps_the_newest_result_of_each_config(runs_db):
     assert one_run.total == 2  # a run's own results, even where a later run measured the config again
 
 
+def test_latest_only_keeps_every_result_without_a_config_key(runs_db):
+    # Rows stored before config keys existed: each is its own config, none hides another.
+    with runs_db.writing() as cursor:
+        cursor.execute("UPDATE performance_results SET config_key = NULL WHERE run_id = 'run-1'")
+    latest = results_page(runs_db, Filters(latest_only=True))
+    assert latest.total == 6
+
+
 def test_results_rows_say_how_far_they_can_be_trusted(runs_db):
     rows = results_page(runs_db, Filters(precision="int8"), sort="batch_size").rows
     assert [(row["batch_size"], row["ci_met"], row["noisy"]) for row in rows] == [(1, True, False), (2, False, True)]
