@@ -67,7 +67,9 @@ def test_timing_stops_once_the_median_is_precise_after_minimum_time(registry):
     result = run(registry, settings=settings)
 
     assert result.ci_met
-    assert settings.min_seconds <= result.total_timed_seconds < 1.0
+    # It stopped on precision, not on the cap: under a loaded CI machine the precise point moves
+    # (2.6 s seen at load 10), so the bound is the cap itself rather than a guess at the speed.
+    assert settings.min_seconds <= result.total_timed_seconds < settings.max_seconds
 
 
 def test_samples_kept_are_capped_but_statistics_use_them_all(registry):
