@@ -160,7 +160,9 @@ class RunStatus(msgspec.Struct, kw_only=True):
 class RunRecord(RunStatus, kw_only=True):
     """A test_runs row: the run's latest status, its request and its environment."""
 
-    request: RunRequest
+    # None: the row holds no request (another writer stored the run without one): pages say
+    # so, and nothing can be planned again from it.
+    request: RunRequest | None = None
     environment: dict[str, dict] = {}
     fingerprint: str | None = None
     report_error: str | None = None  # why its report files could not be written, if they could not
@@ -171,7 +173,7 @@ class RunResults(msgspec.Struct, kw_only=True):
 
     run_id: str
     status: RunStatusName
-    config: RunRequest
+    config: RunRequest | None  # None: the run's row holds no request (RunRecord.request)
     results: list[ResultRow]
     failures: list[ResultRow]
     start_time: datetime | None

@@ -347,6 +347,26 @@ def test_a_run_row_written_without_its_status_columns_is_listed_and_shown_not_a_
     assert empty_client.get("/api/benchmark/status/bare-run").json()["progress"] == 0.75
 
 
+def test_a_run_row_without_its_request_says_so_on_every_page_instead_of_a_500(empty_client):
+    # Another writer (an older tool's INSERT) stored the run without its request: the pages
+    # list and show the run and say the request was not stored, rather than guess one.
+    with empty_client.app.state.services.db.writing() as cursor:
+        cursor.execute(
+            "INSERT INTO test_runs (run_id, status, priority, progress, elapsed_time, request) "
+            "VALUES ('no-request', 'completed', 'high', 1.0, 5.0, NULL)"
+        )
+    listed = empty_client.get("/runs")
+    assert listed.status_code == 200
+    row = re.search(r'<tr id="run-row-no-request".*?</tr>', listed.text, re.S).group(0)
+    assert "request not stored" in row
+    shown = empty_client.get("/runs/no-request")
+    assert shown.status_code == 200 and 'id="run-request-missing"' in shown.text
+    results = empty_client.get("/api/benchmark/results/no-request")
+    assert results.status_code == 200 and results.json()["config"] is None
+    picker = empty_client.get("/compare")
+    assert picker.status_code == 200 and "request not stored" in picker.text
+
+
 def test_a_finished_run_page_shows_its_rows_and_no_live_stream(client):
     page = client.get("/runs/run-a").text
     assert 'aria-valuenow="100"' in page

@@ -30,7 +30,10 @@ def run_choices(services: Services) -> list[tuple[str, str]]:
     choices = []
     for record in run_rows.list_runs(services.db, RunRecord, limit=RUN_CHOICES):
         request = record.request
-        models = ", ".join(request.models or [f"{request.priority} tier"])
+        if request is None:  # stored by another writer without its request
+            models = "request not stored"
+        else:
+            models = ", ".join(request.models or [f"{request.priority} tier"])
         created = record.created_at.strftime("%Y-%m-%d %H:%M") if record.created_at else ""
         choices.append((record.run_id, f"{record.run_id} · {created} · {record.status} · {models}"))
     return choices

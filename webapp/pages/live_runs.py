@@ -95,7 +95,7 @@ def reused_configs(services: Services, record: RunRecord, shown: set[str]) -> li
     """Configs the run skipped because a result with the same environment existed (incremental
     mode), each with the result reused: model_name, ..., run_id (the run it came from), result_id."""
     request = record.request
-    if not request.incremental or request.force:
+    if request is None or not request.incremental or request.force:
         return []
     configs, finished = run_configs(services, record)
     if finished is None and record.status != COMPLETED:

@@ -78,11 +78,20 @@ def stored_rows(services: Services, run_id: str) -> tuple[list[dict], list[dict]
     )
 
 
+# What the runs table shows of a run whose row holds no request.
+NO_REQUEST_TEXT = "request not stored"
+NO_REQUEST = {"models": [NO_REQUEST_TEXT], "hardware": [], "batch_sizes": [], "precision": None,
+              "sequence_length": None, "scenario": None, "new_tokens": None}
+
+
 def recent_runs(services: Services) -> list[dict]:
     runs = []
     for record in run_rows.list_runs(services.db, RunRecord, limit=RECENT_RUNS):
         status = services.run_status(record.run_id) if services.scheduler.get(record.run_id) else record
         request = record.request
+        if request is None:  # stored by another writer without its request: say so, show no guess
+            runs.append(status_view(status) | NO_REQUEST)
+            continue
         runs.append(
             status_view(status)
             | {
