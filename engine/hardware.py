@@ -9,6 +9,13 @@ which prints what torch sees there and exits; a torch build without GPU support
 skips it. Free device memory comes from NVML (``engine.nvml``) or from the device's
 worker, which holds a context anyway. Worker processes call
 ``detect_in_process()`` and ask torch directly.
+
+The server does not import torch at all (issue 16: ~2 s of every start): it calls
+``use_facts_probe()``, and its first question about devices runs ``python -m
+engine.hardware --facts``, which prints every device and each one's ``environment()``
+as a fresh process of the same interpreter reads them (the defaults a worker starts
+with too) and exits. A process that has imported torch already asks it in process as
+before: that costs nothing there.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from functools import cache
 from importlib import metadata
@@ -67,15 +75,52 @@ class HardwareInfo(msgspec.Struct, kw_only=True):
     alive: bool = True
 
 
+class MachineFacts(msgspec.Struct, kw_only=True):
+    """What ``python -m engine.hardware --facts`` prints: detect_hardware() and, by device name,
+    environment(device), read in a process that may ask torch anything."""
+
+    hardware: list[HardwareInfo]
+    environments: dict[str, dict]
+
+
 _adopted: list[HardwareInfo] | None = None  # what adopt_hardware took
+_by_facts_probe = False  # True in the server: see use_facts_probe
+_probed_environments: dict[str, dict] = {}  # the facts probe's answer, where detection came from it
+# Requests detect hardware from several threads; one probe answers them all.
+_detection_lock = threading.RLock()
+
+
+def detect_hardware() -> list[HardwareInfo]:
+    """Every device torch can use here, the CPU first. Cached: devices do not come and go."""
+    with _detection_lock:
+        return _detected()
 
 
 @cache
-def detect_hardware() -> list[HardwareInfo]:
-    """Every device torch can use here, the CPU first. Cached: devices do not come and go."""
+def _detected() -> list[HardwareInfo]:
+    global _probed_environments
+    _probed_environments = {}
     if _adopted is not None:
         return list(_adopted)
+    if _by_facts_probe and not _in_process and "torch" not in sys.modules:
+        facts = run_facts_probe()
+        if facts is not None:
+            _probed_environments = facts.environments
+            return list(facts.hardware)
     return [_cpu(), *_gpus(), *_mps()]
+
+
+detect_hardware.cache_clear = _detected.cache_clear  # the cache callers (and tests) clear
+
+
+def use_facts_probe() -> None:
+    """Learn this process's devices and their environments from ``python -m engine.hardware
+    --facts`` instead of importing torch here (the server, issue 16). Where torch is imported
+    already (a test that fakes a GPU in process, a CLI that loaded a checkpoint), or the probe
+    fails (logged), detection asks torch in process as before."""
+    global _by_facts_probe
+    _by_facts_probe = True
+    detect_hardware.cache_clear()
 
 
 def adopt_hardware(devices: list[HardwareInfo]) -> None:
@@ -130,6 +175,25 @@ def run_probe() -> list[HardwareInfo]:
     except (IndexError, msgspec.DecodeError) as error:
         log.warning("GPU detection probe answered no device list (%s): %r", error, done.stdout[-500:])
         return []
+
+
+def run_facts_probe() -> MachineFacts | None:
+    """Every device and its environment as ``python -m engine.hardware --facts`` reads them;
+    None when it fails (logged)."""
+    command = [sys.executable, "-m", "engine.hardware", "--facts"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("hardware facts probe did not run: %s", error)
+        return None
+    if done.returncode != 0:
+        log.warning("hardware facts probe failed (exit %s): %s", done.returncode, done.stderr.strip()[-500:])
+        return None
+    try:
+        return msgspec.json.decode(done.stdout.strip().splitlines()[-1], type=MachineFacts)
+    except (IndexError, msgspec.DecodeError) as error:
+        log.warning("hardware facts probe answered no facts (%s): %r", error, done.stdout[-500:])
+        return None
 
 
 def hardware_names() -> list[str]:
@@ -197,11 +261,14 @@ def environment(hardware_name: str) -> dict:
 
     torch's numeric flags are read here, in a process that never changes them, and the
     workers run with the same defaults; none of the reads initialises CUDA. Planning adds
-    what a run chooses: its thread count and measurement settings.
+    what a run chooses: its thread count and measurement settings. Where the facts probe
+    detected the devices (use_facts_probe), it read them the same way in its own process.
     """
+    hw = get_hardware(hardware_name)
+    if hw.name in _probed_environments:
+        return dict(_probed_environments[hw.name])
     import torch
 
-    hw = get_hardware(hardware_name)
     return {
         "hardware": hw.name,
         "hardware_type": hw.type,
@@ -415,11 +482,20 @@ def _version(distribution: str) -> str | None:
 
 
 def _probe_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.hardware", description="Print the GPUs torch sees, as JSON.")
-    parser.add_argument("--probe", action="store_true", required=True, help="detect GPUs in this process and exit")
-    parser.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.hardware", description="Print the GPUs torch sees, or every device's facts, as JSON."
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--probe", action="store_true", help="detect GPUs in this process and exit")
+    mode.add_argument("--facts", action="store_true", help="detect every device and its environment, and exit")
+    args = parser.parse_args(argv)
     detect_in_process()
-    sys.stdout.write(msgspec.json.encode(probe_gpus()).decode() + "\n")
+    if args.facts:
+        devices = detect_hardware()
+        answer = MachineFacts(hardware=devices, environments={hw.name: environment(hw.name) for hw in devices})
+    else:
+        answer = probe_gpus()
+    sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
     return 0
 
 

@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     # or more) and transformers' shared model machinery (about 1.5 s to import).
     torch.zeros(1, device=hardware.torch_device)
     importlib.import_module("transformers.modeling_utils")
+    # The auto classes' name tables, which engine.models.hf reads for a checkpoint's class and
+    # kind; imported here as they were when engine.models imported them at its own import.
+    importlib.import_module("transformers.models.auto.modeling_auto")
     # torch and transformers leave ~350,000 long-lived objects; frozen, the collections
     # between configs skip them (0.4 s a config otherwise).
     gc.collect()

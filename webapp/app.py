@@ -97,14 +97,16 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
             for worker in early_workers.values():
                 worker.close()
             raise
-        # torch and transformers (imported for the registry) leave ~350,000 long-lived
-        # objects; unfrozen, each full collection stalls every request for ~150 ms.
+        # The app's imports leave long-lived objects (torch and transformers ~350,000 where a
+        # checkpoint or user code imported them); unfrozen, each full collection stalls every
+        # request (~150 ms with those two).
         gc.collect()
         gc.freeze()
         services.events.listeners.append(ChannelsPublisher(channels, asyncio.get_running_loop()))
         app.state.services = services
         if settings.prestart_workers:
-            services.scheduler.prestart([hw.name for hw in services.hardware])
+            # Off the event loop: the devices are detected here, by engine.hardware's probe process.
+            await anyio.to_thread.run_sync(lambda: services.scheduler.prestart([hw.name for hw in services.hardware]))
         log.info("benchboard serving %s (results in %s)", settings.db_path, settings.results_dir)
         if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
             log.warning("listening on every interface, but only the Host names %s are answered; add "

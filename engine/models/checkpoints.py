@@ -1,4 +1,9 @@
-"""Pretrained checkpoints: Hugging Face folders on disk, and Hub ids from the local cache or the network."""
+"""Pretrained checkpoints: Hugging Face folders on disk, and Hub ids from the local cache or the network.
+
+Finding checkpoint folders reads the file system only; torch and transformers are imported
+once a checkpoint's config is read or its weights loaded (a server with no checkpoints
+imports neither, issue 16).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,8 @@ import os
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import transformers
 from huggingface_hub import constants as hub_constants
 
 from engine.errors import ModelLoadError
@@ -23,6 +27,9 @@ from engine.models.hf import (
     tokens_per_item_for,
 )
 from engine.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = (
@@ -102,6 +109,8 @@ def hub_offline() -> bool:
 
 @cache
 def load_config(location: str, local_files_only: bool):
+    import transformers
+
     return transformers.AutoConfig.from_pretrained(location, local_files_only=local_files_only)
 
 
@@ -115,6 +124,9 @@ class LoadPretrained:
     local_files_only: bool
 
     def __call__(self, attn_implementation: str | None = None) -> torch.nn.Module:
+        import torch
+        import transformers
+
         loader = getattr(transformers, self.model_class)
         extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
         try:

@@ -2,6 +2,10 @@
 
 Built-in models and checkpoints (local or Hub) share this, so a checkpoint gets
 the same inputs a built-in of its family gets.
+
+torch and transformers are imported by the functions that build models, inputs or read a
+checkpoint's config, not by this module: listing the built-ins and planning a run of them
+imports neither (issue 16: a server starts in a fraction of a second, not ~3 s of imports).
 """
 
 from __future__ import annotations
@@ -11,15 +15,14 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
-
-import torch
-import transformers
-from transformers.models.auto import modeling_auto
+from typing import TYPE_CHECKING, Any
 
 from engine.config import GENERATE_ARCHITECTURES
 from engine.errors import UnsupportedConfigError
 from engine.models.spec import FORWARD_ONLY, GENERATE_SCENARIOS
+
+if TYPE_CHECKING:
+    import torch
 
 INPUT_SEED = 0
 WEIGHT_SEED = 0
@@ -85,6 +88,8 @@ class ConfigInputs:
     model_class: str | None = None
 
     def __call__(self, batch_size: int, sequence_length: int, image_size: int | None) -> dict:
+        import torch
+
         config = self.config()
         generator = torch.Generator().manual_seed(INPUT_SEED)
         architecture, _modality = architecture_and_modality(config)
@@ -133,6 +138,8 @@ class ConfigInputs:
 
 
 def _token_ids(config: Any, batch_size: int, sequence_length: int, generator: torch.Generator):
+    import torch
+
     return torch.randint(0, config.vocab_size, (batch_size, sequence_length), generator=generator)
 
 
@@ -154,6 +161,8 @@ def native_image_size(config: Any) -> int:
 
 @cache
 def _forward_takes(model_class: str, argument: str) -> bool:
+    import transformers
+
     forward = getattr(getattr(transformers, model_class, None), "forward", None)
     return forward is not None and argument in inspect.signature(forward).parameters
 
@@ -185,6 +194,9 @@ class BuildFromConfig:
     config: Callable[[], Any]
 
     def __call__(self, attn_implementation: str | None = None) -> torch.nn.Module:
+        import torch
+        import transformers
+
         torch.manual_seed(WEIGHT_SEED)
         config = with_attn_implementation(self.config(), attn_implementation)
         try:
@@ -198,6 +210,9 @@ class BuildFromConfig:
 
 def count_parameters(model_class: str, config: Any) -> int:
     """Parameters of the model, counted on the meta device: no memory, no initialisation."""
+    import torch
+    import transformers
+
     with torch.device("meta"):
         model = getattr(transformers, model_class)(config)
     return sum(parameter.numel() for parameter in model.parameters())
@@ -205,6 +220,9 @@ def count_parameters(model_class: str, config: Any) -> int:
 
 def model_class_for(config: Any) -> str:
     """The transformers class a checkpoint was saved from, else the bare model of its type."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
     for name in getattr(config, "architectures", None) or []:
         if hasattr(transformers, name):
             return name
@@ -221,6 +239,8 @@ def _is_decoder(config: Any) -> bool:
     if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
         return True
     # Types with a causal LM but no masked LM are decoders (GPT-2, Llama); BERT has both.
+    from transformers.models.auto import modeling_auto
+
     model_type = getattr(config, "model_type", None)
     return (
         model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES

@@ -18,6 +18,7 @@ class CatalogController(Controller):
     def models(self, services: Services) -> list[ModelInfo]:
         return [spec.describe() for spec in services.registry.list()]
 
-    @get("/hardware", operation_id="listHardware", responses=ERROR_RESPONSES)
-    async def hardware(self, services: Services) -> list[HardwareInfo]:
+    # In a thread: the first question about devices waits for engine.hardware's probe process.
+    @get("/hardware", operation_id="listHardware", responses=ERROR_RESPONSES, sync_to_thread=True)
+    def hardware(self, services: Services) -> list[HardwareInfo]:
         return services.hardware

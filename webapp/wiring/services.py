@@ -10,7 +10,9 @@ import msgspec
 
 from engine.config import MeasurementSettings
 from engine.errors import EngineError, InvalidRequestError, ModelLoadError, UnknownRunError
-from engine.hardware import HardwareInfo, adopt_hardware, detect_hardware, environment, free_memory_bytes, resolve_hardware
+from engine.hardware import (
+    HardwareInfo, adopt_hardware, detect_hardware, environment, free_memory_bytes, resolve_hardware, use_facts_probe,
+)
 from engine.models.spec import ModelInfo, ModelSpec
 from engine.nodes import RAY_MISSING, StampedWorker, ray_installed
 from engine.nodes import resolve as resolve_with_cluster
@@ -119,13 +121,15 @@ class Services:
             adopt_hardware(next(iter(facts.values())).hardware)
             self.registry = PlannedModels(next(iter(facts.values())))
         else:
-            from engine.models.registry import ModelRegistry  # imports transformers
+            # Neither imports torch or transformers (issue 16): the registry lists the built-ins
+            # from their stated facts and imports transformers for a checkpoint or user code only;
+            # the devices and their environments come from a probe process, at first use.
+            use_facts_probe()
+            from engine.models.registry import ModelRegistry
 
             self.registry = ModelRegistry(
                 settings.models_dir, settings.custom_benchmarks_dir, allow_paths=allow_model_paths
             )
-        self.local_hardware = detect_hardware()
-        self._hardware_by_name = {hw.name: hw for hw in self.local_hardware}
         # --ray-address: every node's devices too, named NODE/DEVICE (engine.ray_executor).
         try:
             self.cluster = connect_cluster(settings) if settings.ray_address else None
@@ -146,6 +150,15 @@ class Services:
             parallel_devices=settings.parallel_devices,
             machine_of=self._machine_of if self.cluster is not None else None,
         )
+
+    @property
+    def local_hardware(self) -> list[HardwareInfo]:
+        """This machine's devices, detected at the first question (then cached by engine.hardware)."""
+        return detect_hardware()
+
+    @property
+    def _hardware_by_name(self) -> dict[str, HardwareInfo]:
+        return {hw.name: hw for hw in self.local_hardware}
 
     @property
     def hardware(self) -> list[HardwareInfo]:

@@ -1,0 +1,94 @@
+"""A server starts, lists its models and devices, and plans and runs a run without importing torch
+or transformers (issue 16: they were ~3 s of every start). Its answers are the ones a server that
+has both imported gives, and the environment it stores for a run, key for key, is that one's too.
+
+Each server runs in a fresh process, so that its sys.modules holds only what it imported itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import msgspec
+
+from engine.models.registry import ModelRegistry
+from engine.runs import RunRecord
+from storage import runs as run_rows
+from storage.database import Database
+from tests.integration.server import REPO_ROOT
+
+# create_app, its startup, GET models and hardware, two refused runs and one measured to its end;
+# argv: the root folder, and "preimported" to import torch and transformers first (the server as
+# it was: those already imported, the registry and detection ask them in process).
+SERVER = """
+import json, sys, time
+if sys.argv[2] == "preimported":
+    import torch, transformers
+from litestar.testing import TestClient
+from webapp.app import create_app
+from webapp.wiring.settings import Settings
+
+root = sys.argv[1]
+settings = Settings(db_path=root + "/b.duckdb", results_dir=root + "/results", log_dir=root + "/logs",
+                    prestart_workers=False, max_seconds=0.3, allowed_hosts=["testserver.local"])
+answers = {}
+with TestClient(create_app(settings)) as client:
+    answers["started"] = [m for m in ("torch", "transformers") if m in sys.modules]
+    answers["models"] = client.get("/api/benchmark/models").json()
+    answers["hardware"] = client.get("/api/benchmark/hardware").json()
+    answers["refused"] = []
+    for body in ({"models": ["no-such-model"]}, {"models": ["bert-tiny"], "hardware": ["cuda:97"]}):
+        refused = client.post("/api/benchmark/run", json=body)
+        answers["refused"].append([refused.status_code, refused.json()])
+    accepted = client.post("/api/benchmark/run", json={"models": ["bert-tiny"], "hardware": ["cpu"], "batch_sizes": [1]})
+    answers["accepted"] = accepted.status_code
+    run_id = answers["run_id"] = accepted.json()["run_id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/benchmark/status/{run_id}").json()["status"]
+        if status not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    answers["status"] = status
+answers["imported"] = [m for m in ("torch", "transformers") if m in sys.modules]
+print(json.dumps(answers))
+"""
+
+
+def serve(root, mode: str) -> dict:
+    root.mkdir()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
+    done = subprocess.run([sys.executable, "-c", SERVER, str(root), mode], capture_output=True, text=True,
+                          timeout=600, cwd=REPO_ROOT, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    with Database(str(root / "b.duckdb")) as db:
+        answers["record"] = run_rows.get_run(db, answers["run_id"], RunRecord)
+    return answers
+
+
+def test_a_server_starts_lists_plans_and_runs_without_torch_or_transformers_and_answers_as_before(tmp_path):
+    lean = serve(tmp_path / "lean", "lean")
+    assert lean["started"] == [] and lean["imported"] == [], lean["imported"]
+    assert lean["accepted"] == 202 and lean["status"] == "completed"
+
+    # The same requests to a server that has both imported: it asks them in process, as before.
+    before = serve(tmp_path / "preimported", "preimported")
+    assert before["imported"] == ["torch", "transformers"]
+    assert before["accepted"] == 202 and before["status"] == "completed"
+
+    # The listing is what the registry describes where transformers is imported (this process).
+    assert lean["models"] == before["models"] == [msgspec.to_builtins(spec.describe()) for spec in ModelRegistry().list()]
+    assert lean["hardware"] == before["hardware"]
+    assert [hw["name"] for hw in lean["hardware"]][0] == "cpu"
+    assert lean["refused"] == before["refused"]
+    assert [(status, body["field"]) for status, body in lean["refused"]] == [(400, "models"), (400, "hardware")]
+
+    stored, stored_before = lean["record"].environment, before["record"].environment
+    assert list(stored) == ["cpu"]
+    assert stored == stored_before
+    assert list(stored["cpu"]) == list(stored_before["cpu"])  # the same keys, in the same order
+    assert lean["record"].fingerprint == before["record"].fingerprint
