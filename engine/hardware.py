@@ -11,8 +11,8 @@ worker, which holds a context anyway. Worker processes call
 ``detect_in_process()`` and ask torch directly.
 
 The server does not import torch at all (issue 16: ~2 s of every start): it calls
-``use_facts_probe()``, and its first question about devices runs ``python -m
-engine.hardware --facts``, which prints every device and each one's ``environment()``
+``use_facts_probe()``, and its first question about devices is answered by ``python -m
+engine.hardware --facts`` (started early by ``start_facts_probe()``), which prints every device and each one's ``environment()``
 as a fresh process of the same interpreter reads them (the defaults a worker starts
 with too) and exits. A process that has imported torch already asks it in process as
 before: that costs nothing there.
@@ -86,6 +86,7 @@ class MachineFacts(msgspec.Struct, kw_only=True):
 _adopted: list[HardwareInfo] | None = None  # what adopt_hardware took
 _by_facts_probe = False  # True in the server: see use_facts_probe
 _probed_environments: dict[str, dict] = {}  # the facts probe's answer, where detection came from it
+_started_probe: subprocess.Popen | None = None  # start_facts_probe's, until detection collects it
 # Requests detect hardware from several threads; one probe answers them all.
 _detection_lock = threading.RLock()
 
@@ -102,7 +103,7 @@ def _detected() -> list[HardwareInfo]:
     _probed_environments = {}
     if _adopted is not None:
         return list(_adopted)
-    if _by_facts_probe and not _in_process and "torch" not in sys.modules:
+    if _by_facts_probe and not _in_process and (_started_probe is not None or "torch" not in sys.modules):
         facts = run_facts_probe()
         if facts is not None:
             _probed_environments = facts.environments
@@ -177,22 +178,47 @@ def run_probe() -> list[HardwareInfo]:
         return []
 
 
-def run_facts_probe() -> MachineFacts | None:
-    """Every device and its environment as ``python -m engine.hardware --facts`` reads them;
-    None when it fails (logged)."""
+def start_facts_probe() -> None:
+    """Start the facts probe now, where detection will use it, so that its torch import overlaps
+    the rest of this process's start (the server's: Litestar, DuckDB); the first detection
+    collects its answer."""
+    global _started_probe
+    with _detection_lock:
+        if _started_probe is None and not _in_process and "torch" not in sys.modules:
+            try:
+                _started_probe = _spawn_facts_probe()
+            except OSError as error:
+                log.warning("hardware facts probe did not start: %s", error)
+
+
+def _spawn_facts_probe() -> subprocess.Popen:
     command = [sys.executable, "-m", "engine.hardware", "--facts"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_facts_probe() -> MachineFacts | None:
+    """Every device and its environment as ``python -m engine.hardware --facts`` reads them (the
+    probe start_facts_probe started, else a new one); None when it fails (logged)."""
+    global _started_probe
+    probe, _started_probe = _started_probe, None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+        probe = probe or _spawn_facts_probe()
+        try:
+            stdout, stderr = probe.communicate(timeout=PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            probe.communicate()
+            raise
     except (OSError, subprocess.SubprocessError) as error:
         log.warning("hardware facts probe did not run: %s", error)
         return None
-    if done.returncode != 0:
-        log.warning("hardware facts probe failed (exit %s): %s", done.returncode, done.stderr.strip()[-500:])
+    if probe.returncode != 0:
+        log.warning("hardware facts probe failed (exit %s): %s", probe.returncode, stderr.strip()[-500:])
         return None
     try:
-        return msgspec.json.decode(done.stdout.strip().splitlines()[-1], type=MachineFacts)
+        return msgspec.json.decode(stdout.strip().splitlines()[-1], type=MachineFacts)
     except (IndexError, msgspec.DecodeError) as error:
-        log.warning("hardware facts probe answered no facts (%s): %r", error, done.stdout[-500:])
+        log.warning("hardware facts probe answered no facts (%s): %r", error, stdout[-500:])
         return None
 
 

@@ -40,6 +40,12 @@ def _prestart_cpu_worker(settings: Settings) -> dict:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     early_workers = _prestart_cpu_worker(settings)
+    # Likewise the probe process that detects the devices and reads their environments, so that
+    # this process never imports torch (issue 16) and the first question about devices need not
+    # wait for the probe's whole torch import.
+    from engine.hardware import start_facts_probe
+
+    start_facts_probe()
     try:
         return _assemble(settings, early_workers)
     except BaseException:
