@@ -21,10 +21,12 @@ results_view has them and read as NULL/false before.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+import duckdb
 import msgspec
 import pandas as pd
 import pyarrow as pa
@@ -194,6 +196,66 @@ def _noisy_sql(columns: frozenset[str]) -> str:
     return f"(coalesce(ci_met = false, false){contended})"
 
 
+class _HiddenCache:
+    """One database's hidden results per filter combination, valid for one write generation."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = -1
+        self.hidden: dict[tuple, pa.Table | None] = {}
+
+
+# A page asks a handful of combinations (overview: four); users' filter bars a few more.
+MAX_CACHED_FILTERS = 64
+_hidden_caches: weakref.WeakKeyDictionary[Database, _HiddenCache] = weakref.WeakKeyDictionary()
+
+
+def _frozen(params: dict) -> tuple:
+    return tuple(sorted((name, tuple(value) if isinstance(value, list) else value) for name, value in params.items()))
+
+
+# The name a latest-only relation reads its hidden ids under: an Arrow table that _query registers
+# on the query's own cursor (registrations are per cursor). Bound as a list parameter instead, 750,000
+# ids took 1.3 s a query to convert; registered, the anti-join on them takes 0.1 s (the window 0.6 s).
+HIDDEN_TABLE = "latest_hidden_ids"
+
+
+def _hidden_ids(db: Database, where: str, params: dict) -> pa.Table | None:
+    """The ids of the results under ``where`` that a newer result of the same config, also
+    under ``where``, hides; a result without a config key is its own and hides none.
+
+    Computed among the *filtered* rows (a run's own latest, the latest that has the metric),
+    so no stored flag could answer it. Every latest-only query used to run this window itself
+    over every result (overview sends four; 2.3 s at 1M rows, perf/pages.py): now it runs once
+    per filter combination after each write (``Database.generation``; this process is the
+    only writer), and a query adds only an anti-join on the ids it returns, none where no
+    config was measured twice.
+    """
+    cache = _hidden_caches.get(db)
+    if cache is None:
+        cache = _hidden_caches.setdefault(db, _HiddenCache())
+    # Read before the query: a write committed after this makes the next call compute afresh.
+    generation, key = db.generation, (where, _frozen(params))
+    with cache.lock:
+        if cache.generation == generation and key in cache.hidden:
+            return cache.hidden[key]
+    where_key = f"{where} AND config_key IS NOT NULL" if where else "WHERE config_key IS NOT NULL"
+    rows = db.cursor().execute(
+        f"SELECT result_id FROM results_view {where_key} "
+        "QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY created_at DESC, result_id DESC) > 1",
+        params,
+    ).fetchall()
+    hidden = pa.table({"result_id": pa.array([row[0] for row in rows], pa.int64())}) if rows else None
+    with cache.lock:
+        if generation > cache.generation:
+            cache.generation, cache.hidden = generation, {}
+        if generation == cache.generation:
+            if len(cache.hidden) >= MAX_CACHED_FILTERS:
+                cache.hidden.pop(next(iter(cache.hidden)))  # the oldest asked
+            cache.hidden[key] = hidden
+    return hidden
+
+
 def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
     """The filtered results (latest per config when asked), raw samples left out, with the
     optional columns filled in and a ``noisy`` flag: a subquery to select FROM."""
@@ -204,18 +266,14 @@ def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
     where, params = filters.where(*extra)
     missing = "".join(f", {value} AS {name}" for name, value in OPTIONAL_COLUMNS.items() if name not in columns)
     if filters.latest_only:
-        # The latest of each config among the filtered results; a result without a config key
-        # is its own. The window ranks only the ids, keys and times: over every column of the
-        # view it held each row whole while it sorted (perf/pages.py, session 4). Partitioning
-        # on the key itself, not coalesce(key, CAST(id AS VARCHAR)), spares a string per row
-        # (0.73 of the time) and cannot mistake an id for a key.
-        latest = (
-            f"SELECT result_id FROM results_view {where} "
-            "QUALIFY config_key IS NULL OR row_number() OVER (PARTITION BY config_key "
-            "ORDER BY created_at DESC, result_id DESC) = 1"
-        )
-        where = f"{where} AND" if where else "WHERE"
-        where = f"{where} result_id IN ({latest})"
+        # The latest of each config among the filtered results: the filtered results less
+        # those a newer filtered result of the same config hides. Which those are is computed
+        # once per write and filter combination (_hidden_ids), not by a window in every query.
+        hidden = _hidden_ids(db, where, params)
+        if hidden is not None:
+            where = f"{where} AND" if where else "WHERE"
+            where = f"{where} result_id NOT IN (SELECT result_id FROM {HIDDEN_TABLE})"
+            params[HIDDEN_TABLE] = hidden
     raw = [name for name in RAW_SAMPLE_COLUMNS if name in columns]
     excluded = f" EXCLUDE ({', '.join(raw)})" if raw else ""
     return (
@@ -224,8 +282,23 @@ def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
     )
 
 
+def _cursor(db: Database, params: dict) -> tuple[duckdb.DuckDBPyConnection, dict]:
+    """A fresh cursor for a query over a _relation, with the hidden ids it names registered on
+    it, and the parameters to bind (the table is no parameter)."""
+    cursor, params = db.cursor(), dict(params)
+    hidden = params.pop(HIDDEN_TABLE, None)
+    if hidden is not None:
+        cursor.register(HIDDEN_TABLE, hidden)
+    return cursor, params
+
+
+def _query(db: Database, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
+    cursor, params = _cursor(db, params)
+    return cursor.execute(sql, params)
+
+
 def _frame(db: Database, sql: str, params: dict) -> pd.DataFrame:
-    return db.cursor().execute(sql, params).df()
+    return _query(db, sql, params).df()
 
 
 # One series: what must never be averaged together or joined by a line. The label names the
@@ -252,14 +325,9 @@ def _trust(metric: Metric) -> str:
 def _most_measured(db: Database, filters: Filters, column: str) -> str | None:
     # ``column`` is one of two literals below, never user input.
     relation, params = _relation(db, filters)
-    row = (
-        db.cursor()
-        .execute(
-            f"SELECT {column} FROM {relation} r GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT 1",
-            params,
-        )
-        .fetchone()
-    )
+    row = _query(
+        db, f"SELECT {column} FROM {relation} r GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT 1", params
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -402,7 +470,7 @@ def has_generate_results(db: Database, filters: Filters) -> bool:
     if "ttft_ms" not in view_columns(db):
         return False
     relation, params = _relation(db, replace(filters, latest_only=False), "scenario = 'generate'")
-    return db.cursor().execute(f"SELECT EXISTS (SELECT 1 FROM {relation} r)", params).fetchone()[0]
+    return _query(db, f"SELECT EXISTS (SELECT 1 FROM {relation} r)", params).fetchone()[0]
 
 
 def generation_scaling(db: Database, filters: Filters, max_models: int = 8) -> pd.DataFrame:
@@ -462,13 +530,16 @@ def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFra
     lengths together.
     """
     relation, params = _relation(db, filters, f"{metric.column} IS NOT NULL")
+    # The series label is made per cell after grouping: grouping by it (GROUP BY ALL) built the
+    # string for every result, 0.7 of the query at 1M results (perf/pages.py, session 5).
     return _frame(
         db,
-        f"""SELECT coalesce(model_family, '(none)') AS model_family, hardware, {_SERIES_COLUMNS},
-                   concat_ws(' · ', coalesce(model_family, '(none)'), {_SERIES}) AS series,
-                   avg({metric.column}) AS value, {_trust(metric)}
-            FROM {relation} r
-            GROUP BY ALL
+        f"""SELECT model_family, hardware, {_SERIES_COLUMNS},
+                   concat_ws(' · ', model_family, {_SERIES}) AS series, value, ci_low, ci_high, n, noisy, result_id
+            FROM (SELECT coalesce(model_family, '(none)') AS model_family, hardware, {_SERIES_COLUMNS},
+                         avg({metric.column}) AS value, {_trust(metric)}
+                  FROM {relation} r
+                  GROUP BY coalesce(model_family, '(none)'), hardware, {_SERIES_COLUMNS}) cells
             ORDER BY model_family, precision, sequence_length NULLS FIRST, scenario NULLS FIRST, hardware""",
         params,
     )
@@ -524,9 +595,10 @@ def results_page(
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidFilter("page_size", f"{page_size} is outside 1..{MAX_PAGE_SIZE}")
     relation, params = _relation(db, filters)
-    total = db.cursor().execute(f"SELECT count(*) FROM {relation} r", params).fetchone()[0]
+    total = _query(db, f"SELECT count(*) FROM {relation} r", params).fetchone()[0]
     page = min(page, max(1, math.ceil(total / page_size)))
-    cursor = db.cursor().execute(
+    cursor = _query(
+        db,
         f"SELECT {', '.join(PAGE_ROW_COLUMNS)} FROM {relation} r "
         f"ORDER BY {order_by} LIMIT $limit OFFSET $offset",
         {**params, "limit": page_size, "offset": (page - 1) * page_size},
@@ -549,9 +621,8 @@ def results_export(
     """
     _, _, order_by = _order_by(sort, direction)
     relation, params = _relation(db, filters)
-    relation_sql = db.cursor().sql(
-        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM {relation} r ORDER BY {order_by}", params=params
-    )
+    cursor, params = _cursor(db, params)
+    relation_sql = cursor.sql(f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM {relation} r ORDER BY {order_by}", params=params)
     return relation_sql.fetch_record_batch(rows_per_batch)
 
 
@@ -640,7 +711,7 @@ def result_detail(db: Database, result_id: int, as_type: type[Row]) -> Row | Non
     """One stored result without its samples, as ``as_type`` (fields it lacks are dropped)."""
     relation, params = _relation(db, Filters(), "result_id = $result_id")
     names = tuple(dict.fromkeys(DETAIL_COLUMNS))
-    row = db.cursor().execute(f"SELECT {', '.join(names)} FROM {relation} r", {**params, "result_id": result_id})
+    row = _query(db, f"SELECT {', '.join(names)} FROM {relation} r", {**params, "result_id": result_id})
     found = row.fetchone()
     return None if found is None else msgspec.convert(dict(zip(names, found, strict=True)), as_type)
 

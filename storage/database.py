@@ -85,6 +85,10 @@ class Database:
             raise StorageError(f"cannot open the database {self.path}: {error}") from None
         self._connection.execute("SET lock_configuration = true")
         self._write_lock = threading.Lock()
+        # Committed writes so far. This process is the file's only writer, so a read derived
+        # from the data (storage.dashboard's latest result per config) stays true while the
+        # count stands still; it moves after the COMMIT, never before it.
+        self.generation = 0
         self._migrate(migrate_to)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -104,6 +108,7 @@ class Database:
                 raise
             else:
                 cursor.execute("COMMIT")
+                self.generation += 1
             finally:
                 cursor.close()
 

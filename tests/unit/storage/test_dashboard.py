@@ -328,6 +328,30 @@ def test_latest_only_keeps_every_result_without_a_config_key(runs_db):
     assert latest.total == 6
 
 
+def test_latest_only_shows_a_result_stored_after_the_last_query(runs_db):
+    # The pages' latest per config is worked out once per write (storage.dashboard._hidden_ids):
+    # a result stored since hides its config's older one on the very next query.
+    latency = lambda page: sorted(row["p50_latency_ms"] for row in page.rows)  # noqa: E731
+    assert latency(results_page(runs_db, Filters(latest_only=True))) == [4.0, 6.0, 7.0, 8.0, 12.0]
+    insert_results(runs_db, [measured_row(BERT, 1, 3.0, run_id="run-3")])
+    assert latency(results_page(runs_db, Filters(latest_only=True))) == [3.0, 4.0, 6.0, 7.0, 12.0]
+    # Each filter combination has its own latest: run-2's own results still include its 8 ms.
+    assert latency(results_page(runs_db, Filters(run_id="run-2", latest_only=True))) == [4.0, 6.0, 7.0, 8.0]
+    insert_results(runs_db, [measured_row(BERT, 1, 2.0, run_id="run-2")])
+    assert latency(results_page(runs_db, Filters(run_id="run-2", latest_only=True))) == [2.0, 4.0, 6.0, 7.0]
+
+
+def test_latest_only_takes_the_newest_result_that_has_the_metric_shown(runs_db):
+    # run-4 measured batch 2 at fp32 again without a peak memory: the memory heatmap keeps
+    # run-3's (the newest with one), the table shows run-4's.
+    insert_results(runs_db, [measured_row(BERT, 2, 11.0, run_id="run-3", memory_peak_mb=50.0)])
+    insert_results(runs_db, [measured_row(BERT, 2, 9.0, run_id="run-4")])
+    memory = family_heatmap(runs_db, Filters(latest_only=True, precision="fp32", sequence_length=128), METRICS["memory"])
+    assert list(zip(memory.value, memory.n, strict=True)) == [(50.0, 1)]
+    table = results_page(runs_db, Filters(latest_only=True, precision="fp32", sequence_length=128, batch_size=2))
+    assert [(row["p50_latency_ms"], row["run_id"]) for row in table.rows] == [(9.0, "run-4")]
+
+
 def test_results_rows_say_how_far_they_can_be_trusted(runs_db):
     rows = results_page(runs_db, Filters(precision="int8"), sort="batch_size").rows
     assert [(row["batch_size"], row["ci_met"], row["noisy"]) for row in rows] == [(1, True, False), (2, False, True)]
