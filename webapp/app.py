@@ -37,6 +37,12 @@ def _prestart_cpu_worker(settings: Settings) -> dict:
     return {"cpu": worker}
 
 
+def _import_model_libraries() -> None:
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers.models.auto import modeling_auto  # noqa: F401
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     early_workers = _prestart_cpu_worker(settings)
@@ -103,9 +109,13 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
             for worker in early_workers.values():
                 worker.close()
             raise
-        # The app's imports leave long-lived objects (torch and transformers ~350,000 where a
-        # checkpoint or user code imported them); unfrozen, each full collection stalls every
-        # request (~150 ms with those two).
+        if services.registry.lists_more_than_builtins():
+            # Checkpoints or user code, whose listing imports transformers and torch: imported
+            # now, before the freeze below, as every server did before issue 16 (a server of
+            # the built-ins alone imports neither).
+            await anyio.to_thread.run_sync(_import_model_libraries)
+        # torch and transformers, where imported, leave ~350,000 long-lived objects; unfrozen,
+        # each full collection stalls every request for ~150 ms.
         gc.collect()
         gc.freeze()
         services.events.listeners.append(ChannelsPublisher(channels, asyncio.get_running_loop()))

@@ -95,6 +95,20 @@ class ModelRegistry:
             specs.setdefault(name, spec)
         return list(specs.values())
 
+    def lists_more_than_builtins(self) -> bool:
+        """Whether listing reads checkpoint configs or runs user code, which import transformers
+        (and mostly torch): checkpoints under models_dir, .py files in custom_benchmarks_dir,
+        entry points. Only the file system and the installed packages' metadata are read."""
+        folder = self.custom_benchmarks_dir
+        custom_files = folder is not None and folder.is_dir() and any(
+            not path.name.startswith("_") for path in folder.glob("*.py")
+        )
+        try:
+            checkpoints = bool(self._discovered())
+        except OSError:  # an unreadable models_dir: listing will say why; assume it has some
+            checkpoints = True
+        return checkpoints or custom_files or bool(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
     def resolve(self, names: list[str]) -> list[str]:
         """Canonical names for ``names``, deduplicated in order; raises on the first unknown."""
         return list(dict.fromkeys(self.get(name).name for name in names))

@@ -13,7 +13,10 @@ import subprocess
 import sys
 
 import msgspec
+import torch
+import transformers
 
+from engine.models.builtin import TINY_ENCODER
 from engine.models.registry import ModelRegistry
 from engine.runs import RunRecord
 from storage import runs as run_rows
@@ -92,3 +95,36 @@ def test_a_server_starts_lists_plans_and_runs_without_torch_or_transformers_and_
     assert stored == stored_before
     assert list(stored["cpu"]) == list(stored_before["cpu"])  # the same keys, in the same order
     assert lean["record"].fingerprint == before["record"].fingerprint
+
+
+# create_app and its startup with a models_dir; prints what got imported.
+STARTED = """
+import json, sys
+from litestar.testing import TestClient
+from webapp.app import create_app
+from webapp.wiring.settings import Settings
+
+root = sys.argv[1]
+settings = Settings(db_path=root + "/b.duckdb", results_dir=root + "/results", log_dir=root + "/logs",
+                    models_dir=root + "/models", prestart_workers=False, allowed_hosts=["testserver.local"])
+with TestClient(create_app(settings)) as client:
+    print(json.dumps([m for m in ("torch", "transformers") if m in sys.modules]))
+"""
+
+
+def imported_at_start(root) -> list[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
+    done = subprocess.run([sys.executable, "-c", STARTED, str(root)], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_server_with_checkpoints_imports_both_as_it_starts_before_it_freezes_its_objects(tmp_path):
+    # Listing a checkpoint reads its config with transformers and counts its parameters with torch;
+    # imported at start, their objects are frozen with the app's, out of every garbage collection.
+    (tmp_path / "models").mkdir()
+    assert imported_at_start(tmp_path) == []  # an empty models folder: nothing to list but built-ins
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(**TINY_ENCODER)).save_pretrained(tmp_path / "models" / "my-bert")
+    assert imported_at_start(tmp_path) == ["torch", "transformers"]
