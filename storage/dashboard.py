@@ -24,6 +24,7 @@ import math
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import TypeVar
 
 import duckdb
@@ -196,18 +197,41 @@ def _noisy_sql(columns: frozenset[str]) -> str:
     return f"(coalesce(ci_met = false, false){contended})"
 
 
-class _HiddenCache:
-    """One database's hidden results per filter combination, valid for one write generation."""
+class _WriteCache:
+    """Reads derived from one database's data, valid while its write generation stands still."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.generation = -1
-        self.hidden: dict[tuple, pa.Table | None] = {}
+        self.values: dict[tuple, object] = {}
 
 
-# A page asks a handful of combinations (overview: four); users' filter bars a few more.
-MAX_CACHED_FILTERS = 64
-_hidden_caches: weakref.WeakKeyDictionary[Database, _HiddenCache] = weakref.WeakKeyDictionary()
+# A page asks a handful of filter combinations (overview: four); users' filter bars a few more.
+MAX_CACHED_READS = 64
+_write_caches: weakref.WeakKeyDictionary[Database, _WriteCache] = weakref.WeakKeyDictionary()
+Value = TypeVar("Value")
+
+
+def _per_write(db: Database, key: tuple, compute: Callable[[], Value]) -> Value:
+    """``compute()``, worked out once per write (``Database.generation``; this process is the
+    database's only writer) and ``key``."""
+    cache = _write_caches.get(db)
+    if cache is None:
+        cache = _write_caches.setdefault(db, _WriteCache())
+    # Read before computing: a write committed after this makes the next call compute afresh.
+    generation = db.generation
+    with cache.lock:
+        if cache.generation == generation and key in cache.values:
+            return cache.values[key]  # type: ignore[return-value]
+    value = compute()
+    with cache.lock:
+        if generation > cache.generation:
+            cache.generation, cache.values = generation, {}
+        if generation == cache.generation:
+            if len(cache.values) >= MAX_CACHED_READS:
+                cache.values.pop(next(iter(cache.values)))  # the oldest asked
+            cache.values[key] = value
+    return value
 
 
 def _frozen(params: dict) -> tuple:
@@ -218,6 +242,24 @@ def _frozen(params: dict) -> tuple:
 # on the query's own cursor (registrations are per cursor). Bound as a list parameter instead, 750,000
 # ids took 1.3 s a query to convert; registered, the anti-join on them takes 0.1 s (the window 0.6 s).
 HIDDEN_TABLE = "latest_hidden_ids"
+CONTESTED_TABLE = "latest_contested_ids"
+EVERY = "every"  # _contested_ids: most results share their config key with another
+
+
+def _contested_ids(db: Database) -> pa.Table | str | None:
+    """The ids of the results whose config key another result has too: only those can hide or
+    be hidden. None where no config was measured twice (then no window runs at all); EVERY
+    where they are most results (restricting the window to them would cost more than it saves)."""
+    cursor = db.cursor()
+    total = cursor.execute("SELECT count(*) FROM performance_results").fetchall()[0][0]
+    contested = cursor.sql(
+        "SELECT result_id FROM performance_results WHERE config_key IN ("
+        "SELECT config_key FROM performance_results WHERE config_key IS NOT NULL "
+        "GROUP BY config_key HAVING count(*) > 1)"
+    ).to_arrow_table()
+    if contested.num_rows == 0:
+        return None
+    return EVERY if 2 * contested.num_rows > total else contested
 
 
 def _hidden_ids(db: Database, where: str, params: dict) -> pa.Table | None:
@@ -227,33 +269,29 @@ def _hidden_ids(db: Database, where: str, params: dict) -> pa.Table | None:
     Computed among the *filtered* rows (a run's own latest, the latest that has the metric),
     so no stored flag could answer it. Every latest-only query used to run this window itself
     over every result (overview sends four; 2.3 s at 1M rows, perf/pages.py): now it runs once
-    per filter combination after each write (``Database.generation``; this process is the
-    only writer), and a query adds only an anti-join on the ids it returns, none where no
-    config was measured twice.
+    per filter combination after each write, over the contested results only, and a query adds
+    an anti-join on the ids it returns, none where no config was measured twice.
     """
-    cache = _hidden_caches.get(db)
-    if cache is None:
-        cache = _hidden_caches.setdefault(db, _HiddenCache())
-    # Read before the query: a write committed after this makes the next call compute afresh.
-    generation, key = db.generation, (where, _frozen(params))
-    with cache.lock:
-        if cache.generation == generation and key in cache.hidden:
-            return cache.hidden[key]
-    where_key = f"{where} AND config_key IS NOT NULL" if where else "WHERE config_key IS NOT NULL"
-    rows = db.cursor().execute(
-        f"SELECT result_id FROM results_view {where_key} "
+    return _per_write(db, ("hidden", where, _frozen(params)), lambda: _window_hidden(db, where, params))
+
+
+def _window_hidden(db: Database, where: str, params: dict) -> pa.Table | None:
+    contested = _per_write(db, ("contested",), lambda: _contested_ids(db))
+    if contested is None:
+        return None
+    cursor = db.cursor()
+    clauses = [where.removeprefix("WHERE ")] if where else []
+    clauses.append("config_key IS NOT NULL")
+    if contested is not EVERY:
+        cursor.register(CONTESTED_TABLE, contested)
+        clauses.append(f"result_id IN (SELECT result_id FROM {CONTESTED_TABLE})")
+    # A relation's Arrow answer, not execute()'s: that copies the rows once more.
+    hidden = cursor.sql(
+        f"SELECT result_id FROM results_view WHERE {' AND '.join(clauses)} "
         "QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY created_at DESC, result_id DESC) > 1",
-        params,
-    ).fetchall()
-    hidden = pa.table({"result_id": pa.array([row[0] for row in rows], pa.int64())}) if rows else None
-    with cache.lock:
-        if generation > cache.generation:
-            cache.generation, cache.hidden = generation, {}
-        if generation == cache.generation:
-            if len(cache.hidden) >= MAX_CACHED_FILTERS:
-                cache.hidden.pop(next(iter(cache.hidden)))  # the oldest asked
-            cache.hidden[key] = hidden
-    return hidden
+        params=params,
+    ).to_arrow_table()
+    return hidden if hidden.num_rows else None
 
 
 def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
@@ -645,7 +683,12 @@ RUN_CHOICES = 50
 
 def filter_options(db: Database) -> FilterOptions:
     """Models and hardware come from their own small tables (which also hold those that only
-    failed); batch sizes, precisions, sequence lengths and scenarios from the results, in one scan."""
+    failed); batch sizes, precisions, sequence lengths and scenarios from the results, in one
+    scan, once per write (every page's filter bar asks: 25-40 ms at 1M results)."""
+    return _per_write(db, ("filter_options",), lambda: _filter_options(db))
+
+
+def _filter_options(db: Database) -> FilterOptions:
     cursor = db.cursor()
     families, models = cursor.execute(
         "SELECT list(DISTINCT model_family), list(DISTINCT model_name) FROM models"
@@ -685,7 +728,12 @@ class Summary:
 
 
 def summary(db: Database) -> Summary:
-    """Counts for the overview's header line: models and hardware are those known (measured or failed)."""
+    """Counts for the overview's header line: models and hardware are those known (measured or
+    failed); once per write, as filter_options."""
+    return _per_write(db, ("summary",), lambda: _summary(db))
+
+
+def _summary(db: Database) -> Summary:
     noisy = _noisy_sql(view_columns(db))
     row = (
         db.cursor()
