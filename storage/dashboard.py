@@ -207,7 +207,9 @@ class _WriteCache:
 
 
 # A page asks a handful of filter combinations (overview: four); users' filter bars a few more.
+# The bytes bound the hidden ids' Arrow tables: 8 bytes a hidden result, 6 MB for 750,000.
 MAX_CACHED_READS = 64
+MAX_CACHED_BYTES = 64 * 1024**2
 _write_caches: weakref.WeakKeyDictionary[Database, _WriteCache] = weakref.WeakKeyDictionary()
 Value = TypeVar("Value")
 
@@ -228,9 +230,12 @@ def _per_write(db: Database, key: tuple, compute: Callable[[], Value]) -> Value:
         if generation > cache.generation:
             cache.generation, cache.values = generation, {}
         if generation == cache.generation:
-            if len(cache.values) >= MAX_CACHED_READS:
-                cache.values.pop(next(iter(cache.values)))  # the oldest asked
             cache.values[key] = value
+            while len(cache.values) > 1 and (
+                len(cache.values) > MAX_CACHED_READS
+                or sum(getattr(kept, "nbytes", 0) for kept in cache.values.values()) > MAX_CACHED_BYTES
+            ):
+                cache.values.pop(next(iter(cache.values)))  # the oldest asked
     return value
 
 
