@@ -313,6 +313,33 @@ def test_run_form_errors_are_shown_next_to_the_field(client, fields, field, reas
     assert len(fragment.find_all("p", class_="field-error")) == 1
 
 
+def test_a_refused_run_form_asks_about_devices_off_the_event_loop(empty_client, monkeypatch):
+    # A server's first question about devices waits for engine.hardware's probe process (issue
+    # 16), up to its timeout: the refused form's page, which lists the devices, must not make
+    # every other request wait for it.
+    import asyncio
+
+    import webapp.wiring.services as services_module
+
+    asked_on_loop = []
+    real_detect = services_module.detect_hardware
+
+    def detect_hardware():
+        try:
+            asyncio.get_running_loop()
+            asked_on_loop.append(True)
+        except RuntimeError:  # no loop in this thread: a worker thread
+            asked_on_loop.append(False)
+        return real_detect()
+
+    monkeypatch.setattr(services_module, "detect_hardware", detect_hardware)
+    data = {"priority": "high", "hardware": "cpu", "batch_sizes": "1, x", "precision": "fp32",
+            "sequence_length": "16", "_csrf_token": csrf_token(empty_client)}
+    response = empty_client.post("/runs", data=data, headers={"HX-Request": "true"})
+    assert response.status_code == 422 and 'name="hardware" value="cpu"' in response.text
+    assert asked_on_loop and not any(asked_on_loop), asked_on_loop
+
+
 def test_the_run_form_offers_detected_hardware_and_registered_models(client):
     page = client.get("/runs").text
     assert 'name="hardware" value="cpu" checked' in page

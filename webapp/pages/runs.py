@@ -317,7 +317,9 @@ class RunPages(Controller):
             run_id = await live_runs.submissions(request.app.state).start(form.get("submission", ""), start_run)
         except InvalidRequestError as error:
             context = {"active": "runs", "runs": await anyio.to_thread.run_sync(recent_runs, services)}
-            context |= form_context(services, values, {error.field: error.reason})
+            # In a thread: the form lists the devices (the first question waits for engine.hardware's
+            # probe process) and its preview plans and reads history from DuckDB.
+            context |= await anyio.to_thread.run_sync(form_context, services, values, {error.field: error.reason})
             return render(
                 request,
                 "pages/runs.html",
