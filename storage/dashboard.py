@@ -734,25 +734,26 @@ class Summary:
 
 def summary(db: Database) -> Summary:
     """Counts for the overview's header line: models and hardware are those known (measured or
-    failed); once per write, as filter_options."""
-    return _per_write(db, ("summary",), lambda: _summary(db))
+    failed); the results' counts once per write, as filter_options. The runs are counted afresh:
+    a run's row is written without moving Database.generation (``runs_only``)."""
+    results, models, hardware, failures, noisy = _per_write(db, ("summary",), lambda: _result_counts(db))
+    runs = db.cursor().execute("SELECT count(*) FROM test_runs").fetchone()[0]
+    return Summary(results, models, hardware, runs, failures, noisy)
 
 
-def _summary(db: Database) -> Summary:
+def _result_counts(db: Database) -> tuple[int, int, int, int, int]:
     noisy = _noisy_sql(view_columns(db))
-    row = (
+    return (
         db.cursor()
         .execute(
             f"""SELECT (SELECT count(*) FROM performance_results),
                   (SELECT count(*) FROM models),
                   (SELECT count(*) FROM hardware_platforms),
-                  (SELECT count(*) FROM test_runs),
                   (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible),
                   (SELECT count(*) FROM results_view WHERE {noisy})"""
         )
         .fetchone()
     )
-    return Summary(*row)
 
 
 # ---- one result: the result page -------------------------------------------------------

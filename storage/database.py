@@ -85,9 +85,10 @@ class Database:
             raise StorageError(f"cannot open the database {self.path}: {error}") from None
         self._connection.execute("SET lock_configuration = true")
         self._write_lock = threading.Lock()
-        # Committed writes so far. This process is the file's only writer, so a read derived
-        # from the data (storage.dashboard's latest result per config) stays true while the
-        # count stands still; it moves after the COMMIT, never before it.
+        # Committed writes of results and their catalog so far (a write of test_runs alone
+        # does not count). This process is the file's only writer, so a read derived from the
+        # results (storage.dashboard's latest result per config) stays true while the count
+        # stands still; it moves after the COMMIT, never before it.
         self.generation = 0
         self._migrate(migrate_to)
 
@@ -96,8 +97,11 @@ class Database:
         return self._connection.cursor()
 
     @contextmanager
-    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A transaction that holds the process-wide write lock; rolled back on error."""
+    def writing(self, *, runs_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction that holds the process-wide write lock; rolled back on error.
+
+        ``runs_only``: it writes test_runs and nothing else (a run's progress, saved after every
+        config), so reads derived from the results stay true and ``generation`` stands still."""
         with self._write_lock:
             cursor = self._connection.cursor()
             cursor.execute("BEGIN TRANSACTION")
@@ -108,7 +112,8 @@ class Database:
                 raise
             else:
                 cursor.execute("COMMIT")
-                self.generation += 1
+                if not runs_only:
+                    self.generation += 1
             finally:
                 cursor.close()
 

@@ -41,7 +41,7 @@ Row = TypeVar("Row")
 
 def save_run(db: Database, record: msgspec.Struct) -> None:
     """Insert or update a run from a Struct whose fields include RUN_COLUMNS."""
-    with db.writing() as cursor:
+    with db.writing(runs_only=True) as cursor:
         write_run(cursor, record)
 
 
@@ -105,7 +105,7 @@ def list_runs(
 
 def set_report_error(db: Database, run_id: str, error: str | None) -> None:
     """Record why a run's report files could not be written; None once they have been."""
-    with db.writing() as cursor:
+    with db.writing(runs_only=True) as cursor:
         cursor.execute("UPDATE test_runs SET report_error = ? WHERE run_id = ?", [error, run_id])
 
 

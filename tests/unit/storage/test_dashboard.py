@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import msgspec
 import pyarrow as pa
 import pytest
@@ -5,6 +7,7 @@ import pytest
 from descriptions import CPU, hardware_description, model_description
 from engine.config import BenchmarkConfig
 from engine.result import Measurement
+from engine.runs import RunRecord
 from storage.dashboard import (
     METRICS,
     FilterOptions,
@@ -23,6 +26,7 @@ from storage.dashboard import (
 )
 from storage.database import Database
 from storage.results import insert_results
+from storage.runs import save_run
 
 THROUGHPUT = METRICS["throughput"]
 LATENCY = METRICS["latency_p50"]
@@ -207,6 +211,23 @@ def test_filter_options_list_known_models_and_hardware_and_measured_sizes(db):
 def test_summary_counts_results_models_and_hardware(db):
     counts = summary(db)
     assert (counts.results, counts.models, counts.hardware, counts.runs, counts.failures) == (8, 3, 2, 0, 0)
+
+
+def test_a_run_saved_keeps_the_cached_reads_and_is_counted_at_once(db):
+    # A running sweep saves its run row after every config; that must not make every page
+    # after it work out the latest results again, and the header still counts the new run.
+    summary(db)
+    generation = db.generation
+    save_run(db, RunRecord(
+        run_id="run-new", status="running", progress=0.0, current_step=None, start_time=None, elapsed_time=0.0,
+        estimated_remaining_time=None, completed_models=0, total_models=1, error=None, completed_configs=0,
+        total_configs=1, priority="medium", created_at=datetime(2026, 12, 2, tzinfo=UTC), completion_time=None,
+    ))
+    assert db.generation == generation
+    assert summary(db).runs == 1
+    insert_results(db, [measured_row(BERT, 1, 3.0, run_id="run-new")])
+    assert db.generation == generation + 1
+    assert summary(db).results == 9
 
 
 def test_an_empty_database_has_no_options_and_zero_counts(tmp_path):
