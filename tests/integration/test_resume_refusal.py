@@ -3,6 +3,8 @@ is gone), is not resumed: it is marked failed, saying why, and the server starts
 
 from __future__ import annotations
 
+import msgspec
+
 from descriptions import stored_run
 from engine.runs import RunRecord, RunRequest
 from storage.database import Database
@@ -24,5 +26,23 @@ def test_a_run_that_cannot_be_planned_again_is_failed_with_the_reason(tmp_path):
         assert run.status == "failed" and run.current_step is None and run.completion_time is not None
         assert run.error.startswith("could not resume after restart: models: unknown model 'gone-model'")
         assert services.scheduler.get("gone") is None
+    finally:
+        services.close()
+
+
+def test_a_run_whose_request_was_not_stored_is_failed_saying_so(tmp_path):
+    settings = Settings(db_path=str(tmp_path / "b.duckdb"), results_dir=str(tmp_path / "results"),
+                        log_dir=str(tmp_path / "logs"), prestart_workers=False)
+    with Database(settings.db_path) as db:
+        # As another writer stores it: no request (storage.runs reads it back as None).
+        save_run(db, msgspec.structs.replace(stored_run("bare", "running", total_configs=2), request=None))
+    services = Services(settings)
+    try:
+        assert services.resume_interrupted_runs() == []
+        run = get_run(services.db, "bare", RunRecord)
+        assert run.status == "failed" and run.request is None
+        assert run.error == (
+            "could not resume after restart: request: the run's request was not stored, so its configs are unknown"
+        )
     finally:
         services.close()

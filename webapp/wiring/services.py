@@ -225,6 +225,8 @@ class Services:
         resumed = []
         for record in run_rows.list_runs(self.db, RunRecord, statuses=ACTIVE_STATUSES, limit=10_000):
             try:
+                if record.request is None:  # stored by another writer: nothing to plan again from
+                    raise InvalidRequestError("request", "the run's request was not stored, so its configs are unknown")
                 run = self.plan(record.request)
             except Exception as error:  # its models or hardware may be gone since
                 run_rows.save_run(self.db, msgspec.structs.replace(
