@@ -191,6 +191,23 @@ def start_facts_probe() -> None:
                 log.warning("hardware facts probe did not start: %s", error)
 
 
+def discard_facts_probe() -> None:
+    """End the probe start_facts_probe started if no detection collected it (a server that stops
+    before any question about its devices), so that it outlives neither that server nor, in one
+    process (tests), the next one's detection, which would take its stale answer over its own."""
+    global _started_probe
+    # Not waiting: a detection that holds the lock collects the probe itself.
+    if not _detection_lock.acquire(blocking=False):
+        return
+    try:
+        probe, _started_probe = _started_probe, None
+    finally:
+        _detection_lock.release()
+    if probe is not None:
+        probe.kill()
+        probe.communicate()
+
+
 def _spawn_facts_probe() -> subprocess.Popen:
     command = [sys.executable, "-m", "engine.hardware", "--facts"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -131,6 +131,9 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
             yield
         finally:
             await anyio.to_thread.run_sync(services.close)
+            from engine.hardware import discard_facts_probe  # create_app started it
+
+            await anyio.to_thread.run_sync(discard_facts_probe)
 
     async def resume_runs(app: Litestar) -> None:
         # An on_startup hook, not part of the lifespan above: hooks run once every

@@ -128,3 +128,30 @@ def test_a_server_with_checkpoints_imports_both_as_it_starts_before_it_freezes_i
     torch.manual_seed(0)
     transformers.BertModel(transformers.BertConfig(**TINY_ENCODER)).save_pretrained(tmp_path / "models" / "my-bert")
     assert imported_at_start(tmp_path) == ["torch", "transformers"]
+
+
+def test_a_server_that_stops_before_any_question_about_devices_ends_its_facts_probe(tmp_path, monkeypatch):
+    # create_app starts the probe; a server that never asks about its devices must not leave it
+    # behind for a later server of the same process (a test's), whose detection would take that
+    # stale answer over its own.
+    from litestar.testing import TestClient
+
+    from engine import hardware
+    from webapp.app import create_app
+    from webapp.wiring.settings import Settings
+
+    probe = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    monkeypatch.setattr(hardware, "_started_probe", probe)  # as create_app's start_facts_probe leaves it
+    try:
+        settings = Settings(db_path=str(tmp_path / "b.duckdb"), results_dir=str(tmp_path / "results"),
+                            log_dir=str(tmp_path / "logs"), prestart_workers=False, resume=False,
+                            allowed_hosts=["testserver.local"])
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/api/benchmark/models").status_code == 200  # no question about devices
+        assert hardware._started_probe is None
+        assert probe.poll() is not None  # ended and reaped, not left running
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.communicate()
