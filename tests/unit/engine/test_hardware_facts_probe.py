@@ -30,13 +30,17 @@ def server_detection(monkeypatch):
     detect_hardware.cache_clear()
 
 
-def in_process_cpu() -> tuple[hardware.HardwareInfo, dict]:
-    """The CPU and its environment as this process reads them itself."""
-    detect_hardware.cache_clear()
-    try:
-        return detect_hardware()[0], environment("cpu")
-    finally:
+def in_process_cpu(monkeypatch) -> tuple[hardware.HardwareInfo, dict]:
+    """The CPU and its environment as this process reads them itself (never a probe's: not a
+    server's detection, and no probe an earlier server of this process left)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(hardware, "_by_facts_probe", False)
+        patch.setattr(hardware, "_started_probe", None)
         detect_hardware.cache_clear()
+        try:
+            return detect_hardware()[0], environment("cpu")
+        finally:
+            detect_hardware.cache_clear()
 
 
 def started(command: list[str]) -> subprocess.Popen:
@@ -46,7 +50,7 @@ def started(command: list[str]) -> subprocess.Popen:
 def test_the_probes_devices_and_environments_are_what_this_process_reads(monkeypatch):
     # The CPU only: under BENCHBOARD_TEST_FAKE_CUDA this process's torch also reports a fake
     # GPU, which a probe process (real torch) never sees.
-    cpu, cpu_environment = in_process_cpu()
+    cpu, cpu_environment = in_process_cpu(monkeypatch)
     monkeypatch.setattr(hardware, "_in_process", False)
     monkeypatch.setattr(hardware, "_by_facts_probe", True)
     monkeypatch.setattr(hardware, "_started_probe", started(FACTS_COMMAND))
@@ -79,8 +83,26 @@ def test_a_probe_that_prints_no_facts_is_refused_with_what_it_printed(server_det
 
 
 def test_a_process_that_imported_torch_starts_no_probe(monkeypatch):
-    # This one has: detection asks torch here, where it costs nothing and a test's fakes apply.
-    assert "torch" in sys.modules
+    # This one has (whichever tests ran before): detection asks torch here, where it costs
+    # nothing and a test's fakes apply.
+    import torch  # noqa: F401
+
+    monkeypatch.setattr(hardware, "_in_process", False)
     monkeypatch.setattr(hardware, "_started_probe", None)
     hardware.start_facts_probe()
     assert hardware._started_probe is None
+
+
+def test_a_probe_past_its_timeout_is_killed_and_detection_falls_back_saying_so(server_detection, monkeypatch, caplog):
+    hung = started([sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(hardware, "_started_probe", hung)
+    monkeypatch.setattr(hardware, "PROBE_TIMEOUT_S", 1)
+    try:
+        assert detect_hardware()[0].name == "cpu"
+        assert hung.returncode is not None  # killed and reaped, not left running
+        assert hardware._probed_environments == {}
+        assert "hardware facts probe did not run" in caplog.text and "timed out after 1 seconds" in caplog.text
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+            hung.communicate()
