@@ -251,25 +251,43 @@ CONTESTED_TABLE = "latest_contested_ids"
 EVERY = "every"  # _contested_ids: most results share their config key with another
 
 
-def _contested_ids(db: Database) -> pa.Table | str | None:
+@dataclass(frozen=True)
+class _Contest:
+    """What one snapshot of the results says about reruns. ``cutoff`` is its newest result id:
+    ids rise in commit order (one writer, Database._write_lock), so a latest-only query that
+    keeps ``result_id <= cutoff`` reads the results as of that snapshot, and a rerun committed
+    while the page is being read cannot show beside the result it replaces."""
+
+    cutoff: int
+    ids: pa.Table | str | None
+
+
+def _contested_ids(db: Database) -> _Contest:
     """The ids of the results whose config key another result has too: only those can hide or
     be hidden. None where no config was measured twice (then no window runs at all); EVERY
     where they are most results (restricting the window to them would cost more than it saves)."""
     cursor = db.cursor()
-    total = cursor.execute("SELECT count(*) FROM performance_results").fetchall()[0][0]
-    contested = cursor.sql(
-        "SELECT result_id FROM performance_results WHERE config_key IN ("
-        "SELECT config_key FROM performance_results WHERE config_key IS NOT NULL "
-        "GROUP BY config_key HAVING count(*) > 1)"
-    ).to_arrow_table()
+    cursor.execute("BEGIN TRANSACTION")  # one snapshot for the cutoff and the contested ids
+    try:
+        total, cutoff = cursor.execute(
+            "SELECT count(*), coalesce(max(result_id), 0) FROM performance_results"
+        ).fetchall()[0]
+        contested = cursor.sql(
+            "SELECT result_id FROM performance_results WHERE config_key IN ("
+            "SELECT config_key FROM performance_results WHERE config_key IS NOT NULL "
+            "GROUP BY config_key HAVING count(*) > 1)"
+        ).to_arrow_table()
+    finally:
+        cursor.execute("ROLLBACK")
     if contested.num_rows == 0:
-        return None
-    return EVERY if 2 * contested.num_rows > total else contested
+        return _Contest(cutoff, None)
+    return _Contest(cutoff, EVERY if 2 * contested.num_rows > total else contested)
 
 
-def _hidden_ids(db: Database, where: str, params: dict) -> pa.Table | None:
-    """The ids of the results under ``where`` that a newer result of the same config, also
-    under ``where``, hides; a result without a config key is its own and hides none.
+def _hidden_ids(db: Database, where: str, params: dict) -> tuple[int, pa.Table | None]:
+    """The snapshot's cutoff (_Contest) and the ids of the results under ``where`` that a newer
+    result of the same config, also under ``where``, hides; a result without a config key is
+    its own and hides none.
 
     Computed among the *filtered* rows (a run's own latest, the latest that has the metric),
     so no stored flag could answer it. Every latest-only query used to run this window itself
@@ -277,18 +295,19 @@ def _hidden_ids(db: Database, where: str, params: dict) -> pa.Table | None:
     per filter combination after each write, over the contested results only, and a query adds
     an anti-join on the ids it returns, none where no config was measured twice.
     """
-    return _per_write(db, ("hidden", where, _frozen(params)), lambda: _window_hidden(db, where, params))
+    contest = _per_write(db, ("contested",), lambda: _contested_ids(db))
+    hidden = _per_write(db, ("hidden", where, _frozen(params)), lambda: _window_hidden(db, where, params, contest))
+    return contest.cutoff, hidden
 
 
-def _window_hidden(db: Database, where: str, params: dict) -> pa.Table | None:
-    contested = _per_write(db, ("contested",), lambda: _contested_ids(db))
-    if contested is None:
+def _window_hidden(db: Database, where: str, params: dict, contest: _Contest) -> pa.Table | None:
+    if contest.ids is None:
         return None
     cursor = db.cursor()
     clauses = [where.removeprefix("WHERE ")] if where else []
-    clauses.append("config_key IS NOT NULL")
-    if contested is not EVERY:
-        cursor.register(CONTESTED_TABLE, contested)
+    clauses += ["config_key IS NOT NULL", f"result_id <= {contest.cutoff:d}"]
+    if contest.ids is not EVERY:
+        cursor.register(CONTESTED_TABLE, contest.ids)
         clauses.append(f"result_id IN (SELECT result_id FROM {CONTESTED_TABLE})")
     # A relation's Arrow answer, not execute()'s: that copies the rows once more.
     hidden = cursor.sql(
@@ -309,13 +328,15 @@ def _relation(db: Database, filters: Filters, *extra: str) -> tuple[str, dict]:
     where, params = filters.where(*extra)
     missing = "".join(f", {value} AS {name}" for name, value in OPTIONAL_COLUMNS.items() if name not in columns)
     if filters.latest_only:
-        # The latest of each config among the filtered results: the filtered results less
-        # those a newer filtered result of the same config hides. Which those are is computed
-        # once per write and filter combination (_hidden_ids), not by a window in every query.
-        hidden = _hidden_ids(db, where, params)
+        # The latest of each config among the filtered results, as of one snapshot: the
+        # filtered results up to its cutoff less those a newer one of the same config hides.
+        # Which those are is computed once per write and filter combination (_hidden_ids), not
+        # by a window in every query.
+        cutoff, hidden = _hidden_ids(db, where, params)
+        where = f"{where} AND" if where else "WHERE"
+        where = f"{where} result_id <= {cutoff:d}"
         if hidden is not None:
-            where = f"{where} AND" if where else "WHERE"
-            where = f"{where} result_id NOT IN (SELECT result_id FROM {HIDDEN_TABLE})"
+            where = f"{where} AND result_id NOT IN (SELECT result_id FROM {HIDDEN_TABLE})"
             params[HIDDEN_TABLE] = hidden
     raw = [name for name in RAW_SAMPLE_COLUMNS if name in columns]
     excluded = f" EXCLUDE ({', '.join(raw)})" if raw else ""

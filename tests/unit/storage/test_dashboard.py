@@ -8,6 +8,7 @@ from descriptions import CPU, hardware_description, model_description
 from engine.config import BenchmarkConfig
 from engine.result import Measurement
 from engine.runs import RunRecord
+from storage import dashboard
 from storage.dashboard import (
     METRICS,
     FilterOptions,
@@ -360,6 +361,24 @@ def test_latest_only_shows_a_result_stored_after_the_last_query(runs_db):
     assert latency(results_page(runs_db, Filters(run_id="run-2", latest_only=True))) == [4.0, 6.0, 7.0, 8.0]
     insert_results(runs_db, [measured_row(BERT, 1, 2.0, run_id="run-2")])
     assert latency(results_page(runs_db, Filters(run_id="run-2", latest_only=True))) == [2.0, 4.0, 6.0, 7.0]
+
+
+def test_a_rerun_stored_while_a_page_is_read_never_shows_beside_the_result_it_replaces(runs_db, monkeypatch):
+    # The hidden ids are worked out from one snapshot and the page's query runs a moment later:
+    # a rerun committed in between must not make its config show twice (the page reads as of
+    # the snapshot; the next one shows the rerun).
+    latency = lambda page: sorted(row["p50_latency_ms"] for row in page.rows)  # noqa: E731
+    worked_out = dashboard._hidden_ids
+
+    def then_a_rerun_lands(*args):
+        answer = worked_out(*args)
+        insert_results(runs_db, [measured_row(BERT, 1, 3.0, run_id="run-3")])
+        return answer
+
+    monkeypatch.setattr(dashboard, "_hidden_ids", then_a_rerun_lands)
+    assert latency(results_page(runs_db, Filters(latest_only=True))) == [4.0, 6.0, 7.0, 8.0, 12.0]
+    monkeypatch.setattr(dashboard, "_hidden_ids", worked_out)
+    assert latency(results_page(runs_db, Filters(latest_only=True))) == [3.0, 4.0, 6.0, 7.0, 12.0]
 
 
 def test_latest_only_takes_the_newest_result_that_has_the_metric_shown(runs_db):
