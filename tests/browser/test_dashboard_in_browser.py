@@ -22,10 +22,10 @@ PAGES = {"overview": "/", "comparison": "/comparison", "runs": "/runs", "reports
 
 def rendered_chart(page, chart_id: str):
     """The chart's drawing, once vega-embed has put an svg (or canvas) in it."""
-    chart = page.locator(f"#{chart_id}")
-    chart.locator("svg.marks, canvas.marks").first.wait_for()
-    assert chart.get_attribute("data-rendered") == "true"
-    return chart
+    # The wait names data-rendered='true' itself: the marks can exist a moment before app.js
+    # marks the embed done (a race when the wait was for the marks and the flag read after).
+    page.locator(f"#{chart_id}[data-rendered='true'] :is(svg.marks, canvas.marks)").first.wait_for()
+    return page.locator(f"#{chart_id}")
 
 
 def column_values(page, column: str) -> list[str]:

@@ -121,11 +121,11 @@ def page(browser, panels_server, console_errors):
 
 
 def drawn_chart(page, key: str):
-    """A panel's chart once vega-embed has drawn it."""
-    chart = page.locator(f"#panel-{key}-chart")
-    chart.locator("svg.marks").first.wait_for()
-    assert chart.get_attribute("data-rendered") == "true"
-    return chart
+    """A panel's chart once vega-embed has drawn it. The wait names data-rendered='true' itself:
+    a panel shown again swaps in a new chart element, and the marks can exist a moment before
+    app.js marks the embed done, so waiting for the marks and then reading the flag was a race."""
+    page.locator(f"#panel-{key}-chart[data-rendered='true'] svg.marks").first.wait_for()
+    return page.locator(f"#panel-{key}-chart")
 
 
 def chart_rows(page, key: str) -> list[dict]:
