@@ -278,6 +278,9 @@ def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db, monkeypa
             deadlines.append(self)
 
     monkeypatch.setattr(sql_execution, "_Deadline", RecordedDeadline)
+    # The pool has two slots: the slow query takes one, so an earlier test's interrupted query
+    # must have given its slot back first, or the fast ones are refused as busy.
+    assert sql_execution.SQL_POOL.wait_idle(), "an earlier query never gave its slot back"
     outcome = {}
 
     def slow():
