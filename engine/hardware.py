@@ -162,20 +162,15 @@ def _gpus() -> list[HardwareInfo]:
 
 def run_probe() -> list[HardwareInfo]:
     """The GPUs a short-lived ``python -m engine.hardware --probe`` finds; [] when it fails (logged)."""
+    what = "GPU detection probe"
     command = [sys.executable, "-m", "engine.hardware", "--probe"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError) as error:
-        log.warning("GPU detection probe did not run: %s", error)
+        log.warning("%s did not run: %s", what, error)
         return []
-    if done.returncode != 0:
-        log.warning("GPU detection probe failed (exit %s): %s", done.returncode, done.stderr.strip()[-500:])
-        return []
-    try:
-        return msgspec.json.decode(done.stdout.strip().splitlines()[-1], type=list[HardwareInfo])
-    except (IndexError, msgspec.DecodeError) as error:
-        log.warning("GPU detection probe answered no device list (%s): %r", error, done.stdout[-500:])
-        return []
+    answer = _probe_answer(what, done.returncode, done.stdout, done.stderr, list[HardwareInfo], "no device list")
+    return answer or []
 
 
 def start_facts_probe() -> None:
@@ -217,6 +212,7 @@ def run_facts_probe() -> MachineFacts | None:
     """Every device and its environment as ``python -m engine.hardware --facts`` reads them (the
     probe start_facts_probe started, else a new one); None when it fails (logged)."""
     global _started_probe
+    what = "hardware facts probe"
     probe, _started_probe = _started_probe, None
     try:
         probe = probe or _spawn_facts_probe()
@@ -227,15 +223,21 @@ def run_facts_probe() -> MachineFacts | None:
             probe.communicate()
             raise
     except (OSError, subprocess.SubprocessError) as error:
-        log.warning("hardware facts probe did not run: %s", error)
+        log.warning("%s did not run: %s", what, error)
         return None
-    if probe.returncode != 0:
-        log.warning("hardware facts probe failed (exit %s): %s", probe.returncode, stderr.strip()[-500:])
+    return _probe_answer(what, probe.returncode, stdout, stderr, MachineFacts, "no facts")
+
+
+def _probe_answer(what: str, returncode: int, stdout: str, stderr: str, answer_type: type, nothing: str):
+    """A probe's last printed line decoded as ``answer_type``; None, logged naming ``what``, when
+    the probe failed or printed something else."""
+    if returncode != 0:
+        log.warning("%s failed (exit %s): %s", what, returncode, stderr.strip()[-500:])
         return None
     try:
-        return msgspec.json.decode(stdout.strip().splitlines()[-1], type=MachineFacts)
+        return msgspec.json.decode(stdout.strip().splitlines()[-1], type=answer_type)
     except (IndexError, msgspec.DecodeError) as error:
-        log.warning("hardware facts probe answered no facts (%s): %r", error, stdout[-500:])
+        log.warning("%s answered %s (%s): %r", what, nothing, error, stdout[-500:])
         return None
 
 
