@@ -99,10 +99,7 @@ class ModelRegistry:
         """Whether listing reads checkpoint configs or runs user code, which import transformers
         (and mostly torch): checkpoints under models_dir, .py files in custom_benchmarks_dir,
         entry points. Only the file system and the installed packages' metadata are read."""
-        folder = self.custom_benchmarks_dir
-        custom_files = folder is not None and folder.is_dir() and any(
-            not path.name.startswith("_") for path in folder.glob("*.py")
-        )
+        custom_files = bool(_custom_files(self.custom_benchmarks_dir))
         try:
             checkpoints = bool(self._discovered())
         except OSError:  # an unreadable models_dir: listing will say why; assume it has some
@@ -165,12 +162,8 @@ def _entry_point_specs() -> list[ModelSpec]:
 
 def _custom_file_specs(folder: Path | None) -> list[ModelSpec]:
     """Models from ``.py`` files that define ``MODELS`` (a list of ModelSpec) or ``register()``."""
-    if folder is None or not folder.is_dir():
-        return []
     specs = []
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    for path in _custom_files(folder):
         try:
             module = _import_file(path)
             registered = getattr(module, "MODELS", None) or getattr(module, "register", None)
@@ -180,6 +173,13 @@ def _custom_file_specs(folder: Path | None) -> list[ModelSpec]:
         except Exception as err:  # noqa: BLE001  user code may fail in any way; skip it, keep the rest
             log.warning("skipping custom benchmark file %s: %s", path, err)
     return specs
+
+
+def _custom_files(folder: Path | None) -> list[Path]:
+    """The ``.py`` files of ``folder`` that define models; ``_``-prefixed ones are helpers."""
+    if folder is None or not folder.is_dir():
+        return []
+    return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
 
 
 def _import_file(path: Path):
