@@ -120,6 +120,29 @@ def run(db, sql, **kwargs):
     return run_guarded_query(db, sql, allowed_tables=ALLOWED_QUERY_TABLES, **kwargs)
 
 
+@pytest.fixture
+def reached_duckdb(monkeypatch):
+    """The deadline of each guarded query once it holds its slot and is about to run in DuckDB,
+    in order: a test waits on it to know a slow query holds a slot, and fires one (what its timer
+    does) to end that query when the test is done with it, so nothing races a clock."""
+    deadlines = []
+
+    class RecordedDeadline(sql_execution._Deadline):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            deadlines.append(self)
+
+    monkeypatch.setattr(sql_execution, "_Deadline", RecordedDeadline)
+    return deadlines
+
+
+def wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, what
+        time.sleep(0.01)
+
+
 def test_the_seeded_secrets_are_there_and_the_guard_refuses_every_way_to_read_them(benchmark_db):
     # Readable without the guard, so each refusal below stops a real leak.
     assert benchmark_db.cursor().execute("SELECT s FROM secrets").fetchall() == [("TOPSECRET",)]
@@ -266,18 +289,10 @@ def test_default_time_limit_reads_as_whole_seconds():
     assert str(QueryTimeout(5.0)) == "query interrupted after 5 s"
 
 
-def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db, monkeypatch):
+def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db, reached_duckdb):
     # The slow query's own limit (60 s) is far past the test: it ends only when the test
     # fires its deadline, so "the fast ones finished first" is an ordering, not a race
     # against a clock that a loaded machine can lose.
-    deadlines = []
-
-    class RecordedDeadline(sql_execution._Deadline):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            deadlines.append(self)
-
-    monkeypatch.setattr(sql_execution, "_Deadline", RecordedDeadline)
     # The pool has two slots: the slow query takes one, so an earlier test's interrupted query
     # must have given its slot back first, or the fast ones are refused as busy.
     assert sql_execution.SQL_POOL.wait_idle(), "an earlier query never gave its slot back"
@@ -291,11 +306,8 @@ def test_other_cursors_keep_serving_while_a_slow_query_runs(crowded_db, monkeypa
 
     worker = threading.Thread(target=slow)
     worker.start()
-    give_up = time.monotonic() + 30
-    while not deadlines and time.monotonic() < give_up:
-        time.sleep(0.01)
-    assert deadlines, "the slow query never reached DuckDB"
-    slow_deadline = deadlines[0]
+    wait_until(lambda: reached_duckdb, "the slow query never reached DuckDB")
+    slow_deadline = reached_duckdb[0]
     answers = [run(crowded_db, "SELECT model_name FROM models WHERE model_id = 3").rows for _ in range(5)]
     assert worker.is_alive(), "the slow query should still be running while the fast ones finish"
     assert answers == [[["vit-tiny"]]] * 5
@@ -492,29 +504,32 @@ def test_a_growing_replacement_is_checked_when_it_runs(benchmark_db):
 
 # --- A bounded pool ------------------------------------------------------------------
 
-def test_a_query_past_the_pool_waits_then_is_refused_as_busy(crowded_db):
+def test_a_query_past_the_pool_waits_then_is_refused_as_busy(crowded_db, reached_duckdb):
+    # The slow queries' own limit (60 s) is far past the test: they hold both slots until the
+    # test fires their deadlines, so the third query finds the pool full however late it comes.
     pool = SqlPool(2, wait_s=0.3)
     outcomes = []
-    started = threading.Barrier(3)
 
     def slow():
-        started.wait()
         try:
-            run(crowded_db, SLOW_QUERY, timeout_s=3.0, pool=pool)
+            run(crowded_db, SLOW_QUERY, timeout_s=60.0, pool=pool)
         except QueryTimeout as error:
             outcomes.append(error)
 
     workers = [threading.Thread(target=slow) for _ in range(2)]
     for worker in workers:
         worker.start()
-    started.wait()
-    time.sleep(0.3)  # both slow queries hold their slots by now
-    asked = time.perf_counter()
-    with pytest.raises(SqlBusy) as busy:
-        run(crowded_db, "SELECT 1", pool=pool)
-    waited = time.perf_counter() - asked
-    for worker in workers:
-        worker.join(timeout=15)
+    try:
+        wait_until(lambda: len(reached_duckdb) == 2, "the slow queries never both held a slot")
+        asked = time.perf_counter()
+        with pytest.raises(SqlBusy) as busy:
+            run(crowded_db, "SELECT 1", pool=pool)
+        waited = time.perf_counter() - asked
+    finally:
+        for deadline in reached_duckdb:
+            deadline._fire()  # what their timers do at 60 s
+        for worker in workers:
+            worker.join(timeout=30)
 
     assert busy.value.retry_after_s == 0.3
     assert busy.value.reason == "2 SQL queries are already running: retry in 0.3 s"
@@ -543,7 +558,8 @@ def test_a_resized_pool_has_that_many_slots():
         pool.resize(0)
 
 
-def test_the_async_pool_waits_on_the_loop_then_is_refused_as_busy(crowded_db):
+def test_the_async_pool_waits_on_the_loop_then_is_refused_as_busy(crowded_db, reached_duckdb):
+    # As above: the slow query holds the one slot until the test fires its deadline.
     pool = SqlPool(1, wait_s=0.3)
 
     async def main():
@@ -552,15 +568,22 @@ def test_the_async_pool_waits_on_the_loop_then_is_refused_as_busy(crowded_db):
         async def slow():
             try:
                 await run_guarded_query_async(crowded_db, SLOW_QUERY, allowed_tables=ALLOWED_QUERY_TABLES,
-                                              timeout_s=2.0, pool=pool)
+                                              timeout_s=60.0, pool=pool)
             except QueryTimeout as error:
                 results["slow"] = error
 
         async with anyio.create_task_group() as group:
             group.start_soon(slow)
-            await anyio.sleep(0.2)
-            with pytest.raises(SqlBusy):
-                await run_guarded_query_async(crowded_db, "SELECT 1", allowed_tables=ALLOWED_QUERY_TABLES, pool=pool)
+            try:
+                with anyio.fail_after(30):  # the slow query holds the slot
+                    while not reached_duckdb:
+                        await anyio.sleep(0.01)
+                with pytest.raises(SqlBusy):
+                    await run_guarded_query_async(crowded_db, "SELECT 1", allowed_tables=ALLOWED_QUERY_TABLES,
+                                                  pool=pool)
+            finally:
+                for deadline in reached_duckdb:
+                    deadline._fire()  # what its timer does at 60 s
         return results
 
     assert isinstance(anyio.run(main)["slow"], QueryTimeout)
@@ -585,37 +608,43 @@ def test_async_queries_do_not_use_the_default_thread_limiter(benchmark_db):
 
 
 def test_an_async_caller_gets_its_answer_by_the_deadline_while_the_slot_stays_taken():
-    # Stands in for DuckDB inside one call interrupt() cannot stop (building a huge map).
+    # Stands in for DuckDB inside one call interrupt() cannot stop (building a huge map): it is
+    # stuck until the test lets it go (or 30 s), so an answer in time is the deadline's doing.
     pool = SqlPool(1, wait_s=0.1)
-    finished = threading.Event()
-
-    def uninterruptible():
-        time.sleep(1.5)
-        finished.set()
+    stuck = threading.Event()
 
     async def main():
         started = time.perf_counter()
         with pytest.raises(QueryTimeout):
-            await pool.run_async(uninterruptible, deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
+            await pool.run_async(lambda: stuck.wait(30), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
         answered = time.perf_counter() - started
         with pytest.raises(SqlBusy):  # the slot is still the stuck query's
             await pool.run_async(lambda: None)
         return answered
 
-    answered = anyio.run(main)
+    try:
+        answered = anyio.run(main)
+    finally:
+        stuck.set()
+    # By the deadline plus the grace; the slack is for a loaded machine, far short of the 30 s stuck.
     assert answered < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
-    assert finished.wait(timeout=5)
-    time.sleep(0.1)
+    assert pool.wait_idle(timeout_s=30)
     assert anyio.run(pool.run_async, lambda: 42) == 42  # released once the thread ended
 
 
 def test_a_sync_caller_gets_its_answer_by_the_deadline_too():
     pool = SqlPool(1, wait_s=0.1)
+    stuck = threading.Event()
     started = time.perf_counter()
-    with pytest.raises(QueryTimeout):
-        pool.run(lambda: time.sleep(1.0), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
-    assert time.perf_counter() - started < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
-    assert pool.wait_idle(timeout_s=5)
+    try:
+        with pytest.raises(QueryTimeout):
+            pool.run(lambda: stuck.wait(30), deadline=started + 0.2, late=lambda: QueryTimeout(0.2))
+        answered = time.perf_counter() - started
+        assert not pool.wait_idle(timeout_s=0)  # answered while the call is still stuck in its slot
+    finally:
+        stuck.set()
+    assert answered < 0.2 + sql_execution.LATE_GRACE_S + SLACK_S
+    assert pool.wait_idle(timeout_s=30)
 
 
 @pytest.mark.parametrize(
