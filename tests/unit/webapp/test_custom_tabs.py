@@ -398,7 +398,14 @@ def test_live_panels_refresh_when_results_land_at_most_once_per_interval():
         for _ in range(5):  # a burst
             await queue.put(status_event("completed"))
         await queue.put(status_event("running"))
-        await asyncio.sleep(0.3)
+        # Until both panels are drawn (SETTLE_S after the burst): ending the events sooner ends the
+        # updates before they are due, so a fixed sleep as long as SETTLE_S raced them.
+        async def both_drawn():
+            while len(rendered) < 2:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(both_drawn(), timeout=10)
+        await asyncio.sleep(0.5)  # past both intervals again: a second draw for the burst would come by now
         await queue.put(None)
         await asyncio.wait_for(task, timeout=10)
         return rendered
