@@ -294,12 +294,14 @@ def test_shutdown_mid_config_records_nothing_for_it_so_a_restart_measures_it(mak
 
 class ConcurrencyProbe:
     """Stands in for the workers of two devices (this machine has one, the CPU): each run
-    takes a moment and records how many configs were measuring at once."""
+    records how many configs were measuring at once, and holds its device until another
+    device's run has joined it, or for ``alone_s`` when none does."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self, alone_s: float = 0.3):
+        self.lock = threading.Condition()
         self.running = self.most = 0
         self.jobs = []
+        self.alone_s = alone_s
 
     def worker(self, device):
         probe = self
@@ -312,8 +314,8 @@ class ConcurrencyProbe:
                     probe.running += 1
                     probe.most = max(probe.most, probe.running)
                     probe.jobs.append(job)
-                time.sleep(0.3)  # long enough for the other device's thread to try to start
-                with probe.lock:
+                    probe.lock.notify_all()
+                    probe.lock.wait_for(lambda: probe.most > 1, timeout=probe.alone_s)
                     probe.running -= 1
                 return Measurement.of(job.config, n_samples=1, p50_latency_ms=1.0, throughput_items_per_second=1.0,
                                       ci_met=True)
@@ -337,7 +339,10 @@ def two_device_run(registry, **request):
 
 @pytest.mark.parametrize(("parallel_devices", "most"), [(False, 1), (True, 2)])
 def test_one_config_at_a_time_per_machine_unless_devices_may_measure_in_parallel(registry, parallel_devices, most):
-    probe = ConcurrencyProbe()
+    # In parallel, a config waits (up to a minute, for a loaded machine) for the other device's to
+    # start, so overlapping is not a race against 0.3 s; one at a time, each waits its 0.3 s alone,
+    # room for the other device's thread to start one if the scheduler let it.
+    probe = ConcurrencyProbe(alone_s=60 if parallel_devices else 0.3)
     scheduler = Scheduler(store=MemoryStore(), sink=StatusLog(), worker_factory=probe.worker,
                           parameters_million=lambda name: 0.2, free_memory_bytes=lambda device: 1024**4,
                           settings=FAST, parallel_devices=parallel_devices)
