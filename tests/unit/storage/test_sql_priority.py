@@ -39,10 +39,12 @@ def test_a_guarded_query_executes_inside_duckdb_at_the_pools_priority_with_the_s
 
     db._connection.create_function("probe", probe, ["BIGINT"], "BIGINT")
     try:
+        # At nice 19 on a machine whose cores other processes keep busy, the query gets about 1.5%
+        # of a core: a minute, not the 5 s default, so the limit never decides this test.
         result = SqlPool(1, wait_s=0.1).run(
-            lambda: execute_read_only(db, "SELECT sum(probe(i)) AS total FROM range(100000) t(i)"))
+            lambda: execute_read_only(db, "SELECT sum(probe(i)) AS total FROM range(10000) t(i)", timeout_s=60))
     finally:
         db.close()
 
-    assert result.rows == [[sum(range(100000))]]
+    assert result.rows == [[sum(range(10000))]]
     assert seen and {nice for _, nice in seen} == {SQL_THREAD_NICENESS}
