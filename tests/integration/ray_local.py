@@ -21,7 +21,9 @@ Loopback: Ray rewrites 127.0.0.1 and localhost into the machine's routable addre
 ``--node-ip-address`` and in ``--address``; 127.0.0.2, which Linux routes over loopback
 too, it keeps. So every node advertises 127.0.0.2 and every connection between nodes, and
 from the server, stays on loopback. (Ray's gRPC servers listen on every interface whatever
-the address; nothing here connects to them elsewhere.)
+the address; nothing here connects to them elsewhere.) So each port a node is given is one
+free on every address, and one that another process takes before Ray binds it is read in
+the GCS's or a raylet's log: that node starts again on fresh ports.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import psutil
 
 LOOPBACK = "127.0.0.2"
 START_TIMEOUT_S = 120.0
+START_ATTEMPTS = 3  # of one node's start, the retries being for the failures _wait_started_or_retry names
 OBJECT_STORE_BYTES = 80 * 1024**2
 # Fast failure detection: a node that misses 3 health checks 0.5 s apart is dead.
 HEAD_ENV = {
@@ -48,12 +51,21 @@ HEAD_ENV = {
     "RAY_health_check_timeout_ms": "500",
     "RAY_health_check_failure_threshold": "3",
 }
+# The ports each node is given (the head's GCS port aside: that one is the cluster's address).
+NODE_PORT_OPTIONS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                     "metrics-export-port", "node-manager-port", "object-manager-port")
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def free_port(host: str = LOOPBACK) -> int:
+def free_port() -> int:
+    """A port that no socket holds on any address. Ray's gRPC servers (the GCS, the raylet's
+    node and object managers) listen on 0.0.0.0, so the probe binds the wildcard address too,
+    as Ray's own port picker does: a probe of 127.0.0.2 alone is handed ports that another
+    socket holds on 127.0.0.1 (a test server of the other pytest process, or any client
+    connection's source port: connections to 127.0.0.2 leave from 127.0.0.1 too), and the
+    node then failed to bind them."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
+        probe.bind(("", 0))
         return probe.getsockname()[1]
 
 
@@ -75,6 +87,8 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="bbray-", dir="/tmp")
         self._nodes: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
+        self._ports: dict[str, list[int]] = {}  # the ports each node was given at its last start
+        self._address_given_out = False  # once the head has started, its GCS port stays (restart)
         self._seen: dict[int, psutil.Process] = {}  # every process of ours ever seen, by PID
         self._starting: list[str] = []  # nodes started but not yet waited for (start(wait=False))
 
@@ -90,6 +104,7 @@ class LocalRayCluster:
             head, *others = self.node_names
             self._start_node(head, head=True)
             self._wait_started_or_retry(head, head=True)
+            self._address_given_out = True
             for name in others:
                 self._start_node(name, head=False)
             self._starting = list(others)
@@ -111,14 +126,13 @@ class LocalRayCluster:
             raise
         return self
 
-    def _node_args(self, head: bool) -> list[str]:
+    def _node_args(self, name: str, head: bool) -> list[str]:
+        ports = {option: free_port() for option in NODE_PORT_OPTIONS}
+        self._ports[name] = [*ports.values(), *([self.port] if head else [])]
         args = [
             "start", "--block", f"--node-ip-address={LOOPBACK}", f"--num-cpus={self.num_cpus}", "--num-gpus=0",
             f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
-            "--include-log-monitor=false",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            "--include-log-monitor=false", *(f"--{option}={port}" for option, port in ports.items()),
         ]
         if head:
             return [*args, "--head", f"--port={self.port}", "--include-dashboard=false", "--no-monitor",
@@ -134,7 +148,7 @@ class LocalRayCluster:
         self._logs[name] = log
         with open(log, "w") as out:
             self._nodes[name] = subprocess.Popen(
-                [*ray_command(), *self._node_args(head)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                [*ray_command(), *self._node_args(name, head)], env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -142,6 +156,10 @@ class LocalRayCluster:
         deadline = time.monotonic() + START_TIMEOUT_S
         popen = self._nodes[name]
         while "Ray runtime started" not in self._logs[name].read_text(errors="replace"):
+            if taken := self._port_taken(name):  # else the head hangs on its GCS, Ray waits 30 s for a raylet
+                port, log, line = taken
+                raise RuntimeError(f"ray node {name} could not bind port {port}, already in use "
+                                   f"({log}: {line}); its log: {self.log_tail(name)}")
             if popen.poll() is not None:
                 raise RuntimeError(f"ray node {name} exited with {popen.returncode}: {self.log_tail(name)}")
             if time.monotonic() > deadline:
@@ -149,18 +167,47 @@ class LocalRayCluster:
             time.sleep(0.2)
         self._remember()
 
+    def _port_taken(self, name: str) -> tuple[int, str, str] | None:
+        """gRPC's line in the GCS's or a raylet's log saying that a port this node was given was
+        already in use, e.g. ``No address added out of total 1 resolved for '0.0.0.0:33925'
+        {... Address already in use ...}``: whichever process then holds it, a start with
+        fresh ports gets past it. Returns the port, the log's name and (the start of) that line."""
+        for log in Path(self.temp_dir).glob("session_*/logs/*.err"):
+            if log.name.startswith(("gcs_server", "raylet")):
+                for line in log.read_text(errors="replace").splitlines():
+                    for port in self._ports[name]:
+                        if "Address already in use" in line and f"for '0.0.0.0:{port}'" in line:
+                            return port, log.name, line[:200]
+        return None
+
     def _wait_started_or_retry(self, name: str, head: bool) -> None:
-        """Ray gives a raylet 30 s to register with the GCS, a fixed limit that a loaded 2-core
-        machine can miss; such a node is ended (by PID) and started once more."""
-        try:
-            self._wait_started(name)
-        except RuntimeError as error:
-            if "timed out during startup" not in self.log_tail(name, 200):
-                raise
-            print(f"ray node {name} timed out during its start ({error}); starting it once more", file=sys.stderr)
-            self.stop_node(name, graceful=False)
-            self._start_node(name, head=head)
-            self._wait_started(name)
+        """Two failures of a node's start are ours to get past, so the node is ended (by PID)
+        and started again, saying so on stderr; any other failure, or a third, is raised with
+        the node's log tail:
+        - a port it was given was taken meanwhile: free_port() releases its probe, and until
+          Ray binds the port, any socket of any process may get it (a client connection's
+          source port, say). The node starts again on fresh ports; the head on a fresh GCS
+          port too, unless it is a restart, whose address the server holds.
+        - Ray gives a raylet 30 s to register with the GCS, a fixed limit (node.py,
+          ``raylet_start_wait_time_s``) that a loaded 2-core machine can miss."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._wait_started(name)
+            except RuntimeError as error:
+                taken = self._port_taken(name)
+                timed_out = "timed out during startup" in self.log_tail(name, 200)
+                if attempt == START_ATTEMPTS or not (taken or timed_out):
+                    raise
+                if taken and taken[0] == self.port and head:
+                    if self._address_given_out:
+                        raise RuntimeError(f"{error}\nthe address {self.address} is taken") from error
+                    self.port = free_port()
+                    self.address = f"{LOOPBACK}:{self.port}"
+                what = "a port was taken" if taken else "timed out during its start"
+                print(f"ray node {name}: {what} ({error}); starting it again (attempt {attempt + 1} of "
+                      f"{START_ATTEMPTS})", file=sys.stderr)
+                self.stop_node(name, graceful=False)
+                self._start_node(name, head=head)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         return "\n".join(self._logs[name].read_text(errors="replace").splitlines()[-lines:])
