@@ -201,12 +201,14 @@ def test_the_api_the_client_the_pages_and_the_cli_agree(runs, cli_verdicts, serv
     assert set(cli["ac"].values()) == {"slower"}
     for pair, expected in cli.items():
         baseline, contender = runs[pair[0]], runs[pair[1]]
-        api = httpx.get(f"{served.url}/api/benchmark/compare", params={"baseline": baseline, "contender": contender})
+        api = httpx.get(f"{served.url}/api/benchmark/compare", params={"baseline": baseline, "contender": contender},
+                        timeout=30)
         assert api.status_code == 200
         assert verdicts(api.json()) == expected
         with BenchmarkAPIClient(served.url) as client:
             assert verdicts(client.compare_runs(baseline, contender)) == expected
-        page = httpx.get(f"{served.url}/compare", params={"baseline": baseline, "contender": contender})
+        page = httpx.get(f"{served.url}/compare", params={"baseline": baseline, "contender": contender},
+                         timeout=30)
         assert page.status_code == 200
         for batch_size, verdict in expected.items():
             assert f'data-config-key="spin|cpu|bs{batch_size}|' in page.text
@@ -230,42 +232,43 @@ def test_the_api_the_client_the_pages_and_the_cli_agree(runs, cli_verdicts, serv
 
 def test_api_refusals_name_the_field(runs, served):
     url = f"{served.url}/api/benchmark/compare"
-    unknown = httpx.get(url, params={"baseline": runs["a"], "contender": "nope"})
+    unknown = httpx.get(url, params={"baseline": runs["a"], "contender": "nope"}, timeout=30)
     assert unknown.status_code == 404 and unknown.json()["reason"] == "no run with id 'nope'"
     for params, field in (({"baseline": runs["a"]}, "contender"), ({}, "baseline"),
                           ({"history": runs["c"], "baseline": runs["a"]}, "history"),
                           ({"history": runs["c"], "threshold": "lots"}, "threshold"),
                           ({"history": runs["c"], "lookback": "0"}, "lookback"),
                           ({"history": runs["c"], "threshold_for": "no-pattern"}, "threshold_for")):
-        refused = httpx.get(url, params=params)
+        refused = httpx.get(url, params=params, timeout=30)
         assert refused.status_code == 400, (params, refused.text)
         assert refused.json()["field"] == field
     with BenchmarkAPIClient(served.url) as client, pytest.raises(NotFound):
         client.compare_runs(history="nope")
-    schema = httpx.get(f"{served.url}/schema/openapi.json").json()
+    schema = httpx.get(f"{served.url}/schema/openapi.json", timeout=30).json()
     assert schema["paths"]["/api/benchmark/compare"]["get"]["operationId"] == "compareRuns"
     assert "RunComparison" in schema["components"]["schemas"]
 
 
 def test_the_run_pages_link_to_comparisons_and_the_runs_list_marks_the_regression(runs, served):
-    run_page = httpx.get(f"{served.url}/runs/{runs['c']}")
+    run_page = httpx.get(f"{served.url}/runs/{runs['c']}", timeout=30)
     assert f'href="/compare?contender={runs["c"]}"' in run_page.text
-    previous = httpx.get(f"{served.url}/compare", params={"contender": runs["c"]})
+    previous = httpx.get(f"{served.url}/compare", params={"contender": runs["c"]}, timeout=30)
     assert previous.status_code == 200
     assert f"against run <a href=\"/runs/{runs['b']}\">" in previous.text
-    first = httpx.get(f"{served.url}/compare", params={"contender": runs["a"]})
+    first = httpx.get(f"{served.url}/compare", params={"contender": runs["a"]}, timeout=30)
     assert first.status_code == 200 and "No earlier completed run" in first.text
 
-    listing = httpx.get(f"{served.url}/runs").text
+    listing = httpx.get(f"{served.url}/runs", timeout=30).text
     rows = {run_id: listing.split(f'id="run-row-{run_id}"')[1].split("</tr>")[0] for run_id in (runs["a"], runs["b"], runs["c"])}
     assert f'href="/compare?history={runs["c"]}"' in rows[runs["c"]]
     assert "regression" not in rows[runs["a"]] and "regression" not in rows[runs["b"]]
 
-    history_page = httpx.get(f"{served.url}/compare", params={"history": runs["c"]})
+    history_page = httpx.get(f"{served.url}/compare", params={"history": runs["c"]}, timeout=30)
     assert history_page.status_code == 200 and 'data-mode="history"' in history_page.text
     assert history_page.text.count('data-vega-spec="chart-distribution-') == 2
-    fragment = httpx.get(f"{served.url}/compare", params={"history": runs["c"]}, headers={"HX-Request": "true"})
+    fragment = httpx.get(f"{served.url}/compare", params={"history": runs["c"]}, headers={"HX-Request": "true"},
+                         timeout=30)
     assert "<html" not in fragment.text and 'data-mode="history"' in fragment.text
-    bad = httpx.get(f"{served.url}/compare", params={"history": runs["c"], "threshold": "x"})
+    bad = httpx.get(f"{served.url}/compare", params={"history": runs["c"], "threshold": "x"}, timeout=30)
     assert bad.status_code == 400 and "error-threshold" in bad.text
-    assert httpx.get(f"{served.url}/compare", params={"history": "nope"}).status_code == 404
+    assert httpx.get(f"{served.url}/compare", params={"history": "nope"}, timeout=30).status_code == 404

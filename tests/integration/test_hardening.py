@@ -112,10 +112,11 @@ def test_allowed_hosts_come_from_the_flag_or_the_environment(tmp_path):
 def test_a_real_server_answers_its_address_with_a_port_and_refuses_a_rebound_name(server):
     # uvicorn passes the Host header as the client sent it, port included (Litestar's own
     # allowed-hosts check refuses "127.0.0.1:PORT" against "127.0.0.1": litestar#4869).
-    assert httpx.get(server.url + "/api/benchmark/hardware").status_code == 200
-    assert httpx.get(f"http://localhost:{server.port}/api/benchmark/hardware").status_code == 200
+    assert httpx.get(server.url + "/api/benchmark/hardware", timeout=30).status_code == 200
+    assert httpx.get(f"http://localhost:{server.port}/api/benchmark/hardware", timeout=30).status_code == 200
     rebound = httpx.post(server.url + "/api/benchmark/run", json={"models": ["bert-tiny"]},
-                         headers={"Host": f"evil.example:{server.port}", "Origin": f"http://evil.example:{server.port}"})
+                         headers={"Host": f"evil.example:{server.port}", "Origin": f"http://evil.example:{server.port}"},
+                         timeout=30)
     assert rebound.status_code == 400 and rebound.json()["field"] == "Host"
 
 
@@ -228,17 +229,18 @@ def test_a_real_run_whose_report_cannot_be_written_still_completes_and_says_why(
     blocked.write_text("not a folder")
     with start_server(tmp_path, results_dir=blocked, secret_key="k", prestart_workers=True) as running:
         accepted = httpx.post(running.url + "/api/benchmark/run",
-                              json={"models": ["bert-tiny"], "batch_sizes": [1], "force": True}).json()
+                              json={"models": ["bert-tiny"], "batch_sizes": [1], "force": True},
+                              timeout=30).json()
         deadline = time.monotonic() + 120  # a cold worker on a loaded 2-core machine
         while time.monotonic() < deadline:
-            status = httpx.get(f"{running.url}/api/benchmark/status/{accepted['run_id']}").json()
+            status = httpx.get(f"{running.url}/api/benchmark/status/{accepted['run_id']}", timeout=30).json()
             if status["status"] in ("completed", "failed", "cancelled"):
                 break
             time.sleep(0.2)
         assert status["status"] == "completed" and status["error"] is None
         # The report is written after the terminal status goes out; wait for its outcome.
         while time.monotonic() < deadline and "report-error" not in (
-            page := httpx.get(f"{running.url}/runs/{accepted['run_id']}").text
+            page := httpx.get(f"{running.url}/runs/{accepted['run_id']}", timeout=30).text
         ):
             time.sleep(0.2)
         assert "could not be written" in page and "Not a directory" in page

@@ -38,9 +38,11 @@ def wait_for(predicate, timeout_s: float = 10.0) -> bool:
 def test_a_real_server_logs_every_console_line_to_the_file_without_tokens(tmp_path):
     with start_server(tmp_path, token=TOKEN) as server:
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        assert httpx.get(server.url + "/api/benchmark/hardware", headers=bearer).status_code == 200
-        assert httpx.get(f"{server.url}/login?token={TOKEN}", follow_redirects=False).status_code in (302, 303)
-        assert httpx.get(f"{server.url}/login?token=wrong-{TOKEN}").status_code == 401
+        hardware = httpx.get(server.url + "/api/benchmark/hardware", headers=bearer, timeout=30)
+        assert hardware.status_code == 200
+        login = httpx.get(f"{server.url}/login?token={TOKEN}", follow_redirects=False, timeout=30)
+        assert login.status_code in (302, 303)
+        assert httpx.get(f"{server.url}/login?token=wrong-{TOKEN}", timeout=30).status_code == 401
         log_file = tmp_path / "logs" / LOG_FILE
         assert wait_for(lambda: log_file.exists() and "/login?" in log_file.read_text())
         logged = log_file.read_text()

@@ -111,9 +111,9 @@ def test_a_hostile_panels_file_is_refused_when_its_tab_runs_and_the_database_is_
     before = snapshot(db_path)
 
     with start_server(tmp_path, db_path=db_path, panels_dir=tmp_path / "panels") as server:
-        listed = httpx.get(f"{server.url}/tabs")
+        listed = httpx.get(f"{server.url}/tabs", timeout=30)
         assert listed.status_code == 200 and 'href="/tabs/hostile"' in listed.text  # loading ran nothing
-        page = httpx.get(f"{server.url}/tabs/hostile")
+        page = httpx.get(f"{server.url}/tabs/hostile", timeout=30)
         assert page.status_code == 200
         refusals = re.findall(
             r'<div class="alert error panel-refusal" id="panel-(n\d)-refusal" role="alert">([^<]*)</div>',
@@ -129,7 +129,7 @@ def test_a_hostile_panels_file_is_refused_when_its_tab_runs_and_the_database_is_
         assert "current_setting" in said["n5"]
         assert said["n6"].startswith("Refused")
         for key in said:  # and again, on its own: refused every time it runs
-            again = httpx.get(f"{server.url}/tabs/hostile/panels/{key}")
+            again = httpx.get(f"{server.url}/tabs/hostile/panels/{key}", timeout=30)
             assert again.status_code == 200 and "panel-refusal" in again.text
 
     assert snapshot(db_path) == before
@@ -394,7 +394,7 @@ def test_a_live_panel_is_sent_again_over_sse_when_a_result_lands(tmp_path):
         assert reply.status_code == 202, reply.text
         run_id = reply.json()["run_id"]
         reader.join(timeout=240)
-        status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()
+        status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}", timeout=30).json()
     assert not reader.is_alive(), f"no live update arrived; run status: {json.dumps(status)}"
     assert {event for event, _ in events} == {"panel-n0"}
     assert any('<td class="num">1</td>' in data for _, data in events)
