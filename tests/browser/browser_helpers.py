@@ -28,7 +28,7 @@ RUN_TIMEOUT_S = 180
 def wait_for_run(server, run_id: str) -> dict:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()
+        status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}", timeout=30).json()
         if status["status"] in ("completed", "failed", "cancelled"):
             return status
         time.sleep(0.5)

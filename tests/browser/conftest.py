@@ -101,7 +101,7 @@ def page(open_page, server):
 @pytest.fixture
 def measured(server):
     """Results to show: those of an earlier test's run, or a run started through the API for this one."""
-    if not httpx.get(f"{server.url}/api/benchmark/query", params={"limit": 1}).json():
+    if not httpx.get(f"{server.url}/api/benchmark/query", params={"limit": 1}, timeout=30).json():
         reply = httpx.post(
             f"{server.url}/api/benchmark/run",
             json={
@@ -109,6 +109,7 @@ def measured(server):
                 "batch_sizes": [1, 2],
                 "progressive_mode": False,
             },
+            timeout=30,
         )
         assert reply.status_code == 202, reply.text
         assert wait_for_run(server, reply.json()["run_id"])["status"] == "completed"

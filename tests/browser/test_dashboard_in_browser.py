@@ -77,6 +77,7 @@ def test_the_cancel_button_stops_a_running_run(page, server):
             "progressive_mode": False,
             "incremental": False,
         },
+        timeout=30,
     )
     run_id = reply.json()["run_id"]
     page.goto(f"/runs/{run_id}")
@@ -86,12 +87,13 @@ def test_the_cancel_button_stops_a_running_run(page, server):
     page.click("#cancel-button")
     page.wait_for_timeout(500)
     assert asked and run_id in asked[0]
-    assert httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()["status"] in ("queued", "running")
+    status = httpx.get(f"{server.url}/api/benchmark/status/{run_id}", timeout=30).json()["status"]
+    assert status in ("queued", "running")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel-button")
     page.locator('#run-progress[data-status="cancelled"]').wait_for()
     assert page.locator("#cancel-form").count() == 0
-    assert httpx.get(f"{server.url}/api/benchmark/status/{run_id}").json()["status"] == "cancelled"
+    assert httpx.get(f"{server.url}/api/benchmark/status/{run_id}", timeout=30).json()["status"] == "cancelled"
 
 
 def test_the_overview_draws_its_charts_and_filters_them_without_a_reload(page, measured):
@@ -202,7 +204,8 @@ def test_the_sql_guard_refusal_is_shown_inline(page, measured):
 @pytest.mark.parametrize(("width_name", "viewport"), [("laptop", LAPTOP), ("phone", PHONE)])
 def test_every_page_renders_without_errors_and_is_screenshotted(page, measured, width_name, viewport):
     page.set_viewport_size(viewport)
-    finished = httpx.get(f"{measured.url}/api/benchmark/runs", params={"status": "completed", "limit": 1}).json()
+    finished = httpx.get(f"{measured.url}/api/benchmark/runs", params={"status": "completed", "limit": 1},
+                         timeout=30).json()
     for name, url in [*PAGES.items(), ("run", f"/runs/{finished[0]['run_id']}")]:
         page.goto(url)
         page.wait_for_load_state("load")
@@ -215,7 +218,8 @@ def test_every_page_renders_without_errors_and_is_screenshotted(page, measured, 
 
 
 def run_ids(server) -> set[str]:
-    return {run["run_id"] for run in httpx.get(f"{server.url}/api/benchmark/runs", params={"limit": 1000}).json()}
+    runs = httpx.get(f"{server.url}/api/benchmark/runs", params={"limit": 1000}, timeout=30).json()
+    return {run["run_id"] for run in runs}
 
 
 def test_a_double_click_on_start_run_starts_one_run(page, server):
@@ -238,7 +242,7 @@ def test_the_runs_list_turns_completed_without_a_reload(page, server):
     page.evaluate("window.sameDocument = true")
     reply = httpx.post(
         f"{server.url}/api/benchmark/run",
-        json={"models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False, "incremental": False},
+        json={"models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False, "incremental": False}, timeout=30,
     )
     assert reply.status_code == 202, reply.text
     run_id = reply.json()["run_id"]
@@ -253,7 +257,7 @@ def test_the_runs_list_turns_completed_without_a_reload(page, server):
 def test_a_rerun_lists_the_configs_it_reused_and_the_runs_they_came_from(page, measured):
     reply = httpx.post(
         f"{measured.url}/api/benchmark/run",
-        json={"models": TINY_MODELS, "batch_sizes": [1, 2], "progressive_mode": False},
+        json={"models": TINY_MODELS, "batch_sizes": [1, 2], "progressive_mode": False}, timeout=30,
     )
     run_id = reply.json()["run_id"]
     assert wait_for_run(measured, run_id)["status"] == "completed"

@@ -36,7 +36,7 @@ def generation_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stored(generation_server) -> list[dict]:
     """The seeded generate results as the API serves them."""
-    reply = httpx.get(f"{generation_server.url}/api/benchmark/results/seeded-generate")
+    reply = httpx.get(f"{generation_server.url}/api/benchmark/results/seeded-generate", timeout=30)
     assert reply.status_code == 200, reply.text
     rows = reply.json()["results"]
     assert len(rows) == len(GENERATORS) * len(BATCH_SIZES)
@@ -236,7 +236,7 @@ def test_a_generate_run_started_from_the_form_shows_its_generation_figures_as_ro
     # Sent over the stream (the partial a live event renders), not drawn with the page: the
     # worker has torch to import and a model to build before any row exists.
     assert "new-row" in row.get_attribute("class").split()
-    measured = httpx.get(f"{generation_server.url}/api/benchmark/results/{run_id}").json()["results"]
+    measured = httpx.get(f"{generation_server.url}/api/benchmark/results/{run_id}", timeout=30).json()["results"]
     assert len(measured) == 1 and measured[0]["scenario"] == "generate" and measured[0]["new_tokens"] == 4
     for name, digits in (("ttft_ms", 3), ("tpot_ms", 3), ("decode_tokens_per_second", 1)):
         cell = row.locator(f'td[data-column="{name}"]').inner_text()

@@ -36,7 +36,7 @@ def seeded_server(tmp_path_factory):
 
 def result_of(server, model: str, batch_size: int, precision: str) -> dict:
     rows = httpx.get(f"{server.url}/api/benchmark/query",
-                     params={"model": model, "batch_size": batch_size, "precision": precision}).json()
+                     params={"model": model, "batch_size": batch_size, "precision": precision}, timeout=30).json()
     assert len(rows) == 1, rows
     return rows[0]
 
