@@ -47,7 +47,8 @@ Three diagnostic columns say where a difference comes from (they are not judged)
   ``generate()`` with the same clock installed (same settings, same processors on both sides):
   near 1 when the two TPOT formulas agree and any gap to the plain reference is the clock's;
 * ``TTFT bb/b2b``: benchboard's TTFT over ``adaptive_autorange()``'s T(1), one-token calls
-  back to back (cache-warm prefills, see above): above 1 by about the +7-12% measured above.
+  back to back (cache-warm prefills, see above). Not steady run to run: 0.94-1.10 over three
+  quiet runs on 2026-12-03, against 0.947-0.978 for the judged ratio (perf/README.md).
 """
 
 from __future__ import annotations
