@@ -132,3 +132,28 @@ def test_duckdb_threads_are_set_before_the_configuration_is_locked(tmp_path):
             db.cursor().execute("SET threads = 4")
     with Database(tmp_path / "c.duckdb") as db:  # default: DuckDB's own, one per core
         assert db.cursor().execute("SELECT current_setting('threads')").fetchone()[0] >= 1
+
+
+def test_wal_is_checkpointed_every_128_mib_and_no_query_can_change_that(tmp_path):
+    with Database(tmp_path / "b.duckdb") as db:
+        cursor = db.cursor()
+        assert cursor.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == "128.0 MiB"
+        with pytest.raises(duckdb.Error, match="locked"):
+            cursor.execute("SET checkpoint_threshold = '1GiB'")
+
+
+def test_committed_writes_not_yet_checkpointed_survive_a_killed_process(tmp_path):
+    """With checkpoints 128 MiB apart, committed rows live in the WAL for long: a process that
+    dies without closing the file must lose none of them."""
+    path = tmp_path / "b.duckdb"
+    writer = subprocess.run(
+        [sys.executable, "-c", f"from storage.database import Database; import os; d = Database({str(path)!r})\n"
+         "for i in range(50):\n"
+         "    with d.writing() as c: c.execute('INSERT INTO models (model_name) VALUES (?)', [f'm{i}'])\n"
+         "os._exit(0)"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert writer.returncode == 0, writer.stderr
+    assert (tmp_path / "b.duckdb.wal").stat().st_size > 0  # nothing was checkpointed
+    with Database(path) as db:
+        assert db.cursor().execute("SELECT count(*) FROM models").fetchone()[0] == 50
