@@ -23,8 +23,9 @@ it once, and its time is printed on its own.
    transaction on this table: ``BEGIN``, an INSERT of two constants, ``COMMIT``. DuckDB
    materialises every column of the table for any INSERT into it (about 25 us a
    column here, and performance_results has 80), so no caller of DuckDB stores a
-   result row for less; the 1-row call is printed as a ratio to it. Then, on the same subset and interleaved (one config each in turn, so machine
-   load falls on both alike), a config as the server stores it: the result and the
+   result row for less; the 1-row call is printed as a ratio to it. Then, on the
+   same subset and interleaved (one config each in turn, so machine load falls on
+   both alike), a config as the server stores it: the result and the
    run row that counts it (``run=``, one transaction, one commit), against the
    two transactions it took before (``insert_results`` then ``save_run``).
 4. The baseline: ``cursor.executemany`` of a plain parameterised INSERT into
