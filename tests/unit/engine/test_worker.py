@@ -271,3 +271,61 @@ def test_worker_exits_when_the_server_that_started_it_is_killed():
             break
         time.sleep(0.1)
     assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
+
+
+# A workload whose first build leaves long-lived objects behind, as a model's first config does
+# when it imports its transformers module.
+LINGERING_BENCHMARK = textwrap.dedent(
+    """
+    import torch
+    from engine.models.spec import ModelSpec
+
+    CACHE = []
+
+    class Entry:
+        pass
+
+    def build():
+        if not CACHE:
+            CACHE.extend(Entry() for _ in range(5000))
+        return torch.nn.Linear(4, 4)
+
+    def inputs(batch_size, sequence_length, image_size):
+        return {"input": torch.zeros(batch_size, 4)}
+
+    MODELS = [ModelSpec("lingering", "test", "custom", "tabular", 0.0, build, inputs)]
+    """
+)
+
+
+def test_what_a_config_leaves_alive_is_frozen_so_later_collections_skip_it(tmp_path):
+    """In process (not a subprocess) to read the collector's counts; the freeze is undone after."""
+    import gc
+    import io
+
+    from engine import worker_protocol as protocol
+    from engine.worker import Worker
+
+    (tmp_path / "lingering.py").write_text(LINGERING_BENCHMARK)
+    job = Job(config=BenchmarkConfig(model_name="lingering", hardware="cpu", batch_size=1), settings=FAST)
+    line = protocol.encode(protocol.RunJob(job_id="j1", job=job)).decode()
+    out = io.StringIO()
+    worker = Worker("cpu", out, None, str(tmp_path))
+    gc.collect()
+    gc.freeze()  # as the worker does after its imports
+    try:
+        assert worker._handle(line)
+        tracked_after_first = len(gc.get_objects())
+        frozen_after_first = gc.get_freeze_count()
+        assert worker._handle(line)
+        frozen_growth = gc.get_freeze_count() - frozen_after_first
+    finally:
+        gc.unfreeze()
+
+    replies = [json.loads(reply) for reply in out.getvalue().splitlines()]
+    results = [reply["result"] for reply in replies if reply["event"] == "result"]
+    assert [result["status"] for result in results] == [OK, OK], results
+    # The 5,000 cached objects are frozen, not left for every later collection to walk.
+    assert tracked_after_first < 1000
+    # A second config of the same model adds nothing lasting to the frozen set.
+    assert frozen_growth < 200
