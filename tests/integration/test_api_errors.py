@@ -58,6 +58,15 @@ def guarded(tmp_path_factory):
         ({"priority": "urgent"}, "priority", "must be one of critical, high, medium, low, all"),
         ({"sequence_length": 0}, "sequence_length", "Expected `int` >= 1"),
         ({"progressive_mode": "yes"}, "progressive_mode", "Expected `bool`"),
+        # JSON's own types hold: no string, float or number stands in for another type, as
+        # Litestar's lenient conversion (meant for query strings) would let it.
+        ({"batch_sizes": ["1e3"]}, "batch_sizes", "Expected `int`, got `str`"),
+        ({"batch_sizes": ["1"]}, "batch_sizes", "Expected `int`, got `str`"),
+        ({"sequence_length": "128"}, "sequence_length", "Expected `int`, got `str`"),
+        ({"sequence_length": 128.0}, "sequence_length", "Expected `int`, got `float`"),
+        ({"force": "true"}, "force", "Expected `bool`, got `str`"),
+        ({"force": 1}, "force", "Expected `bool`, got `int`"),
+        ({"repeats": "1"}, "repeats", "Expected `int`, got `str`"),
     ],
 )
 def test_bad_run_request_is_400_naming_the_field(client, body, field, reason):
@@ -68,10 +77,21 @@ def test_bad_run_request_is_400_naming_the_field(client, body, field, reason):
     assert reason in error["reason"]
 
 
-def test_malformed_json_body_is_400(client):
-    reply = client.post("/api/benchmark/run", content=b"{not json", headers={"content-type": "application/json"})
+@pytest.mark.parametrize("path", ["/api/benchmark/run", "/api/benchmark/sql"])
+@pytest.mark.parametrize("content", [b"{not json", b'{"sq', b"\xff\xfe"])
+def test_malformed_json_body_is_400_naming_the_body(client, path, content):
+    reply = client.post(path, content=content, headers={"content-type": "application/json"})
     assert reply.status_code == 400
-    assert "malformed" in reply.json()["reason"]
+    assert reply.json()["error"] == "invalid request"
+    assert reply.json()["field"] == "body"
+    assert reply.json()["reason"].startswith("the body is not valid JSON: ")
+
+
+def test_a_sql_body_of_the_wrong_json_type_is_400_naming_the_field(client):
+    reply = client.post("/api/benchmark/sql", json={"sql": 1})
+    assert reply.status_code == 400
+    assert reply.json()["field"] == "sql"
+    assert "Expected `str`, got `int`" in reply.json()["reason"]
 
 
 @pytest.mark.parametrize("path", ["/api/benchmark/status/nope", "/api/benchmark/results/nope"])
