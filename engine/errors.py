@@ -33,8 +33,11 @@ class InvalidRequestError(EngineError):
 
 
 class UnknownRunError(EngineError):
-    def __init__(self, run_id: str):
+    """No run has this id; ``field`` is the parameter that named it (a comparison's ``contender``)."""
+
+    def __init__(self, run_id: str, field: str = "run_id"):
         self.run_id = run_id
+        self.field = field
         super().__init__(f"no run with id {run_id!r}")
 
 

@@ -63,7 +63,6 @@ ERROR_RESPONSES = {
     404: _documented("No such run or file"),
     409: _documented("The request conflicts with the server's state"),
     415: _documented("The body is not JSON: Content-Type must be application/json"),
-    415: _documented("A body that is not JSON"),
     422: _documented("A form or body that could not be processed"),
     429: _documented("Too many guarded queries at once: retry after the Retry-After header's seconds"),
 }
@@ -101,7 +100,7 @@ def handle_invalid_request(_: Request, exc: InvalidRequestError) -> Response:
 
 
 def handle_unknown_run(_: Request, exc: UnknownRunError) -> Response:
-    return error_response(HTTP_404_NOT_FOUND, "not found", str(exc), "run_id")
+    return error_response(HTTP_404_NOT_FOUND, "not found", str(exc), exc.field)
 
 
 def handle_report_not_found(_: Request, exc: ReportNotFound) -> Response:

@@ -7,6 +7,10 @@ process through Litestar's TestClient; nothing here starts a benchmark worker
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import datetime
+
 import pytest
 from litestar.testing import TestClient
 
@@ -260,3 +264,42 @@ def test_websocket_from_an_origin_outside_the_cors_allowlist_is_refused(client):
     assert refused.value.code == 1008
     with client.websocket_connect("/api/benchmark/ws/any", headers={"Origin": "http://localhost:5173"}) as socket:
         assert socket.receive_json() == {"error": "no run with id 'any'"}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("baseline=stored-a&contender=nope", "contender"), ("baseline=nope&contender=stored-a", "baseline"),
+     ("history=nope", "history")],
+)
+def test_an_unknown_run_in_a_comparison_is_404_naming_its_parameter(client, query, field):
+    save_run(client.app.state.services.db, stored_run("stored-a"))
+    reply = client.get(f"/api/benchmark/compare?{query}")
+    assert reply.status_code == 404
+    assert reply.json() == {"error": "not found", "reason": "no run with id 'nope'", "field": field}
+
+
+def test_exporting_an_unknown_run_is_404_not_an_empty_file(client):
+    reply = client.get("/api/benchmark/export?run_id=zzzz")
+    assert reply.status_code == 404
+    assert reply.json() == {"error": "not found", "reason": "no run with id 'zzzz'", "field": "run_id"}
+    save_run(client.app.state.services.db, stored_run("stored-empty"))
+    assert client.get("/api/benchmark/export?run_id=stored-empty").status_code == 200  # known, no results yet
+
+
+def test_a_reports_modified_time_is_when_its_files_were_last_written(client):
+    services = client.app.state.services
+    save_run(services.db, stored_run("run-rewritten"))
+    folder = services.settings.results_path / "run-rewritten"
+
+    def newest_file() -> float:
+        return max(path.stat().st_mtime for path in folder.iterdir())
+
+    first = client.post("/api/benchmark/reports/run-rewritten/regenerate").json()["modified"]
+    os.utime(folder, (folder.stat().st_atime, folder.stat().st_mtime - 7200))  # says nothing of its files
+    listed = {entry["run_id"]: entry for entry in client.get("/api/benchmark/reports").json()}["run-rewritten"]
+    assert listed["modified"] == first
+    assert datetime.fromisoformat(first).timestamp() == pytest.approx(newest_file(), abs=1e-3)
+    time.sleep(0.01)
+    second = client.post("/api/benchmark/reports/run-rewritten/regenerate").json()["modified"]
+    assert datetime.fromisoformat(second) > datetime.fromisoformat(first)  # rewritten files, same folder
+    assert datetime.fromisoformat(second).timestamp() == pytest.approx(newest_file(), abs=1e-3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import anyio
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -52,7 +53,10 @@ class DataController(Controller):
         precision: Precision | None = None,
         run_id: Annotated[str | None, Parameter(max_length=64)] = None,
     ) -> Stream:
-        """Filtered results as a file; ``model`` is a model name, ``family`` a model family."""
+        """Filtered results as a file; ``model`` is a model name, ``family`` a model family. An unknown
+        ``run_id`` is a 404, as on every other route that names a run, not an empty file."""
+        if run_id is not None:
+            await anyio.to_thread.run_sync(services.run_status, run_id)
         filters = Filters(family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision,
                           run_id=run_id)
         return export_response(services, filters, format)

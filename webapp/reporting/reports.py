@@ -158,15 +158,7 @@ def rebuild_reports(db: Database, results_dir: Path, run_id: str) -> ReportEntry
         run_rows.set_report_error(db, run_id, reason)
         raise ReportWriteFailed(run_id, reason) from error
     run_rows.set_report_error(db, run_id, None)
-    folder = results_dir / run_id
-    run = run_rows.get_run(db, run_id, RunStatus)
-    return ReportEntry(
-        run_id=run_id,
-        status=run.status,
-        reports=[name for name in REPORT_FILES if (folder / name).is_file()],
-        url=f"/api/benchmark/reports/{run_id}/report.html",
-        modified=datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc),
-    )
+    return _entry(results_dir / run_id, run_rows.get_run(db, run_id, RunStatus).status)
 
 
 def list_reports(db: Database, results_dir: Path) -> list[ReportEntry]:
@@ -177,18 +169,27 @@ def list_reports(db: Database, results_dir: Path) -> list[ReportEntry]:
     for folder in results_dir.iterdir():
         if not (folder.is_dir() and _RUN_ID.match(folder.name)):
             continue
-        files = [name for name in REPORT_FILES if (folder / name).is_file()]
-        if not files:
-            continue
         run = run_rows.get_run(db, folder.name, RunStatus)
-        entries.append(ReportEntry(
-            run_id=folder.name,
-            status=run.status if run else "unknown",
-            reports=files,
-            url=f"/api/benchmark/reports/{folder.name}/report.html",
-            modified=datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc),
-        ))
+        entry = _entry(folder, run.status if run else "unknown")
+        if entry is not None:
+            entries.append(entry)
     return sorted(entries, key=lambda entry: entry.modified, reverse=True)
+
+
+def _entry(folder: Path, status: str) -> ReportEntry | None:
+    """A run folder's report files, ``modified`` when the newest of them was written (the
+    folder's own time moves only when a file is added); None when it holds none."""
+    files = [name for name in REPORT_FILES if (folder / name).is_file()]
+    if not files:
+        return None
+    newest = max((folder / name).stat().st_mtime for name in files)
+    return ReportEntry(
+        run_id=folder.name,
+        status=status,
+        reports=files,
+        url=f"/api/benchmark/reports/{folder.name}/report.html",
+        modified=datetime.fromtimestamp(newest, timezone.utc),
+    )
 
 
 def report_file(results_dir: Path, run_id: str, name: str) -> Path:

@@ -33,15 +33,16 @@ class _RunId(msgspec.Struct):
     run_id: str
 
 
-def require_run(db: Database, run_id: str) -> None:
+def require_run(db: Database, run_id: str, field: str = "run_id") -> None:
+    """UnknownRunError naming ``field`` (the parameter that named the run) unless it is stored."""
     if run_rows.get_run(db, run_id, _RunId) is None:
-        raise UnknownRunError(run_id)
+        raise UnknownRunError(run_id, field)
 
 
 def run_comparison(db: Database, baseline: str, contender: str, thresholds: Thresholds | None = None) -> RunComparison:
     """Run ``contender`` against run ``baseline``; UnknownRunError if either is not stored."""
-    require_run(db, baseline)
-    require_run(db, contender)
+    require_run(db, baseline, "baseline")
+    require_run(db, contender, "contender")
     return compare_runs(
         comparisons.results_with_samples(db, baseline, ComparedResult),
         comparisons.results_with_samples(db, contender, ComparedResult),
@@ -53,7 +54,7 @@ def history_comparison(
     db: Database, run_id: str, thresholds: Thresholds | None = None, lookback: int = DEFAULT_LOOKBACK
 ) -> RunComparison:
     """Run ``run_id`` against the last ``lookback`` results of each of its configs."""
-    require_run(db, run_id)
+    require_run(db, run_id, "history")
     return compare_history(
         comparisons.results_with_samples(db, run_id, ComparedResult),
         comparisons.history_for_run(db, run_id, lookback, ComparedResult),
