@@ -41,6 +41,15 @@ class UnknownRunError(EngineError):
         super().__init__(f"no run with id {run_id!r}")
 
 
+class UnknownResultError(EngineError):
+    """No result ``result_id`` belongs to run ``run_id``."""
+
+    def __init__(self, run_id: str, result_id: int):
+        self.run_id = run_id
+        self.result_id = result_id
+        super().__init__(f"run {run_id!r} has no result {result_id}")
+
+
 class UnsupportedConfigError(EngineError, ValueError):
     """A config this model cannot run as asked (an attention implementation it lacks, an
     image size its position embeddings cannot take): the config is incompatible, not broken."""

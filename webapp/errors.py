@@ -25,7 +25,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from engine.errors import InvalidRequestError, UnknownRunError
+from engine.errors import InvalidRequestError, UnknownResultError, UnknownRunError
 from engine.runs import RUN_STATUSES, RunRequest, field_and_reason, literal_fields
 from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, SqlBusy
 from webapp.reporting.exports import MEDIA_TYPES
@@ -103,8 +103,12 @@ def handle_unknown_run(_: Request, exc: UnknownRunError) -> Response:
     return error_response(HTTP_404_NOT_FOUND, "not found", str(exc), exc.field)
 
 
+def handle_unknown_result(_: Request, exc: UnknownResultError) -> Response:
+    return error_response(HTTP_404_NOT_FOUND, "not found", str(exc), "result_id")
+
+
 def handle_report_not_found(_: Request, exc: ReportNotFound) -> Response:
-    return error_response(HTTP_404_NOT_FOUND, "not found", str(exc))
+    return error_response(HTTP_404_NOT_FOUND, "not found", str(exc), exc.field)
 
 
 def handle_unsupported_media_type(_: Request, exc: UnsupportedMediaType) -> Response:
@@ -153,7 +157,7 @@ def handle_http(request: Request, exc: HTTPException) -> Response:
         return error_page(request, exc.status_code, title, f"{exc.detail}.{hint}")
     if isinstance(exc, NotAuthorizedException):
         return error_response(HTTP_401_UNAUTHORIZED, "unauthorized", exc.detail, "Authorization")
-    return error_response(exc.status_code, "request failed", exc.detail)
+    return error_response(exc.status_code, "not found" if exc.status_code == 404 else "request failed", exc.detail)
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
@@ -166,6 +170,7 @@ EXCEPTION_HANDLERS = {
     InvalidRequestError: handle_invalid_request,
     UnsupportedMediaType: handle_unsupported_media_type,
     UnknownRunError: handle_unknown_run,
+    UnknownResultError: handle_unknown_result,
     ReportNotFound: handle_report_not_found,
     ReportWriteFailed: handle_report_write_failed,
     RunStillActive: handle_run_still_active,

@@ -19,11 +19,20 @@ from engine.errors import UnknownRunError
 from engine.result import Measurement
 from engine.runs import RunStatus
 from webapp.api.dependencies import origin_allowed, token_accepted
+from webapp.api.parameters import RUN_ID_MAX_LENGTH
 from webapp.wiring.services import Services
 
 log = logging.getLogger(__name__)
 RUNS_CHANNEL = "runs"
 WS_POLICY_VIOLATION = 1008
+
+
+async def refuse(socket: WebSocket, reason: str) -> None:
+    """Close the handshake with a policy violation the client can read: accepted first, since a
+    close before the accept reaches a real client (a browser, ``websockets``) as a bare HTTP 403,
+    its reason lost. Nothing is sent in between."""
+    await socket.accept()
+    await socket.close(code=WS_POLICY_VIOLATION, reason=reason)
 
 
 def run_channel(run_id: str) -> str:
@@ -107,14 +116,17 @@ async def run_updates(socket: WebSocket, run_id: str, services: Services, channe
     # CORS allowlist would refuse. Clients that send no Origin (scripts, Electron's main
     # process) are not browser pages and pass.
     if not origin_allowed(socket):
-        await socket.close(code=WS_POLICY_VIOLATION, reason="origin not allowed")
+        await refuse(socket, "origin not allowed")
         return
     # With --token the stream needs it too: the header (clients) or /login's cookie (pages).
     if not token_accepted(socket, services.settings.token):
-        await socket.close(code=WS_POLICY_VIOLATION, reason="this server needs 'Authorization: Bearer <token>'")
+        await refuse(socket, "this server needs 'Authorization: Bearer <token>'")
         return
     await socket.accept()
     try:
+        if len(run_id) > RUN_ID_MAX_LENGTH:
+            await socket.send_json({"error": f"run_id: at most {RUN_ID_MAX_LENGTH} characters, not {len(run_id)}"})
+            return
         async with channels.start_subscription([run_channel(run_id)]) as subscriber:
             # Read the status after subscribing, so no change between the two is lost.
             try:

@@ -303,3 +303,23 @@ def test_a_reports_modified_time_is_when_its_files_were_last_written(client):
     second = client.post("/api/benchmark/reports/run-rewritten/regenerate").json()["modified"]
     assert datetime.fromisoformat(second) > datetime.fromisoformat(first)  # rewritten files, same folder
     assert datetime.fromisoformat(second).timestamp() == pytest.approx(newest_file(), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [
+        ("/api/benchmark/results/nonexistent0000/samples/1", 404,
+         {"error": "not found", "reason": "run 'nonexistent0000' has no result 1", "field": "result_id"}),
+        ("/api/benchmark/reports/nosuchrun/report.html", 404,
+         {"error": "not found", "reason": "no report 'report.html' for run 'nosuchrun'", "field": "run_id"}),
+        ("/api/benchmark/reports/nosuchrun/notes.txt", 404,
+         {"error": "not found", "field": "file_name",
+          "reason": "no report 'notes.txt' for run 'nosuchrun'; a run's reports are report.html, report.md, results.json"}),
+        (f"/api/benchmark/reports/{'a' * 65}/report.html", 400,
+         {"error": "invalid request", "reason": "Expected `str` of length <= 64", "field": "run_id"}),
+        ("/api/benchmark/no-such-route", 404, {"error": "not found", "reason": "Not Found"}),
+    ],
+)
+def test_what_is_not_there_is_a_404_naming_the_parameter(client, path, status, body):
+    reply = client.get(path)
+    assert (reply.status_code, reply.json()) == (status, body)

@@ -338,3 +338,31 @@ def test_the_default_limit_is_2000_configs_and_configurable():
     assert Settings().max_configs_per_run == 2_000
     assert Settings.from_env({"BENCHBOARD_MAX_CONFIGS_PER_RUN": "50"}).max_configs_per_run == 50
     assert build_parser().parse_args(["serve", "--max-configs-per-run", "7"]).max_configs_per_run == 7
+
+
+def test_a_refused_websocket_reaches_a_real_client_with_its_reason(tmp_path):
+    # A real server and the `websockets` client: Litestar's TestClient reports a close sent
+    # before the accept with its reason, where a real client gets only an HTTP 403.
+    import socket as sockets
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    token = {"Authorization": "Bearer s3cret"}
+    with start_server(tmp_path, token="s3cret") as server:
+        refusals = [
+            (server.ws_url, {}, "this server needs 'Authorization: Bearer <token>'"),
+            (server.ws_url, {**token, "Origin": "http://evil.example"}, "origin not allowed"),
+            # The Host a rebound name sends: the URL's name, over a socket to this server.
+            (f"ws://evil.example:{server.port}", token, "host not allowed"),
+        ]
+        for base, headers, reason in refusals:
+            wire = sockets.create_connection(("127.0.0.1", server.port), timeout=30)
+            with connect(f"{base}/api/benchmark/ws/run1", sock=wire, additional_headers=headers,
+                         open_timeout=30) as socket:
+                with pytest.raises(ConnectionClosed) as closed:
+                    socket.recv(timeout=30)
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, reason), base
+        with connect(f"{server.ws_url}/api/benchmark/ws/{'a' * 65}", additional_headers=token,
+                     open_timeout=30) as socket:
+            assert socket.recv(timeout=30) == '{"error":"run_id: at most 64 characters, not 65"}'

@@ -9,11 +9,11 @@ from litestar.params import Parameter
 
 from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison
 from webapp.api.dependencies import require_allowed_origin
+from webapp.api.parameters import OptionalRunId
 from webapp.errors import ERROR_RESPONSES
 from webapp.wiring.comparisons import comparison_request
 from webapp.wiring.services import Services
 
-RunIdParameter = Annotated[str | None, Parameter(description="Run id", max_length=64)]
 
 
 class CompareController(Controller):
@@ -25,9 +25,9 @@ class CompareController(Controller):
     def compare(
         self,
         services: Services,
-        baseline: RunIdParameter = None,
-        contender: RunIdParameter = None,
-        history: RunIdParameter = None,
+        baseline: OptionalRunId = None,
+        contender: OptionalRunId = None,
+        history: OptionalRunId = None,
         threshold: Annotated[str | None, Parameter(description="Ratio threshold: 5% or 0.05 (default 5%)",
                                                    max_length=32)] = None,
         threshold_for: Annotated[list[str] | None, Parameter(

@@ -17,6 +17,7 @@ from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import QueryResult, run_guarded_query_async
 from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin
+from webapp.api.parameters import OptionalRunId
 from webapp.api.schemas import SqlBody
 from webapp.reporting.exports import export_response
 from webapp.wiring.services import Services
@@ -51,7 +52,7 @@ class DataController(Controller):
         hardware: str | None = None,
         batch_size: Annotated[int | None, Parameter(ge=1, le=2**31 - 1)] = None,
         precision: Precision | None = None,
-        run_id: Annotated[str | None, Parameter(max_length=64)] = None,
+        run_id: OptionalRunId = None,
     ) -> Stream:
         """Filtered results as a file; ``model`` is a model name, ``family`` a model family. An unknown
         ``run_id`` is a 404, as on every other route that names a run, not an empty file."""

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
 from litestar.response import File
 
 from webapp.api.dependencies import require_allowed_origin
+from webapp.api.parameters import RunId
 from webapp.errors import ERROR_RESPONSES, ErrorBody
 from webapp.reporting.reports import ReportEntry, RunStillActive, list_reports, rebuild_reports, report_file
 from webapp.wiring.services import Services
 
-RunId = Annotated[str, Parameter(description="Run id", max_length=64)]
 REGENERATE_RESPONSES = {
     **ERROR_RESPONSES,
     503: ResponseSpec(data_container=ErrorBody, generate_examples=False,
@@ -44,7 +41,7 @@ class ReportController(Controller):
         return rebuild_reports(services.db, services.settings.results_path, run_id)
 
     @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
-    def download(self, services: Services, run_id: str, file_name: str) -> File:
+    def download(self, services: Services, run_id: RunId, file_name: str) -> File:
         path = report_file(services.settings.results_path, run_id, file_name)
         # Inline, so a browser shows each file (the Reports page previews report.html); saving stays one click.
         return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type="inline")

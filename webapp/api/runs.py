@@ -12,10 +12,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from engine.runs import RunRequest, RunResults, RunStatus, RunStatusName
 from webapp.errors import ERROR_RESPONSES
 from webapp.api.dependencies import require_allowed_origin, require_token
+from webapp.api.parameters import RunId
 from webapp.api.schemas import RunAccepted
 from webapp.wiring.services import Services
 
-RunId = Annotated[str, Parameter(description="Run id", max_length=64)]
 
 
 class RunController(Controller):

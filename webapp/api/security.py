@@ -56,6 +56,10 @@ class HostAllowlist(AllowedHostsMiddleware):
         reason = (f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} "
                   "if clients reach it by that name" if name else "the request has no Host header")
         if scope["type"] == "websocket":
+            # Accepted, then closed: a close before the accept reaches a real client as a bare
+            # HTTP 403 (webapp.live.refuse). Nothing is sent in between.
+            await receive()  # the client's websocket.connect
+            await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": "host not allowed"})
             return
         body = msgspec.json.encode(ErrorBody(error="invalid host", reason=reason, field="Host"))

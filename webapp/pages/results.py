@@ -13,11 +13,13 @@ from litestar.params import Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
+from engine.errors import UnknownResultError
 from engine.result import ResultRow
 from engine.runs import RunRecord
 from storage import dashboard
 from storage import runs as run_rows
 from webapp.api.dependencies import require_allowed_origin
+from webapp.api.parameters import RunId
 from webapp.errors import ERROR_RESPONSES
 from webapp.pages.live_runs import new_submission_token
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render
@@ -215,13 +217,13 @@ class ResultSamplesController(Controller):
     def samples(
         self,
         services: Services,
-        run_id: Annotated[str, Parameter(description="Run id", max_length=64)],
+        run_id: RunId,
         result_id: Annotated[int, Parameter(description="Result id (result_id of a results row)", ge=1)],
     ) -> ResultSamples:
         """One result's raw samples in iteration order, which results rows leave out."""
         result = dashboard.result_detail(services.db, result_id, StoredResult)
         if result is None or result.run_id != run_id:
-            raise NotFoundException(f"run {run_id!r} has no result {result_id}")
+            raise UnknownResultError(run_id, result_id)
         samples = dashboard.result_samples(services.db, result_id) or []
         return ResultSamples(
             run_id=result.run_id, result_id=result_id, n_samples=result.n_samples, samples_ms=samples

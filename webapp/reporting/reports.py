@@ -31,8 +31,13 @@ _templates.filters["number"] = lambda value, spec: "-" if value is None else for
 
 
 class ReportNotFound(Exception):
+    """No report ``name`` for run ``run_id``; ``field`` is the parameter at fault."""
+
     def __init__(self, run_id: str, name: str):
-        super().__init__(f"no report {name!r} for run {run_id!r}")
+        known = name in REPORT_FILES
+        self.field = "run_id" if known else "file_name"
+        hint = "" if known else f"; a run's reports are {', '.join(REPORT_FILES)}"
+        super().__init__(f"no report {name!r} for run {run_id!r}{hint}")
 
 
 class ReportWriteFailed(Exception):
