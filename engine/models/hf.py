@@ -132,7 +132,8 @@ class ConfigInputs:
         if sequence_length < 1:
             raise ValueError(f"sequence_length must be at least 1, got {sequence_length}")
         if limit is not None and sequence_length > limit:
-            raise ValueError(
+            # The model cannot take it, as with an image size its embeddings cannot: incompatible.
+            raise UnsupportedConfigError(
                 f"sequence_length {sequence_length} is longer than {self.model_name} accepts ({limit} tokens)"
             )
 
