@@ -169,7 +169,9 @@ class RunRecord(RunStatus, kw_only=True):
 
 
 class RunResults(msgspec.Struct, kw_only=True):
-    """A run's results so far: measured rows and failed, refused or skipped ones."""
+    """A run's results so far: measured rows and failed, refused or skipped ones, and ``reused``:
+    the results of earlier runs it stood on instead of measuring a config again (incremental
+    mode), each with the ``run_id`` it came from."""
 
     run_id: str
     status: RunStatusName
@@ -178,6 +180,7 @@ class RunResults(msgspec.Struct, kw_only=True):
     failures: list[ResultRow]
     start_time: datetime | None
     completion_time: datetime | None
+    reused: list[ResultRow] = msgspec.field(default_factory=list)
 
 
 def expand(request: RunRequest, models: list[str], hardware: list[str]) -> list[BenchmarkConfig]:

@@ -24,6 +24,7 @@ import math
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from storage.database import Database
+from storage.timestamps import stored
 from storage.results import RESULT_ROW_COLUMNS
 
 Row = TypeVar("Row")
@@ -872,16 +874,19 @@ def same_config_results(db: Database, config_key: str | None, limit: int = 50) -
 
 
 def reused_results(
-    db: Database, run_id: str, config_keys: list[str], fingerprints: list[str]
+    db: Database, run_id: str, config_keys: list[str], fingerprints: list[str], *, until: datetime | None = None
 ) -> dict[str, dict]:
     """For configs a run skipped as already measured: the newest result of each with one of
-    the run's fingerprints from another run (what incremental mode reused), by config key."""
+    the run's fingerprints from another run (what incremental mode reused), by config key.
+
+    ``until``: when the run ended, for a finished run. It reused only results stored by then;
+    a later run's result of the same config must not take their place on its page."""
     if not config_keys:
         return {}
     relation, params = _relation(
         db, Filters(),
         "list_contains($keys, config_key)", "list_contains($fingerprints, fingerprint)",
-        "run_id IS DISTINCT FROM $run_id",
+        "run_id IS DISTINCT FROM $run_id", *(["created_at <= $until"] if until is not None else []),
     )
     frame = _frame(
         db,
@@ -891,7 +896,8 @@ def reused_results(
                    ttft_ms, tpot_ms, decode_tokens_per_second
             FROM {relation} r
             QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY created_at DESC, result_id DESC) = 1""",
-        {**params, "keys": list(config_keys), "fingerprints": list(fingerprints), "run_id": run_id},
+        {**params, "keys": list(config_keys), "fingerprints": list(fingerprints), "run_id": run_id,
+         **({"until": stored(until)} if until is not None else {})},
     )
     return {row["config_key"]: row for row in frame.astype(object).where(frame.notna(), None).to_dict("records")}
 

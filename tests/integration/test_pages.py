@@ -496,6 +496,72 @@ def test_sql_csv_download_runs_through_the_guard(client):
     assert refused.status_code == 400
 
 
+def cross_join(tables: int) -> str:
+    """Every column of performance_results, once per combination of ``tables`` of its rows."""
+    names = [f"t{i}" for i in range(tables)]
+    return f"SELECT {names[0]}.* FROM " + ", ".join(f"performance_results {name}" for name in names)
+
+
+def test_the_sql_page_shows_at_most_PAGE_ROWS_rows_and_offers_the_full_download(client):
+    from webapp.pages.sql import PAGE_ROWS
+
+    services = client.app.state.services
+    stored = services.db.cursor().execute("SELECT count(*) FROM performance_results").fetchone()[0]
+    cap = services.settings.sql_row_cap
+    token = csrf_token(client)
+
+    # Under the row cap but over PAGE_ROWS: an HTMX fragment, as the form's Run gets it.
+    sql = cross_join(4)
+    returned = stored**4
+    assert PAGE_ROWS < returned < cap
+    fragment = client.post("/sql", data={"sql": sql, "_csrf_token": token}, headers={"HX-Request": "true"}).text
+    assert "<html" not in fragment
+    tree = parse(fragment)
+    assert len(tree.by_id("sql-table").find_all("tbody")[0].find_all("tr")) == PAGE_ROWS
+    assert fragment.count("<tr>") == PAGE_ROWS + 1  # the rows shown and the header's
+    assert tree.by_id("sql-row-count").text().startswith(f"· {returned:,} rows in ")
+    assert tree.by_id("sql-row-count").text().endswith(f"ms, the first {PAGE_ROWS:,} shown")
+    notice = tree.by_id("sql-shown")
+    assert notice.text().startswith(
+        f"Only the first {PAGE_ROWS:,} of the {returned:,} rows the query returned are shown here. "
+        f"The downloads hold all {returned:,}:")
+    # Its buttons submit the result's download form (a plain POST form: no JavaScript needed).
+    buttons = {button.attrs["id"]: button.attrs for button in notice.find_all("button")}
+    assert buttons["sql-shown-csv"]["form"] == buttons["sql-shown-json"]["form"] == "sql-download"
+    assert buttons["sql-shown-json"]["formaction"] == "/sql/results.json"
+    assert tree.by_id("sql-download").attrs["action"] == "/sql/results.csv"
+    assert tree.by_id("sql-shown-end").text() == (
+        f"Rows 1 to {PAGE_ROWS:,} of {returned:,}; the rest are in the CSV and JSON downloads.")
+    assert 'id="sql-truncated"' not in fragment
+    # The download holds every row the query returned, not the page's first PAGE_ROWS.
+    csv_rows = client.post("/sql/results.csv", data={"sql": sql, "_csrf_token": token}).text.splitlines()
+    assert len(csv_rows) == returned + 1
+
+    # Over the row cap: a full page from the URL. The cap's "Cut short" stays; the table still stops at PAGE_ROWS.
+    sql = cross_join(6)
+    assert stored**6 > cap
+    page = client.get("/sql", params={"q": sql})
+    assert page.status_code == 200 and "<html" in page.text
+    tree = parse(page.text)
+    assert len(tree.by_id("sql-table").find_all("tbody")[0].find_all("tr")) == PAGE_ROWS
+    assert tree.by_id("sql-truncated").text() == (
+        f"Cut short, {cap:,} rows returned: more than {cap:,} rows: only the first {cap:,} are returned.")
+    assert tree.by_id("sql-shown").text().startswith(
+        f"Only the first {PAGE_ROWS:,} of the {cap:,} rows returned are shown here. The downloads hold all {cap:,}:")
+    assert len(page.text) < 2_000_000, len(page.text)  # 10,000 rows were 22 MB
+    answer = json.loads(client.post("/sql/results.json", data={"sql": sql, "_csrf_token": token}).content)
+    assert (len(answer["rows"]), answer["row_count"], answer["truncated"]) == (cap, cap, True)
+    # The API keeps the cap too, with every capped row.
+    api = client.post("/api/benchmark/sql", json={"sql": sql})
+    assert api.status_code == 200, api.text
+    assert len(api.json()["rows"]) == cap
+
+    # A result that fits says nothing about rows not shown.
+    small = client.post("/sql", data={"sql": cross_join(1), "_csrf_token": token}, headers={"HX-Request": "true"}).text
+    assert len(parse(small).by_id("sql-table").find_all("tbody")[0].find_all("tr")) == stored
+    assert 'id="sql-shown' not in small and "shown" not in parse(small).by_id("sql-row-count").text()
+
+
 def test_reports_page_links_files_through_the_server_and_previews_the_html(client):
     page = client.get("/reports").text
     assert 'href="/api/benchmark/reports/run-a/report.md"' in page
@@ -811,6 +877,10 @@ def test_a_rerun_that_skips_every_config_lists_them_with_the_run_they_came_from(
     assert set(reused) == {"1", "2"}
     assert "from run run-new" in reused["1"] and "from run run-old" in reused["2"]
     assert "2 of 2 configs were not measured again" in page.by_id("run-skipped").text()
+    # The API says the same: nothing measured, two results stood on, each naming its run.
+    api = trust_client.get(f"/api/benchmark/results/{run_id}").json()
+    assert api["results"] == [] and api["failures"] == []
+    assert {(row["batch_size"], row["run_id"]) for row in api["reused"]} == {(1, "run-new"), (2, "run-old")}
     listed = parse(trust_client.get("/runs").text).by_id(f"run-row-{run_id}").text()
     assert "fp32" in listed and "128" in listed
 

@@ -1,6 +1,6 @@
-"""What the Runs pages know beyond the engine's status: the configs a run reused, an ETA from
-this run's and history's per-config times, one run per form submission, the form's model
-picker and preview, and the runs list kept live over the ``runs`` channel."""
+"""What the Runs pages know beyond the engine's status: an ETA from this run's and history's
+per-config times, one run per form submission, the form's model picker and preview, and the
+runs list kept live over the ``runs`` channel. The configs a run reused are webapp.wiring.reuse's."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import anyio
 from litestar.channels import ChannelsPlugin
 from litestar.datastructures import State
 
-from engine.config import BenchmarkConfig
-from engine.runs import COMPLETED, RunRecord, RunRequest, RunState
+from engine.runs import RunRequest
 from storage import dashboard
 from webapp.live import RUNS_CHANNEL
+from webapp.wiring.reuse import snapshot
 from webapp.wiring.services import Services
 
 # ---- one run per submission ----------------------------------------------------------
@@ -66,47 +66,6 @@ def submissions(state: State) -> Submissions:
     return state.setdefault(SUBMISSIONS_STATE_KEY, Submissions())
 
 
-# ---- which configs a run has, and which it reused ------------------------------------------
-
-
-def _snapshot(live: RunState) -> tuple[list[BenchmarkConfig], set[str]]:
-    """The live run's configs and finished keys, copied while the scheduler may change them."""
-    for _ in range(5):
-        try:
-            return list(live.configs), set(live.finished_keys)
-        except RuntimeError:  # changed size during iteration: try again
-            continue
-    return list(live.configs), set()
-
-
-def run_configs(services: Services, record: RunRecord) -> tuple[list[BenchmarkConfig], set[str] | None]:
-    """A run's configs, and the keys finished so far (None for a run of an earlier process,
-    whose configs are planned again from its request; [] when that is no longer possible)."""
-    live = services.scheduler.get(record.run_id)
-    if live is not None:
-        return _snapshot(live)
-    try:
-        return services.plan(record.request).configs, None
-    except Exception:  # its models or hardware may be gone since
-        return [], None
-
-
-def reused_configs(services: Services, record: RunRecord, shown: set[str]) -> list[dict]:
-    """Configs the run skipped because a result with the same environment existed (incremental
-    mode), each with the result reused: model_name, ..., run_id (the run it came from), result_id."""
-    request = record.request
-    if request is None or not request.incremental or request.force:
-        return []
-    configs, finished = run_configs(services, record)
-    if finished is None and record.status != COMPLETED:
-        return []  # a stored run that stopped early: an unrecorded config may just not have run
-    candidates = [c for c in configs if c.key() not in shown and (finished is None or c.key() in finished)]
-    fingerprints = [part for part in (record.fingerprint or "").split(",") if part]
-    found = dashboard.reused_results(services.db, record.run_id, [c.key() for c in candidates], fingerprints)
-    return [found[c.key()] | {"key": c.key(), "outcome": "reused", "reused_from": found[c.key()]["run_id"]}
-            for c in candidates if c.key() in found]
-
-
 # ---- how long is left ------------------------------------------------------------------------
 
 
@@ -117,7 +76,7 @@ def estimate_remaining(services: Services, run_id: str) -> float | None:
     live = services.scheduler.get(run_id)
     if live is None or live.terminal:
         return None
-    configs, finished = _snapshot(live)
+    configs, finished = snapshot(live)
     pending = [c.key() for c in configs if c.key() not in finished]
     if not pending:
         return 0.0

@@ -25,6 +25,7 @@ from webapp.api.dependencies import require_token
 from webapp.pages import live_runs
 from webapp.live import ResultEvent, decode_event, run_channel
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, render, render_to_string, wants_fragment
+from webapp.wiring import reuse
 from webapp.wiring.comparisons import regressed_runs
 from webapp.wiring.services import Services
 
@@ -205,7 +206,7 @@ def unseen_rows(services: Services, run_id: str, sent: set[str]) -> list[dict]:
     and configs the run reused, in that order."""
     measured, failed = stored_rows(services, run_id)
     stored = [row for row in measured + failed if row["key"] not in sent]
-    reused = live_runs.reused_configs(services, services.run_record(run_id), sent | {row["key"] for row in stored})
+    reused = reuse.reused_configs(services, services.run_record(run_id), sent | {row["key"] for row in stored})
     return stored + reused
 
 
@@ -335,7 +336,7 @@ class RunPages(Controller):
         status = status_view(services.run_status(run_id), live_runs.estimate_remaining(services, run_id))
         measured, failed = stored_rows(services, run_id)
         record = services.run_record(run_id)
-        reused = live_runs.reused_configs(services, record, {row["key"] for row in measured + failed})
+        reused = reuse.reused_configs(services, record, {row["key"] for row in measured + failed})
         context = {
             "active": "runs",
             "status": status,

@@ -259,15 +259,27 @@ class Services:
         return self._stored_run(run_id, RunRecord)
 
     def run_results(self, run_id: str) -> RunResults:
+        # Imported here: the dashboard's queries (pandas) are the pages' and the API's, not a
+        # headless run's (issue 16).
+        from storage import dashboard
+        from webapp.wiring.reuse import reused_configs
+
         status = self.run_status(run_id)
+        record = self.run_record(run_id)
+        results = result_rows.results_for_run(self.db, run_id, ResultRow)
+        failures = result_rows.failures_for_run(self.db, run_id, ResultRow)
+        shown = {row.config.key() for row in results + failures}
+        reused = [dashboard.result_detail(self.db, row["result_id"], ResultRow)
+                  for row in reused_configs(self, record, shown)]
         return RunResults(
             run_id=run_id,
             status=status.status,
-            config=self.run_record(run_id).request,
-            results=result_rows.results_for_run(self.db, run_id, ResultRow),
-            failures=result_rows.failures_for_run(self.db, run_id, ResultRow),
+            config=record.request,
+            results=results,
+            failures=failures,
             start_time=status.start_time,
             completion_time=status.completion_time,
+            reused=[row for row in reused if row is not None],
         )
 
     def list_runs(self, status: RunStatusName | None = None, limit: int = 100, offset: int = 0) -> list[RunStatus]:

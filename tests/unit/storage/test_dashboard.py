@@ -467,6 +467,15 @@ def test_what_a_run_reused_is_the_newest_result_with_its_fingerprint_from_anothe
     assert reused_results(runs_db, "run-2", [bs1], ["fp"])[bs1]["run_id"] == "run-1"  # never itself
 
 
+def test_a_finished_run_reused_only_results_stored_before_it_ended(runs_db):
+    bs1 = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1).key()
+    (run_1_stored,), = runs_db.cursor().execute(
+        "SELECT max(created_at) FROM performance_results WHERE run_id = 'run-1'").fetchall()
+    ended = run_1_stored.replace(tzinfo=UTC)  # run-3 ended before run-2 stored anything
+    assert reused_results(runs_db, "run-3", [bs1], ["fp"], until=ended)[bs1]["run_id"] == "run-1"
+    assert reused_results(runs_db, "run-3", [bs1], ["fp"])[bs1]["run_id"] == "run-2"  # a live run: the newest
+
+
 def test_history_says_how_long_a_config_takes(runs_db):
     bs1 = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1).key()
     assert typical_wall_seconds(runs_db, [bs1, "unknown"]) == {bs1: 2.0}  # median of 1 s and 3 s
