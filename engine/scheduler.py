@@ -504,7 +504,8 @@ class Scheduler:
             all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
             run.status = run_states.FAILED if all_failed else run_states.COMPLETED
             if all_failed:
-                run.error = f"all {run.total_configs} configs failed; see hardware_compatibility for reasons"
+                failed = "its only config" if run.total_configs == 1 else f"all {run.total_configs} configs"
+                run.error = f"{failed} failed; each one's reason is in the run's failures"
             run.current_step = None
             run.completed_at = utc_now()
             self._lock.notify_all()

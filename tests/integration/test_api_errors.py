@@ -323,3 +323,10 @@ def test_a_reports_modified_time_is_when_its_files_were_last_written(client):
 def test_what_is_not_there_is_a_404_naming_the_parameter(client, path, status, body):
     reply = client.get(path)
     assert (reply.status_code, reply.json()) == (status, body)
+
+
+def test_comparing_a_run_with_itself_is_refused_naming_the_contender(client):
+    save_run(client.app.state.services.db, stored_run("stored-self"))
+    reply = client.get("/api/benchmark/compare?baseline=stored-self&contender=stored-self")
+    assert reply.status_code == 400
+    assert reply.json()["field"] == "contender" and reply.json()["reason"].startswith("is the baseline itself")

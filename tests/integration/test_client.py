@@ -48,6 +48,7 @@ def test_start_benchmark_answers_with_the_run_id_and_its_size(finished):
     assert run["status"] in ("queued", "running")
     assert run["total_configs"] == 2
     assert run["run_id"] and run["started_at"] and "2 configs" in run["message"]
+    assert run["message"].startswith(f"benchmark run {run['status']}: ")  # the message and status agree
 
 
 def test_monitor_progress_calls_back_on_each_change_and_returns_the_final_status(finished):

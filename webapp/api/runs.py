@@ -27,10 +27,11 @@ class RunController(Controller):
     def start_run(self, services: Services, data: Annotated[RunRequest, Body(title="Run request")]) -> RunAccepted:
         """Queue a benchmark run; follow it with /status or the WebSocket."""
         run = services.start_run(data)
+        status = services.scheduler.status(run.run_id).status  # running already if a device was free
         return RunAccepted(
             run_id=run.run_id,
-            status=services.scheduler.status(run.run_id).status,
-            message=f"benchmark run queued: {run.total_configs} configs at priority {run.priority}",
+            status=status,
+            message=f"benchmark run {status}: {run.total_configs} configs at priority {run.priority}",
             started_at=run.created_at,
             total_configs=run.total_configs,
         )

@@ -121,4 +121,8 @@ def comparison_request(
         raise InvalidRequestError("baseline", "required with contender (or give history=RUN_ID alone)")
     if not contender:
         raise InvalidRequestError("contender", "required with baseline")
+    if contender == baseline:
+        # Every config would match itself at a ratio of exactly 1: a comparison that says nothing.
+        raise InvalidRequestError("contender", "is the baseline itself: compare two different runs, "
+                                  "or give history=RUN_ID to compare a run with its configs' history")
     return run_comparison(db, baseline, contender, thresholds)

@@ -184,7 +184,9 @@ def test_config_too_big_for_free_memory_is_refused_with_a_reason(make_scheduler,
         psutil.virtual_memory().total
     )
     run = scheduler.submit(planned)
-    assert scheduler.wait(run.run_id, timeout=60).status == "failed"
+    ended = scheduler.wait(run.run_id, timeout=60)
+    assert ended.status == "failed"
+    assert ended.error == "its only config failed; each one's reason is in the run's failures"
     (_, result, _), = store.results
     assert result.status == "refused"
     assert "needs ~" in result.error_message and "GB free" in result.error_message
