@@ -272,3 +272,10 @@ def test_the_run_pages_link_to_comparisons_and_the_runs_list_marks_the_regressio
     bad = httpx.get(f"{served.url}/compare", params={"history": runs["c"], "threshold": "x"}, timeout=30)
     assert bad.status_code == 400 and "error-threshold" in bad.text
     assert httpx.get(f"{served.url}/compare", params={"history": "nope"}, timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize(("lookback", "reason"), [("-3", "must be between 1 and"), ("abc", "&#39;abc&#39; is not a whole number")])
+def test_the_compare_page_says_why_a_lookback_is_refused(runs, served, lookback, reason):
+    page = httpx.get(f"{served.url}/compare", params={"history": runs["c"], "lookback": lookback}, timeout=30)
+    assert page.status_code == 400
+    assert reason in page.text

@@ -96,11 +96,14 @@ class ComparePages(Controller):
         asked = values["history"] or (values["baseline"] and values["contender"])
         if asked:
             try:
-                if not values["lookback"].isdigit():
-                    raise InvalidRequestError("lookback", f"{values['lookback']!r} is not a whole number")
+                try:
+                    lookback = int(values["lookback"])
+                except ValueError:
+                    raise InvalidRequestError("lookback", f"{values['lookback']!r} is not a whole number") from None
+                # A whole number out of range gets comparison_request's "must be between 1 and ...".
                 comparison = comparison_request(
                     services.db, baseline=values["baseline"], contender=values["contender"],
-                    history=values["history"], threshold=values["threshold"], lookback=int(values["lookback"]),
+                    history=values["history"], threshold=values["threshold"], lookback=lookback,
                 )
             except InvalidRequestError as error:
                 context["errors"] = {error.field: error.reason}
