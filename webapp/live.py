@@ -87,10 +87,12 @@ async def send_struct(socket: WebSocket, value) -> None:
 
 
 async def _send_updates(socket: WebSocket, subscriber, last: RunStatus) -> None:
-    """Forward status changes in order; close after the terminal one."""
+    """Forward status changes in order; close after the terminal one. A snapshot older than the
+    last one sent (published before the status read at the start, delivered after it) is dropped:
+    a client must never see a run's elapsed time go back."""
     async for raw in subscriber.iter_events():
         event = decode_event(raw)
-        if not isinstance(event, StatusEvent) or event.status == last:
+        if not isinstance(event, StatusEvent) or event.status == last or event.status.elapsed_time < last.elapsed_time:
             continue
         last = event.status
         await send_struct(socket, last)
