@@ -42,11 +42,13 @@ from __future__ import annotations
 import fnmatch
 import functools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
 
+from engine.config import DEFAULT_ATTN_IMPLEMENTATION, DEFAULT_IMAGE_SIZE, DEFAULT_SEQUENCE_LENGTH, default_timing
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
 from engine.stats import MIN_SAMPLES_FOR_CI, median_ci, percentile
@@ -156,7 +158,49 @@ class ConfigIdentity(msgspec.Struct, kw_only=True):
 
     @property
     def label(self) -> str:
-        return f"{self.model_name} · {self.hardware} · bs{self.batch_size} · {self.precision}"
+        return config_label(self.config_key, self.model_name, self.hardware, self.batch_size, self.precision)
+
+
+# A scenario's part at the end of a config key: "generate-new32" (forward configs have none).
+_SCENARIO_PART = re.compile(r"(?P<scenario>[a-z]+)-new(?P<new_tokens>\d+|None)")
+
+
+def config_label(config_key: str, model_name: str, hardware: str, batch_size: int, precision: str) -> str:
+    """A config as a line of a comparison names it: model · hardware · bsN · precision, then every
+    other part of its key that is not the default (sequence length, image size, timing mode,
+    attention, a generate scenario's N), so two configs that differ never read the same:
+
+        bert-tiny · cpu · bs1 · fp32 · seq16 · attn eager
+        gpt2-tiny · cpu · bs1 · fp32 · generate 32 tokens
+    """
+    return " · ".join([f"{model_name} · {hardware} · bs{batch_size} · {precision}",
+                       *_non_default_parts(config_key, batch_size)])
+
+
+def _non_default_parts(config_key: str, batch_size: int) -> list[str]:
+    parts = (config_key or "").split("|")
+    scenario = _SCENARIO_PART.fullmatch(parts[-1]) if len(parts) > 8 else None
+    if scenario:
+        parts.pop()
+    # Counted from the end: a model name (a local folder, say) may hold a "|" of its own.
+    tail = parts[-4:] if len(parts) >= 8 else []
+    if not (tail and tail[0].startswith("seq") and tail[1].startswith("img") and tail[3].startswith("attn-")):
+        return [config_key]  # not a key this version writes: shown whole rather than hide what differs
+    sequence, image, timing, attention = tail[0][3:], tail[1][3:], tail[2], tail[3][5:]
+    shown = []
+    if sequence != str(DEFAULT_SEQUENCE_LENGTH):
+        shown.append(f"seq{sequence}")
+    if image not in ("-", str(DEFAULT_IMAGE_SIZE)):
+        shown.append(f"img{image}")
+    if timing != default_timing(batch_size):
+        shown.append(timing)
+    # A model's own attention (custom workloads) and sdpa (what transformers models get unasked)
+    # are what a request that names none runs with.
+    if attention not in ("own", DEFAULT_ATTN_IMPLEMENTATION):
+        shown.append(f"attn {attention}")
+    if scenario:
+        shown.append(f"{scenario['scenario']} {scenario['new_tokens']} tokens")
+    return shown
 
 
 class Side(msgspec.Struct, kw_only=True):

@@ -21,6 +21,7 @@ from engine.compare import (
     compare_history,
     compare_pair,
     compare_runs,
+    config_label,
     parse_threshold,
     parse_threshold_override,
     ratio_ci,
@@ -306,3 +307,57 @@ def test_the_written_out_normal_quantile_is_scipys():
     from engine import compare
 
     assert compare._Z == float(stats.norm.ppf(0.5 + compare.CONFIDENCE / 2))
+
+
+# ---- labels -----------------------------------------------------------------------------
+
+
+def _label_of(config) -> str:
+    return config_label(config.key(), config.model_name, config.hardware, config.batch_size, config.precision)
+
+
+def test_a_label_shows_the_parts_of_the_key_that_are_not_the_default():
+    from engine.config import BenchmarkConfig
+
+    plain = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, attn_implementation="sdpa")
+    assert _label_of(plain) == "bert-tiny · cpu · bs1 · fp32"
+    changed = msgspec.structs.replace(plain, sequence_length=16, attn_implementation="eager")
+    assert _label_of(changed) == "bert-tiny · cpu · bs1 · fp32 · seq16 · attn eager"
+    # A batch is timed for throughput unless asked otherwise; latency is then the odd one out.
+    batch = BenchmarkConfig(model_name="vit-base", hardware="cpu", batch_size=8, image_size=384, timing="latency")
+    assert _label_of(batch) == "vit-base · cpu · bs8 · fp32 · img384 · latency"
+    generate = BenchmarkConfig(model_name="gpt2-tiny", hardware="cpu", batch_size=1, scenario="generate",
+                               new_tokens=32, attn_implementation="sdpa")
+    assert _label_of(generate) == "gpt2-tiny · cpu · bs1 · fp32 · generate 32 tokens"
+    # A key this version does not write is shown whole rather than hide what differs.
+    assert config_label("odd-key", "m", "cpu", 1, "fp32") == "m · cpu · bs1 · fp32 · odd-key"
+
+
+def test_two_configs_that_differ_never_read_the_same():
+    from engine.config import BenchmarkConfig
+
+    base = BenchmarkConfig(model_name="m|folder", hardware="cpu", batch_size=1, attn_implementation="sdpa")
+    variants = [base] + [msgspec.structs.replace(base, **change) for change in (
+        {"sequence_length": 16}, {"sequence_length": 512}, {"image_size": 224}, {"image_size": 384},
+        {"timing": "throughput"}, {"attn_implementation": "eager"}, {"attn_implementation": "flash_attention_2"},
+        {"scenario": "generate", "new_tokens": 32}, {"scenario": "generate", "new_tokens": 8},
+        {"scenario": "generate", "new_tokens": 8, "sequence_length": 16}, {"batch_size": 8, "timing": "latency"},
+        {"batch_size": 8, "timing": "throughput"}, {"precision": "fp16"}, {"hardware": "cuda:0"},
+    )]
+    # image_size 224 is what a vision model takes by default, so it reads like no image size: a model
+    # takes an image or not, never both.
+    without_image = [config for config in variants if config.image_size != 224]
+    labels = [_label_of(config) for config in without_image]
+    assert len(set(labels)) == len(labels), labels
+
+
+def test_added_and_removed_configs_of_a_comparison_carry_those_labels():
+    from engine.config import BenchmarkConfig
+
+    short = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, sequence_length=16, attn_implementation="sdpa")
+    eager = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, attn_implementation="eager")
+    comparison = compare_runs([row(normal(10, 0.02, seed=1), config_key=eager.key(), run_id="a")],
+                              [row(normal(10, 0.02, seed=2), config_key=short.key(), run_id="b")],
+                              baseline_run_id="a", contender_run_id="b")
+    assert [config.label for config in comparison.added] == ["m · cpu · bs1 · fp32 · seq16"]
+    assert [config.label for config in comparison.removed] == ["m · cpu · bs1 · fp32 · attn eager"]
