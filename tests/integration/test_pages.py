@@ -695,10 +695,81 @@ def test_the_heatmap_and_top_models_never_average_precisions_and_show_n(trust_cl
     ]
     overview = parse(trust_client.get("/").text)
     top = overview.find_all("table", class_="top-models-table")[0]
-    headers = [th.text() for th in top.find_all("th")]
-    assert "n" in headers and "95% CI" in headers and "Precision · seq" in headers
+    headers = {th.text(): th.attrs.get("title") for th in top.find_all("th")}
+    assert "95% CI" in headers and "Precision · seq" in headers
+    # Its count is of the results the best was picked from, not timed samples: a heading of its own.
+    assert "n" not in headers
+    assert "picked from" in headers["Results"] and "not timed samples" in headers["Results"]
     series = [row.find_all("td")[2].text() for row in top.find_all("tbody")[0].find_all("tr")]
     assert sorted(series) == ["fp32 · seq 128", "int8 · seq 128"]
+
+
+def test_a_heatmap_cell_of_several_results_says_it_is_their_mean_and_the_range_of_their_cis(trust_client):
+    page = trust_client.get("/comparison").text
+    tree = parse(page)
+    # Every cell here averages two results, batch sizes 1 and 2: the heading and the note say so.
+    assert "the mean of each cell's results" in tree.by_id("family-heatmap-title").text()
+    note = tree.by_id("family-heatmap-note").text()
+    assert "all the family's models and batch sizes" in note
+    assert "not a confidence interval of the mean" in note
+    assert tree.by_id("chart-heatmap-title").text() == (
+        "Throughput (items/s) by model family and hardware, "
+        "averaged over each family's models and batch sizes")
+    data = tree.by_id("family-heatmap").find_all("details", class_="chart-data")[0]
+    headers = [th.text() for th in data.find_all("th")]
+    assert "95% CI, or range of CIs" in headers and "Results (n)" in headers
+    assert "95% CI" not in headers and "n" not in headers
+    for row in data.find_all("tbody")[0].find_all("tr"):
+        assert "mean of 2 results" in row.text() and "range of 2 results' CIs" in row.text()
+    # The chart's tooltip says the same, in words per cell; its numbers are the aggregate's own.
+    spec = spec_of(page, "chart-heatmap")
+    rect = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rect")
+    titles = {tip["field"]: tip["title"] for tip in rect["encoding"]["tooltip"]}
+    assert (titles["value_is"], titles["interval"], titles["n"]) == ("Value is", "Interval", "Results (n)")
+    assert "95% CI low" not in titles.values()
+    for cell in rows_of(spec):
+        assert cell["value_is"] == "the mean of 2 results"
+        assert cell["interval"].endswith(", the range of their 2 results' 95% CIs")
+
+
+def test_a_point_of_one_result_keeps_95_ci_and_a_point_of_several_says_mean_and_range(trust_client):
+    latest = parse(trust_client.get("/?model=bert-tiny").text)
+    data = latest.by_id("batch-scaling").find_all("details", class_="chart-data")[0]
+    headers = [th.text() for th in data.find_all("th")]
+    # The latest result per config: one result a point.
+    assert "95% CI" in headers and "Results (n)" in headers
+    assert "mean of" not in data.text() and "range of" not in data.text()
+    assert "not a confidence interval of the mean" in latest.by_id("scope-note").text()
+
+    every = trust_client.get("/?model=bert-tiny&runs=all").text
+    data = parse(every).by_id("batch-scaling").find_all("details", class_="chart-data")[0]
+    assert "95% CI, or range of CIs" in [th.text() for th in data.find_all("th")]
+    rows = {row.find_all("td")[1].text() + " " + row.find_all("td")[0].text(): row.text()
+            for row in data.find_all("tbody")[0].find_all("tr")}
+    fp32_bs1, fp32_bs2 = rows["1 bert-tiny · fp32 · seq 128"], rows["2 bert-tiny · fp32 · seq 128"]
+    # Batch 1 at fp32: run-old's result and run-new's.
+    assert "mean of 2 results" in fp32_bs1 and "range of 2 results' CIs" in fp32_bs1
+    assert "mean of" not in fp32_bs2 and "range of" not in fp32_bs2
+    points = {(row["series"], row["batch_size"]): row for row in rows_of(spec_of(every, "chart-scaling"))}
+    assert points[("bert-tiny · fp32 · seq 128", 1)]["value_is"] == "the mean of 2 results"
+    assert points[("bert-tiny · fp32 · seq 128", 2)]["value_is"] == "a single result's"
+    assert points[("bert-tiny · fp32 · seq 128", 2)]["interval"].endswith(", its 95% CI")
+
+
+def test_peak_memory_says_it_is_above_the_loaded_model_and_n_that_it_counts_timed_samples(trust_client):
+    table = parse(trust_client.get("/comparison").text).by_id("results-table")
+    headers = {th.attrs["data-column"]: th for th in table.find_all("th")}
+    assert headers["memory_peak_mb"].text() == "Peak memory above model (MB)"
+    assert "above the loaded model" in headers["memory_peak_mb"].attrs["title"]
+    assert headers["n_samples"].text() == "n" and "Timed samples" in headers["n_samples"].attrs["title"]
+    run = parse(trust_client.get("/runs/run-new").text).by_id("run-results")
+    memory = run.find_all("th", data_column="memory_peak_mb")[0]
+    assert memory.text() == "Peak memory above model (MB)"
+    assert "above the loaded model" in memory.attrs["title"]
+    assert "Peak memory (MB)" not in run.text()
+    statistics = parse(trust_client.get(f"/results/{result_id(trust_client, 'run-old', 1)}").text)
+    row = statistics.by_id("statistics-table").find_all("tr", data_statistic="memory_peak_mb")[0]
+    assert row.find_all("th")[0].text() == "Peak memory above the loaded model (MB)"
 
 
 def test_a_noisy_result_shows_the_noisy_badge_not_ok(trust_client):

@@ -30,6 +30,18 @@ NUMERIC_COLUMNS = frozenset(
     {"batch_size", "sequence_length", "throughput_items_per_second", "p50_latency_ms", "ci_low_ms", "ci_high_ms",
      "n_samples", "p99_latency_ms", "memory_peak_mb", *GENERATION_TABLE_COLUMNS}
 )
+# The results table's headings where storage.dashboard.TABLE_COLUMNS' short ones overstate
+# what a number is, and a tooltip for headings too short to say it all.
+COLUMN_LABELS = {"memory_peak_mb": "Peak memory above model (MB)"}
+COLUMN_TITLES = {
+    "memory_peak_mb": (
+        "The peak memory the inference needed above the loaded model (activations, workspaces), "
+        "not the weights"
+    ),
+    "n_samples": "Timed samples (iterations) behind the median",
+    "ci_low_ms": "Low bound of the 95% CI of the median",
+    "ci_high_ms": "High bound of the 95% CI of the median",
+}
 
 
 def _records(frame) -> list[dict]:
@@ -103,7 +115,7 @@ def comparison_context(
     state = filter_state(filters) | {"metric": metric.key}
     # A generation's columns where the filtered results hold generate ones (issue 11).
     generation = dashboard.has_generate_results(db, filters)
-    columns = {key: label for key, label in TABLE_COLUMNS.items()
+    columns = {key: COLUMN_LABELS.get(key, label) for key, label in TABLE_COLUMNS.items()
                if generation or key not in GENERATION_TABLE_COLUMNS}
 
     def link(**changes) -> str:
@@ -125,6 +137,7 @@ def comparison_context(
         "filters": filters,
         "results": results,
         "columns": columns,
+        "column_titles": COLUMN_TITLES,
         "numeric_columns": NUMERIC_COLUMNS,
         "heatmap_chart": charts.family_heatmap(heatmap, metric),
         "heatmap_rows": _records(heatmap),

@@ -67,7 +67,7 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "throughput_tokens_per_second": ("Throughput (tokens/s)", "{:,.1f}"),
     "load_time_ms": ("Load time (ms)", "{:,.1f}"),
     "cold_latency_ms": ("Cold first iteration (ms)", "{:,.3f}"),
-    "memory_peak_mb": ("Peak memory (MB)", "{:,.1f}"),
+    "memory_peak_mb": ("Peak memory above the loaded model (MB)", "{:,.1f}"),
     "total_timed_seconds": ("Timed seconds", "{:,.3f}"),
     "wall_seconds": ("Wall seconds for the config", "{:,.2f}"),
     "contended": ("Host contended while timed", "{}"),

@@ -12,8 +12,11 @@ request only fills in its rows and title.
 A chart's title is its ``description``: the page prints it as an HTML heading, which wraps
 on a phone, where a Vega title would be cut off. Charts of aggregates never join unlike
 results: a ``series`` (precision, sequence length, scenario) is a line or a colour of its
-own, every point says how many results it covers (``n``) and draws its 95% CI as an error
-bar where the metric has one, and a point with noisy results is drawn hollow or faded.
+own, every point says how many results it covers (``n``) and draws an error bar where the
+metric has a CI, and a point with noisy results is drawn hollow or faded. A point of one
+result is that result: its bar is the result's 95% CI. A point of several is their mean, and
+its bar runs from the lowest to the highest bound of their 95% CIs (storage.dashboard's
+``_trust``): a range, not a confidence interval of the mean, and its tooltip says so.
 """
 
 from __future__ import annotations
@@ -78,17 +81,46 @@ def _value_tooltip(metric: Metric) -> alt.Tooltip:
     return alt.Tooltip("value:Q", title=metric.label, format=NUMBER_FORMAT)
 
 
-def _trust_tooltips(metric: Metric) -> list[alt.Tooltip]:
-    """What every aggregated point says about itself: its CI, its n, its noisy results."""
-    ci = (
-        [
-            alt.Tooltip("ci_low:Q", title="95% CI low", format=NUMBER_FORMAT),
-            alt.Tooltip("ci_high:Q", title="95% CI high", format=NUMBER_FORMAT),
-        ]
-        if metric.ci_low
-        else []
+def _trust_tooltips(has_ci: bool) -> list[alt.Tooltip]:
+    """What every aggregated point says about itself: whether it is one result or the mean of
+    several, its interval (that result's 95% CI, or the range of theirs), its n, its noisy
+    results. The words come from ``_described``: a tooltip's titles are fixed, its values per point."""
+    interval = [alt.Tooltip("interval:N", title="Interval")] if has_ci else []
+    return [
+        alt.Tooltip("value_is:N", title="Value is"),
+        *interval,
+        alt.Tooltip("n:Q", title="Results (n)"),
+        alt.Tooltip("noisy:Q", title="Noisy results"),
+    ]
+
+
+def _number(value: float, digits: int) -> str:
+    """``value`` as d3's ``,.{digits}~f`` prints it: thousands separated, trailing zeros trimmed."""
+    text = f"{value:,.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _interval(low, high, n, digits: int) -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "—"
+    span = f"{_number(low, digits)} – {_number(high, digits)}"
+    return f"{span}, its 95% CI" if n == 1 else f"{span}, the range of their {n} results' 95% CIs"
+
+
+def _described(df: pd.DataFrame, has_ci: bool, digits: int = 2) -> pd.DataFrame:
+    """Each aggregated point with what it is in words, for its tooltip: ``value_is`` (a single
+    result's, or the mean of n results) and, where the metric has a CI, ``interval`` (that
+    result's 95% CI, or the lowest to highest bound of the 95% CIs of the results it averages,
+    which is no confidence interval of their mean). The numbers themselves are unchanged."""
+    if "n" not in df:
+        return df
+    described = df.assign(
+        value_is=["a single result's" if n == 1 else f"the mean of {n} results" for n in df["n"]]
     )
-    return [*ci, alt.Tooltip("n:Q", title="Results (n)"), alt.Tooltip("noisy:Q", title="Noisy results")]
+    if has_ci and "ci_low" in df and "ci_high" in df:
+        bounds = zip(df["ci_low"], df["ci_high"], df["n"], strict=True)
+        described = described.assign(interval=[_interval(low, high, n, digits) for low, high, n in bounds])
+    return described
 
 
 def _series_count(df: pd.DataFrame) -> int:
@@ -120,7 +152,7 @@ def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
             alt.Tooltip("batch_size:O", title="Batch size"),
             alt.Tooltip("series:N", title="Precision · sequence length"),
             _value_tooltip(metric),
-            *_trust_tooltips(metric),
+            *_trust_tooltips(bool(metric.ci_low)),
         ],
     )
     layers = [bars]
@@ -143,7 +175,7 @@ def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
         return None
     split = _series_count(df) > 1
     # The frame comes sorted by hardware, series and batch size (storage.dashboard).
-    rows = df.assign(
+    rows = _described(df, bool(metric.ci_low)).assign(
         group=df["series"].fillna("") + " · bs " + df["batch_size"].map(str), group_order=range(len(df))
     )
     series = "" if split else f" ({df['series'].iloc[0]})"
@@ -157,7 +189,7 @@ def _batch_scaling_template(metric: Metric) -> dict:
         alt.Tooltip("series:N", title="Series"),
         alt.Tooltip("batch_size:Q", title="Batch size"),
         _value_tooltip(metric),
-        *_trust_tooltips(metric),
+        *_trust_tooltips(bool(metric.ci_low)),
     ]
     # One line per series: a line never joins two precisions or sequence lengths.
     line = alt.Chart().mark_line().encode(y=_value(metric), detail="series:N")
@@ -193,7 +225,8 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
     if df.empty:
         return None
     spec = _filled(
-        _batch_scaling_template(metric), df, f"{metric.label} vs batch size on {df['hardware'].iloc[0]}"
+        _batch_scaling_template(metric), _described(df, bool(metric.ci_low)),
+        f"{metric.label} vs batch size on {df['hardware'].iloc[0]}",
     )
     return _log2_batch_axis(spec, df)
 
@@ -221,10 +254,7 @@ def _generation_scaling_template() -> dict:
         alt.Tooltip("measure:N", title="Measure"),
         alt.Tooltip("batch_size:Q", title="Batch size"),
         alt.Tooltip("value:Q", title="Median (ms)", format=",.4~f"),
-        alt.Tooltip("ci_low:Q", title="95% CI low", format=",.4~f"),
-        alt.Tooltip("ci_high:Q", title="95% CI high", format=",.4~f"),
-        alt.Tooltip("n:Q", title="Results (n)"),
-        alt.Tooltip("noisy:Q", title="Noisy results"),
+        *_trust_tooltips(True),
     ]
     # TTFT is a whole prefill, TPOT one decoding step: often 10-100x apart, so a log axis.
     y = alt.Y("value:Q", title="Milliseconds (log scale)", scale=alt.Scale(type="log"),
@@ -254,7 +284,8 @@ def _generation_scaling_template() -> dict:
 def generation_scaling(df: pd.DataFrame) -> dict | None:
     """TTFT and TPOT against batch size (log2 axis) on one hardware: a colour per model series
     (model, precision, prompt length, new tokens), TTFT solid and TPOT dashed, each point with
-    the 95% CI of its median as an error bar and its n in the tooltip; noisy points hollow.
+    the 95% CI of its median as an error bar (of a point of several results, their mean: the
+    range of their CIs) and its n in the tooltip; noisy points hollow.
 
     ``df`` columns: storage.dashboard.GENERATION_COLUMNS (series, measure, batch_size, value,
     ci_low, ci_high, n, noisy, ...), two rows (TTFT, TPOT) per point.
@@ -262,7 +293,8 @@ def generation_scaling(df: pd.DataFrame) -> dict | None:
     if df is None or df.empty:
         return None
     title = f"TTFT and TPOT vs batch size on {df['hardware'].iloc[0]}"
-    return _log2_batch_axis(_filled(_generation_scaling_template(), df, title), df)
+    rows = _described(df, True, digits=4)
+    return _log2_batch_axis(_filled(_generation_scaling_template(), rows, title), df)
 
 
 @cache
@@ -283,7 +315,7 @@ def _family_heatmap_template(metric: Metric) -> dict:
             alt.Tooltip("series:N", title="Series"),
             alt.Tooltip("hardware:N", title="Hardware"),
             _value_tooltip(metric),
-            *_trust_tooltips(metric),
+            *_trust_tooltips(bool(metric.ci_low)),
         ],
     )
     labels = base.mark_text(fontSize=11).encode(
@@ -295,7 +327,9 @@ def _family_heatmap_template(metric: Metric) -> dict:
 
 def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
     """A (family · precision · sequence length) × hardware grid coloured by ``metric``; darker
-    is better. Each cell's label carries its n.
+    is better. A cell is the mean of every result of its family, series and hardware (the
+    family's models and batch sizes, every run's where the filters keep them), and its label
+    carries its n; its tooltip says whether it is one result or a mean, and what its interval is.
 
     ``df`` columns: storage.dashboard.HEATMAP_COLUMNS (model_family, hardware, series, value, n, noisy, ...).
     """
@@ -303,14 +337,15 @@ def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
         return None
     # Labels turn white on the darker half of the scale so they stay legible.
     middle = (df["value"].min() + df["value"].max()) / 2
-    rows = df.assign(
+    rows = _described(df, bool(metric.ci_low)).assign(
         dark=df["value"] > middle if metric.higher_is_better else df["value"] < middle,
         label=[
             f"{value:,.4g} (n={n}{', noisy' if noisy else ''})"
             for value, n, noisy in zip(df["value"], df["n"], df.get("noisy", [0] * len(df)), strict=True)
         ],
     )
-    return _filled(_family_heatmap_template(metric), rows, f"{metric.label} by model family and hardware")
+    title = f"{metric.label} by model family and hardware, averaged over each family's models and batch sizes"
+    return _filled(_family_heatmap_template(metric), rows, title)
 
 
 # ---- one result's samples ----------------------------------------------------------------

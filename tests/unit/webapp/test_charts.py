@@ -52,7 +52,11 @@ def test_hardware_comparison_is_a_bar_per_hardware_and_batch_size_with_labelled_
     bars = layer(spec, "bar")
     assert bars["encoding"]["y"]["title"] == "Throughput (items/s)"
     assert bars["encoding"]["color"]["field"] == "batch_size"
-    assert {tip["field"] for tip in bars["encoding"]["tooltip"]} >= {"n", "ci_low", "ci_high", "noisy"}
+    tooltips = {tip["field"]: tip["title"] for tip in bars["encoding"]["tooltip"]}
+    assert {"n", "value_is", "interval", "noisy"} <= tooltips.keys()
+    titles = (tooltips["n"], tooltips["value_is"], tooltips["interval"])
+    assert titles == ("Results (n)", "Value is", "Interval")
+    assert "95% CI" not in str(bars["encoding"]["tooltip"])  # the per-point words say which interval it is
     assert bars["encoding"]["opacity"]["condition"]["test"] == "datum.noisy > 0"  # noisy bars faded
     errors = layer(spec, "rule")
     assert (errors["encoding"]["y"]["field"], errors["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
@@ -126,7 +130,10 @@ def test_family_heatmap_colours_cells_so_darker_is_better_for_either_direction()
     throughput, latency = family_heatmap(heatmap_frame([1.0, 2.0]), THROUGHPUT), family_heatmap(heatmap_frame([1.0, 2.0]), LATENCY)
     assert layer(throughput, "rect")["encoding"]["color"]["scale"]["reverse"] is False
     assert layer(latency, "rect")["encoding"]["color"]["scale"]["reverse"] is True
-    assert throughput["description"] == "Throughput (items/s) by model family and hardware"
+    assert throughput["description"] == (
+        "Throughput (items/s) by model family and hardware, "
+        "averaged over each family's models and batch sizes"
+    )
     assert layer(throughput, "rect")["encoding"]["y"]["field"] == "series"
 
 
@@ -135,6 +142,26 @@ def test_heatmap_cells_say_their_n_and_turn_white_on_the_darker_half():
     assert [row["dark"] for row in rows] == [False, False, True]
     assert [row["label"] for row in rows] == ["1 (n=1)", "5 (n=1)", "9 (n=1, noisy)"]
     assert [row["dark"] for row in data_of(family_heatmap(heatmap_frame([1.0, 5.0, 9.0]), LATENCY))] == [True, False, False]
+
+
+def test_a_point_of_one_result_says_95_ci_and_a_point_of_several_says_mean_and_range_of_cis():
+    rows = data_of(hardware_comparison(hardware_frame(), THROUGHPUT))
+    assert [(row["n"], row["value_is"], row["interval"]) for row in rows] == [
+        (2, "the mean of 2 results", "90 – 110, the range of their 2 results' 95% CIs"),
+        (1, "a single result's", "380 – 420, its 95% CI"),
+        (1, "a single result's", "850 – 950, its 95% CI"),
+    ]
+    # The numbers are the aggregate's own, unchanged.
+    assert [(row["value"], row["ci_low"], row["ci_high"]) for row in rows] == [
+        (100.0, 90.0, 110.0), (400.0, 380.0, 420.0), (900.0, 850.0, 950.0)]
+    heatmap = data_of(family_heatmap(heatmap_frame([1.0, 2.0]).assign(
+        n=[1, 3], ci_low=[0.9, 1234.5], ci_high=[1.1, None]), LATENCY))
+    assert [(row["value_is"], row["interval"]) for row in heatmap] == [
+        ("a single result's", "0.9 – 1.1, its 95% CI"), ("the mean of 3 results", "—")]
+    # A metric without a CI has no interval to describe.
+    assert "interval" not in data_of(batch_scaling(scaling_frame(), P99))[0]
+    p99_tips = layer(batch_scaling(scaling_frame(), P99), "point")["encoding"]["tooltip"]
+    assert "interval" not in {tip["field"] for tip in p99_tips}
 
 
 def test_each_chart_gets_its_own_rows_and_title_although_the_shape_is_reused():

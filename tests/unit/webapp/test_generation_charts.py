@@ -47,9 +47,13 @@ def test_ttft_and_tpot_against_batch_size_draw_a_line_per_model_and_measure():
     assert (errors["encoding"]["y"]["field"], errors["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
     points = layer(spec, "point")
     assert points["encoding"]["fill"]["condition"] == {"test": "datum.noisy > 0", "value": "white"}  # hollow
-    assert {tip["field"] for tip in points["encoding"]["tooltip"]} >= {"n", "ci_low", "ci_high", "noisy", "measure",
-                                                                      "series", "batch_size", "value"}
+    assert {tip["field"] for tip in points["encoding"]["tooltip"]} >= {
+        "n", "value_is", "interval", "noisy", "measure", "series", "batch_size", "value"}
     rows = data_of(spec)
+    # Each point averages 2 results: its tooltip says it is their mean, its interval the range of their CIs.
+    t5_ttft = next(row for row in rows if row["model_name"] == "t5-tiny" and row["measure"] == "TTFT")
+    assert t5_ttft["value_is"] == "the mean of 2 results"
+    assert t5_ttft["interval"] == "3.6 – 4.4, the range of their 2 results' 95% CIs"
     assert len({row["series"] for row in rows}) == 2
     assert [(row["measure"], row["value"]) for row in rows if row["model_name"] == "t5-tiny"] == [
         ("TTFT", 4.0), ("TTFT", 8.0), ("TPOT", 1.0), ("TPOT", 1.5)]
