@@ -303,6 +303,13 @@ def _family_heatmap_template(metric: Metric) -> dict:
         x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("series:N", title="Family · precision · sequence length", axis=alt.Axis(labelLimit=150)),
     )
+    tooltip = [
+        alt.Tooltip("model_family:N", title="Family"),
+        alt.Tooltip("series:N", title="Series"),
+        alt.Tooltip("hardware:N", title="Hardware"),
+        _value_tooltip(metric),
+        *_trust_tooltips(bool(metric.ci_low)),
+    ]
     cells = base.mark_rect().encode(
         color=alt.Color(
             "value:Q",
@@ -310,17 +317,13 @@ def _family_heatmap_template(metric: Metric) -> dict:
             scale=alt.Scale(scheme="blues", reverse=not metric.higher_is_better),
             legend=alt.Legend(format=NUMBER_FORMAT),
         ),
-        tooltip=[
-            alt.Tooltip("model_family:N", title="Family"),
-            alt.Tooltip("series:N", title="Series"),
-            alt.Tooltip("hardware:N", title="Hardware"),
-            _value_tooltip(metric),
-            *_trust_tooltips(bool(metric.ci_low)),
-        ],
+        tooltip=tooltip,
     )
+    # The label covers the cell's centre, where a pointer goes first: it answers with the cell's tooltip.
     labels = base.mark_text(fontSize=11).encode(
         text=alt.Text("label:N"),
         color=alt.condition("datum.dark", alt.value("white"), alt.value("#1f2933")),
+        tooltip=tooltip,
     )
     return _template(alt.layer(cells, labels).properties(height={"step": 32}))
 

@@ -256,3 +256,9 @@ def test_auto_chart_declines_results_without_a_category_and_a_measure():
 
 def test_auto_chart_declines_results_too_long_for_bars():
     assert auto_chart(["name", "n"], [[f"m{i}", i] for i in range(51)]) is None
+
+
+def test_a_heatmap_cells_label_answers_with_the_cells_tooltip():
+    # The label sits on the cell's centre, where the pointer goes first.
+    chart = family_heatmap(heatmap_frame([1.0, 2.0]), THROUGHPUT)
+    assert layer(chart, "text")["encoding"]["tooltip"] == layer(chart, "rect")["encoding"]["tooltip"]
