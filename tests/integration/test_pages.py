@@ -443,6 +443,17 @@ def test_an_unknown_metric_is_a_400_naming_the_field(client):
     assert client.get("/comparison?batch_size=two").status_code == 400
 
 
+@pytest.mark.parametrize(("query", "reason"), [
+    ("precision=fp64", "precision: must be one of fp32, fp16, bf16, int8, not &#39;fp64&#39;"),
+    ("scenario=train", "scenario: must be one of forward, generate, not &#39;train&#39;"),
+])
+def test_a_filter_value_no_result_can_have_is_a_400_not_an_empty_table(client, query, reason):
+    for page in ("/", "/comparison"):
+        response = client.get(f"{page}?{query}")
+        assert response.status_code == 400, page
+        assert reason in response.text, page
+
+
 def test_sql_page_runs_the_query_and_draws_a_chart(client):
     page = client.get("/sql").text
     assert "average throughput by model family and hardware" in page.lower()

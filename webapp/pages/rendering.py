@@ -8,6 +8,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
 
+from engine.config import PRECISIONS, SCENARIOS
 from engine.errors import UnknownRunError
 from storage.dashboard import Filters, InvalidFilter
 
@@ -60,6 +61,15 @@ def optional_int(name: str, value: str | None, *, minimum: int = 1) -> int | Non
 RUN_SCOPES = {"latest": "Latest result per config", "all": "Every run's results"}
 
 
+def optional_choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    """One of the fixed ``choices``, refused by field name otherwise: a value no result can
+    have (precision fp64) is a mistake to say, not a filter that matches nothing."""
+    value = optional_text(value)
+    if value is not None and value not in choices:
+        raise InvalidFilter(name, f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def provide_filters(
     family: str | None = None,
     model: str | None = None,
@@ -83,9 +93,9 @@ def provide_filters(
         model=optional_text(model),
         hardware=optional_text(hardware),
         batch_size=optional_int("batch_size", batch_size),
-        precision=optional_text(precision),
+        precision=optional_choice("precision", precision, PRECISIONS),
         sequence_length=optional_int("sequence_length", sequence_length),
-        scenario=optional_text(scenario),
+        scenario=optional_choice("scenario", scenario, SCENARIOS),
         run_id=optional_text(run),
         latest_only=scope == "latest",
     )
