@@ -1040,3 +1040,13 @@ def test_rows_stored_without_a_live_event_reach_the_stream(trust_client):
     unknown.status = "running"
     fake.scheduler.get = lambda run_id: unknown
     assert estimate_remaining(fake, unknown.run_id) is None  # nothing measured yet, no history
+
+
+def test_a_forced_run_says_so_where_an_incremental_one_says_incremental(client):
+    services = client.app.state.services
+    save_run(services.db, stored_run("run-forced", request=RunRequest(models=["bert-tiny"], force=True)))
+    save_run(services.db, stored_run("run-incremental", request=RunRequest(models=["bert-tiny"])))
+    forced = parse(client.get("/runs/run-forced").text).by_id("run-request").text()
+    incremental = parse(client.get("/runs/run-incremental").text).by_id("run-request").text()
+    assert "· forced re-measure" in forced and "incremental" not in forced
+    assert "· incremental" in incremental and "forced" not in incremental
