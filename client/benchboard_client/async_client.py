@@ -110,9 +110,12 @@ class AsyncBenchmarkAPIClient:
 
     # ---- following a run --------------------------------------------------------
 
-    async def watch(self, run_id: str) -> AsyncIterator[dict]:
-        """Yield the run's status on every change, ending after its terminal status."""
-        follower = RunFollower(run_id, self.follow_policy)
+    async def watch(self, run_id: str, *,
+                    on_notice: Callable[[str], object] | None = None) -> AsyncIterator[dict]:
+        """Yield the run's status on every change, ending after its terminal status; ``on_notice``
+        as for ``BenchmarkAPIClient.watch``."""
+        follower = RunFollower(run_id, self.follow_policy, on_notice=on_notice,
+                               server=f"the server at {self.base_url}")
         socket_url = self.address.socket_url(run_id)
         while True:
             try:
@@ -124,9 +127,11 @@ class AsyncBenchmarkAPIClient:
                             yield status
                         if follower.finished:
                             return
+                dropped = None  # the server closed the socket before the run's end
             except SOCKET_ERRORS as error:
                 log.info("run %s: socket dropped (%s)", run_id, error or type(error).__name__)
-            delay = follower.after_socket_drop()
+                dropped = error
+            delay = follower.after_socket_drop(dropped)
             if delay is None:
                 break
             log.info("run %s: reconnecting in %.1fs", run_id, delay)
@@ -145,7 +150,8 @@ class AsyncBenchmarkAPIClient:
             await asyncio.sleep(self.follow_policy.poll_interval)
 
     async def monitor_progress(self, run_id: str, callback: Callable[[dict], object],
-                               exit_on_complete: bool = True) -> dict | asyncio.Task:
+                               exit_on_complete: bool = True, *,
+                               on_notice: Callable[[str], object] | None = None) -> dict | asyncio.Task:
         """Call ``callback(status)`` on every change; return the final status.
 
         ``callback`` may be a function or a coroutine function.
@@ -154,9 +160,9 @@ class AsyncBenchmarkAPIClient:
         the run and whose result is the final status.
         """
         if not exit_on_complete:
-            return asyncio.create_task(self.monitor_progress(run_id, callback))
+            return asyncio.create_task(self.monitor_progress(run_id, callback, on_notice=on_notice))
         final = None
-        async for status in self.watch(run_id):
+        async for status in self.watch(run_id, on_notice=on_notice):
             outcome = callback(status)
             if inspect.isawaitable(outcome):
                 await outcome

@@ -124,13 +124,16 @@ class BenchmarkAPIClient:
 
     # ---- following a run --------------------------------------------------------
 
-    def watch(self, run_id: str) -> Iterator[dict]:
+    def watch(self, run_id: str, *, on_notice: Callable[[str], object] | None = None) -> Iterator[dict]:
         """Yield the run's status on every change, ending after its terminal status.
 
         Follows the WebSocket, reconnects when it drops, then falls back to polling
         ``/status`` (see ``benchboard_client.following``). Raises NotFound for an unknown run.
+        ``on_notice(text)`` is called with a line when the server is lost and retried, and when
+        it is back (without it, those lines are logged as warnings).
         """
-        follower = RunFollower(run_id, self.follow_policy)
+        follower = RunFollower(run_id, self.follow_policy, on_notice=on_notice,
+                               server=f"the server at {self.base_url}")
         socket_url = self.address.socket_url(run_id)
         while True:
             try:
@@ -142,9 +145,11 @@ class BenchmarkAPIClient:
                             yield status
                         if follower.finished:
                             return
+                dropped = None  # the server closed the socket before the run's end
             except SOCKET_ERRORS as error:
                 log.info("run %s: socket dropped (%s)", run_id, error or type(error).__name__)
-            delay = follower.after_socket_drop()
+                dropped = error
+            delay = follower.after_socket_drop(dropped)
             if delay is None:
                 break
             log.info("run %s: reconnecting in %.1fs", run_id, delay)
@@ -163,16 +168,18 @@ class BenchmarkAPIClient:
             time.sleep(self.follow_policy.poll_interval)
 
     def monitor_progress(self, run_id: str, callback: Callable[[dict], object],
-                         exit_on_complete: bool = True) -> dict | RunMonitor:
+                         exit_on_complete: bool = True, *,
+                         on_notice: Callable[[str], object] | None = None) -> dict | RunMonitor:
         """Call ``callback(status)`` on every change of the run; return its final status.
 
         With ``exit_on_complete=False`` the call does not wait: it follows the run in a
         background thread and returns a ``RunMonitor`` whose ``wait()`` gives the final status.
+        ``on_notice(text)`` hears when the server is lost (and retried) and when it is back.
         """
         if not exit_on_complete:
-            return RunMonitor(lambda: self.monitor_progress(run_id, callback))
+            return RunMonitor(lambda: self.monitor_progress(run_id, callback, on_notice=on_notice))
         final = None
-        for status in self.watch(run_id):
+        for status in self.watch(run_id, on_notice=on_notice):
             callback(status)
             final = status
         return final

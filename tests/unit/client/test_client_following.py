@@ -119,3 +119,43 @@ def test_a_status_between_outages_restarts_the_unreachable_clock():
     assert watcher.after_unreachable(error) == 0.05
     clock.advance(0.15)
     assert watcher.after_unreachable(error) == 0.05  # the outage is counted from after the status
+
+
+def test_a_lost_server_is_noticed_once_when_a_reconnect_fails_and_again_when_it_is_back():
+    clock, notices = FakeClock(), []
+    watcher = RunFollower("r1", FollowPolicy(reconnect_delays=(0.1, 0.3), unreachable_timeout=60), clock=clock,
+                          on_notice=notices.append, server="the server at http://127.0.0.1:9")
+    watcher.on_message(json.dumps(status()))
+    assert watcher.after_socket_drop(ConnectionError("socket closed")) == 0.1
+    assert notices == []  # a drop that reconnects at once says nothing
+    assert watcher.after_socket_drop(ConnectionRefusedError("connection refused")) == 0.3
+    assert notices == ["run r1: lost the connection to the server at http://127.0.0.1:9 (connection refused); "
+                       "retrying for up to 60 s"]
+    assert watcher.after_socket_drop(ConnectionRefusedError("connection refused")) is None
+    assert watcher.after_unreachable(ServerUnreachable("cannot reach server")) == 1.0
+    assert len(notices) == 1  # said once per outage
+    assert watcher.on_status(status(completed=1)) is not None
+    assert notices[1] == "run r1: the server at http://127.0.0.1:9 is back; following the run again"
+
+
+def test_the_outage_is_counted_from_the_drop_and_the_give_up_says_how_long_it_waited():
+    clock, notices = FakeClock(), []
+    watcher = RunFollower("r1", FollowPolicy(reconnect_delays=(0.1,), unreachable_timeout=5), clock=clock,
+                          on_notice=notices.append)
+    watcher.on_message(json.dumps(status()))
+    watcher.after_socket_drop()
+    clock.advance(4)  # the reconnects spent part of the budget
+    assert watcher.after_socket_drop() is None
+    assert watcher.after_unreachable(ServerUnreachable("cannot reach server")) == 1.0
+    clock.advance(1.5)
+    with pytest.raises(ServerUnreachable, match=r"cannot reach server \(gave up after 5 s\)"):
+        watcher.after_unreachable(ServerUnreachable("cannot reach server"))
+    assert len(notices) == 1
+
+
+def test_without_a_notice_callback_the_loss_is_a_logged_warning(caplog):
+    watcher = follower(reconnect_delays=())
+    watcher.on_status(status())
+    with caplog.at_level("WARNING", logger="benchboard_client.following"):
+        watcher.after_unreachable(ServerUnreachable("cannot reach server"))
+    assert "lost the connection to the server" in caplog.text
