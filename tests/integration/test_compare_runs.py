@@ -174,9 +174,30 @@ def test_unknown_runs_and_bad_arguments_exit_2_with_one_line(runs):
     bad = compare(runs, runs["a"], runs["b"], "--threshold", "five")
     assert bad.returncode == 2 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
     assert benchboard("compare", runs["a"], "--db-path", str(runs["db"])).returncode == 2
-    missing = benchboard("compare", runs["a"], runs["b"], "--db-path", str(runs["folder"] / "none.duckdb"))
-    assert missing.returncode == 1 and "no database" in missing.stderr
+    malformed = benchboard("compare", runs["a"], runs["b"], "--url", "notaurl")
+    assert malformed.returncode == 2 and malformed.stderr.startswith("error: --url: must start with http://")
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_data_that_cannot_be_read_exits_2_so_a_gate_tells_it_from_a_regression(runs):
+    # 1 is a slower config's status alone (--fail-on-regression); not reading the data at all is 2.
+    missing = benchboard("compare", runs["a"], runs["b"], "--db-path", str(runs["folder"] / "none.duckdb"),
+                         "--fail-on-regression")
+    assert missing.returncode == 2 and "no database at" in _one_error_line(missing)
     assert not (runs["folder"] / "none.duckdb").exists()
+    junk = runs["folder"] / "notes.duckdb"
+    junk.write_text("not a database\n")
+    not_duckdb = benchboard("compare", runs["a"], runs["b"], "--db-path", str(junk), "--fail-on-regression")
+    assert not_duckdb.returncode == 2 and "not a valid DuckDB database" in _one_error_line(not_duckdb)
+    unreachable = benchboard("compare", runs["a"], runs["b"], "--url", "http://127.0.0.1:9", "--fail-on-regression")
+    assert unreachable.returncode == 2
+    assert _one_error_line(unreachable).startswith("error: cannot reach server at http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +248,16 @@ def test_the_api_the_client_the_pages_and_the_cli_agree(runs, cli_verdicts, serv
     assert set(verdicts(asyncio.run(history())).values()) == {"slower"}
     remote_gate = benchboard("compare", runs["a"], runs["c"], "--url", served.url, "--fail-on-regression")
     assert remote_gate.returncode == 1
-    assert benchboard("compare", runs["a"], "nope", "--url", served.url).returncode == 2
+    unknown = benchboard("compare", runs["a"], "nope", "--url", served.url)
+    assert unknown.returncode == 2
+    assert unknown.stderr == "error: no run with id 'nope'\n"  # as the file says it, not wrapped twice
+
+
+def test_a_database_a_server_holds_exits_2_naming_the_holder(runs, served):
+    held = compare(runs, runs["a"], runs["b"], "--fail-on-regression")
+    assert held.returncode == 2
+    line = _one_error_line(held)
+    assert "is in use by" in line, line
 
 
 def test_api_refusals_name_the_field(runs, served):

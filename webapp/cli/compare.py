@@ -3,8 +3,10 @@
     benchboard compare BASELINE CONTENDER [--db-path PATH | --url URL] [--threshold 5%] [--fail-on-regression]
     benchboard compare --history RUN [--lookback 10]
 
-Exit status: 0; 1 with --fail-on-regression when a config is slower (or on a server or
-storage error); 2 for an unknown run or bad arguments.
+Exit status: 0; 1 only with --fail-on-regression when a config is slower; 2 for an unknown run,
+a bad argument, or data that could not be read (no database at the path, a file that is not a
+DuckDB database, a database another process holds, a server that cannot be reached or refuses
+the token), so a CI gate tells a regression from a comparison that never happened.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                          help="ratio of medians beyond which a config may be slower or faster: 5%% or 0.05 (default 5%%)")
     compare.add_argument("--threshold-for", action="append", default=[], metavar="PATTERN=T",
                          help="a threshold for configs whose key or model name matches PATTERN ('bert-*=10%%'); repeatable")
-    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any config is slower")
+    compare.add_argument("--fail-on-regression", action="store_true",
+                         help="exit 1 when any config is slower (anything else that goes wrong exits 2)")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     where = compare.add_mutually_exclusive_group()
     where.add_argument("--db-path", default=None, help="DuckDB file (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
@@ -64,12 +67,8 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         thresholds_from(args.threshold, args.threshold_for)  # refused here, before any connection
         comparison = _remote(args) if args.url else _local(args)
-    except InvalidRequestError as error:
-        return _error(str(error), EXIT_USAGE)
-    except UnknownRunError as error:
-        return _error(str(error), EXIT_USAGE)
-    except StorageError as error:
-        return _error(str(error), EXIT_REGRESSION)
+    except (InvalidRequestError, UnknownRunError, StorageError) as error:
+        return _error(str(error), EXIT_USAGE)  # never EXIT_REGRESSION: that is a slower config only
     if args.json:
         _print_json(comparison)
     else:
@@ -85,19 +84,30 @@ def _local(args: argparse.Namespace) -> RunComparison:
     if not Path(db_path).exists():
         raise StorageError(f"no database at {db_path} (pass --db-path, or --url for a server)")
     thresholds = thresholds_from(args.threshold, args.threshold_for)
-    with Database(db_path) as db:
-        if args.history:
-            return history_comparison(db, args.history, thresholds, args.lookback)
-        return run_comparison(db, args.runs[0], args.runs[1], thresholds)
+    import duckdb
+
+    try:
+        with Database(db_path) as db:
+            if args.history:
+                return history_comparison(db, args.history, thresholds, args.lookback)
+            return run_comparison(db, args.runs[0], args.runs[1], thresholds)
+    except duckdb.Error as error:  # one Database does not translate (a file of another DuckDB version, say)
+        raise StorageError(f"cannot read the database {db_path}: {error}") from None
 
 
 class _RemoteFailure(StorageError):
-    """A server's refusal, as the exit status 1 that storage errors also get."""
+    """The server could not be asked, or refused (a token, an error of its own): exit 2, like a
+    database that cannot be opened."""
 
 
 def _remote(args: argparse.Namespace) -> RunComparison:
     from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError, InvalidRequest, NotFound
 
+    from webapp.cli.remote import url_problem
+
+    problem = url_problem(args.url, "--url")
+    if problem:
+        raise InvalidRequestError("--url", problem)
     token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
     try:
         with BenchmarkAPIClient(args.url, token=token) as client:
@@ -106,10 +116,11 @@ def _remote(args: argparse.Namespace) -> RunComparison:
                 history=args.history, threshold=args.threshold, threshold_for=args.threshold_for or None,
                 lookback=args.lookback,
             )
-    except ValueError as error:  # a malformed --url
-        raise InvalidRequestError("url", str(error)) from None
+    except ValueError as error:  # a --url the client refuses still
+        raise InvalidRequestError("--url", str(error)) from None
     except NotFound as error:
-        raise UnknownRunError(error.reason or str(error)) from None
+        # The server's reason already reads "no run with id 'X'", as a local comparison says it.
+        raise _RemoteFailure(error.reason or str(error)) from None
     except InvalidRequest as error:
         raise InvalidRequestError(error.field or "request", error.reason or str(error)) from None
     except BenchmarkAPIError as error:
