@@ -7,12 +7,17 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import re
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
-from tests.integration.server import REPO_ROOT
+from tests.integration.cli_process import benchboard
+from tests.integration.server import REPO_ROOT, start_server
 from webapp.cli.remote import add_remote_parser, run_remote
 
 
@@ -36,7 +41,8 @@ def watched(server) -> tuple[str, str]:
 def test_start_with_watch_prints_the_run_and_its_progress_until_it_completes(watched):
     run_id, out = watched
     lines = out.splitlines()
-    assert lines[0].startswith(f"run {run_id} ") and "1 configs" in lines[0]
+    # The status once: "run ID running: 1 configs at priority high", not "running: benchmark run running: ...".
+    assert re.fullmatch(rf"run {run_id} (queued|running): 1 configs at priority high", lines[0]), lines[0]
     assert "100.0%  completed" in lines[-1]
     assert any("bert-tiny on cpu" in line for line in lines[1:])
 
@@ -113,20 +119,33 @@ def test_the_url_comes_from_the_environment_when_not_given(server, capsys, monke
     (["start", "--models", "no-such-model"], "error: models: unknown model 'no-such-model'"),
     (["query", "--limit", "0"], "error: limit: "),
 ])
-def test_refusals_are_one_line_on_stderr_and_exit_1(server, capsys, argv, message):
-    assert remote(*argv, "--url", server.url) == 1
+def test_refusals_are_one_line_on_stderr_and_exit_2(server, capsys, argv, message):
+    assert remote(*argv, "--url", server.url) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(message)
     assert "Traceback" not in captured.err and captured.out == ""
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("http://127.0.0.1:9", "error: cannot reach server at http://127.0.0.1:9"),
-    ("localhost:8000", "error: base_url must start with http:// or https://"),
-])
-def test_a_bad_or_dead_address_is_one_line_on_stderr_and_exit_1(capsys, url, message):
-    assert remote("models", "--url", url) == 1
-    assert capsys.readouterr().err.startswith(message)
+def test_a_dead_address_is_one_line_on_stderr_and_exit_1(capsys):
+    assert remote("models", "--url", "http://127.0.0.1:9") == 1
+    assert capsys.readouterr().err.startswith("error: cannot reach server at http://127.0.0.1:9")
+
+
+def test_start_refusals_exit_2_like_run_and_a_malformed_url_names_its_flag(server):
+    # The command as a user runs it: each refusal is one line naming the field, exit 2 (`run`'s status).
+    for argv, field in ((["--models", "nosuch"], "models"), (["--hardware", "tpu"], "hardware"),
+                        (["--precision", "fp64"], "precision"), (["--batch-sizes", "0"], "batch_sizes")):
+        done = benchboard("remote", "start", "--url", server.url, *argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.startswith(f"error: {field}: ") and done.stderr.count("\n") == 1, done.stderr
+        assert done.stdout == ""
+    malformed = benchboard("remote", "models", "--url", "notaurl")
+    assert malformed.returncode == 2
+    assert malformed.stderr == ("error: --url: must start with http:// or https:// (e.g. http://127.0.0.1:8000), "
+                                "not 'notaurl'\n")
+    from_environment = subprocess.run([sys.executable, "-m", "webapp.cli", "remote", "models"], capture_output=True,
+                                      text=True, cwd=REPO_ROOT, timeout=60, env={**os.environ, "BENCHBOARD_URL": "x"})
+    assert from_environment.returncode == 2 and from_environment.stderr.startswith("error: BENCHBOARD_URL: must")
 
 
 def test_the_benchboard_command_runs_the_remote_actions(server):
@@ -135,3 +154,113 @@ def test_the_benchboard_command_runs_the_remote_actions(server):
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split()[:2] == ["name", "type"]
     assert "cpu" in listed.stdout
+
+
+def test_results_of_a_run_that_reused_every_config_list_what_it_reused(server, watched):
+    # `watched` measured bert-tiny bs1 moments ago, so a run without --force measures nothing again.
+    started = benchboard("remote", "start", "--url", server.url, "--models", "bert-tiny", "--batch-sizes", "1",
+                         "--watch")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[1]
+    (reused,) = json.loads(benchboard("remote", "results", run_id, "--url", server.url, "--json").stdout)["reused"]
+    assert reused["run_id"] != run_id and reused["model_name"] == "bert-tiny"
+
+    shown = benchboard("remote", "results", run_id, "--url", server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert "(no rows)" not in shown.stdout
+    title, header, _, row = shown.stdout.strip().splitlines()
+    assert title == "reused (results of earlier runs, not measured again):"
+    assert header.split()[:3] == ["run_id", "model_name", "hardware"]
+    assert row.split()[:5] == [reused["run_id"], "bert-tiny", "cpu", "1", "fp32"]
+    assert shown.stderr.strip() == f"run {run_id} completed: 0 measured, 1 reused, 0 not measured (of 1 configs)"
+
+
+TOKEN = "remote-cli-secret"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A server of these tests' own, with a token: one test kills it (and restarts it)."""
+    with start_server(tmp_path_factory.mktemp("guarded"), token=TOKEN) as process:
+        yield process
+
+
+def test_compare_through_a_server_that_refuses_the_token_exits_2_not_1(guarded):
+    # 1 is a regression's exit status alone; a comparison that could not be asked for is 2.
+    refused = benchboard("compare", "a", "b", "--url", guarded.url)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and "401" in refused.stderr and "Traceback" not in refused.stderr
+
+
+class Lines:
+    """A subprocess's stdout and stderr lines as they come, each with the time it was read."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.seen: list[tuple[str, float, str]] = []
+        self._lock = threading.Lock()
+        for name in ("stdout", "stderr"):
+            threading.Thread(target=self._read, args=(name, getattr(process, name)), daemon=True).start()
+
+    def _read(self, name, stream):
+        for line in stream:
+            with self._lock:
+                self.seen.append((name, time.monotonic(), line.rstrip("\n")))
+
+    def wait_for(self, stream: str, text: str, timeout: float) -> float:
+        """When the first line of ``stream`` holding ``text`` was read; fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for name, at, line in self.seen:
+                    if name == stream and text in line:
+                        return at
+            time.sleep(0.05)
+        pytest.fail(f"no {stream} line with {text!r} within {timeout:g} s; read: {self.seen}")
+
+    def of(self, stream: str) -> list[str]:
+        with self._lock:
+            return [line for name, _, line in self.seen if name == stream]
+
+
+def test_watch_says_at_once_when_it_loses_the_server_and_when_it_is_back(guarded):
+    auth = ("--url", guarded.url, "--token", TOKEN)
+    started = benchboard("remote", "start", *auth, "--models", "bert-tiny", "--force", "--no-progressive",
+                         "--batch-sizes", *map(str, range(1, 21)))
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[1]
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("BENCHBOARD_")}
+    watch = subprocess.Popen([sys.executable, "-m", "webapp.cli", "remote", "watch", run_id, *auth],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                             env=environment)
+    try:
+        lines = Lines(watch)
+        lines.wait_for("stdout", "running", timeout=60)
+        guarded.kill()  # SIGKILL mid-watch: the socket drops, and reconnecting is refused
+        killed_at = time.monotonic()
+        lost_at = lines.wait_for("stderr", "lost the connection", timeout=15)
+        assert lost_at - killed_at < 10, "the watcher was silent about the lost server"
+        (lost,) = [line for line in lines.of("stderr") if "lost the connection" in line]
+        assert lost.startswith(f"run {run_id}: lost the connection to the server at {guarded.url} (")
+        assert lost.endswith("; retrying for up to 60 s")
+
+        guarded.restart()  # same port and database: the run resumes
+        lines.wait_for("stderr", "is back", timeout=60)
+        assert benchboard("remote", "cancel", run_id, *auth).returncode == 0
+        assert watch.wait(60) == 1  # the run it followed was cancelled
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    time.sleep(0.2)  # the reader threads take the last lines
+    stderr = lines.of("stderr")
+    assert stderr[-1] == f"run {run_id} cancelled"
+    assert f"run {run_id}: the server at {guarded.url} is back; following the run again" in stderr
+    assert not any("Traceback" in line for line in stderr), stderr
+
+    # A cancelled run counts the configs it never got to, rather than "0 not measured".
+    shown = benchboard("remote", "results", run_id, *auth)
+    counted = re.fullmatch(rf"run {run_id} cancelled: (\d+) measured, (\d+) not measured, (\d+) never ran "
+                           r"\(of 20 configs\)", shown.stderr.strip())
+    assert counted, shown.stderr
+    measured, failed, never_ran = map(int, counted.groups())
+    assert never_ran > 0 and measured + failed + never_ran == 20

@@ -6,6 +6,10 @@
 
 Only the client is used here, never the engine or storage, so these commands work
 against any server the user can reach.
+
+Exit status: 0; 1 when a followed run ends failed or cancelled, or the server cannot be reached or
+fails; 2 for what the command itself got wrong: a request the server refuses as invalid (an
+unknown model or hardware, a bad value), an unknown run, a malformed --url; 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -24,11 +29,14 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 FAILURE_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "error_type", "error_message")
 MODEL_COLUMNS = ("name", "family", "type", "modality", "parameters_million", "source")
 HARDWARE_COLUMNS = ("name", "type", "device", "memory_gb", "compute_units", "precisions")
 REPORT_COLUMNS = ("run_id", "status", "reports", "modified")
+# A run's configs with no row yet, by the run's status: a cancelled or failed run's never ran.
+CONFIGS_WITHOUT_A_ROW = {"queued": "still to run", "running": "still to run", "completed": "skipped"}
 STATUS_FIELDS = ("run_id", "status", "progress", "current_step", "completed_configs", "total_configs",
                  "completed_models", "total_models", "priority", "start_time", "elapsed_time",
                  "estimated_remaining_time", "completion_time", "error")
@@ -91,20 +99,37 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
     return remote
 
 
+def url_problem(url: str, name: str) -> str | None:
+    """What is wrong with a server address given as ``name`` (a flag or variable), if anything."""
+    if not str(url).strip().startswith(("http://", "https://")):
+        return f"must start with http:// or https:// (e.g. {DEFAULT_URL}), not {url!r}"
+    return None
+
+
 def run_remote(args: argparse.Namespace) -> int:
     """Carry out one ``benchboard remote`` action; the exit code."""
-    url = args.url or os.environ.get("BENCHBOARD_URL") or DEFAULT_URL
+    url, given_as = ((args.url, "--url") if args.url else
+                     (os.environ["BENCHBOARD_URL"], "BENCHBOARD_URL") if os.environ.get("BENCHBOARD_URL") else
+                     (DEFAULT_URL, "--url"))
     token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
-    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError
+    problem = url_problem(url, given_as)
+    if problem:
+        print(f"error: {given_as}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError, InvalidRequest, NotFound
 
     try:
         client = BenchmarkAPIClient(url, token=token)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        print(f"error: {given_as}: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with client:
             return ACTIONS[args.remote_command](client, args)
+    except (InvalidRequest, NotFound) as error:
+        # Refused for what the command says (`run` exits 2 for the same): an unknown model or run.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except BenchmarkAPIError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -125,13 +150,22 @@ def _exit_code(final: dict) -> int:
     return EXIT_FAILED
 
 
+def _notice(text: str) -> None:
+    """A line about the connection (lost and retrying, back): on stderr, so --json stays clean."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def _follow(client: BenchmarkAPIClient, run_id: str, as_json: bool) -> int:
     from benchboard_client import describe_progress
 
     def show(status: dict) -> None:
         print(json.dumps(status) if as_json else describe_progress(status), flush=True)
 
-    return _exit_code(client.monitor_progress(run_id, show))
+    return _exit_code(client.monitor_progress(run_id, show, on_notice=_notice))
+
+
+# The server's message repeats the status it answers with ("benchmark run running: 2 configs ...").
+_STATUS_PREFIX = re.compile(r"^benchmark run \w+: ")
 
 
 def action_start(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
@@ -144,7 +178,8 @@ def action_start(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(run)
     else:
-        print(f"run {run['run_id']} {run['status']}: {run['message']}")
+        # "run ID running: 2 configs at priority high", not the status twice.
+        print(f"run {run['run_id']} {run['status']}: {_STATUS_PREFIX.sub('', run['message'])}")
     return _follow(client, run["run_id"], args.json) if args.watch else 0
 
 
@@ -170,14 +205,38 @@ def action_results(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(outcome)
         return 0
-    print(format_results(outcome["results"]))  # forward rows, then generate rows with TTFT/TPOT/e2e
-    failures = outcome.get("failures") or []
+    results, failures = outcome["results"], outcome.get("failures") or []
+    reused = outcome.get("reused") or []  # an older server sends none
+    sections = []
+    if results or not (failures or reused):
+        sections.append(format_results(results))  # forward rows, then generate rows with TTFT/TPOT/e2e
+    if reused:
+        sections.append("reused (results of earlier runs, not measured again):\n"
+                        + format_results(reused, leading=("run_id",)))
     if failures:
-        print("\nnot measured:")
-        print(format_table(failures, FAILURE_COLUMNS))
-    print(f"\nrun {outcome['run_id']} {outcome['status']}: {len(outcome['results'])} measured, "
-          f"{len(failures)} not measured", file=sys.stderr)
+        sections.append("not measured:\n" + format_table(failures, FAILURE_COLUMNS))
+    print("\n\n".join(sections))
+    print(f"\nrun {outcome['run_id']} {outcome['status']}: "
+          + _results_summary(client, outcome, len(results), len(reused), len(failures)), file=sys.stderr)
     return 0
+
+
+def _results_summary(client: BenchmarkAPIClient, outcome: dict, measured: int, reused: int, failed: int) -> str:
+    """"3 measured, 1 reused, 2 not measured, 6 never ran (of 12 configs)": what the run did with each
+    config; configs with no row at all are counted from the run's total."""
+    parts = [f"{measured} measured"] + ([f"{reused} reused"] if reused else []) + [f"{failed} not measured"]
+    from benchboard_client import BenchmarkAPIError
+
+    try:
+        total = client.get_status(outcome["run_id"]).get("total_configs")
+    except BenchmarkAPIError:  # the results are shown; the count of configs without a row is extra
+        total = None
+    if isinstance(total, int) and total > 0:
+        rest = total - measured - reused - failed
+        if rest > 0:
+            parts.append(f"{rest} {CONFIGS_WITHOUT_A_ROW.get(outcome['status'], 'never ran')}")
+        parts[-1] += f" (of {total} configs)"
+    return ", ".join(parts)
 
 
 def action_cancel(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
