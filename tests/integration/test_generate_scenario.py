@@ -110,7 +110,7 @@ def test_the_client_and_remote_cli_send_the_scenario(server, capsys):
     add_remote_parser(parser.add_subparsers(dest="command", required=True))
     code = run_remote(parser.parse_args(["remote", "start", "--url", server.url, "--models", "bert-tiny",
                                          "--scenario", "generate", "--new-tokens", "8"]))
-    assert code == 1
+    assert code == 2  # refused as invalid, as `benchboard run` refuses it
     assert "cannot generate" in capsys.readouterr().err
 
 
