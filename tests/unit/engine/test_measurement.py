@@ -137,11 +137,11 @@ def test_unknown_model_is_a_failed_result_naming_it(registry):
     assert "no-such-model" in result.error_message
 
 
-def test_sequence_longer_than_the_model_allows_fails_with_the_reason(registry):
+def test_a_sequence_longer_than_the_model_allows_is_incompatible_with_the_limit(registry):
     result = run(registry, sequence_length=100_000)
 
-    assert result.status == FAILED
-    assert "sequence_length 100000" in result.error_message
+    assert (result.status, result.error_type) == (INCOMPATIBLE, "incompatible")
+    assert result.error_message == "sequence_length 100000 is longer than bert-tiny accepts (512 tokens)"
 
 
 def test_out_of_memory_errors_are_classified_as_oom():

@@ -6,14 +6,11 @@ import textwrap
 import pytest
 import torch
 
-from engine.config import BenchmarkConfig, Job
 from engine.errors import ModelLoadError, UnknownModelError, UnsupportedConfigError
-from engine.measurement import measure
 from engine.models.builtin import BUILTIN_MODELS, FAMILIES, builtin_config
 from engine.models.hf import architecture_and_modality, count_parameters
 from engine.models.registry import ModelRegistry
 from engine.models.spec import TIERS
-from engine.result import INCOMPATIBLE
 
 TINY = [model.name for model in BUILTIN_MODELS if model.tier != "low"]
 REAL_SHAPES = [model.name for model in BUILTIN_MODELS if model.tier == "low"]
@@ -95,13 +92,6 @@ def test_a_sequence_longer_than_the_position_embeddings_is_refused_with_the_limi
     refusal = f"sequence_length {limit + 1} is longer than {name} accepts \\({limit} tokens\\)"
     with pytest.raises(UnsupportedConfigError, match=refusal):
         spec.make_inputs(1, limit + 1, 224)
-
-
-def test_a_config_longer_than_its_model_accepts_is_incompatible_not_failed():
-    config = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, sequence_length=513)
-    result = measure(Job(config=config), ModelRegistry())
-    assert (result.status, result.error_type) == (INCOMPATIBLE, "incompatible")
-    assert result.error_message == "sequence_length 513 is longer than bert-tiny accepts (512 tokens)"
 
 
 def test_family_names_mean_their_base_size():
