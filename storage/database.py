@@ -27,6 +27,25 @@ class DatabaseLockedError(StorageError):
         )
 
 
+class DatabasePathError(StorageError):
+    """The folder the database file goes in cannot be made (a part of its path is a file, a
+    read-only or virtual file system): ``path`` and ``reason`` apart, for the CLI to name its flag."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot open the database {path}: {reason}")
+
+
+def folder_problem(error: OSError, folder: Path) -> str:
+    """Why ``folder`` could not be made, from ``mkdir``'s error, in a user's words."""
+    if isinstance(error, FileExistsError | NotADirectoryError):
+        # Some part of the path is a file: say which.
+        for part in (folder, *folder.parents):
+            if part.exists() and not part.is_dir():
+                return f"{part} is a file, not a folder"
+    return f"cannot create the folder {folder}: {error.strerror or error}"
+
+
 # DuckDB's memory limit covers its buffer manager only (hash tables, sorts, aggregate
 # states, recursive CTEs' working tables, cached table blocks); the values functions
 # build, the Arrow batches and Python objects of an answer, and the benchmark workers come
@@ -76,7 +95,11 @@ class Database:
     ):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self.path).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabasePathError(self.path, folder_problem(error, folder)) from None
         config = {
             "enable_external_access": False,
             # Set here, before the configuration is locked, so no query can raise them.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import secrets
 from dataclasses import dataclass, field, fields
@@ -13,6 +15,12 @@ from pathlib import Path
 DEFAULT_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*)$"
 TOKEN_CORS_ORIGIN_REGEX = r"^(https?://(localhost|127\.0\.0\.1)(:\d+)?|app://.*|file://.*|null)$"
 ENV_PREFIX = "BENCHBOARD_"
+log = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """A setting out of range, or an environment variable that does not parse, named as given
+    (``BENCHBOARD_PORT`` from the environment, ``port`` from Python)."""
 
 
 @dataclass
@@ -56,15 +64,28 @@ class Settings:
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
+    def __post_init__(self) -> None:
+        for name in _LIMITS:
+            reason = setting_problem(name, getattr(self, name))
+            if reason is not None:
+                raise SettingsError(f"{name} {reason}")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
         """Settings from ``BENCHBOARD_*`` variables, then ``overrides`` that are not None."""
         environ = os.environ if environ is None else environ
         values: dict = {}
         for spec in fields(cls):
-            raw = environ.get(ENV_PREFIX + spec.name.upper())
-            if raw is not None and raw != "":
-                values[spec.name] = _parse(spec.name, raw)
+            variable = ENV_PREFIX + spec.name.upper()
+            raw = environ.get(variable)
+            if raw is not None and raw != "" and overrides.get(spec.name) is None:
+                try:
+                    values[spec.name] = _parse(spec.name, raw)
+                except ValueError:
+                    values[spec.name] = raw  # named as not a number below
+                reason = setting_problem(spec.name, values[spec.name])
+                if reason is not None:
+                    raise SettingsError(f"{variable}={raw!r}: {reason}")
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -90,11 +111,61 @@ class Settings:
         if self.secret_key:
             return self.secret_key
         path = self.results_path / ".csrf-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_urlsafe(32))
+                path.chmod(0o600)
+            return path.read_text().strip()
+        except OSError as error:
+            # A read-only or unusable results folder: the server still starts, with a secret of
+            # this process only (forms a browser holds stop working at the next restart).
+            log.warning("cannot keep the CSRF secret in %s (%s); using one for this process only, so open forms "
+                        "expire when the server restarts (set BENCHBOARD_SECRET_KEY to keep one)",
+                        path, error.strerror or error)
+            self.secret_key = secrets.token_urlsafe(32)
+            return self.secret_key
+
+
+# The numeric settings' limits: (type, least allowed value, whether None is allowed). A float
+# must also be finite; a port is at most 65535.
+_LIMITS: dict[str, tuple[type, float, bool]] = {
+    "port": (int, 0, False),
+    "max_seconds": (float, 0, False),  # above 0 (a budget of 0 s times one sample)
+    "sql_timeout_s": (float, 0, False),  # above 0
+    "sql_row_cap": (int, 1, False),
+    "sql_pool_size": (int, 1, False),
+    "db_threads": (int, 1, True),
+    "threads": (int, 1, True),
+    "max_configs_per_run": (int, 1, False),
+    "log_max_bytes": (int, 0, False),
+    "log_backups": (int, 0, False),
+}
+_ABOVE = ("max_seconds", "sql_timeout_s")  # strictly above their least value
+MAX_PORT = 65535
+
+
+def setting_problem(name: str, value) -> str | None:
+    """What is wrong with ``value`` for the setting ``name`` ("must be ..."), or None when it is fine
+    (or the setting has no limits). The CLI's flags are checked with the same words."""
+    if name not in _LIMITS:
+        return None
+    kind, least, optional = _LIMITS[name]
+    if value is None and optional:
+        return None
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, not {value!r}"
+        if name == "port" and not 0 <= value <= MAX_PORT:
+            return f"must be between 0 and {MAX_PORT}, not {value}"
+        if value < least:
+            return f"must be at least {least:g}, not {value}"
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number, not {value!r}"
+    if not math.isfinite(value) or value <= least:
+        return f"must be a number above {least:g} seconds, not {value:g}"
+    return None
 
 
 def _parse(name: str, raw: str):

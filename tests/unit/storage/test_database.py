@@ -157,3 +157,13 @@ def test_committed_writes_not_yet_checkpointed_survive_a_killed_process(tmp_path
     assert (tmp_path / "b.duckdb.wal").stat().st_size > 0  # nothing was checkpointed
     with Database(path) as db:
         assert db.cursor().execute("SELECT count(*) FROM models").fetchone()[0] == 50
+
+
+def test_a_database_folder_that_cannot_be_made_says_which_part_is_in_the_way(tmp_path):
+    from storage.database import DatabasePathError
+
+    (tmp_path / "run1.out").write_text("")
+    with pytest.raises(DatabasePathError) as error:
+        Database(tmp_path / "run1.out" / "sub" / "x.duckdb")
+    assert error.value.path == str(tmp_path / "run1.out" / "sub" / "x.duckdb")
+    assert error.value.reason == f"{tmp_path / 'run1.out'} is a file, not a folder"

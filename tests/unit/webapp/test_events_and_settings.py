@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import stat
 
+import pytest
+
 from engine.config import BenchmarkConfig
 from engine.result import Measurement
 from webapp.wiring.events import EventFanout
@@ -71,3 +73,34 @@ def test_the_sql_pool_size_and_duckdb_threads_come_from_the_environment():
     settings = Settings.from_env({"BENCHBOARD_SQL_POOL_SIZE": "1", "BENCHBOARD_DB_THREADS": "1"})
     assert settings.sql_pool_size == 1 and settings.db_threads == 1
     assert Settings.from_env({}).sql_pool_size == 2 and Settings.from_env({}).db_threads == 1
+
+
+def test_out_of_range_settings_are_refused_naming_the_variable_or_the_field():
+    from webapp.wiring.settings import SettingsError
+
+    refused = {
+        "BENCHBOARD_PORT": ("70000", "must be between 0 and 65535, not 70000"),
+        "BENCHBOARD_MAX_SECONDS": ("nan", "must be a number above 0 seconds, not nan"),
+        "BENCHBOARD_MAX_CONFIGS_PER_RUN": ("0", "must be at least 1, not 0"),
+        "BENCHBOARD_SQL_ROW_CAP": ("lots", "must be a whole number, not 'lots'"),
+    }
+    for variable, (raw, reason) in refused.items():
+        with pytest.raises(SettingsError) as error:
+            Settings.from_env({variable: raw})
+        assert str(error.value) == f"{variable}={raw!r}: {reason}"
+    # A flag that overrides a bad variable wins; a bad value from Python names the field.
+    assert Settings.from_env({"BENCHBOARD_PORT": "70000"}, port=8001).port == 8001
+    for values, message in (({"max_seconds": -1.0}, "max_seconds must be a number above 0 seconds, not -1"),
+                            ({"threads": 0}, "threads must be at least 1, not 0")):
+        with pytest.raises(SettingsError, match=message):
+            Settings(**values)
+
+
+def test_a_results_folder_that_cannot_hold_the_csrf_secret_gets_one_for_the_process(tmp_path, caplog):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the folder should be")
+    settings = Settings(results_dir=str(blocker))
+    with caplog.at_level(logging.WARNING):
+        secret = settings.csrf_secret()
+    assert len(secret) >= 32 and settings.csrf_secret() == secret  # the same for the process's life
+    assert "cannot keep the CSRF secret" in caplog.text
