@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +247,192 @@ def test_bad_run_flags_exit_2_naming_the_flag(tmp_path):
     assert done.returncode == 2 and "--timing: invalid choice: 'fast'" in done.stderr
     threads = benchboard("run", "--models", "bert-tiny", "--threads", "0", "--db-path", str(tmp_path / "b.duckdb"))
     assert threads.returncode == 2 and "threads: Expected `int` >= 1" in threads.stderr
+
+
+# What a user can get wrong is refused with one `error:` line naming the flag, never a traceback
+# (QA report 2026-12-03). Each of these ends before a worker or a server starts.
+
+
+def error_line(done: subprocess.CompletedProcess) -> str:
+    """The one error line of a refused command, argparse's ("benchboard run: error: ...") or ours."""
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ") or ": error: " in line]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def test_out_of_range_numbers_are_refused_at_parse_time_naming_the_flag(tmp_path):
+    db_path = tmp_path / "b.duckdb"
+    cases = [
+        (("serve", "--port", "70000"), "argument --port: must be between 0 and 65535, not 70000"),
+        (("serve", "--port", "-1"), "argument --port: must be between 0 and 65535, not -1"),
+        (("run", "--max-seconds", "0"), "argument --max-seconds: must be a number above 0 seconds, not 0"),
+        (("run", "--max-seconds", "-1"), "argument --max-seconds: must be a number above 0 seconds"),
+        (("run", "--max-seconds", "nan"), "argument --max-seconds: must be a number above 0 seconds, not nan"),
+        (("serve", "--max-seconds", "-1"), "argument --max-seconds: must be a number above 0 seconds"),
+        (("serve", "--max-configs-per-run", "0"), "argument --max-configs-per-run: must be at least 1, not 0"),
+        (("serve", "--max-configs-per-run", "-5"), "argument --max-configs-per-run: must be at least 1, not -5"),
+    ]
+    for args, expected in cases:
+        done = benchboard(*args, "--db-path", str(db_path))
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in error_line(done), (args, done.stderr)
+        assert done.stderr.startswith(f"usage: benchboard {args[0]} ")  # the subcommand's usage
+    assert not db_path.exists()
+    # The same limits from the environment, named by their variable.
+    nan = benchboard("run", "--models", "bert-tiny", "--db-path", str(db_path), env={"BENCHBOARD_MAX_SECONDS": "nan"})
+    assert nan.returncode == 2
+    assert error_line(nan) == "error: BENCHBOARD_MAX_SECONDS='nan': must be a number above 0 seconds, not nan"
+    port = benchboard("serve", "--db-path", str(db_path), env={"BENCHBOARD_PORT": "http"})
+    assert port.returncode == 2
+    assert error_line(port) == "error: BENCHBOARD_PORT='http': must be a whole number, not 'http'"
+    assert not db_path.exists()
+
+
+def test_paths_that_cannot_be_made_are_refused_naming_their_flag(tmp_path):
+    a_file = tmp_path / "run1.out"
+    a_file.write_text("not a folder")
+    inside = str(a_file / "x.duckdb")
+    cases = [
+        (("run", "--models", "bert-tiny", "--batch-sizes", "1", "--db-path", inside), f"error: --db-path {inside}: "),
+        (("serve", "--port", "0", "--db-path", inside), f"error: --db-path {inside}: "),
+        (("run", "--models", "bert-tiny", "--db-path", str(tmp_path / "b.duckdb"), "--results-dir", str(a_file / "r")),
+         f"error: --results-dir {a_file / 'r'}: "),
+        (("serve", "--port", "0", "--db-path", str(tmp_path / "b.duckdb"), "--log-dir", str(a_file)),
+         f"error: --log-dir {a_file}: "),
+        (("serve", "--port", "0", "--db-path", str(tmp_path / "b.duckdb"), "--results-dir", str(a_file)),
+         f"error: --results-dir {a_file}: "),
+    ]
+    for args, expected in cases:
+        done = benchboard(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        line = error_line(done)
+        assert line.startswith(expected) and line.endswith(f"{a_file} is a file, not a folder"), (args, line)
+    assert "benchboard dashboard" not in done.stderr  # refused before anything was served
+    if Path("/proc/self").exists():  # a folder no one may make (Linux)
+        proc = benchboard("run", "--models", "bert-tiny", "--db-path", "/proc/newdir/x.duckdb")
+        assert proc.returncode == 2
+        assert error_line(proc).startswith(
+            "error: --db-path /proc/newdir/x.duckdb: cannot create the folder /proc/newdir")
+
+
+def test_query_never_makes_a_database(tmp_path):
+    typo = tmp_path / "nodir2" / "typo.duckdb"
+    done = benchboard("query", "SELECT count(*) FROM test_runs", "--db-path", str(typo))
+    assert done.returncode == 2 and done.stdout == ""
+    assert error_line(done) == f"error: no database at {typo} (pass --db-path)"
+    assert not typo.parent.exists()
+
+
+def test_model_folders_that_are_not_there_are_refused(tmp_path):
+    missing, a_file = tmp_path / "nope", tmp_path / "file"
+    a_file.write_text("")
+    cases = [
+        (("run", "--models", "bert-tiny", "--models-dir", str(missing)),
+         f"error: --models-dir {missing}: no such folder"),
+        (("run", "--models", "bert-tiny", "--custom-benchmarks-dir", str(missing)),
+         f"error: --custom-benchmarks-dir {missing}: no such folder"),
+        (("models", "--models-dir", str(a_file)), f"error: --models-dir {a_file}: not a folder"),
+        (("serve", "--port", "0", "--models-dir", str(missing)), f"error: --models-dir {missing}: no such folder"),
+    ]
+    for args, expected in cases:
+        done = benchboard(*args, "--db-path", str(tmp_path / "b.duckdb")) if args[0] != "models" else benchboard(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert error_line(done) == expected
+    from_env = benchboard("models", env={"BENCHBOARD_MODELS_DIR": str(missing)})
+    assert from_env.returncode == 2
+    assert error_line(from_env) == f"error: BENCHBOARD_MODELS_DIR {missing}: no such folder"
+
+
+def test_serve_refuses_a_host_it_cannot_resolve_or_a_port_in_use_before_starting(tmp_path):
+    import socket
+
+    db_path = str(tmp_path / "b.duckdb")
+    host = benchboard("serve", "--host", "nosuch.invalid", "--port", "0", "--db-path", db_path)
+    assert host.returncode == 2
+    assert error_line(host).startswith("error: --host nosuch.invalid: no such host or address")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = benchboard("serve", "--port", str(port), "--db-path", db_path, "--log-dir", str(tmp_path / "logs"))
+    assert busy.returncode == 2
+    assert error_line(busy) == f"error: --port {port}: 127.0.0.1:{port} is already in use (another server?)"
+    assert "benchboard dashboard" not in busy.stderr and "uvicorn" not in busy.stderr
+
+
+def test_an_unknown_flag_gets_its_subcommands_usage_and_version_and_help_are_there():
+    bogus = benchboard("run", "--bogus")
+    assert bogus.returncode == 2 and bogus.stderr.startswith("usage: benchboard run ")
+    assert error_line(bogus) == "benchboard run: error: unrecognized arguments: --bogus"
+    nested = benchboard("remote", "query", "--bogus")
+    assert nested.returncode == 2 and nested.stderr.startswith("usage: benchboard remote query ")
+    version = benchboard("--version")
+    assert version.returncode == 0 and re.fullmatch(r"benchboard \S+\n", version.stdout)
+    serve_help = benchboard("serve", "--help").stdout
+    assert re.search(r"--port PORT\s+TCP port, 0-65535 \(env BENCHBOARD_PORT; default 8000\)", serve_help)
+    assert "Exit status" in benchboard("--help").stdout
+
+
+def test_every_flag_of_the_local_commands_has_help():
+    from webapp.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in ("run", "serve", "hardware", "models", "query"):
+        for action in commands[name]._actions:
+            assert action.help, (name, action.option_strings or action.dest)
+    assert commands["query"].description
+
+
+class _StubServer:
+    """A server that answers GET /api/benchmark/models with many models, nothing else: enough
+    for `benchboard remote models --json` to have output to write."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        body = json.dumps([{"name": f"model-{i}", "family": "f", "type": "t", "modality": "text",
+                            "parameters_million": 1.0, "source": "builtin"} for i in range(2000)]).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path.startswith("/api/benchmark/models") else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_reader(*args: str) -> subprocess.Popen:
+    """`benchboard ARGS | true`: its stdout's reader is gone before it writes."""
+    from tests.integration.cli_process import COMMAND, cli_environment
+
+    process = subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=cli_environment())
+    process.stdout.close()
+    return process
+
+
+def test_remote_and_compare_output_cut_short_by_its_reader_is_not_an_error(first_run):
+    _, db_path, _ = first_run
+    with Database(db_path) as db:
+        runs = [row[0] for row in db.cursor().execute("SELECT run_id FROM test_runs ORDER BY start_time").fetchall()]
+    with _StubServer() as url:
+        listing = closed_reader("remote", "models", "--json", "--url", url)
+        assert listing.wait(timeout=120) == 0
+        assert listing.stderr.read() == ""
+    comparison = closed_reader("compare", runs[0], runs[1], "--db-path", str(db_path), "--json")
+    assert comparison.wait(timeout=120) == 0
+    assert comparison.stderr.read() == ""

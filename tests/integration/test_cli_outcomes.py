@@ -100,3 +100,46 @@ def test_ctrl_c_cancels_the_run_keeps_what_was_measured_and_exits_130(tmp_path):
     assert [row.batch_size for row in outcome.results][:1] == [1]
     assert len(outcome.results) < 4
     assert "Traceback" not in stderr
+
+
+def ctrl_c(command: list[str], *, after: str | None = None, delay: float = 0.0) -> subprocess.CompletedProcess:
+    """``command`` in a session of its own, as a terminal runs it; then SIGINT to its whole process
+    group, as Ctrl-C sends it: once stderr shows ``after``, or ``delay`` seconds after the start."""
+    import os
+
+    from tests.integration.cli_process import cli_environment
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env=cli_environment())
+    seen = ""
+    if after is not None:
+        deadline = time.monotonic() + 120
+        while after not in seen:
+            assert time.monotonic() < deadline and process.poll() is None, seen
+            seen += process.stderr.readline()
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, seen + stderr)
+
+
+def test_ctrl_c_while_a_run_starts_exits_130_with_one_line(tmp_path):
+    # During the imports (0.3 s), and while planning waits for the worker's torch import (1.5 s,
+    # QA's `_ask: with self._run_lock: KeyboardInterrupt`); a 2-core box under load may still be
+    # importing at 1.5 s, which must end the same way.
+    for delay in (0.3, 1.5):
+        done = ctrl_c(run_command(tmp_path, "--models", "bert-tiny", "--batch-sizes", "1", "--max-seconds", "0.3"),
+                      delay=delay)
+        assert done.returncode == 130, (delay, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1] == "interrupted", (delay, done.stderr)
+        assert done.stdout == ""
+
+
+def test_ctrl_c_while_the_server_starts_exits_130_with_one_line(tmp_path):
+    command = [sys.executable, "-m", "webapp.cli", "serve", "--port", "0", "--db-path", str(tmp_path / "b.duckdb"),
+               "--results-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs")]
+    # Its first line comes just before the app is imported and assembled (QA: "a traceback from
+    # inside importlib").
+    done = ctrl_c(command, after="benchboard dashboard:", delay=0.2)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1] == "interrupted", done.stderr

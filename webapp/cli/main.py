@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
+from pathlib import Path
 
 import msgspec
 
@@ -16,14 +19,77 @@ from engine.config import ATTN_IMPLEMENTATIONS, SCENARIOS, TIMINGS
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
 from webapp.cli.progress import ProgressBar
-from webapp.wiring.settings import Settings
+from webapp.wiring.settings import ENV_PREFIX, Settings, SettingsError, setting_problem
 
-EXIT_USAGE = 2
+# The exit statuses of every command (README.md, "Exit status").
+EXIT_OK = 0
+EXIT_FAILED = 1  # a run that failed, a query that failed, a database that cannot be opened or is in use
+EXIT_USAGE = 2  # a bad flag or argument, refused before anything starts
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class UsageError(Exception):
+    """A bad argument found once parsed (a folder that is not there, a port already taken): one
+    ``error:`` line naming the flag, exit 2."""
+
+
+def _setting_type(name: str, kind: type):
+    """An argparse ``type`` for the setting ``name``: refused at parse time (exit 2, naming the flag)
+    with the words ``Settings`` uses for the same value from the environment."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if kind is int else 'a number'}, not {text!r}") from None
+        reason = setting_problem(name, value)
+        if reason is not None:
+            raise argparse.ArgumentTypeError(reason)
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("benchboard")
+        except PackageNotFoundError:
+            number = "(not installed)"
+        print(f"benchboard {number}")
+        parser.exit()
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db-path", default=None, help="DuckDB file (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
-    parser.add_argument("--results-dir", default=None, help="where reports go (default results/)")
+    parser.add_argument("--db-path", default=None, help="DuckDB file, made if missing (env BENCHBOARD_DB_PATH; "
+                                                         "default benchmarks.duckdb)")
+    parser.add_argument("--results-dir", default=None,
+                        help="where reports go (env BENCHBOARD_RESULTS_DIR; default results/)")
+
+
+def _add_model_dir_flags(parser: argparse.ArgumentParser, *, custom: bool = True) -> None:
+    parser.add_argument("--models-dir", default=None, metavar="DIR",
+                        help="discover every Hugging Face checkpoint folder under DIR, which must exist "
+                             "(env BENCHBOARD_MODELS_DIR)")
+    if custom:
+        parser.add_argument("--custom-benchmarks-dir", default=None, metavar="DIR",
+                            help="folder of .py files registering workloads, which must exist "
+                                 "(env BENCHBOARD_CUSTOM_BENCHMARKS_DIR)")
+
+
+def _add_max_seconds_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-seconds", type=_setting_type("max_seconds", float), default=None, metavar="S",
+                        help="timing budget per config, a number of seconds above 0 (env BENCHBOARD_MAX_SECONDS; "
+                             "default 10)")
 
 
 def _add_ray_flag(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +99,16 @@ def _add_ray_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchboard", description="Trustworthy ML inference benchmarks.")
+    parser = argparse.ArgumentParser(prog="benchboard", description="Trustworthy ML inference benchmarks.",
+                                     epilog="Exit status: 0 done, 1 failed (a run, a query, the database), "
+                                            "2 bad argument, 130 interrupted (Ctrl-C); compare: 1 a regression.")
+    parser.add_argument("--version", action=_Version, help="print benchboard's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="benchmark models headless, with a progress bar")
     run.add_argument("--models", nargs="+", default=None,
                      help="model names, checkpoint folders or Hub ids (default: the priority's tier)")
-    run.add_argument("--models-dir", default=None, help="discover every Hugging Face checkpoint folder under DIR")
-    run.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
+    _add_model_dir_flags(run)
     defaults = RunRequest()  # the one set of run defaults, shared with the API and the form
     run.add_argument("--hardware", nargs="+", help=f"devices, e.g. cpu cuda:0 (default {' '.join(defaults.hardware)})")
     run.add_argument("--batch-sizes", nargs="+", type=int, metavar="N",
@@ -65,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"generate: tokens each generation produces, exactly (default {defaults.new_tokens})")
     run.add_argument("--parallel-devices", action="store_true", default=None,
                      help="let several devices measure at the same time (default: one config at a time per machine)")
-    run.add_argument("--max-seconds", type=float, default=None, metavar="S", help="timing budget per config (default 10)")
+    _add_max_seconds_flag(run)
     run.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None,
                      help="cheap configs first; stop escalating batch sizes at OOM, timeout or plateau "
                           f"(default {'on' if defaults.progressive_mode else 'off'})")
@@ -78,41 +146,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flag(run)
 
     serve = commands.add_parser("serve", help="serve the dashboard and the JSON API")
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--log-dir", default=None)
+    serve.add_argument("--host", default=None, help="bind address (env BENCHBOARD_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=_setting_type("port", int), default=None, metavar="PORT",
+                       help="TCP port, 0-65535 (env BENCHBOARD_PORT; default 8000)")
+    serve.add_argument("--log-dir", default=None, metavar="DIR",
+                       help="where benchmark_api_server.log goes, made if missing (env BENCHBOARD_LOG_DIR; "
+                            "default logs/)")
     serve.add_argument("--token", default=None,
                        help="require 'Authorization: Bearer TOKEN' on every API call, the WebSocket and the live streams")
-    serve.add_argument("--cors-origin", action="append", default=None, dest="cors_origins", metavar="ORIGIN")
+    serve.add_argument("--cors-origin", action="append", default=None, dest="cors_origins", metavar="ORIGIN",
+                       help="an origin browser pages may call the API from (repeatable; replaces the default of "
+                            "localhost, file:// and app://; env BENCHBOARD_CORS_ORIGINS, comma-separated)")
     serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts", metavar="NAME",
                        help="a Host name to answer besides the bound address, localhost and 127.0.0.1 (repeatable)")
-    serve.add_argument("--max-configs-per-run", type=int, default=None, metavar="N",
-                       help="refuse runs of more configs (default 2000)")
+    serve.add_argument("--max-configs-per-run", type=_setting_type("max_configs_per_run", int), default=None,
+                       metavar="N", help="refuse runs of more configs, N at least 1 "
+                                         "(env BENCHBOARD_MAX_CONFIGS_PER_RUN; default 2000)")
     serve.add_argument("--reuse-running", action="store_true",
                        help="if a benchboard server already serves the database or answers at --api-url, "
                             "say where and exit 0 (what run_benchmark_dashboard.sh does)")
     serve.add_argument("--api-url", default=None, metavar="URL",
                        help="with --reuse-running: where a server may already answer (default http://localhost:8000)")
-    serve.add_argument("--models-dir", default=None)
-    serve.add_argument("--custom-benchmarks-dir", default=None, help="folder of .py files registering workloads")
+    _add_model_dir_flags(serve)
     serve.add_argument("--panels-dir", default=None, metavar="DIR",
                        help="folder of TOML/YAML files, one custom dashboard tab each")
-    serve.add_argument("--max-seconds", type=float, default=None, metavar="S")
+    _add_max_seconds_flag(serve)
     _add_storage_flags(serve)
     _add_ray_flag(serve)
 
     hardware = commands.add_parser("hardware", help="list the devices found here (and on a Ray cluster's nodes)")
-    hardware.add_argument("--json", action="store_true")
+    hardware.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_ray_flag(hardware)
 
     models = commands.add_parser("models", help="list the models that can be benchmarked")
-    models.add_argument("--models-dir", default=None)
-    models.add_argument("--json", action="store_true")
+    _add_model_dir_flags(models, custom=False)
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    query = commands.add_parser("query", help="run one guarded, read-only SQL query on the results")
-    query.add_argument("sql")
-    query.add_argument("--db-path", default=None)
-    query.add_argument("--json", action="store_true")
+    query = commands.add_parser(
+        "query", help="run one guarded, read-only SQL query on the results",
+        description="Run one guarded, read-only SQL query (SELECT, WITH, DESCRIBE ... over the results tables "
+                    "and views) on an existing database; a missing --db-path is an error, never made.")
+    query.add_argument("sql", metavar="SQL", help='the query, e.g. "SELECT count(*) FROM performance_results"')
+    query.add_argument("--db-path", default=None,
+                       help="DuckDB file, which must exist (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
+    query.add_argument("--json", action="store_true", help="print the columns and rows as JSON")
 
     from webapp.cli.remote import add_remote_parser
 
@@ -156,6 +233,10 @@ def command_run(args: argparse.Namespace) -> int:
         custom_benchmarks_dir=args.custom_benchmarks_dir, max_seconds=args.max_seconds,
         parallel_devices=args.parallel_devices, resume=False, ray_address=args.ray_address,
     )
+    # Refused before the workers start: folders that are not there, paths that cannot be made.
+    _check_model_folders(args, settings)
+    _make_db_folder(args, settings)
+    _check_makeable(args, "results_dir", settings.results_dir)
     given = {
         "priority": args.priority, "hardware": args.hardware, "models": args.models, "batch_sizes": args.batch_sizes,
         "precision": args.precision, "progressive_mode": args.progressive, "sequence_length": args.sequence_length,
@@ -182,6 +263,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise
     try:
         run = services.plan(request)
+        # Once the run is known to be sound: the folder its report goes in.
+        _make_folder(args, "results_dir", settings.results_dir)
         progress.start(run.total_configs)
         previous_handler = signal.signal(signal.SIGINT, lambda *_: services.scheduler.cancel(run.run_id))
         services.scheduler.submit(run)
@@ -196,7 +279,59 @@ def command_run(args: argparse.Namespace) -> int:
         _print_json(outcome)
     else:
         _report(run, outcome)
-    return {"completed": 0, "cancelled": 130}.get(outcome.status, 1)
+    return {"completed": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)
+
+
+def _given_as(args: argparse.Namespace, name: str) -> str:
+    """How the user gave the setting ``name``: its flag, or the BENCHBOARD_ variable it came from."""
+    variable = ENV_PREFIX + name.upper()
+    if getattr(args, name, None) is None and os.environ.get(variable):
+        return variable
+    return "--" + name.replace("_", "-")
+
+
+def _check_model_folders(args: argparse.Namespace, settings: Settings) -> None:
+    """A --models-dir or --custom-benchmarks-dir that is not a folder is refused (exit 2), not
+    silently ignored."""
+    for name in ("models_dir", "custom_benchmarks_dir"):
+        folder = getattr(settings, name, None)
+        if folder is None:
+            continue
+        path = Path(folder).expanduser()
+        if not path.exists():
+            raise UsageError(f"{_given_as(args, name)} {folder}: no such folder")
+        if not path.is_dir():
+            raise UsageError(f"{_given_as(args, name)} {folder}: not a folder")
+
+
+def _make_folder(args: argparse.Namespace, name: str, folder: str, *, given: str | None = None) -> Path:
+    """The folder a setting names (or the folder of the file ``given``), made if missing; one that
+    cannot be made is a UsageError naming the flag, the path given and why."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        from storage.database import folder_problem  # duckdb's import, on this rare path only
+
+        raise UsageError(f"{_given_as(args, name)} {given or folder}: {folder_problem(error, path)}") from None
+    return path
+
+
+def _make_db_folder(args: argparse.Namespace, settings: Settings) -> None:
+    """The database's folder, as opening it would make it, but refused naming the flag."""
+    if settings.db_path != ":memory:":
+        _make_folder(args, "db_path", str(Path(settings.db_path).parent), given=settings.db_path)
+
+
+def _check_makeable(args: argparse.Namespace, name: str, folder: str) -> None:
+    """Refuse a folder that can never be made because a part of its path is a file, without
+    making it (a run makes its results folder once it is planned)."""
+    path = Path(folder).absolute()
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise UsageError(f"{_given_as(args, name)} {folder}: {part} is a file, not a folder")
+            return
 
 
 # What a request may name a device of this machine as, besides its own name.
@@ -285,10 +420,14 @@ def command_serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allowed_hosts, max_configs_per_run=args.max_configs_per_run,
         panels_dir=args.panels_dir, ray_address=args.ray_address,
     )
+    _check_model_folders(args, settings)
+    _make_db_folder(args, settings)
     api_url = (args.api_url or DEFAULT_API_URL).rstrip("/")
     if args.reuse_running and is_benchboard(api_url):
         print(f"benchboard: the dashboard is already served at {api_url}/ (with the API); open it there")
         return 0
+    _check_log_folder(args, settings)
+    _make_folder(args, "results_dir", settings.results_dir)
     # The server opens the database in its lifespan, where a lock error would end in uvicorn's
     # traceback; find out here, and say who holds it.
     try:
@@ -302,6 +441,9 @@ def command_serve(args: argparse.Namespace) -> int:
         served = f" That process is the benchboard server at {url}/: use it." if url else ""
         print(f"error: {error}{served}", file=sys.stderr)
         return EXIT_USAGE
+    # Before the app is built and its workers start: a host that does not resolve or a port
+    # already taken is refused now, naming the flag, not by uvicorn once everything started.
+    _check_bind(args, settings.host, settings.port)
     import uvicorn
 
     from webapp.app import create_app
@@ -311,7 +453,43 @@ def command_serve(args: argparse.Namespace) -> int:
     # log_config=None: create_app has configured logging (console and log file); uvicorn's
     # own config would replace it.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None)
-    return 0
+    return EXIT_OK
+
+
+def _check_log_folder(args: argparse.Namespace, settings: Settings) -> None:
+    from webapp.wiring.logging_setup import LOG_FILE
+
+    folder = _make_folder(args, "log_dir", settings.log_dir)
+    try:
+        with open(folder / LOG_FILE, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise UsageError(f"{_given_as(args, 'log_dir')} {settings.log_dir}: cannot write {folder / LOG_FILE}: "
+                         f"{error.strerror or error}") from None
+
+
+def _check_bind(args: argparse.Namespace, host: str, port: int) -> None:
+    """Bind (and let go) every address ``host`` resolves to at ``port``, as uvicorn will."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise UsageError(f"{_given_as(args, 'host')} {host}: no such host or address ({error.strerror})") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+                if error.errno == errno.EADDRINUSE:
+                    raise UsageError(f"{_given_as(args, 'port')} {port}: {where} is already in use "
+                                     "(another server?)") from None
+                if error.errno == errno.EADDRNOTAVAIL:
+                    raise UsageError(f"{_given_as(args, 'host')} {host}: not an address of this machine") from None
+                if error.errno == errno.EACCES:
+                    raise UsageError(f"{_given_as(args, 'port')} {port}: permission denied to listen on {where} "
+                                     "(ports below 1024 need privileges)") from None
+                raise UsageError(f"cannot listen on {where} (--host, --port): {error.strerror or error}") from None
 
 
 def _print_records(records: list[msgspec.Struct], columns: list[str], as_json: bool) -> int:
@@ -342,7 +520,9 @@ def command_hardware(args: argparse.Namespace) -> int:
 def command_models(args: argparse.Namespace) -> int:
     from engine.models.registry import ModelRegistry
 
-    specs = [spec.describe() for spec in ModelRegistry(models_dir=args.models_dir).list()]
+    settings = Settings.from_env(models_dir=args.models_dir)
+    _check_model_folders(args, settings)
+    specs = [spec.describe() for spec in ModelRegistry(models_dir=settings.models_dir).list()]
     columns = ["name", "family", "type", "modality", "parameters_million", "source", "tier", "scenarios"]
     return _print_records(specs, columns, args.json)
 
@@ -353,6 +533,9 @@ def command_query(args: argparse.Namespace) -> int:
     from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, run_guarded_query
 
     settings = Settings.from_env(db_path=args.db_path)
+    # Read-only: a mistyped path is refused, never made into an empty database.
+    if settings.db_path != ":memory:" and not Path(settings.db_path).exists():
+        raise UsageError(f"no database at {settings.db_path} (pass --db-path)")
     with Database(settings.db_path) as db:
         try:
             # pool=None: one query of one process, on this thread, finished before the database closes.
@@ -363,7 +546,7 @@ def command_query(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         except (QueryTimeout, QueryFailed) as error:
             print(f"error: {error.reason}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     if args.json:
         print(json.dumps(msgspec.to_builtins(result), default=str, indent=2))
     else:
@@ -395,8 +578,71 @@ COMMANDS = {"run": command_run, "serve": command_serve, "hardware": command_hard
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``benchboard`` command; its exit status (README.md, "Exit status"). No traceback
+    reaches the user for what a user can do: a bad flag, a path, Ctrl-C, a closed pipe."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return interrupted()
+
+
+def interrupted() -> int:
+    """Ctrl-C outside a run's measuring (which cancels the run instead): one line, exit 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting is no traceback either
+    forget_interrupt()
+    try:
+        print("interrupted", file=sys.stderr)
+    except OSError:
+        pass
+    return EXIT_INTERRUPTED
+
+
+def forget_interrupt() -> None:
+    """Clear CPython's note of an unhandled Ctrl-C. A KeyboardInterrupt that went through an
+    ``exec`` of source text (dataclasses and enum build their methods so, at import) sets it, caught
+    or not, and the interpreter then ends itself with SIGINT at exit (status -2, not ours); the next
+    ``exec`` of source text that succeeds clears it (CPython's run_eval_code_obj)."""
+    exec("pass")
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_arguments(parser, argv)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`benchboard models | head`, `remote query --json | head -1`): not
+        # an error of ours. stdout points at /dev/null, so the interpreter's last flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (UsageError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that an unknown flag is refused by the (sub)command it was
+    given to, with that command's usage, not the top level's."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser that ``args`` went through (``remote query``'s, say)."""
+    for action in parser._actions:  # argparse keeps its subparsers nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "serve", "hardware") and _ray_missing(args):
         return EXIT_USAGE
     if args.command == "remote":
@@ -409,25 +655,26 @@ def main(argv: list[str] | None = None) -> int:
         return run_compare(args)
     try:
         return COMMANDS[args.command](args)
-    except BrokenPipeError:
-        # The reader went away (`benchboard models | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except InvalidRequestError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:
+        path_error = _storage_error(error, "DatabasePathError")
+        if path_error:
+            print(f"error: {_given_as(args, 'db_path')} {error.path}: {error.reason}", file=sys.stderr)
+            return EXIT_USAGE
         if not isinstance(error, EngineError) and not _storage_error(error):
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
-def _storage_error(error: Exception) -> bool:
-    """A storage.database.StorageError; that module (and duckdb) is imported only by the
-    commands that open a database, so an error of a command that did not cannot be one."""
+def _storage_error(error: Exception, kind: str = "StorageError") -> bool:
+    """A storage.database.StorageError (or the subclass named ``kind``); that module (and duckdb)
+    is imported only by the commands that open a database, so an error of a command that did not
+    cannot be one."""
     database = sys.modules.get("storage.database")
-    return database is not None and isinstance(error, database.StorageError)
+    return database is not None and isinstance(error, getattr(database, kind))
 
 
 if __name__ == "__main__":
