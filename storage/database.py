@@ -62,9 +62,10 @@ MEMORY_LIMIT_CAP_BYTES = 512 * 1024**2
 MAX_TEMP_DIRECTORY_SIZE = "4GiB"
 # How much WAL DuckDB lets build up before it checkpoints it into the file (its default is 16 MiB).
 # Each checkpoint rewrites the table's partial last row group, so at 16 MiB a bulk import of
-# 1,000-row calls spent about a third of its time checkpointing (perf/README.md, session 4). Measured quietly with the last
-# checkpoint (at close) inside the clock (perf/README.md, session 10): 1,000-row calls 44-46k rows/s
-# at 16 MiB, 56k at 128 MiB; one call of 100,000 rows 64-100k and 73-85k; a 1-row call 3.5 ms both.
+# 1,000-row calls spent about a third of its time checkpointing (perf/README.md, session 4).
+# Measured quietly with the last checkpoint (at close) inside the clock (perf/README.md, session
+# 10): 1,000-row calls 44-46k rows/s at 16 MiB, 56k at 128 MiB; one call of 100,000 rows 64-100k
+# and 73-85k; a 1-row call 3.5 ms both.
 # The cost: up to 128 MiB more to replay when a crashed server's file is opened again (about 0.1 s
 # per 20 MB here), and as much un-checkpointed data in DuckDB's buffer pool, which spills.
 CHECKPOINT_THRESHOLD = "128MiB"

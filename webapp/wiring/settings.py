@@ -128,7 +128,7 @@ class Settings:
 
 
 # The numeric settings' limits: (type, least allowed value, whether None is allowed). A float
-# must also be finite; a port is at most 65535.
+# must be finite and strictly above its least value; a port is at most 65535.
 _LIMITS: dict[str, tuple[type, float, bool]] = {
     "port": (int, 0, False),
     "max_seconds": (float, 0, False),  # above 0 (a budget of 0 s times one sample)
@@ -141,7 +141,6 @@ _LIMITS: dict[str, tuple[type, float, bool]] = {
     "log_max_bytes": (int, 0, False),
     "log_backups": (int, 0, False),
 }
-_ABOVE = ("max_seconds", "sql_timeout_s")  # strictly above their least value
 MAX_PORT = 65535
 
 
