@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import numbers
 import re
 from collections.abc import Sequence
@@ -437,6 +438,57 @@ def sample_trace(df: pd.DataFrame) -> dict | None:
     bucketed = bool((df["iteration_end"] > df["iteration"]).any())
     title = "Latency by iteration" + (" (median and range per bucket of iterations)" if bucketed else "")
     return _filled(_trace_template(bucketed), df, title)
+
+
+# ---- a run's report -----------------------------------------------------------------------
+
+
+@cache
+def _run_throughput_template() -> dict:
+    # Sized for report.html, which is read on its own (not in a page's container).
+    return (
+        alt.Chart(_rows(), title="Throughput by batch size")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("batch_size:O", title="Batch size"),
+            y=alt.Y("throughput_items_per_second:Q", title="Items per second"),
+            color=alt.Color("config:N", title="Model / hardware / precision"),
+            tooltip=[
+                "model_name:N", "hardware:N", "batch_size:Q", "precision:N",
+                "p50_latency_ms:Q", "throughput_items_per_second:Q",
+            ],
+        )
+        .properties(width=560, height=300)
+        .to_dict()
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run_throughput(results: Sequence) -> dict | None:
+    """A run's throughput against batch size, a line per model, hardware and precision (a
+    generation's items/s, whole generations, on a line of its own). ``results`` are the run's
+    ResultRows; the chart carries only the columns it draws."""
+    if not results:
+        return None
+    rows = [
+        {
+            "config": f"{row.model_name} / {row.hardware} / {row.precision}"
+            + (" / generate" if row.scenario == "generate" else ""),
+            "model_name": row.model_name,
+            "hardware": row.hardware,
+            "precision": row.precision,
+            "batch_size": row.batch_size,
+            "p50_latency_ms": _finite(row.p50_latency_ms),
+            "throughput_items_per_second": _finite(row.throughput_items_per_second),
+        }
+        for row in results
+    ]
+    spec = copy.deepcopy(_run_throughput_template())
+    spec["datasets"] = {DATASET: rows}
+    return spec
 
 
 # ---- SQL results ------------------------------------------------------------------------------

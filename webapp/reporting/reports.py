@@ -93,32 +93,6 @@ def _vendored(prefix: str) -> str:
     return matches[-1].read_text(encoding="utf-8")
 
 
-def throughput_chart(results: list[ResultRow]) -> dict | None:
-    if not results:
-        return None
-    # Imported when a report is written, not with the module: a run's coordinating process
-    # (the CLI) imports this module to wire the writer (issue 16).
-    import altair as alt
-    import pandas as pd
-
-    frame = pd.DataFrame(msgspec.to_builtins(results))
-    frame["config"] = frame["model_name"] + " / " + frame["hardware"] + " / " + frame["precision"]
-    # A generation's items/s (whole generations) never shares a line with forward passes.
-    frame["config"] += frame["scenario"].map(lambda scenario: " / generate" if scenario == "generate" else "")
-    return (
-        alt.Chart(frame, title="Throughput by batch size")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("batch_size:O", title="Batch size"),
-            y=alt.Y("throughput_items_per_second:Q", title="Items per second"),
-            color=alt.Color("config:N", title="Model / hardware / precision"),
-            tooltip=["model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "throughput_items_per_second"],
-        )
-        .properties(width=560, height=300)
-        .to_dict()
-    )
-
-
 def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     run = run_rows.get_run(db, run_id, RunRecord)
     if run is None:
@@ -131,7 +105,11 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     (folder / "results.json").write_bytes(payload)
     context = {"run": run, "results": results, "failures": failures, "generated_at": utc_now()}
     (folder / "report.md").write_text(_templates.get_template("reports/report.md.j2").render(**context), encoding="utf-8")
-    chart = throughput_chart(results)
+    # Imported when a report is written, not with the module: a run's coordinating process
+    # (the CLI) imports this module to wire the writer (issue 16).
+    from webapp.reporting.charts import run_throughput
+
+    chart = run_throughput(results)
     html = _templates.get_template("reports/report.html.j2").render(
         **context,
         # "</" inside inline JSON or JS would end the <script> element early.

@@ -1,14 +1,17 @@
 from datetime import datetime
 from decimal import Decimal
 
+import altair as alt
 import pandas as pd
 
+from engine.result import ResultRow
 from storage.dashboard import METRICS
 from webapp.reporting.charts import (
     auto_chart,
     batch_scaling,
     family_heatmap,
     hardware_comparison,
+    run_throughput,
     sample_histogram,
     sample_trace,
 )
@@ -262,3 +265,24 @@ def test_a_heatmap_cells_label_answers_with_the_cells_tooltip():
     # The label sits on the cell's centre, where the pointer goes first.
     chart = family_heatmap(heatmap_frame([1.0, 2.0]), THROUGHPUT)
     assert layer(chart, "text")["encoding"]["tooltip"] == layer(chart, "rect")["encoding"]["tooltip"]
+
+
+def report_row(batch_size, throughput, scenario="forward"):
+    return ResultRow(
+        model_name="gpt2-tiny", hardware="cpu", batch_size=batch_size, precision="fp32", scenario=scenario,
+        p50_latency_ms=2.5, throughput_items_per_second=throughput, samples_ms=[2.5] * 1000,
+    )
+
+
+def test_a_runs_throughput_chart_carries_only_what_it_draws_and_no_raw_samples():
+    spec = run_throughput([report_row(1, 400.0), report_row(8, float("nan")), report_row(1, 9.0, "generate")])
+    alt.Chart.from_dict(spec)  # a valid Vega-Lite spec
+    assert spec["title"] == "Throughput by batch size"
+    rows = data_of(spec)
+    assert [set(row) for row in rows] == [{
+        "config", "model_name", "hardware", "precision", "batch_size", "p50_latency_ms",
+        "throughput_items_per_second",
+    }] * 3
+    assert [row["config"] for row in rows] == ["gpt2-tiny / cpu / fp32"] * 2 + ["gpt2-tiny / cpu / fp32 / generate"]
+    assert rows[1]["throughput_items_per_second"] is None  # NaN is not JSON: JSON.parse would refuse the report
+    assert run_throughput([]) is None
