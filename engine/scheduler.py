@@ -224,7 +224,8 @@ class Scheduler:
                     run.current_step = waiting
                 else:
                     self._in_flight[device] = (run.run_id, config.key())
-                    if run.status == QUEUED:
+                    starting = run.status == QUEUED
+                    if starting:
                         run.status = RUNNING
                         run.started_at = run.started_at or utc_now()
                     run.current_step = f"{config.model_name} on {config.hardware}, batch size {config.batch_size} ({config.precision})"
@@ -235,7 +236,10 @@ class Scheduler:
                     if not self._stopping:
                         self._lock.wait(timeout=UNAVAILABLE_POLL_S)
                 continue
-            self._publish(run)
+            # Which config is measuring is live state, read from memory by the API and the pages;
+            # storing it too would cost a commit per config (issue 16). The row is stored when the
+            # run starts, and the config's result stores it again with the step.
+            self._publish(run, store=starting)
             try:
                 self._execute(run, config, device)
             except Exception:  # a storage or sink failure must fail this config, not the device thread
@@ -391,8 +395,9 @@ class Scheduler:
 
     # ---- bookkeeping ------------------------------------------------------------
 
-    def _publish(self, run: RunState) -> RunStatus:
-        """Store the run's row and tell the sink, in the order its states happened.
+    def _publish(self, run: RunState, *, store: bool = True) -> RunStatus:
+        """Store the run's row (unless ``store`` is false) and tell the sink, in the order its
+        states happened.
 
         Snapshots are versioned under the scheduler's lock and written under the save
         lock, so a slow thread's older snapshot never overwrites a newer one (a
@@ -407,7 +412,8 @@ class Scheduler:
             if version > run.saved_version:
                 run.saved_version = version
                 try:
-                    self._store.save_run(record)
+                    if store:
+                        self._store.save_run(record)
                     self._sink.run_updated(run.run_id, status)
                 except Exception:
                     log.exception("could not publish the state of run %s", run.run_id)

@@ -141,6 +141,41 @@ def test_run_completes_with_one_result_per_config_and_rising_progress(make_sched
     assert finished.status == "completed" and finished == events.statuses[published_before - 1]
 
 
+class CommitLog(MemoryStore):
+    """Every commit of the run's row: saved alone, or with a config's result."""
+
+    def __init__(self):
+        super().__init__()
+        self.commits: list[tuple[str, str, int]] = []  # (how, status, completed configs)
+
+    def record_result(self, run_id, result, fingerprint, *, run=None):
+        super().record_result(run_id, result, fingerprint, run=run)
+        self.commits.append(("with a result", run.status, run.completed_configs))
+
+    def save_run(self, record):
+        super().save_run(record)
+        self.commits.append(("alone", record.status, record.completed_configs))
+
+
+def test_a_config_costs_one_commit_and_its_start_is_published_not_stored(make_scheduler, registry):
+    scheduler, store, events = make_scheduler(store=CommitLog())
+    run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2, 4], progressive_mode=False))
+    assert scheduler.wait(run.run_id, timeout=120).status == "completed"
+    assert store.commits == [
+        ("alone", "queued", 0),
+        ("alone", "running", 0),  # the run's start
+        ("with a result", "running", 1),
+        ("with a result", "running", 2),
+        ("with a result", "running", 3),
+        ("alone", "completed", 3),
+    ]
+    # Each config's start still reaches the API and the pages, before its result.
+    steps = [s.current_step for s in events.statuses if s.current_step]
+    for batch_size in (1, 2, 4):
+        assert any(f"batch size {batch_size} " in step for step in steps)
+    assert store.runs[run.run_id].status == "completed"
+
+
 def test_higher_priority_run_starts_before_an_earlier_lower_one(make_scheduler, registry):
     scheduler, _, events = make_scheduler(settings=SLOW)
     slow = scheduler.submit(plan(registry, SLOW, models=["bert-tiny"], batch_sizes=[1, 2], priority="medium"))
