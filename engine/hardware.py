@@ -104,7 +104,15 @@ def _detected() -> list[HardwareInfo]:
     if _adopted is not None:
         return list(_adopted)
     if _by_facts_probe and not _in_process and (_started_probe is not None or "torch" not in sys.modules):
-        facts = run_facts_probe()
+        try:
+            facts = run_facts_probe()
+        except subprocess.TimeoutExpired as error:
+            # A device runtime that hangs would hang the GPU probe as long again.
+            log.warning(
+                "hardware facts probe timed out after %s seconds and was killed; GPUs are not "
+                "probed again, so only the CPU is listed", error.timeout,
+            )
+            return [_cpu(), *_mps()]
         if facts is not None:
             _probed_environments = facts.environments
             return list(facts.hardware)
@@ -210,7 +218,8 @@ def _spawn_facts_probe() -> subprocess.Popen:
 
 def run_facts_probe() -> MachineFacts | None:
     """Every device and its environment as ``python -m engine.hardware --facts`` reads them (the
-    probe start_facts_probe started, else a new one); None when it fails (logged)."""
+    probe start_facts_probe started, else a new one); None when it fails (logged). Raises
+    ``subprocess.TimeoutExpired`` once the probe, past its timeout, is killed."""
     global _started_probe
     what = "hardware facts probe"
     probe, _started_probe = _started_probe, None
@@ -222,6 +231,8 @@ def run_facts_probe() -> MachineFacts | None:
             probe.kill()
             probe.communicate()
             raise
+    except subprocess.TimeoutExpired:
+        raise
     except (OSError, subprocess.SubprocessError) as error:
         log.warning("%s did not run: %s", what, error)
         return None
