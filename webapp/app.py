@@ -83,7 +83,7 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
     from webapp.api.runs import RunController
     from webapp.api.security import (
         HostAllowlist,
-        json_bodies_only,
+        checked_requests,
         null_origin_only_with_token,
         require_token_on_api,
     )
@@ -175,7 +175,7 @@ def _assemble(settings: Settings, early_workers: dict) -> Litestar:
         # Any other Host (a DNS-rebinding page's name) gets 400; webapp.api.security.
         middleware=[DefineMiddleware(HostAllowlist, config=AllowedHostsConfig(allowed_hosts=settings.host_allowlist()))],
         guards=[require_token_on_api],
-        before_request=json_bodies_only,
+        before_request=checked_requests,  # known query parameters, JSON bodies
         before_send=[null_origin_only_with_token(settings.token)],
         # webapp.wiring.logging_setup configures logging; Litestar's config would replace its handlers.
         logging_config=None,

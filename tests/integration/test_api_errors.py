@@ -330,3 +330,65 @@ def test_comparing_a_run_with_itself_is_refused_naming_the_contender(client):
     reply = client.get("/api/benchmark/compare?baseline=stored-self&contender=stored-self")
     assert reply.status_code == 400
     assert reply.json()["field"] == "contender" and reply.json()["reason"].startswith("is the baseline itself")
+
+
+@pytest.mark.parametrize(
+    ("url", "field", "takes"),
+    [
+        ("/api/benchmark/query?modle=bert", "modle", "batch_size, hardware, limit, model, precision"),
+        ("/api/benchmark/runs?limit=5&stauts=failed", "stauts", "limit, offset, status"),
+        ("/api/benchmark/export?fromat=json", "fromat",
+         "batch_size, family, format, hardware, model, precision, run_id"),
+        ("/api/benchmark/compare?baseline=a&contendr=b", "contendr",
+         "baseline, contender, history, lookback, threshold, threshold_for"),
+        ("/api/benchmark/models?family=bert", "family", None),
+        ("/api/benchmark/status/nope?verbose=1", "verbose", None),
+        ("/api/benchmark/results/nope/samples/1?all=1", "all", None),
+    ],
+)
+def test_an_unknown_query_parameter_is_400_naming_it_and_what_the_route_takes(client, url, field, takes):
+    # Not silently ignored: ?modle=bert would otherwise answer every result, unfiltered.
+    reply = client.get(url)
+    assert reply.status_code == 400
+    reason = (f"unknown query parameter; this route takes: {takes}" if takes
+              else "unknown query parameter; this route takes no query parameters")
+    assert reply.json() == {"error": "invalid request", "reason": reason, "field": field}
+
+
+def test_an_unknown_query_parameter_on_a_post_is_400_too(client):
+    reply = client.post("/api/benchmark/sql?dry_run=1", json={"sql": "SELECT 1"})
+    assert reply.status_code == 400 and reply.json()["field"] == "dry_run"
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [("/api/benchmark/query?model=bert-tiny&model=gpt2", "model"), ("/api/benchmark/runs?limit=1&limit=500", "limit"),
+     ("/api/benchmark/export?format=csv&format=json", "format")],
+)
+def test_a_single_valued_query_parameter_given_twice_is_400_naming_it(client, url, field):
+    # Not the last value silently kept.
+    reply = client.get(url)
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "invalid request", "reason": "given 2 times; this parameter takes one value",
+                            "field": field}
+
+
+def test_a_list_query_parameter_may_repeat_and_known_ones_still_pass(client):
+    save_run(client.app.state.services.db, stored_run("stored-repeat"))
+    reply = client.get("/api/benchmark/compare?history=stored-repeat&threshold_for=bert-*=10%25&threshold_for=gpt2=2%25")
+    assert reply.status_code == 200, reply.text
+    assert client.get("/api/benchmark/query?model=bert-tiny&limit=5").status_code == 200
+
+
+def test_pages_and_the_run_websocket_are_not_held_to_the_apis_query_parameters(client):
+    # Pages read their own extra parameters (custom tabs' inputs) and htmx sends its own.
+    assert client.get("/?utm_source=x", headers={"HX-Request": "true"}).status_code == 200
+    with client.websocket_connect("/api/benchmark/ws/any?token=t") as socket:
+        assert socket.receive_json() == {"error": "no run with id 'any'"}
+
+
+def test_the_query_parameter_check_comes_after_the_token(guarded):
+    # Without the token, a caller learns nothing about a route's parameters.
+    assert guarded.get("/api/benchmark/query?modle=x").status_code == 401
+    reply = guarded.get("/api/benchmark/query?modle=x", headers={"Authorization": "Bearer s3cret"})
+    assert reply.status_code == 400 and reply.json()["field"] == "modle"

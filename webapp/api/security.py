@@ -1,5 +1,5 @@
 """What every request passes before a handler runs: the Host allowlist, the API's token,
-JSON-only bodies, and ``Access-Control-Allow-Origin: null`` only with the token.
+known query parameters, JSON-only bodies, and ``Access-Control-Allow-Origin: null`` only with the token.
 
 - A page on a name that resolves to this machine (DNS rebinding) sends its own name as
   Host, and as Origin, so the origin check alone cannot stop it; the Host allowlist does.
@@ -10,6 +10,8 @@ JSON-only bodies, and ``Access-Control-Allow-Origin: null`` only with the token.
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from typing import NamedTuple
 
 import msgspec
 from litestar import Request
@@ -84,6 +86,66 @@ def _json_body_type(request: Request) -> type | None:
     if isinstance(kwarg, BodyKwarg) and kwarg.media_type != RequestEncodingType.JSON:
         return None
     return parameter.annotation
+
+
+class DeclaredQuery(NamedTuple):
+    """The query parameters a route handler declares, as Litestar reads them."""
+
+    names: tuple[str, ...]  # sorted
+    sequences: frozenset[str]  # list-typed: these may repeat
+    takes_any: bool  # the handler takes the whole query mapping (the reserved ``query`` kwarg)
+
+
+_DECLARED_QUERY = "declared_query_parameters"  # app.state's key: {id(handler): DeclaredQuery}
+
+
+def _declared_query_index(app) -> dict[int, DeclaredQuery]:
+    """Each HTTP handler's query parameters, from the KwargsModel Litestar built for its route
+    at start-up (the same model that reads the query, dependencies' parameters and layered
+    ``parameters`` included), so the check cannot drift from what a handler takes."""
+    index = app.state.get(_DECLARED_QUERY)
+    if index is None:
+        index = {}
+        for route in app.routes:
+            for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
+                if not hasattr(kwargs_model, "expected_query_params"):  # an HTTP route's KwargsModel
+                    continue
+                index[id(handler)] = DeclaredQuery(
+                    names=tuple(sorted({p.field_alias for p in kwargs_model.expected_query_params})),
+                    sequences=frozenset(kwargs_model.sequence_query_parameter_names),
+                    takes_any="query" in kwargs_model.expected_reserved_kwargs,
+                )
+        app.state[_DECLARED_QUERY] = index
+    return index
+
+
+def known_query_parameters_only(request: Request) -> None:
+    """An API route answers 400 naming the parameter for a query parameter it does not take
+    (``?modle=bert`` would otherwise return every result, unfiltered) and for a repeated one that
+    it takes as a single value (Litestar would keep the last). List-typed parameters may repeat.
+
+    Only under /api/: pages read extra parameters themselves (custom tabs' inputs) and htmx adds
+    its own. WebSockets never reach a before-request hook."""
+    if not request.url.path.startswith(API_PREFIX) or request.method == "OPTIONS":
+        return
+    given = Counter(name for name, _ in request.query_params.multi_items())
+    if not given:
+        return
+    declared = _declared_query_index(request.app).get(id(request.route_handler))
+    if declared is None or declared.takes_any:
+        return
+    for name, count in given.items():
+        if name not in declared.names:
+            takes = f"takes: {', '.join(declared.names)}" if declared.names else "takes no query parameters"
+            raise InvalidRequestError(name, f"unknown query parameter; this route {takes}")
+        if count > 1 and name not in declared.sequences:
+            raise InvalidRequestError(name, f"given {count} times; this parameter takes one value")
+
+
+async def checked_requests(request: Request) -> None:
+    """The app's before-request hook: the query parameters, then a JSON body (the one place both run)."""
+    known_query_parameters_only(request)
+    await json_bodies_only(request)
 
 
 def _is_json(media_type: str) -> bool:
