@@ -42,13 +42,19 @@ from __future__ import annotations
 import fnmatch
 import functools
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
 
-from engine.config import DEFAULT_ATTN_IMPLEMENTATION, DEFAULT_IMAGE_SIZE, DEFAULT_SEQUENCE_LENGTH, default_timing
+from engine.config import (
+    DEFAULT_ATTN_IMPLEMENTATION,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_SCENARIO,
+    DEFAULT_SEQUENCE_LENGTH,
+    BenchmarkConfig,
+    default_timing,
+)
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
 from engine.stats import MIN_SAMPLES_FOR_CI, median_ci, percentile
@@ -146,7 +152,11 @@ def thresholds_from(default: str | float | None, overrides: Iterable[str] = ()) 
 
 
 class ConfigIdentity(msgspec.Struct, kw_only=True):
-    """Which config a line of a comparison is about."""
+    """Which config a line of a comparison is about: its key, which configs are matched by, and
+    the config's own fields as stored, which its label is read from (never the key: the key's
+    format is ``BenchmarkConfig.key``'s business alone). A field is None where the result was
+    stored before its column existed, or where the config has no such part (``image_size`` of
+    a model that takes no image, ``new_tokens`` of a forward config)."""
 
     config_key: str
     model_name: str
@@ -155,51 +165,46 @@ class ConfigIdentity(msgspec.Struct, kw_only=True):
     precision: str
     sequence_length: int | None = None
     image_size: int | None = None
+    timing: str | None = None
+    attn_implementation: str | None = None
+    scenario: str | None = None
+    new_tokens: int | None = None
 
     @property
     def label(self) -> str:
-        return config_label(self.config_key, self.model_name, self.hardware, self.batch_size, self.precision)
+        return config_label(self)
 
 
-# A scenario's part at the end of a config key: "generate-new32" (forward configs have none).
-_SCENARIO_PART = re.compile(r"(?P<scenario>[a-z]+)-new(?P<new_tokens>\d+|None)")
-
-
-def config_label(config_key: str, model_name: str, hardware: str, batch_size: int, precision: str) -> str:
+def config_label(config: ConfigIdentity | BenchmarkConfig) -> str:
     """A config as a line of a comparison names it: model · hardware · bsN · precision, then every
-    other part of its key that is not the default (sequence length, image size, timing mode,
+    other field of it that is not the default (sequence length, image size, timing mode,
     attention, a generate scenario's N), so two configs that differ never read the same:
 
         bert-tiny · cpu · bs1 · fp32 · seq16 · attn eager
         gpt2-tiny · cpu · bs1 · fp32 · generate 32 tokens
+
+    A field that is None (a result stored before its column existed) reads as what such a
+    config ran with, so it adds nothing to the label.
     """
-    return " · ".join([f"{model_name} · {hardware} · bs{batch_size} · {precision}",
-                       *_non_default_parts(config_key, batch_size)])
+    return " · ".join([f"{config.model_name} · {config.hardware} · bs{config.batch_size} · {config.precision}",
+                       *_non_default_parts(config)])
 
 
-def _non_default_parts(config_key: str, batch_size: int) -> list[str]:
-    parts = (config_key or "").split("|")
-    scenario = _SCENARIO_PART.fullmatch(parts[-1]) if len(parts) > 8 else None
-    if scenario:
-        parts.pop()
-    # Counted from the end: a model name (a local folder, say) may hold a "|" of its own.
-    tail = parts[-4:] if len(parts) >= 8 else []
-    if not (tail and tail[0].startswith("seq") and tail[1].startswith("img") and tail[3].startswith("attn-")):
-        return [config_key]  # not a key this version writes: shown whole rather than hide what differs
-    sequence, image, timing, attention = tail[0][3:], tail[1][3:], tail[2], tail[3][5:]
+def _non_default_parts(config: ConfigIdentity | BenchmarkConfig) -> list[str]:
     shown = []
-    if sequence != str(DEFAULT_SEQUENCE_LENGTH):
-        shown.append(f"seq{sequence}")
-    if image not in ("-", str(DEFAULT_IMAGE_SIZE)):
-        shown.append(f"img{image}")
-    if timing != default_timing(batch_size):
-        shown.append(timing)
-    # A model's own attention (custom workloads) and sdpa (what transformers models get unasked)
-    # are what a request that names none runs with.
-    if attention not in ("own", DEFAULT_ATTN_IMPLEMENTATION):
-        shown.append(f"attn {attention}")
-    if scenario:
-        shown.append(f"{scenario['scenario']} {scenario['new_tokens']} tokens")
+    if config.sequence_length is not None and config.sequence_length != DEFAULT_SEQUENCE_LENGTH:
+        shown.append(f"seq{config.sequence_length}")
+    if config.image_size is not None and config.image_size != DEFAULT_IMAGE_SIZE:
+        shown.append(f"img{config.image_size}")
+    if config.timing is not None and config.timing != default_timing(config.batch_size):
+        shown.append(config.timing)
+    # A model's own attention (None: custom workloads) and sdpa (what transformers models get
+    # unasked) are what a request that names none runs with.
+    if config.attn_implementation is not None and config.attn_implementation != DEFAULT_ATTN_IMPLEMENTATION:
+        shown.append(f"attn {config.attn_implementation}")
+    if config.scenario is not None and config.scenario != DEFAULT_SCENARIO:
+        tokens = "" if config.new_tokens is None else f" {config.new_tokens} tokens"
+        shown.append(f"{config.scenario}{tokens}")
     return shown
 
 
@@ -422,6 +427,8 @@ def _identity(row: ComparedResult) -> dict:
     return {
         "config_key": row.key, "model_name": row.model_name, "hardware": row.hardware, "batch_size": row.batch_size,
         "precision": row.precision, "sequence_length": row.sequence_length, "image_size": row.image_size,
+        "timing": row.timing, "attn_implementation": row.attn_implementation, "scenario": row.scenario,
+        "new_tokens": row.new_tokens,
     }
 
 

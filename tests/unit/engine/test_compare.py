@@ -15,6 +15,7 @@ from engine.compare import (
     SLOWER,
     UNCHANGED,
     ComparedResult,
+    ConfigIdentity,
     RunComparison,
     Thresholds,
     bootstrap_medians,
@@ -312,11 +313,21 @@ def test_the_written_out_normal_quantile_is_scipys():
 # ---- labels -----------------------------------------------------------------------------
 
 
+def _fields(config) -> dict:
+    """A config's fields as a stored row carries them (what ``row`` does not set itself)."""
+    fields = msgspec.structs.asdict(config)
+    return {name: value for name, value in fields.items() if name not in ("model_name", "hardware", "batch_size")} | {
+        "model": config.model_name, "batch_size": config.batch_size}
+
+
 def _label_of(config) -> str:
-    return config_label(config.key(), config.model_name, config.hardware, config.batch_size, config.precision)
+    # The identity a comparison builds from a stored row: the config's fields, and a key the
+    # label must not read (an opaque one here, so a label that parsed it would show it).
+    fields = msgspec.structs.asdict(config)
+    return ConfigIdentity(config_key="opaque-key", **fields).label
 
 
-def test_a_label_shows_the_parts_of_the_key_that_are_not_the_default():
+def test_a_label_shows_the_fields_of_the_config_that_are_not_the_default():
     from engine.config import BenchmarkConfig
 
     plain = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=1, attn_implementation="sdpa")
@@ -329,8 +340,9 @@ def test_a_label_shows_the_parts_of_the_key_that_are_not_the_default():
     generate = BenchmarkConfig(model_name="gpt2-tiny", hardware="cpu", batch_size=1, scenario="generate",
                                new_tokens=32, attn_implementation="sdpa")
     assert _label_of(generate) == "gpt2-tiny · cpu · bs1 · fp32 · generate 32 tokens"
-    # A key this version does not write is shown whole rather than hide what differs.
-    assert config_label("odd-key", "m", "cpu", 1, "fp32") == "m · cpu · bs1 · fp32 · odd-key"
+    # A BenchmarkConfig labels the same as the identity of its stored result.
+    for config in (plain, changed, batch, generate):
+        assert config_label(config) == _label_of(config)
 
 
 def test_two_configs_that_differ_never_read_the_same():
@@ -356,8 +368,69 @@ def test_added_and_removed_configs_of_a_comparison_carry_those_labels():
 
     short = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, sequence_length=16, attn_implementation="sdpa")
     eager = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, attn_implementation="eager")
-    comparison = compare_runs([row(normal(10, 0.02, seed=1), config_key=eager.key(), run_id="a")],
-                              [row(normal(10, 0.02, seed=2), config_key=short.key(), run_id="b")],
+    comparison = compare_runs([row(normal(10, 0.02, seed=1), config_key=eager.key(), run_id="a",
+                                   **_fields(eager))],
+                              [row(normal(10, 0.02, seed=2), config_key=short.key(), run_id="b",
+                                   **_fields(short))],
                               baseline_run_id="a", contender_run_id="b")
     assert [config.label for config in comparison.added] == ["m · cpu · bs1 · fp32 · seq16"]
     assert [config.label for config in comparison.removed] == ["m · cpu · bs1 · fp32 · attn eager"]
+
+
+def test_a_label_is_read_from_the_configs_fields_whatever_the_key_says(monkeypatch):
+    # The key is for matching only. Were its format to change (here: another separator and
+    # order), labels must not change with it: the old label parsed the key, and showed such a
+    # key whole, or misread its parts.
+    from engine.config import BenchmarkConfig
+
+    monkeypatch.setattr(BenchmarkConfig, "key", lambda self: "/".join(
+        str(value) for value in reversed(msgspec.structs.astuple(self))))
+    configs = [
+        BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, sequence_length=16, attn_implementation="eager"),
+        BenchmarkConfig(model_name="m", hardware="cpu", batch_size=8, timing="latency", image_size=384),
+        BenchmarkConfig(model_name="m", hardware="cpu", batch_size=1, scenario="generate", new_tokens=8),
+    ]
+    before = [row(normal(10, 0.02, seed=1), config_key=configs[0].key(), run_id="a", **_fields(configs[0]))]
+    after = [row(normal(10, 0.02, seed=index), config_key=config.key(), run_id="b", **_fields(config))
+             for index, config in enumerate(configs)]
+    comparison = compare_runs(before, after, baseline_run_id="a", contender_run_id="b")
+    assert [config.label for config in comparison.configs] == ["m · cpu · bs1 · fp32 · seq16 · attn eager"]
+    assert sorted(config.label for config in comparison.added) == [
+        "m · cpu · bs1 · fp32 · generate 8 tokens", "m · cpu · bs8 · fp32 · img384 · latency"]
+    earlier = [row(normal(10, 0.02, seed=5), config_key=configs[2].key(), run_id="a", result_id=1,
+                   **_fields(configs[2]))]
+    history = compare_history(after[2:], earlier, run_id="b")
+    assert [config.label for config in history.configs] == ["m · cpu · bs1 · fp32 · generate 8 tokens"]
+
+
+def test_a_comparison_carries_the_configs_own_fields():
+    from engine.config import BenchmarkConfig
+
+    config = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=2, sequence_length=64, timing="latency",
+                             attn_implementation="eager", scenario="generate", new_tokens=16)
+    pair = compare_pair(row(normal(10, 0.02, seed=1), **_fields(config)), row(normal(10, 0.02, seed=2), **_fields(config)))
+    identity = {name: getattr(pair, name) for name in msgspec.structs.asdict(config)}
+    assert identity == msgspec.structs.asdict(config)
+    assert pair.config_key == config.key()
+    encoded = msgspec.json.decode(msgspec.json.encode(pair))
+    assert (encoded["timing"], encoded["attn_implementation"], encoded["scenario"], encoded["new_tokens"]) == (
+        "latency", "eager", "generate", 16)
+
+
+def test_a_result_stored_before_a_column_existed_still_gets_a_sensible_label():
+    # NULL columns (results from before timing modes, attention or scenarios were stored) read
+    # as what such a config ran with, whatever shape the key of that time had.
+    old = ConfigIdentity(config_key="m|cpu|bs8|fp32|seq128|img-", model_name="m", hardware="cpu", batch_size=8,
+                         precision="fp32")
+    assert old.label == "m · cpu · bs8 · fp32"
+    short = ConfigIdentity(config_key="m|cpu|bs1|fp32|seq16|img-", model_name="m", hardware="cpu", batch_size=1,
+                           precision="fp32", sequence_length=16, timing=None, attn_implementation=None, scenario=None)
+    assert short.label == "m · cpu · bs1 · fp32 · seq16"
+    # A generate config whose token count is unknown still says it generates.
+    tokens_unknown = ConfigIdentity(config_key="k", model_name="g", hardware="cpu", batch_size=1, precision="fp32",
+                                    scenario="generate")
+    assert tokens_unknown.label == "g · cpu · bs1 · fp32 · generate"
+    # Through a comparison: a row with those columns NULL.
+    pair = compare_pair(row(normal(10, 0.02, seed=1), batch_size=8, sequence_length=None, scenario=None),
+                        row(normal(10, 0.02, seed=2), batch_size=8, sequence_length=None, scenario=None))
+    assert pair.label == "m · cpu · bs8 · fp32"
