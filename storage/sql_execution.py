@@ -99,8 +99,46 @@ class SqlBusy(Exception):
         super().__init__(self.reason)
 
 
+# JSON has neither NaN nor infinity. An answer spells them as these strings, which Python's
+# float() and JavaScript's Number() read back, rather than as null, which would make them
+# look like SQL NULLs (and NaN, infinity and NULL alike).
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _spelled(number: float) -> str:
+    return "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity")
+
+
+def numbers_for_charts(rows: list[list]) -> list[list]:
+    """``rows`` with the spelled NaN and infinities as None in each column that otherwise holds
+    only numbers (or nothing), as a chart takes them: no bar or point, as for NULL. ``rows``
+    itself where no column has one."""
+    if not rows or not rows[0]:
+        return rows
+
+    def spelled(value: Any) -> bool:
+        return value.__class__ is str and value in NON_FINITE
+
+    def number(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    columns = [
+        index for index in range(len(rows[0]))
+        if any(spelled(row[index]) for row in rows) and all(spelled(row[index]) or number(row[index]) for row in rows)
+    ]
+    if not columns:
+        return rows
+    chartable = [list(row) for row in rows]
+    for row in chartable:
+        for index in columns:
+            if spelled(row[index]):
+                row[index] = None
+    return chartable
+
+
 class QueryResult(msgspec.Struct, kw_only=True):
-    """One guarded query's answer, as the API returns it."""
+    """One guarded query's answer, as the API returns it: NaN and infinities as the strings of
+    NON_FINITE."""
 
     columns: list[str]
     rows: list[list[Any]]
@@ -551,7 +589,7 @@ def _json_ready(array: pa.Array) -> bool:
     kind = array.type
     if any(check(kind) for check in _PLAIN):
         return True
-    if pa.types.is_floating(kind):  # NaN and infinity become null
+    if pa.types.is_floating(kind):  # NaN and infinity become strings (NON_FINITE)
         return len(array) == array.null_count or pc.all(pc.is_finite(array)).as_py() is not False
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return _json_ready(array.flatten())
@@ -570,16 +608,16 @@ def _scalar_value(scalar: pa.Scalar) -> Any:
 def json_value(value: Any) -> Any:
     """A DuckDB value as something JSON can carry: times as ISO 8601, decimals as floats
     (whole ones, HUGEINT included, as integers), intervals as seconds, blobs as hex,
-    NaN/infinity as null (JSON has neither)."""
+    NaN/infinity as "NaN", "Infinity", "-Infinity" (JSON has neither; NON_FINITE)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, Decimal):
         if value.is_finite() and value == value.to_integral_value() and value.as_tuple().exponent == 0:
             return int(value)
         number = float(value)
-        return number if math.isfinite(number) else None
+        return number if math.isfinite(number) else _spelled(number)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else _spelled(value)
     if isinstance(value, (datetime, date, time_of_day)):
         return value.isoformat()
     if isinstance(value, timedelta):

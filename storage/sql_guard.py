@@ -56,6 +56,7 @@ from storage.sql_execution import (
     DEFAULT_MAX_CELL_BYTES,
     DEFAULT_ROW_CAP,
     DEFAULT_TIMEOUT_S,
+    NON_FINITE,
     SQL_POOL,
     QueryFailed,
     QueryPlan,
@@ -64,9 +65,11 @@ from storage.sql_execution import (
     SqlBusy,
     SqlPool,
     execute_read_only,
+    numbers_for_charts,
 )
 
 __all__ = [
+    "NON_FINITE",
     "QueryFailed",
     "QueryRefused",
     "QueryResult",
@@ -75,6 +78,7 @@ __all__ = [
     "SqlBusy",
     "SqlPool",
     "check_query",
+    "numbers_for_charts",
     "run_guarded_query",
     "run_guarded_query_async",
     "QueryColumn",

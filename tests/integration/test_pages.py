@@ -507,6 +507,35 @@ def test_sql_csv_download_runs_through_the_guard(client):
     assert refused.status_code == 400
 
 
+NON_FINITE_SQL = (
+    "SELECT * FROM (VALUES ('a', 'nan'::DOUBLE, 1.5), ('b', 'inf'::DOUBLE, 2.5), ('c', '-inf'::DOUBLE, NULL)) "
+    "AS t(label, odd, plain) ORDER BY label"
+)
+
+
+def test_the_sql_page_shows_nan_and_infinities_as_such_not_as_empty_cells(client):
+    token = csrf_token(client)
+    fragment = client.post("/sql", data={"sql": NON_FINITE_SQL, "_csrf_token": token},
+                           headers={"HX-Request": "true"}).text
+    table = parse(fragment).by_id("sql-table")
+    rows = [row.find_all("td") for row in table.find_all("tbody")[0].find_all("tr")]
+    assert [cells[1].text() for cells in rows] == ["NaN", "Infinity", "-Infinity"]
+    assert all("num" in cells[1].attrs.get("class", "") for cells in rows)  # aligned as numbers
+    assert rows[2][2].text() == ""  # NULL stays an empty cell: the two are told apart
+    # The chart takes them as no bar, as NULL, and still draws the finite column.
+    bars = rows_of(spec_of(fragment, "chart-sql"))
+    assert [(bar["category"], bar["value"]) for bar in bars] == [("a", 1.5), ("b", 2.5), ("c", None)]
+    assert not any("group" in bar for bar in bars)  # odd is no text column to colour the bars by
+    # JSON has neither: the downloads and the API spell them as strings, never null.
+    expected = [["a", "NaN", 1.5], ["b", "Infinity", 2.5], ["c", "-Infinity", None]]
+    answer = json.loads(client.post("/sql/results.json", data={"sql": NON_FINITE_SQL, "_csrf_token": token}).content)
+    assert answer["rows"] == expected
+    api = client.post("/api/benchmark/sql", json={"sql": NON_FINITE_SQL})
+    assert api.status_code == 200 and api.json()["rows"] == expected
+    csv_text = client.post("/sql/results.csv", data={"sql": NON_FINITE_SQL, "_csrf_token": token}).text
+    assert csv_text.splitlines() == ["label,odd,plain", "a,NaN,1.5", "b,Infinity,2.5", "c,-Infinity,"]
+
+
 def cross_join(tables: int) -> str:
     """Every column of performance_results, once per combination of ``tables`` of its rows."""
     names = [f"t{i}" for i in range(tables)]

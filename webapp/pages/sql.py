@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_guard import (
+    NON_FINITE,
     QueryFailed,
     QueryRefused,
     QueryResult,
@@ -23,6 +24,7 @@ from storage.sql_guard import (
     QueryTable,
     QueryTimeout,
     SqlBusy,
+    numbers_for_charts,
     query_schema,
     run_guarded_query,
 )
@@ -114,7 +116,8 @@ def outcome(services: Services, sql: str) -> dict:
         "sql": sql,
         "result": result,
         "shown_rows": result.rows[:PAGE_ROWS],  # what the page's table renders; the downloads take result.rows
-        "sql_chart": charts.auto_chart(result.columns, result.rows),
+        "non_finite": NON_FINITE,  # "NaN", "Infinity", "-Infinity": shown as they are, as numbers
+        "sql_chart": charts.auto_chart(result.columns, numbers_for_charts(result.rows)),
     }
 
 

@@ -25,6 +25,7 @@ from storage.sql_guard import (
     QueryResult,
     QueryTimeout,
     SqlBusy,
+    numbers_for_charts,
     run_guarded_query,
     run_guarded_query_async,
 )
@@ -193,6 +194,8 @@ def chart_spec(panel: Panel, result: QueryResult) -> tuple[dict | None, str | No
     for a table panel or no rows: nothing to explain)."""
     if not result.rows:
         return None, None
+    # NaN and infinities, spelled as strings in an answer, are no bar or point, as NULL is.
+    result = msgspec.structs.replace(result, rows=numbers_for_charts(result.rows))
     if panel.render is not None:
         return _custom_chart(panel, result)
     if panel.chart == "table":

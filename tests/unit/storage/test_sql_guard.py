@@ -4,6 +4,7 @@ test_sql_guard_* modules import."""
 
 import hashlib
 import json
+import math
 import threading
 import time
 
@@ -18,6 +19,7 @@ from storage.database import MEMORY_LIMIT_CAP_BYTES, Database
 from storage.schema import ALLOWED_QUERY_TABLES
 from storage.sql_execution import SqlBusy, SqlPool, execute_read_only
 from storage.sql_guard import (
+    NON_FINITE,
     QueryColumn,
     QueryFailed,
     QueryRefused,
@@ -25,6 +27,7 @@ from storage.sql_guard import (
     QuerySyntaxError,
     QueryTimeout,
     check_query,
+    numbers_for_charts,
     query_schema,
     run_guarded_query,
     run_guarded_query_async,
@@ -219,13 +222,33 @@ def test_result_values_are_json_ready(benchmark_db):
         "created_at", "day", "samples_ms", "price", "pause", "not_a_number", "info", "raw"
     ]
     assert result.rows == [
-        ["2024-05-01T10:01:00", "2024-05-01", [9.0, 10.0, 11.0], 1.5, 90.0, None, {"bs": 1}, "01ff"]
+        ["2024-05-01T10:01:00", "2024-05-01", [9.0, 10.0, 11.0], 1.5, 90.0, "NaN", {"bs": 1}, "01ff"]
     ]
     payload = msgspec.to_builtins(result)
     assert set(payload) == {"columns", "rows", "row_count", "truncated", "truncated_reason", "elapsed_ms"}
     json.dumps(payload, allow_nan=False)
     assert payload["elapsed_ms"] >= 0
     assert payload["truncated_reason"] is None
+
+
+def test_nan_and_infinities_are_spelled_as_strings_not_null(benchmark_db):
+    # JSON has neither; null would pass them off as SQL NULLs. float() and JavaScript's Number() read these back.
+    result = run(benchmark_db, "SELECT 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, '-inf'::FLOAT AS m, NULL::DOUBLE AS z, "
+                               "['inf'::DOUBLE] AS l, {'v': '-inf'::DOUBLE} AS s")
+    assert result.rows == [["NaN", "Infinity", "-Infinity", None, ["Infinity"], {"v": "-Infinity"}]]
+    values = [float(value) for value in result.rows[0][:3]]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf]
+    assert set(result.rows[0][:3]) == set(NON_FINITE)
+    json.dumps(msgspec.to_builtins(result), allow_nan=False)
+
+
+def test_charts_take_spelled_non_finite_numbers_as_none_in_number_columns_only():
+    rows = [["a", "NaN", "NaN", 1], ["b", 2.5, "Infinity", "x"], ["NaN", None, "-Infinity", 2]]
+    # Column 0 is text ("NaN" there is a word), 3 is mixed: both kept as they are.
+    assert numbers_for_charts(rows) == [["a", None, None, 1], ["b", 2.5, None, "x"], ["NaN", None, None, 2]]
+    assert rows[0][1] == "NaN"  # the answer itself is not changed
+    finite = [["a", 1.0]]
+    assert numbers_for_charts(finite) is finite
 
 
 def test_json_ready_values_are_not_walked_in_python(benchmark_db, monkeypatch):
@@ -241,7 +264,7 @@ def test_json_ready_values_are_not_walked_in_python(benchmark_db, monkeypatch):
     monkeypatch.undo()
     # ... while values JSON cannot carry as they are still are converted: NaN inside a list too.
     assert run(benchmark_db, "SELECT [1.5, 'nan'::DOUBLE, NULL] AS l, [DATE '2024-01-02'] AS d").rows == [
-        [[1.5, None, None], ["2024-01-02"]]
+        [[1.5, "NaN", None], ["2024-01-02"]]
     ]
 
 
