@@ -112,14 +112,40 @@ def field_and_reason(
     unknown = re.search(r"unknown field `([^`]+)`", message)
     if unknown:
         return unknown.group(1), "unknown field; allowed fields are listed in the API docs at /schema"
-    location = re.search(r"at `\$\.([A-Za-z_]+)", message)
+    location = re.search(r"at `\$\.([A-Za-z_]+)([^`]*)`", message)
     missing = re.search(r"missing required field `([^`]+)`", message)
     name = location.group(1) if location else (missing.group(1) if missing else field)
-    reason = re.sub(r"\s*- at `[^`]*`$", "", message)
+    reason = plain_bound(re.sub(r"\s*- at `[^`]*`$", "", message))
     allowed = (choices or {}).get(name)
     if allowed and reason.startswith("Invalid enum value"):
         reason = f"must be one of {', '.join(allowed)}, not {reason.removeprefix('Invalid enum value ')}"
+    if location and location.group(2):  # an element or a key of the field: batch_sizes[1]
+        reason = f"{reason} (at {location.group(1)}{location.group(2)})"
     return name, reason
+
+
+_BOUND = re.compile(r"Expected `(?P<kind>\w+)`(?P<length> of length)? (?P<op>>=|<=|>|<) (?P<limit>\S+)")
+_MULTIPLE = re.compile(r"Expected `\w+` that's a multiple of (?P<limit>\S+)")
+_NUMBER_BOUNDS = {">=": "at least", "<=": "at most", ">": "above", "<": "below"}
+_LENGTH_UNITS = {"str": "character", "array": "item", "object": "entry"}
+
+
+def plain_bound(reason: str) -> str:
+    """msgspec's words for a bound ("Expected `int` <= 4096", "Expected `array` of length >= 1")
+    in plain ones ("must be at most 4096", "must have at least 1 item"); any other reason as it is."""
+    multiple = _MULTIPLE.fullmatch(reason)
+    if multiple:
+        return f"must be a multiple of {multiple['limit']}"
+    bound = _BOUND.fullmatch(reason)
+    if bound is None:
+        return reason
+    limit, where = bound["limit"], _NUMBER_BOUNDS[bound["op"]]
+    if not bound["length"]:
+        return f"must be {where} {limit}"
+    unit = _LENGTH_UNITS.get(bound["kind"], "item")
+    if limit != "1":
+        unit = "entries" if unit == "entry" else f"{unit}s"
+    return f"must be {where} {limit} {unit} long" if bound["kind"] == "str" else f"must have {where} {limit} {unit}"
 
 
 def literal_fields(struct: type) -> dict[str, tuple]:

@@ -92,7 +92,7 @@ def api(tmp_path_factory):
     ({"models": ["bert-tiny"], "scenario": "generate"}, "scenario", "bert-tiny (encoder) cannot generate"),
     ({"models": ["vit-tiny"], "scenario": "generate"}, "scenario", "vit-tiny (vision) cannot generate"),
     ({"models": ["gpt2-tiny"], "scenario": "beam"}, "scenario", "must be one of forward, generate"),
-    ({"models": ["gpt2-tiny"], "scenario": "generate", "new_tokens": 1}, "new_tokens", ">= 2"),
+    ({"models": ["gpt2-tiny"], "scenario": "generate", "new_tokens": 1}, "new_tokens", "must be at least 2"),
     ({"models": ["gpt2-tiny"], "scenario": "generate", "timing": "throughput"}, "timing", "leave timing unset"),
 ])
 def test_the_api_refuses_generate_it_cannot_run_with_a_400_naming_the_field(api, body, field, reason):

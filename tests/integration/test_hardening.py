@@ -320,7 +320,7 @@ def test_a_body_of_the_wrong_shape_names_the_body(client):
 
 def test_more_batch_sizes_than_64_are_refused(client):
     reply = client.post("/api/benchmark/run", json={"models": ["bert-tiny"], "batch_sizes": list(range(1, 66))})
-    assert reply.status_code == 400 and reply.json()["field"] == "batch_sizes" and "<= 64" in reply.json()["reason"]
+    assert reply.status_code == 400 and reply.json()["field"] == "batch_sizes" and reply.json()["reason"] == "must have at most 64 items"
 
 
 def test_a_run_of_more_configs_than_the_limit_is_refused_with_the_count(client):

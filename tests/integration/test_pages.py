@@ -290,6 +290,10 @@ def test_a_form_post_without_the_csrf_token_is_refused(client):
         ({"models": "no-such-model"}, "models", "unknown model"),
         ({"hardware": "cuda:7"}, "hardware", "not present on this machine"),
         ({"precision": "fp64"}, "precision", "must be one of"),
+        # Bounds in plain words, not msgspec's ("Expected `int` <= 4096"), naming the element.
+        ({"batch_sizes": "1, 8192"}, "batch_sizes", "must be at most 4096 (at batch_sizes[1])"),
+        ({"batch_sizes": "0"}, "batch_sizes", "must be at least 1 (at batch_sizes[0])"),
+        ({"sequence_length": "0"}, "sequence_length", "must be at least 1"),
     ],
 )
 def test_run_form_errors_are_shown_next_to_the_field(client, fields, field, reason):

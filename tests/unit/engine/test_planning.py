@@ -16,7 +16,7 @@ from engine.hardware import environment, resolve_hardware
 from engine.models.registry import ModelRegistry
 from engine.models.spec import ModelSpec
 from engine.planning import plan_run
-from engine.runs import RunRequest, run_request
+from engine.runs import RunRequest, field_and_reason, run_request
 
 PROVENANCE = (
     "benchboard_version", "torch_version", "transformers_version", "float32_matmul_precision",
@@ -112,13 +112,31 @@ def test_vision_models_run_at_their_own_image_size_or_the_one_asked_and_others_a
 @pytest.mark.parametrize(("fields", "field", "reason"), [
     ({"timing": "fast"}, "timing", "must be one of latency, throughput, not 'fast'"),
     ({"attn_implementation": "flash"}, "attn_implementation", "must be one of sdpa, eager, flash_attention_2"),
-    ({"threads": 0}, "threads", "Expected `int` >= 1"),
-    ({"image_size": 0}, "image_size", "Expected `int` >= 1"),
+    ({"threads": 0}, "threads", "must be at least 1"),
+    ({"image_size": 0}, "image_size", "must be at least 1"),
 ])
 def test_bad_new_request_fields_are_refused_naming_the_field(fields, field, reason):
     with pytest.raises(InvalidRequestError) as refused:
         run_request(fields)
     assert refused.value.field == field and reason in refused.value.reason
+
+
+@pytest.mark.parametrize(("message", "field", "reason"), [
+    ("Expected `int` <= 4096 - at `$.batch_sizes[1]`", "batch_sizes", "must be at most 4096 (at batch_sizes[1])"),
+    ("Expected `int` >= 1 - at `$.sequence_length`", "sequence_length", "must be at least 1"),
+    ("Expected `float` > 0.0 - at `$.x`", "x", "must be above 0.0"),
+    ("Expected `float` < 1.5 - at `$.x`", "x", "must be below 1.5"),
+    ("Expected `array` of length >= 1 - at `$.models`", "models", "must have at least 1 item"),
+    ("Expected `array` of length <= 64 - at `$.batch_sizes`", "batch_sizes", "must have at most 64 items"),
+    ("Expected `str` of length <= 64 - at `$.hardware[0]`", "hardware", "must be at most 64 characters long (at hardware[0])"),
+    ("Expected `str` of length >= 1 - at `$.name`", "name", "must be at least 1 character long"),
+    ("Expected `object` of length <= 1 - at `$.params`", "params", "must have at most 1 entry"),
+    ("Expected `int` that's a multiple of 8 - at `$.x`", "x", "must be a multiple of 8"),
+    # Not a bound: as msgspec says it, with the element named.
+    ("Expected `int`, got `str` - at `$.batch_sizes[0]`", "batch_sizes", "Expected `int`, got `str` (at batch_sizes[0])"),
+])
+def test_bounds_read_plainly_and_name_the_element(message, field, reason):
+    assert field_and_reason(message) == (field, reason)
 
 
 def test_a_request_stored_before_these_fields_still_decodes():
