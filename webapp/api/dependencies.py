@@ -37,11 +37,20 @@ def token_accepted(connection: ASGIConnection, token: str | None) -> bool:
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+# Guards are coroutines, though they never wait: Litestar runs a plain function guard on a worker
+# thread, two thread hops a request that cost the event loop about a quarter of its CPU per
+# GET /status (issue 16, perf/api_load.py).
+
+
+def check_token(connection: ASGIConnection) -> None:
     """With a token configured, every API endpoint (reads too), the run WebSocket, the pages'
     live streams and their state-changing forms need it."""
     if not token_accepted(connection, connection.app.state.services.settings.token):
         raise NotAuthorizedException(TOKEN_NEEDED)
+
+
+async def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    check_token(connection)
 
 
 def origin_allowed(connection: ASGIConnection) -> bool:
@@ -54,7 +63,7 @@ def origin_allowed(connection: ASGIConnection) -> bool:
     return connection.app.cors_config.is_origin_allowed(origin)
 
 
-def require_allowed_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def require_allowed_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """CORS only stops a page from reading a response; a form on any site can still send a
     "simple" POST (text/plain, no preflight) that starts or cancels runs. Refuse those."""
     if not origin_allowed(connection):

@@ -27,7 +27,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 from litestar.types import Message, Receive, Scope, Send
 
 from engine.errors import InvalidRequestError
-from webapp.api.dependencies import require_token, token_accepted
+from webapp.api.dependencies import check_token, token_accepted
 from webapp.errors import ErrorBody, UnsupportedMediaType
 
 API_PREFIX = "/api/"
@@ -70,11 +70,11 @@ class HostAllowlist(AllowedHostsMiddleware):
         )
 
 
-def require_token_on_api(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def require_token_on_api(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """An app-wide guard: with a token set, everything under /api/ needs it, reads included.
     The run WebSocket checks it itself (webapp.live), to close the handshake with a reason."""
     if connection.scope["type"] == "http" and connection.url.path.startswith(API_PREFIX):
-        require_token(connection, handler)
+        check_token(connection)
 
 
 def _json_body_type(request: Request) -> type | None:
