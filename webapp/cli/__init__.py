@@ -1,6 +1,9 @@
 """The ``benchboard`` command line: local runs, serving, inspection and the remote client."""
 
 try:
+    from webapp.cli import interrupts
+
+    interrupts.install()
     from webapp.cli.main import main
 except KeyboardInterrupt:  # Ctrl-C while the command is still being imported: no traceback
     import sys

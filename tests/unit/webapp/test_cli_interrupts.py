@@ -1,0 +1,55 @@
+"""A Ctrl-C that lands inside the import machinery is delivered once the main thread is out of it
+(webapp.cli.interrupts): raised there, it could leave a module's lock held for good."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import pytest
+
+from webapp.cli import interrupts
+
+
+class CtrlCInsideImportlib:
+    """A finder: importlib calls it from its own frames, where the Ctrl-C is made to land."""
+
+    def __init__(self):
+        self.put_off = None
+
+    def find_spec(self, name, path, target=None):
+        if name == "benchboard_no_such_module":
+            try:
+                interrupts.on_ctrl_c(signal.SIGINT, sys._getframe(1))  # importlib's frame
+                self.put_off = True
+            except KeyboardInterrupt:
+                self.put_off = False
+        return None
+
+
+@pytest.fixture
+def installed():
+    previous = signal.signal(signal.SIGINT, interrupts.on_ctrl_c)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_inside_the_import_machinery_is_delivered_once_out_of_it(installed):
+    finder = CtrlCInsideImportlib()
+    sys.meta_path.insert(0, finder)
+    try:
+        with pytest.raises(ModuleNotFoundError):
+            import benchboard_no_such_module  # noqa: F401  (pyflakes: the import is the point)
+    finally:
+        sys.meta_path.remove(finder)
+    assert finder.put_off is True
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        time.sleep(5)
+    assert time.monotonic() - started < 1  # delivered again at once, not lost
+
+
+def test_a_ctrl_c_anywhere_else_interrupts_at_once(installed):
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.on_ctrl_c(signal.SIGINT, sys._getframe())
