@@ -334,6 +334,8 @@ def test_model_folders_that_are_not_there_are_refused(tmp_path):
          f"error: --custom-benchmarks-dir {missing}: no such folder"),
         (("models", "--models-dir", str(a_file)), f"error: --models-dir {a_file}: not a folder"),
         (("serve", "--port", "0", "--models-dir", str(missing)), f"error: --models-dir {missing}: no such folder"),
+        (("serve", "--port", "0", "--panels-dir", str(missing)), f"error: --panels-dir {missing}: no such folder"),
+        (("serve", "--port", "0", "--panels-dir", str(a_file)), f"error: --panels-dir {a_file}: not a folder"),
     ]
     for args, expected in cases:
         done = benchboard(*args, "--db-path", str(tmp_path / "b.duckdb")) if args[0] != "models" else benchboard(*args)

@@ -291,9 +291,9 @@ def _given_as(args: argparse.Namespace, name: str) -> str:
 
 
 def _check_model_folders(args: argparse.Namespace, settings: Settings) -> None:
-    """A --models-dir or --custom-benchmarks-dir that is not a folder is refused (exit 2), not
-    silently ignored."""
-    for name in ("models_dir", "custom_benchmarks_dir"):
+    """A --models-dir, --custom-benchmarks-dir or --panels-dir that is not a folder is refused
+    (exit 2), not silently ignored."""
+    for name in ("models_dir", "custom_benchmarks_dir", "panels_dir"):
         folder = getattr(settings, name, None)
         if folder is None:
             continue
