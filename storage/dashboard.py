@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from storage.database import Database
 from storage.timestamps import stored
-from storage.results import RESULT_ROW_COLUMNS
+from storage.results import RAW_SAMPLE_COLUMNS, RESULT_ROW_COLUMNS
 
 Row = TypeVar("Row")
 
@@ -139,8 +139,6 @@ MAX_PAGE_SIZE = 500
 
 # Columns that later schema versions add, and what they read as before.
 OPTIONAL_COLUMNS = {"scenario": "NULL::VARCHAR", "new_tokens": "NULL::INTEGER", "contended": "NULL::BOOLEAN"}
-# Lists of raw samples: left out of every aggregate's relation (the result page reads them on their own).
-RAW_SAMPLE_COLUMNS = ("samples_ms", "ttft_samples_ms", "tpot_samples_ms")
 _columns: weakref.WeakKeyDictionary[Database, frozenset[str]] = weakref.WeakKeyDictionary()
 
 

@@ -228,12 +228,17 @@ def _rows(cursor, columns: tuple[str, ...], as_type: type[Row]) -> list[Row]:
     return msgspec.convert([read_back(dict(zip(columns, row, strict=True))) for row in cursor.fetchall()], list[as_type])
 
 
-def results_for_run(db: Database, run_id: str, as_type: type[Row]) -> list[Row]:
+# A result's raw samples: up to 10,000 doubles each, so listings leave them out unless asked.
+RAW_SAMPLE_COLUMNS = ("samples_ms", "ttft_samples_ms", "tpot_samples_ms")
+
+
+def results_for_run(db: Database, run_id: str, as_type: type[Row], *, with_samples: bool = False) -> list[Row]:
+    columns = RESULT_ROW_COLUMNS + (RAW_SAMPLE_COLUMNS if with_samples else ())
     cursor = db.cursor().execute(
-        f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view WHERE run_id = ? ORDER BY result_id",
+        f"SELECT {', '.join(columns)} FROM results_view WHERE run_id = ? ORDER BY result_id",
         [run_id],
     )
-    return _rows(cursor, RESULT_ROW_COLUMNS, as_type)
+    return _rows(cursor, columns, as_type)
 
 
 FAILURE_COLUMNS = (

@@ -134,6 +134,7 @@ def test_int8_on_cpu_is_measured(tmp_path):
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)["results"]
     assert row["precision"] == "int8" and row["p50_latency_ms"] > 0
+    assert len(row["samples_ms"]) == row["n_samples"] and min(row["samples_ms"]) > 0  # --json keeps the raw times
 
 
 def test_hardware_that_is_not_here_exits_2_listing_what_is(tmp_path):

@@ -271,7 +271,7 @@ def command_run(args: argparse.Namespace) -> int:
         services.scheduler.wait(run.run_id)
         signal.signal(signal.SIGINT, previous_handler)
         progress.close()
-        outcome = services.run_results(run.run_id)
+        outcome = services.run_results(run.run_id, with_samples=args.json)
     finally:
         services.close()
     _warn_contended(outcome.results)  # before the report, whose last line sums the run up

@@ -97,7 +97,7 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     run = run_rows.get_run(db, run_id, RunRecord)
     if run is None:
         raise ReportNotFound(run_id, "report.html")
-    results = result_rows.results_for_run(db, run_id, ResultRow)
+    results = result_rows.results_for_run(db, run_id, ResultRow, with_samples=True)  # results.json keeps them
     failures = result_rows.failures_for_run(db, run_id, ResultRow)
     folder = results_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)

@@ -258,7 +258,10 @@ class Services:
     def run_record(self, run_id: str) -> RunRecord:
         return self._stored_run(run_id, RunRecord)
 
-    def run_results(self, run_id: str) -> RunResults:
+    def run_results(self, run_id: str, *, with_samples: bool = False) -> RunResults:
+        """The run's results (with their raw samples where ``with_samples``: the API's listing
+        leaves them out, a run's --json output and results.json keep them), failures and what
+        it reused."""
         # Imported here: the dashboard's queries (pandas) are the pages' and the API's, not a
         # headless run's (issue 16).
         from storage import dashboard
@@ -266,7 +269,7 @@ class Services:
 
         status = self.run_status(run_id)
         record = self.run_record(run_id)
-        results = result_rows.results_for_run(self.db, run_id, ResultRow)
+        results = result_rows.results_for_run(self.db, run_id, ResultRow, with_samples=with_samples)
         failures = result_rows.failures_for_run(self.db, run_id, ResultRow)
         shown = {row.config.key() for row in results + failures}
         reused = [dashboard.result_detail(self.db, row["result_id"], ResultRow)

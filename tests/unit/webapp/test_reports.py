@@ -41,7 +41,7 @@ def finished_run(tmp_path):
     save_run(db, completed_run().record())
     measured = Measurement.of(
         config(4), n_samples=30, p50_latency_ms=2.0, p90_latency_ms=None, p99_latency_ms=3.0,
-        throughput_items_per_second=2000.0, ci_met=True,
+        throughput_items_per_second=2000.0, ci_met=True, samples_ms=[2.0] * 29 + [3.0],
     )
     insert_results(db, [stored(measured, "k1")])
     oom = Measurement.failure(config(64), FAILED, "oom", "out of memory")
@@ -55,6 +55,7 @@ def test_reports_hold_the_results_and_failures_of_the_run(finished_run):
     data = json.loads((folder / "results.json").read_text())
     assert data["run"]["status"] == "completed"
     assert [(r["batch_size"], r["p50_latency_ms"]) for r in data["results"]] == [(4, 2.0)]
+    assert data["results"][0]["samples_ms"] == [2.0] * 29 + [3.0]  # the raw times, to reproduce the figures
     assert data["failures"][0]["error_message"] == "out of memory"
     markdown = (folder / "report.md").read_text()
     assert "| 4 | fp32 | 128 | 2.000 | - | - | 3.000 | 2000.0 | - | 30 | OK |" in markdown
