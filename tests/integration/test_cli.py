@@ -98,6 +98,17 @@ def test_second_identical_run_skips_every_config_and_says_so(first_run):
     assert "skipped 4 of 4 configs" in again.stderr
     with Database(db_path) as db:
         assert db.cursor().execute("SELECT count(*) FROM performance_results").fetchone()[0] == 4
+        (first_id,) = {row[0] for row in db.cursor().execute("SELECT run_id FROM performance_results").fetchall()}
+    # Its reports list what it stood on, with the run that measured each, not "nothing measured".
+    (second_id,) = re.findall(r"^run (\w+) completed", again.stderr, re.MULTILINE)
+    report = (folder / "results" / second_id / "report.md").read_text()
+    assert "No config was measured: 4 configs reused results from earlier runs" in report
+    assert "## Reused from earlier runs" in report and report.count(f"| {first_id} |") == 4
+    reused = json.loads((folder / "results" / second_id / "results.json").read_text())["reused"]
+    assert sorted((row["model_name"], row["batch_size"], row["run_id"]) for row in reused) == [
+        ("bert-tiny", 1, first_id), ("bert-tiny", 4, first_id), ("gpt2-tiny", 1, first_id), ("gpt2-tiny", 4, first_id),
+    ]
+    assert "No config was measured" in (folder / "results" / second_id / "report.html").read_text()
 
 
 def test_a_run_with_another_thread_count_measures_instead_of_skipping(first_run):

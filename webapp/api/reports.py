@@ -9,7 +9,7 @@ from litestar.response import File
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.parameters import RunId
 from webapp.errors import ERROR_RESPONSES, ErrorBody
-from webapp.reporting.reports import ReportEntry, RunStillActive, list_reports, rebuild_reports, report_file
+from webapp.reporting.reports import ReportEntry, RunStillActive, list_reports, report_file
 from webapp.wiring.services import Services
 
 REGENERATE_RESPONSES = {
@@ -38,7 +38,7 @@ class ReportController(Controller):
         status = services.run_status(run_id)
         if not status.terminal:
             raise RunStillActive(run_id, status.status)
-        return rebuild_reports(services.db, services.settings.results_path, run_id)
+        return services.reports.rebuild(run_id)
 
     @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
     def download(self, services: Services, run_id: RunId, file_name: str) -> File:

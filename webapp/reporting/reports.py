@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -66,12 +67,24 @@ class ReportEntry(msgspec.Struct, kw_only=True):
     modified: datetime
 
 
-class ReportWriter:
-    """EventSink listener: writes a run's reports once its terminal status is published."""
+def _nothing_reused(run_id: str) -> Sequence[ResultRow]:
+    return ()
 
-    def __init__(self, db: Database, results_dir: Path):
+
+class ReportWriter:
+    """EventSink listener: writes a run's reports once its terminal status is published.
+
+    ``reused_of(run_id)`` gives the earlier results the run stood on instead of measuring again
+    (incremental mode; Services.reused_results), which the reports list apart."""
+
+    def __init__(self, db: Database, results_dir: Path, reused_of: Callable[[str], Sequence[ResultRow]] = _nothing_reused):
         self._db = db
         self._results_dir = results_dir
+        self._reused_of = reused_of
+
+    def rebuild(self, run_id: str) -> ReportEntry:
+        """rebuild_reports, with what the run reused."""
+        return rebuild_reports(self._db, self._results_dir, run_id, reused=self._reused_of(run_id))
 
     def run_updated(self, run_id: str, status: RunStatus) -> None:
         """Reports are written once, at the end."""
@@ -83,7 +96,7 @@ class ReportWriter:
         """A report that cannot be written is recorded on the run (``report_error``) and logged;
         the run stays completed, since its measurements are stored."""
         try:
-            rebuild_reports(self._db, self._results_dir, run_id)
+            self.rebuild(run_id)
         except ReportWriteFailed as error:
             log.error("%s (rebuild it with POST /api/benchmark/reports/%s/regenerate)", error, run_id)
 
@@ -93,7 +106,7 @@ def _vendored(prefix: str) -> str:
     return matches[-1].read_text(encoding="utf-8")
 
 
-def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
+def write_reports(db: Database, results_dir: Path, run_id: str, reused: Sequence[ResultRow] = ()) -> Path:
     run = run_rows.get_run(db, run_id, RunRecord)
     if run is None:
         raise ReportNotFound(run_id, "report.html")
@@ -101,9 +114,11 @@ def write_reports(db: Database, results_dir: Path, run_id: str) -> Path:
     failures = result_rows.failures_for_run(db, run_id, ResultRow)
     folder = results_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    payload = msgspec.json.format(msgspec.json.encode({"run": run, "results": results, "failures": failures}))
+    payload = msgspec.json.format(msgspec.json.encode(
+        {"run": run, "results": results, "failures": failures, "reused": list(reused)}
+    ))
     (folder / "results.json").write_bytes(payload)
-    context = {"run": run, "results": results, "failures": failures, "generated_at": utc_now()}
+    context = {"run": run, "results": results, "failures": failures, "reused": reused, "generated_at": utc_now()}
     (folder / "report.md").write_text(_templates.get_template("reports/report.md.j2").render(**context), encoding="utf-8")
     # Imported when a report is written, not with the module: a run's coordinating process
     # (the CLI) imports this module to wire the writer (issue 16).
@@ -127,13 +142,13 @@ def _failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def rebuild_reports(db: Database, results_dir: Path, run_id: str) -> ReportEntry:
+def rebuild_reports(db: Database, results_dir: Path, run_id: str, reused: Sequence[ResultRow] = ()) -> ReportEntry:
     """Write (again) a run's report files, and record the outcome on the run: ``report_error``
     says why they could not be written, and is cleared once they are."""
     if not _RUN_ID.match(run_id):
         raise ReportNotFound(run_id, "report.html")
     try:
-        write_reports(db, results_dir, run_id)
+        write_reports(db, results_dir, run_id, reused)
     except ReportNotFound:
         raise
     except Exception as error:  # a full disk, a read-only folder, a template that failed

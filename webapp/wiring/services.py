@@ -136,7 +136,7 @@ class Services:
         except Exception:
             self.db.close()
             raise
-        self.reports = ReportWriter(self.db, settings.results_path)
+        self.reports = ReportWriter(self.db, settings.results_path, reused_of=self.reused_results)
         self.events = EventFanout([self.reports, *(listeners or [])])
         self.scheduler = Scheduler(
             store=StorageResultStore(self.db, self.describe_model, self.describe_hardware),
@@ -262,18 +262,10 @@ class Services:
         """The run's results (with their raw samples where ``with_samples``: the API's listing
         leaves them out, a run's --json output and results.json keep them), failures and what
         it reused."""
-        # Imported here: the dashboard's queries (pandas) are the pages' and the API's, not a
-        # headless run's (issue 16).
-        from storage import dashboard
-        from webapp.wiring.reuse import reused_configs
-
         status = self.run_status(run_id)
         record = self.run_record(run_id)
         results = result_rows.results_for_run(self.db, run_id, ResultRow, with_samples=with_samples)
         failures = result_rows.failures_for_run(self.db, run_id, ResultRow)
-        shown = {row.config.key() for row in results + failures}
-        reused = [dashboard.result_detail(self.db, row["result_id"], ResultRow)
-                  for row in reused_configs(self, record, shown)]
         return RunResults(
             run_id=run_id,
             status=status.status,
@@ -282,8 +274,24 @@ class Services:
             failures=failures,
             start_time=status.start_time,
             completion_time=status.completion_time,
-            reused=[row for row in reused if row is not None],
+            reused=self.reused_results(run_id, {row.config.key() for row in results + failures}),
         )
+
+    def reused_results(self, run_id: str, shown: set[str] | None = None) -> list[ResultRow]:
+        """The earlier results a run stood on instead of measuring its configs again (incremental
+        mode), each with the run that measured it; ``shown``: the keys of its own results and
+        failures (read from storage when not given)."""
+        # Imported here: the dashboard's queries (pandas) are the pages' and the API's, not a
+        # headless run's (issue 16).
+        from storage import dashboard
+        from webapp.wiring.reuse import reused_configs
+
+        record = self.run_record(run_id)
+        if shown is None:
+            shown = result_rows.finished_config_keys(self.db, run_id)
+        rows = [dashboard.result_detail(self.db, row["result_id"], ResultRow)
+                for row in reused_configs(self, record, shown)]
+        return [row for row in rows if row is not None]
 
     def list_runs(self, status: RunStatusName | None = None, limit: int = 100, offset: int = 0) -> list[RunStatus]:
         """Stored runs, newest first, each with its live status where the scheduler has it."""
