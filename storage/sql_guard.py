@@ -70,6 +70,7 @@ from storage.sql_execution import (
 
 __all__ = [
     "NON_FINITE",
+    "ParameterRefused",
     "QueryFailed",
     "QueryRefused",
     "QueryResult",
@@ -191,6 +192,18 @@ class QueryRefused(Exception):
 
 class QuerySyntaxError(QueryRefused):
     """The query does not parse; ``reason`` carries the parser's line and column."""
+
+
+class ParameterRefused(QueryRefused):
+    """A $parameter the query uses without a value (``missing``), or a value for one it does not
+    use; ``name`` is the parameter's, without the $, so that each caller can say how a value is
+    passed there (``reason`` says it for the API's ``params``)."""
+
+    def __init__(self, name: str, *, missing: bool):
+        self.name = name
+        self.missing = missing
+        super().__init__(f"parameter ${name} has no value: pass it in params" if missing
+                         else f"parameter ${name} is not used by the query")
 
 
 @dataclass(frozen=True)
@@ -1265,10 +1278,10 @@ def _parameter_name(placeholder: exp.Placeholder) -> str:
 def _bind(used: frozenset[str], params: dict[str, Any]) -> dict[str, Any]:
     missing = sorted(used - params.keys())
     if missing:
-        raise QueryRefused(f"parameter ${missing[0]} has no value: pass it in params")
+        raise ParameterRefused(missing[0], missing=True)
     unused = sorted(params.keys() - used)
     if unused:
-        raise QueryRefused(f"parameter ${unused[0]} is not used by the query")
+        raise ParameterRefused(unused[0], missing=False)
     return params
 
 

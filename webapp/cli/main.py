@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--db-path", default=None,
                        help="DuckDB file, which must exist (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
     query.add_argument("--json", action="store_true", help="print the columns and rows as JSON")
+    query.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="bind the SQL's $NAME to VALUE (repeatable): an integer such as -3 binds as an "
+                            "integer, a decimal number such as 1.5 or 2e-3 as a double, anything else as text; "
+                            "for a number as text, cast it in the SQL ($NAME::VARCHAR)")
 
     from webapp.cli.remote import add_remote_parser
 
@@ -530,11 +534,34 @@ def command_models(args: argparse.Namespace) -> int:
     return _print_records(specs, columns, args.json)
 
 
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _query_params(given: list[str]) -> dict[str, int | float | str]:
+    """``--param NAME=VALUE`` flags as the $parameters they bind: an integer (digits, a sign) as
+    an int, a decimal number as a float, anything else (nan, 1_000, " 5") as the text itself."""
+    params: dict[str, int | float | str] = {}
+    for flag in given:
+        name, equals, text = flag.partition("=")
+        if not equals:
+            raise UsageError(f"--param {flag}: not NAME=VALUE")
+        if not _PARAM_NAME.fullmatch(name):
+            raise UsageError(f"--param {flag}: {'no name' if not name else repr(name) + ' is not a name'} "
+                             "before the = (letters, digits, _; not a digit first)")
+        if name in params:
+            raise UsageError(f"--param {flag}: ${name} is already given")
+        params[name] = int(text) if _INTEGER.fullmatch(text) else float(text) if _DECIMAL.fullmatch(text) else text
+    return params
+
+
 def command_query(args: argparse.Namespace) -> int:
     from storage.database import Database
     from storage.schema import ALLOWED_QUERY_TABLES
-    from storage.sql_guard import QueryFailed, QueryRefused, QueryTimeout, run_guarded_query
+    from storage.sql_guard import ParameterRefused, QueryFailed, QueryRefused, QueryTimeout, run_guarded_query
 
+    params = _query_params(args.param)
     settings = Settings.from_env(db_path=args.db_path)
     # Read-only: a mistyped path is refused, never made into an empty database.
     if settings.db_path != ":memory:" and not Path(settings.db_path).exists():
@@ -542,8 +569,15 @@ def command_query(args: argparse.Namespace) -> int:
     with Database(settings.db_path) as db:
         try:
             # pool=None: one query of one process, on this thread, finished before the database closes.
-            result = run_guarded_query(db, args.sql, allowed_tables=ALLOWED_QUERY_TABLES,
+            result = run_guarded_query(db, args.sql, allowed_tables=ALLOWED_QUERY_TABLES, params=params,
                                        timeout_s=settings.sql_timeout_s, row_cap=settings.sql_row_cap, pool=None)
+        except ParameterRefused as error:
+            if error.missing:
+                print(f"error: query refused: parameter ${error.name} has no value: pass it with "
+                      f"--param {error.name}=VALUE", file=sys.stderr)
+            else:
+                print(f"error: --param {error.name}: the query does not use ${error.name}", file=sys.stderr)
+            return EXIT_USAGE
         except QueryRefused as error:
             print(f"error: query refused: {error.reason}", file=sys.stderr)
             return EXIT_USAGE
