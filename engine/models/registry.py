@@ -65,7 +65,9 @@ class ModelRegistry:
                     "directory (--models-dir), by their name there"
                 )
             folder = Path(name).expanduser().resolve()
-            return self._checkpoint(str(folder), folder)
+            # A checkpoint under models_dir keeps its name there, however it was named: one
+            # checkpoint, one model (its results compare, and list, together).
+            return self._checkpoint(self._name_in_models_dir(folder) or str(folder), folder)
         discovered = self._discovered()
         if name in discovered:
             return self._checkpoint(name, discovered[name])
@@ -128,6 +130,12 @@ class ModelRegistry:
         if name not in self._checkpoint_specs:
             self._checkpoint_specs[name] = local_checkpoint_spec(name, folder)
         return self._checkpoint_specs[name]
+
+    def _name_in_models_dir(self, folder: Path) -> str | None:
+        if self.models_dir is None or not folder.is_relative_to(self.models_dir.resolve()):
+            return None
+        named = {path.resolve(): name for name, path in self._discovered().items()}
+        return named.get(folder)
 
     def _discovered(self) -> dict[str, Path]:
         # Not cached: a checkpoint copied into the folder shows up without a restart.

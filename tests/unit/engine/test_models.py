@@ -207,6 +207,16 @@ def test_checkpoints_under_the_models_dir_are_listed_by_folder_name(tmp_path):
     assert {spec.name for spec in registry.list() if spec.source == "local"} == {"my-bert", "acme/gpt-small"}
 
 
+def test_a_checkpoint_under_the_models_dir_has_one_name_however_it_is_named(tmp_path):
+    save_checkpoint("bert-tiny", tmp_path / "models" / "my-bert")
+    registry = ModelRegistry(models_dir=tmp_path / "models")
+    by_path = registry.get(str(tmp_path / "models" / "my-bert"))
+    assert by_path.name == registry.get("my-bert").name == "my-bert"
+    assert registry.resolve([str(tmp_path / "models" / "my-bert"), "my-bert"]) == ["my-bert"]
+    save_checkpoint("bert-tiny", tmp_path / "elsewhere")  # outside models_dir: named by its path
+    assert registry.get(str(tmp_path / "elsewhere")).name == str(tmp_path / "elsewhere")
+
+
 def test_a_folder_without_weights_is_refused_clearly(tmp_path):
     ModelRegistry().get("bert-tiny").build().config.save_pretrained(tmp_path)
     refusal = "not a Hugging Face checkpoint folder: it needs config.json and weights"
