@@ -86,7 +86,8 @@ def test_the_json_document_of_a_successful_run_holds_every_row(tmp_path):
 def test_ctrl_c_cancels_the_run_keeps_what_was_measured_and_exits_130(tmp_path):
     command = run_command(tmp_path, "--models", "sleepy-workload", "--batch-sizes", "1", "2", "3", "4",
                           "--max-seconds", "3", "--json")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=foreground_job)
     deadline = time.monotonic() + 240  # the first config waits for the worker's torch import
     progress = ""
     while "1/4" not in progress:
@@ -102,6 +103,13 @@ def test_ctrl_c_cancels_the_run_keeps_what_was_measured_and_exits_130(tmp_path):
     assert "Traceback" not in stderr
 
 
+def foreground_job() -> None:
+    """Run in the child before exec: Ctrl-C's signal as a terminal's foreground job has it. A job a
+    shell started in the background (``&``, as CI scripts and agents do) inherits SIGINT ignored,
+    and Python then keeps ignoring it, so these tests would test nothing but that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c(command: list[str], *, after: str | None = None, delay: float = 0.0) -> subprocess.CompletedProcess:
     """``command`` in a session of its own, as a terminal runs it; then SIGINT to its whole process
     group, as Ctrl-C sends it: once stderr shows ``after``, or ``delay`` seconds after the start."""
@@ -110,7 +118,7 @@ def ctrl_c(command: list[str], *, after: str | None = None, delay: float = 0.0) 
     from tests.integration.cli_process import cli_environment
 
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, env=cli_environment())
+                               start_new_session=True, env=cli_environment(), preexec_fn=foreground_job)
     seen = ""
     if after is not None:
         deadline = time.monotonic() + 120

@@ -457,7 +457,7 @@ def command_serve(args: argparse.Namespace) -> int:
     # log_config=None: create_app has configured logging (console and log file); uvicorn's
     # own config would replace it.
     # asyncio's loop, even where uvloop is installed: with uvloop, a Ctrl-C during start-up was
-    # lost twice in ten tries (tests/integration/test_cli_outcomes.py), the server serving on.
+    # lost once in nine tries (tests/integration/test_cli_outcomes.py), the server serving on.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None,
                 loop="asyncio")
     return EXIT_OK
