@@ -1,11 +1,12 @@
-"""Ctrl-C never lands inside the import machinery or a codec lookup.
+"""Ctrl-C never lands while a module is imported or a codec looked up.
 
 A KeyboardInterrupt raised in importlib's own frames can leave a module's lock held (CPython
-3.11), and a codec lookup called from C can swallow it. Either way the command goes on as if no
+3.11), one raised in a class body's ``__set_name__`` becomes a RuntimeError with a traceback,
+and a codec lookup called from C can swallow it. Lost, the command goes on as if no
 Ctrl-C came, and the next thread to import that module waits forever: seen as a ``benchboard run``
 interrupted 0.3 s after its start that measured on, its device thread then stuck writing the
 report (tests/integration/test_cli_outcomes.py, under load). A Ctrl-C that lands there is put
-off and delivered again a moment later, by when the main thread is out of it.
+off and delivered again every 20 ms until the main thread is out of it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ RETRY_S = 0.02
 
 
 def _put_off(frame) -> bool:
-    """Whether the innermost frame is the import machinery's, or a codec search is on the stack."""
-    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
-        return True
+    """Whether a module is being imported (its body included: a KeyboardInterrupt raised in a
+    class body's ``__set_name__`` reaches the user as a RuntimeError) or a codec searched for."""
     while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("encodings"):
+        if frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_globals.get(
+            "__name__", ""
+        ).startswith("encodings"):
             return True
         frame = frame.f_back
     return False

@@ -53,3 +53,22 @@ def test_a_ctrl_c_inside_the_import_machinery_is_delivered_once_out_of_it(instal
 def test_a_ctrl_c_anywhere_else_interrupts_at_once(installed):
     with pytest.raises(KeyboardInterrupt):
         interrupts.on_ctrl_c(signal.SIGINT, sys._getframe())
+
+
+def test_a_ctrl_c_while_a_module_body_runs_waits_for_the_import_to_end(installed, tmp_path, monkeypatch):
+    # A class body's __set_name__ (dataclasses' Field) turns a KeyboardInterrupt into a RuntimeError.
+    (tmp_path / "benchboard_slow_module.py").write_text(
+        "import signal, sys\n"
+        "from webapp.cli import interrupts\n"
+        "try:\n"
+        "    interrupts.on_ctrl_c(signal.SIGINT, sys._getframe())\n"
+        "    PUT_OFF = True\n"
+        "except KeyboardInterrupt:\n"
+        "    PUT_OFF = False\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import benchboard_slow_module
+
+    assert benchboard_slow_module.PUT_OFF is True
+    with pytest.raises(KeyboardInterrupt):
+        time.sleep(5)
