@@ -262,8 +262,12 @@ class Services:
         """The run's results (with their raw samples where ``with_samples``: the API's listing
         leaves them out, a run's --json output and results.json keep them), failures and what
         it reused."""
-        status = self.run_status(run_id)
+        # The run's row is read once, and is its status too when the scheduler does not hold
+        # it (a RunRecord is a RunStatus); read after asking the scheduler, as run_status does,
+        # so a run the scheduler has just let go of is read with its final status.
+        live = self.live_status(run_id)
         record = self.run_record(run_id)
+        status = live or record
         results = result_rows.results_for_run(self.db, run_id, ResultRow, with_samples=with_samples)
         failures = result_rows.failures_for_run(self.db, run_id, ResultRow)
         return RunResults(
@@ -274,21 +278,25 @@ class Services:
             failures=failures,
             start_time=status.start_time,
             completion_time=status.completion_time,
-            reused=self.reused_results(run_id, {row.config.key() for row in results + failures}),
+            reused=self._reused_of_record(record, {row.config.key() for row in results + failures}),
         )
 
     def reused_results(self, run_id: str, shown: set[str] | None = None) -> list[ResultRow]:
         """The earlier results a run stood on instead of measuring its configs again (incremental
         mode), each with the run that measured it; ``shown``: the keys of its own results and
         failures (read from storage when not given)."""
+        record = self.run_record(run_id)
+        if shown is None:
+            shown = result_rows.finished_config_keys(self.db, run_id)
+        return self._reused_of_record(record, shown)
+
+    def _reused_of_record(self, record: RunRecord, shown: set[str]) -> list[ResultRow]:
+        """reused_results for the run's row already read."""
         # Imported here: the dashboard's queries (pandas) are the pages' and the API's, not a
         # headless run's (issue 16).
         from storage import dashboard
         from webapp.wiring.reuse import reused_configs
 
-        record = self.run_record(run_id)
-        if shown is None:
-            shown = result_rows.finished_config_keys(self.db, run_id)
         rows = [dashboard.result_detail(self.db, row["result_id"], ResultRow)
                 for row in reused_configs(self, record, shown)]
         return [row for row in rows if row is not None]
