@@ -84,7 +84,7 @@ class ReportWriter:
 
     def rebuild(self, run_id: str) -> ReportEntry:
         """rebuild_reports, with what the run reused."""
-        return rebuild_reports(self._db, self._results_dir, run_id, reused=self._reused_of(run_id))
+        return rebuild_reports(self._db, self._results_dir, run_id, reused_of=self._reused_of)
 
     def run_updated(self, run_id: str, status: RunStatus) -> None:
         """Reports are written once, at the end."""
@@ -106,10 +106,14 @@ def _vendored(prefix: str) -> str:
     return matches[-1].read_text(encoding="utf-8")
 
 
-def write_reports(db: Database, results_dir: Path, run_id: str, reused: Sequence[ResultRow] = ()) -> Path:
+def write_reports(
+    db: Database, results_dir: Path, run_id: str, reused_of: Callable[[str], Sequence[ResultRow]] = _nothing_reused,
+) -> Path:
+    """``reused_of``: as ReportWriter's, asked once the run is known to exist."""
     run = run_rows.get_run(db, run_id, RunRecord)
     if run is None:
         raise ReportNotFound(run_id, "report.html")
+    reused = reused_of(run_id)
     results = result_rows.results_for_run(db, run_id, ResultRow, with_samples=True)  # results.json keeps them
     failures = result_rows.failures_for_run(db, run_id, ResultRow)
     folder = results_dir / run_id
@@ -142,16 +146,20 @@ def _failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def rebuild_reports(db: Database, results_dir: Path, run_id: str, reused: Sequence[ResultRow] = ()) -> ReportEntry:
+def rebuild_reports(
+    db: Database, results_dir: Path, run_id: str, reused_of: Callable[[str], Sequence[ResultRow]] = _nothing_reused,
+) -> ReportEntry:
     """Write (again) a run's report files, and record the outcome on the run: ``report_error``
     says why they could not be written, and is cleared once they are."""
     if not _RUN_ID.match(run_id):
         raise ReportNotFound(run_id, "report.html")
     try:
-        write_reports(db, results_dir, run_id, reused)
+        # What the run reused is looked up in here: a storage failure reading it is recorded
+        # like any other report failure, not lost with the reports.
+        write_reports(db, results_dir, run_id, reused_of)
     except ReportNotFound:
         raise
-    except Exception as error:  # a full disk, a read-only folder, a template that failed
+    except Exception as error:  # a full disk, a read-only folder, a template that failed, storage
         reason = _failure_reason(error)
         run_rows.set_report_error(db, run_id, reason)
         raise ReportWriteFailed(run_id, reason) from error

@@ -2,17 +2,20 @@ import json
 import re
 from datetime import datetime
 
+import duckdb
 import msgspec
 import pytest
 
 from descriptions import CPU, model_description
 from engine.config import BenchmarkConfig
 from engine.result import FAILED, Measurement
-from engine.runs import RunRequest, RunState, expand
+from engine.runs import RunRecord, RunRequest, RunState, expand
 from storage.database import Database
 from storage.results import insert_results, record_failure
-from storage.runs import save_run
-from webapp.reporting.reports import ReportNotFound, ReportWriter, list_reports, report_file, write_reports
+from storage.runs import get_run, save_run
+from webapp.reporting.reports import (
+    ReportNotFound, ReportWriteFailed, ReportWriter, list_reports, report_file, write_reports,
+)
 
 HOSTILE = "<script>alert(1)</script>"
 MODEL = model_description(HOSTILE, "bert", parameters_million=0.4, source="custom")
@@ -97,3 +100,20 @@ def test_the_report_writer_writes_once_the_run_has_finished(finished_run):
     assert not (results_dir / "r1").exists()
     writer.run_finished("r1", status)
     assert sorted(path.name for path in (results_dir / "r1").iterdir()) == ["report.html", "report.md", "results.json"]
+
+
+def test_a_storage_failure_looking_up_what_the_run_reused_is_recorded_as_its_report_error(finished_run):
+    db, results_dir = finished_run
+
+    def reused_of(run_id):  # stands in for a storage failure while reading the reused results
+        raise duckdb.IOException("could not read the results")
+
+    writer = ReportWriter(db, results_dir, reused_of=reused_of)
+    writer.run_finished("r1", completed_run().status_now())  # logged, not raised: the run stays completed
+
+    record = get_run(db, "r1", RunRecord)
+    assert record.status == "completed"
+    assert record.report_error == "IOException: could not read the results"
+    assert list_reports(db, results_dir) == []  # nothing half-written
+    with pytest.raises(ReportWriteFailed, match="IOException: could not read the results"):
+        writer.rebuild("r1")  # POST .../regenerate answers it as a 503 with that reason
