@@ -3,8 +3,9 @@
 One dispatcher thread per device pulls the next config of the best run
 (critical > high > medium > low, FIFO within a priority; a run keeps its device
 until its configs there are done), checks incremental skips and memory, hands the
-config to that device's long-lived worker process, stores the result and publishes
-the run's new status. The scheduler never runs a model in its own process.
+config to that device's long-lived worker process and hands the result to the
+recorder (engine.recorder), which stores it and publishes the run's new status while the
+worker goes on with the next config. The scheduler never runs a model in its own process.
 
 By default the machine measures one config at a time, whatever the device: a CPU
 worker uses every core while a GPU worker is launch-bound on the same CPU, so two
@@ -26,6 +27,7 @@ from datetime import timedelta
 
 from engine.config import BenchmarkConfig, Job, MeasurementSettings
 from engine.errors import UnknownRunError
+from engine.recorder import Recorder
 from engine.ports import EventSink, ResultStore
 from engine.repeats import pool as pool_repeats
 from engine.resources import refusal_reason
@@ -82,12 +84,14 @@ class Scheduler:
         self._machine_of = machine_of  # None: every device is on this machine
         self._machines: dict[str, threading.Lock] = {}  # other machines' locks, by machine
         self._lock = threading.Condition()
-        self._save_lock = threading.Lock()
+        # Stores results and runs' rows and tells the sink, one at a time, in order.
+        self._recorder = Recorder()
         self._runs: dict[str, RunState] = {}
         self._sequence = itertools.count()
         self._threads: dict[str, threading.Thread] = {}
         self._workers: dict[str, object] = {}
         self._in_flight: dict[str, tuple[str, str]] = {}  # device -> (run_id, config key)
+        self._recording: set[tuple[str, str]] = set()  # (run_id, config key) measured, not yet stored
         self._sticky: dict[str, str] = {}  # device -> run_id it is working through
         self._stopping = False
 
@@ -103,7 +107,7 @@ class Scheduler:
             for device in {c.hardware for c in run.configs}:
                 self._ensure_device_thread(device)
             self._lock.notify_all()
-        self._publish(run)
+        self._publish(run, wait=True)  # stored before the caller hands out its id
         if not run.configs or run.completed_configs == run.total_configs:
             self._finish_if_done(run)
         return run
@@ -147,7 +151,8 @@ class Scheduler:
             self._lock.notify_all()
         for worker in workers:
             worker.cancel()
-        return self._publish(run)
+        # Returns once the results measured before the cancel are stored, and the cancel with them.
+        return self._publish(run, wait=True)
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunState:
         """The run once it is terminal and its listeners have heard so (reports written),
@@ -171,6 +176,7 @@ class Scheduler:
             worker.cancel()
         for thread in threads:
             thread.join(timeout=30)
+        self._recorder.close()  # what was measured is stored before the caller closes the store
         for worker in workers:
             worker.close()
 
@@ -206,12 +212,13 @@ class Scheduler:
         return None
 
     def _pending(self, run: RunState, device: str) -> list[BenchmarkConfig]:
-        in_flight = {key for rid, key in self._in_flight.values() if rid == run.run_id}
+        in_flight = {key for rid, key in [*self._in_flight.values(), *self._recording] if rid == run.run_id}
         return [c for c in run.pending(device) if c.key() not in in_flight]
 
     def _device_loop(self, device: str) -> None:
         while True:
             with self._lock:
+                previous_run = self._sticky.get(device)
                 picked = self._next(device)
                 if picked is None:
                     return
@@ -240,6 +247,11 @@ class Scheduler:
             # storing it too would cost a commit per config (issue 16). The row is stored when the
             # run starts, and the config's result stores it again with the step.
             self._publish(run, store=starting)
+            if run.run_id != previous_run:
+                # The last run's end (its reports) is written before this run measures, so it
+                # never overlaps a measurement; a config's own write does, the next one's build
+                # and warm-up, which it is far shorter than.
+                self._recorder.drain()
             try:
                 self._execute(run, config, device)
             except Exception:  # a storage or sink failure must fail this config, not the device thread
@@ -288,12 +300,36 @@ class Scheduler:
 
         stopped_by = self._escalation_stop(run, config, result) if request.progressive_mode else None
         result.stop_reason = stopped_by
-        self._record_and_publish(
-            run, config, result, fingerprint,
-            measured_seconds=result.wall_seconds if result.status in (config_outcome.OK, config_outcome.FAILED) else None,
-        )
+        with self._lock:
+            self._recording.add((run.run_id, config.key()))
+        recorded = self._recorder.submit(self._record, run, config, result, fingerprint, stopped_by)
         if stopped_by:
-            self._skip_rest_of_escalation(run, config, stopped_by)
+            recorded.result()  # the escalation's larger batch sizes are skipped before the next pick
+
+    def _record(
+        self, run: RunState, config: BenchmarkConfig, result: Measurement, fingerprint: str, stopped_by: str | None,
+    ) -> None:
+        """On the recorder: store a measured config, skip what its escalation stop rules out,
+        and end the run if that was its last config."""
+        try:
+            self._record_and_publish(
+                run, config, result, fingerprint,
+                measured_seconds=result.wall_seconds if result.status in (config_outcome.OK, config_outcome.FAILED) else None,
+            )
+            if stopped_by:
+                self._skip_rest_of_escalation(run, config, stopped_by)
+        except Exception:  # a storage or sink failure fails this config, not the recorder
+            log.exception("config %s of run %s could not be recorded", config.key(), run.run_id)
+            with self._lock:
+                counted = config.key() in run.finished_keys
+            if not counted:
+                self._finish_config(run, config, measured_seconds=None, failed=True)
+        finally:
+            with self._lock:
+                self._recording.discard((run.run_id, config.key()))
+                self._lock.notify_all()
+        if not self._stopping:
+            self._finish_if_done(run)
 
     def _one_config_per_machine(self, device: str | None = None):
         if self.parallel_devices:
@@ -395,30 +431,33 @@ class Scheduler:
 
     # ---- bookkeeping ------------------------------------------------------------
 
-    def _publish(self, run: RunState, *, store: bool = True) -> RunStatus:
-        """Store the run's row (unless ``store`` is false) and tell the sink, in the order its
-        states happened.
+    def _publish(self, run: RunState, *, store: bool = True, wait: bool = False) -> RunStatus:
+        """The run's status now; the recorder stores its row (unless ``store`` is false) and
+        tells the sink, after what was handed to it before (``wait``: return once it has).
 
-        Snapshots are versioned under the scheduler's lock and written under the save
-        lock, so a slow thread's older snapshot never overwrites a newer one (a
-        ``running`` row written over ``cancelled``). The first terminal status, once
-        published, goes to ``run_finished`` outside both locks: slow listeners (reports)
-        never delay what the API and the browser see. Never raises: a storage or sink
-        failure is logged, and the run goes on.
+        Snapshots are versioned under the scheduler's lock, so one taken on another thread and
+        handed over late never overwrites a newer one (a ``running`` row written over
+        ``cancelled``). The first terminal status, once published, goes to ``run_finished``
+        (reports) and then sets ``run.finished``. Never raises: a storage or sink failure is
+        logged, and the run goes on.
         """
         with self._lock:
             version, status, record, finishing = self._snapshot(run)
-        with self._save_lock:
-            if version > run.saved_version:
-                run.saved_version = version
-                try:
-                    if store:
-                        self._store.save_run(record)
-                    self._sink.run_updated(run.run_id, status)
-                except Exception:
-                    log.exception("could not publish the state of run %s", run.run_id)
-        self._announce_end(run, status, finishing)
+        handed = (self._deliver, run, version, status, record, finishing, store)
+        self._recorder.call(*handed) if wait else self._recorder.submit(*handed)
         return status
+
+    def _deliver(self, run: RunState, version: int, status: RunStatus, record: RunRecord, finishing: bool,
+                 store: bool) -> None:
+        if version > run.saved_version:
+            run.saved_version = version
+            try:
+                if store:
+                    self._store.save_run(record)
+                self._sink.run_updated(run.run_id, status)
+            except Exception:
+                log.exception("could not publish the state of run %s", run.run_id)
+        self._announce_end(run, status, finishing)
 
     @staticmethod
     def _snapshot(run: RunState) -> tuple[int, RunStatus, RunRecord, bool]:
@@ -434,40 +473,39 @@ class Scheduler:
         self, run: RunState, config: BenchmarkConfig, result: Measurement, fingerprint: str, *,
         measured_seconds: float | None,
     ) -> None:
-        """Store a config's result and the run's row that counts it in one transaction (one
-        commit per config, issue 16), then tell the sink: the result, then the run's state.
+        """On the recorder: store a config's result and the run's row that counts it in one
+        transaction (one commit per config, issue 16), then tell the sink: the result, then the
+        run's state.
 
-        The save lock is taken first, so this snapshot is the newest when it is written; nobody
-        waits for the save lock while holding the scheduler's lock. The run's counters move
-        before the snapshot and move back if the write fails, which raises: the caller then
-        fails the config, as when a result could not be stored on its own. So does the claim on
-        announcing the run's end that the snapshot may have taken.
+        Taken on the recorder, this snapshot is newer than every one handed over before it. The
+        run's counters move before the snapshot and move back if the write fails, which raises:
+        the caller then fails the config, as when a result could not be stored on its own. So
+        does the claim on announcing the run's end that the snapshot may have taken.
         """
         failed = not result.ok
-        with self._save_lock:
+        with self._lock:
+            counted = config.key() not in run.finished_keys
+            self._count_finished(run, config, measured_seconds=measured_seconds, skipped=False, failed=failed)
+            version, status, record, finishing = self._snapshot(run)
+        try:
+            self._store.record_result(run.run_id, result, fingerprint, run=record)
+        except BaseException:
             with self._lock:
-                counted = config.key() not in run.finished_keys
-                self._count_finished(run, config, measured_seconds=measured_seconds, skipped=False, failed=failed)
-                version, status, record, finishing = self._snapshot(run)
-            try:
-                self._store.record_result(run.run_id, result, fingerprint, run=record)
-            except BaseException:
-                with self._lock:
-                    if counted:
-                        run.finished_keys.discard(config.key())
-                    self._count_finished(
-                        run, config, measured_seconds=measured_seconds, skipped=False, failed=failed, sign=-1,
-                    )
-                    # This snapshot claimed the run's end (a cancel landed meanwhile) but will not
-                    # announce it: the next publish must, or run_finished and ``wait`` never come.
-                    run.finishing = run.finishing and not finishing
-                raise
-            run.saved_version = version
-            try:
-                self._sink.result_recorded(run.run_id, result)
-                self._sink.run_updated(run.run_id, status)
-            except Exception:
-                log.exception("could not publish the state of run %s", run.run_id)
+                if counted:
+                    run.finished_keys.discard(config.key())
+                self._count_finished(
+                    run, config, measured_seconds=measured_seconds, skipped=False, failed=failed, sign=-1,
+                )
+                # This snapshot claimed the run's end (a cancel landed meanwhile) but will not
+                # announce it: the next publish must, or run_finished and ``wait`` never come.
+                run.finishing = run.finishing and not finishing
+            raise
+        run.saved_version = version
+        try:
+            self._sink.result_recorded(run.run_id, result)
+            self._sink.run_updated(run.run_id, status)
+        except Exception:
+            log.exception("could not publish the state of run %s", run.run_id)
         self._announce_end(run, status, finishing)
 
     def _announce_end(self, run: RunState, status: RunStatus, finishing: bool) -> None:
