@@ -14,7 +14,10 @@ from engine.runs import RunRecord, RunStatus
 
 
 class EventSink(Protocol):
-    """Receives run events. Called from scheduler threads, never under the scheduler's lock."""
+    """Receives run events, never under the scheduler's lock: ``run_updated`` and
+    ``result_recorded`` from the scheduler's recorder thread, in order, ``run_finished`` from
+    a thread of its own. A listener must not call back into the scheduler (its events would
+    then reach the listeners after it out of order)."""
 
     def run_updated(self, run_id: str, status: RunStatus) -> None:
         """Every stored change of the run, in order."""

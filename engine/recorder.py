@@ -17,7 +17,8 @@ from concurrent.futures import Future
 class Recorder:
     def __init__(self, name: str = "recorder"):
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._closing = threading.Lock()
+        # Reentrant: a Ctrl-C handler that cancels a run may interrupt a submit on the same thread.
+        self._closing = threading.RLock()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
@@ -31,6 +32,7 @@ class Recorder:
                 if not self._closed:
                     self._jobs.put((future, fn, args))
                     return future
+            self._thread.join()  # after what was queued before the close
         _run(future, fn, args)
         return future
 

@@ -256,10 +256,13 @@ class RunState:
     # The stopping rules and thread count this run's configs are measured with (planning sets them).
     settings: MeasurementSettings | None = None
     sequence: int = 0
-    # Scheduler bookkeeping: the latest state snapshot taken, and the latest stored;
-    # whether the end of the run is being told to listeners, and when they have heard it.
+    # Scheduler bookkeeping: the latest state snapshot taken, the latest told to listeners and
+    # the latest stored (a snapshot told but not stored must not keep an older one's row from
+    # storage: a cancel's); whether the end of the run is being told to listeners, and when
+    # they have heard it.
     version: int = 0
-    saved_version: int = 0
+    published_version: int = 0
+    stored_version: int = 0
     finishing: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
 

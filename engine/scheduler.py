@@ -84,8 +84,10 @@ class Scheduler:
         self._machine_of = machine_of  # None: every device is on this machine
         self._machines: dict[str, threading.Lock] = {}  # other machines' locks, by machine
         self._lock = threading.Condition()
-        # Stores results and runs' rows and tells the sink, one at a time, in order.
+        # Stores results and runs' rows and tells the sink, one at a time, in order; a run's end
+        # (its reports) is told on a thread of its own, so no write and no submit waits for it.
         self._recorder = Recorder()
+        self._ends = Recorder("run-ends")
         self._runs: dict[str, RunState] = {}
         self._sequence = itertools.count()
         self._threads: dict[str, threading.Thread] = {}
@@ -177,6 +179,7 @@ class Scheduler:
         for thread in threads:
             thread.join(timeout=30)
         self._recorder.close()  # what was measured is stored before the caller closes the store
+        self._ends.close()
         for worker in workers:
             worker.close()
 
@@ -248,10 +251,13 @@ class Scheduler:
             # run starts, and the config's result stores it again with the step.
             self._publish(run, store=starting)
             if run.run_id != previous_run:
-                # The last run's end (its reports) is written before this run measures, so it
-                # never overlaps a measurement; a config's own write does, the next one's build
-                # and warm-up, which it is far shorter than.
+                # The end of this device's last run (its reports) is written before this run
+                # measures, so the two do not overlap. A config's own write does overlap the next
+                # config's build and warm-up (at least warmup_seconds), which it is usually far
+                # shorter than (~7 ms on a quiet machine, 20-60 ms on a loaded one). Another
+                # device's run may still end during this one, as before.
                 self._recorder.drain()
+                self._ends.drain()
             try:
                 self._execute(run, config, device)
             except Exception:  # a storage or sink failure must fail this config, not the device thread
@@ -449,14 +455,15 @@ class Scheduler:
 
     def _deliver(self, run: RunState, version: int, status: RunStatus, record: RunRecord, finishing: bool,
                  store: bool) -> None:
-        if version > run.saved_version:
-            run.saved_version = version
-            try:
-                if store:
-                    self._store.save_run(record)
+        try:
+            if store and version > run.stored_version:
+                self._store.save_run(record)
+                run.stored_version = version
+            if version > run.published_version:
+                run.published_version = version
                 self._sink.run_updated(run.run_id, status)
-            except Exception:
-                log.exception("could not publish the state of run %s", run.run_id)
+        except Exception:
+            log.exception("could not publish the state of run %s", run.run_id)
         self._announce_end(run, status, finishing)
 
     @staticmethod
@@ -500,7 +507,7 @@ class Scheduler:
                 # announce it: the next publish must, or run_finished and ``wait`` never come.
                 run.finishing = run.finishing and not finishing
             raise
-        run.saved_version = version
+        run.stored_version = run.published_version = version
         try:
             self._sink.result_recorded(run.run_id, result)
             self._sink.run_updated(run.run_id, status)
@@ -510,12 +517,15 @@ class Scheduler:
 
     def _announce_end(self, run: RunState, status: RunStatus, finishing: bool) -> None:
         if finishing:
-            try:
-                self._sink.run_finished(run.run_id, status)
-            except Exception:
-                log.exception("a listener failed on the end of run %s", run.run_id)
-            finally:
-                run.finished.set()
+            self._ends.submit(self._tell_end, run, status)
+
+    def _tell_end(self, run: RunState, status: RunStatus) -> None:
+        try:
+            self._sink.run_finished(run.run_id, status)
+        except Exception:
+            log.exception("a listener failed on the end of run %s", run.run_id)
+        finally:
+            run.finished.set()
 
     def _finish_config(
         self, run: RunState, config: BenchmarkConfig, *, measured_seconds: float | None,
@@ -543,8 +553,8 @@ class Scheduler:
         with self._lock:
             if run.terminal or run.completed_configs < run.total_configs:
                 return
-            if any(rid == run.run_id for rid, _ in self._in_flight.values()):
-                return
+            if any(rid == run.run_id for rid, _ in [*self._in_flight.values(), *self._recording]):
+                return  # counted, but not yet stored: the recorder ends the run once it is
             all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
             run.status = run_states.FAILED if all_failed else run_states.COMPLETED
             if all_failed:
