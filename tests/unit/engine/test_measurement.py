@@ -452,6 +452,26 @@ def test_throughput_mode_on_the_host_clock_times_blocks_grown_until_the_clock_is
     assert latency.calls_per_sample == 1
 
 
+def test_a_warm_up_reading_long_enough_for_the_clock_sizes_a_host_block_without_an_untimed_call():
+    from engine.timing import block_size, time_config
+
+    calls = []
+
+    def counted():
+        calls.append(None)
+        busy(200)
+
+    settings = MeasurementSettings(min_iterations=10, min_seconds=0.02, max_seconds=0.3)
+    loop = time_config(counted, settings, "cpu", "throughput", estimate_ns=200_000)
+    assert loop.calls_per_sample == 1
+    assert len(calls) == loop.calls  # every call of the model was a timed one
+
+    # A reading too short for the clock is the failed 1-call trial: the trials go on from 2 calls.
+    calls.clear()
+    size = block_size(lambda: calls.append(None), None, 0.001, one_call_ns=1.0)
+    assert size > 16 and len(calls) == sum(2**k for k in range(1, size.bit_length()))
+
+
 def test_throughput_mode_on_cuda_queues_a_block_with_an_event_pair_per_call_and_one_sync(monkeypatch):
     # No GPU here: torch.cuda.Event is a recorder; what is checked is the order of calls.
     from engine.timing import cuda_block_step, gpu_block_size
