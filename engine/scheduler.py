@@ -466,15 +466,20 @@ class Scheduler:
             log.exception("could not publish the state of run %s", run.run_id)
         self._announce_end(run, status, finishing)
 
-    @staticmethod
-    def _snapshot(run: RunState) -> tuple[int, RunStatus, RunRecord, bool]:
-        """The run's next version, status and row, and whether it is the first terminal one
-        (under the scheduler's lock)."""
+    def _snapshot(self, run: RunState) -> tuple[int, RunStatus, RunRecord, bool]:
+        """The run's next version, status and row, and whether it announces the run's end (under
+        the scheduler's lock): the first terminal one with none of the run's configs measuring
+        or being stored. A cancel's end waits for the config it killed, or the result that
+        config finished with just before: the reports and ``wait`` then see every result."""
         run.version += 1
         status = run.status_now()
-        finishing = run.terminal and not run.finishing
+        finishing = run.terminal and not run.finishing and not self._busy(run)
         run.finishing = run.finishing or finishing
         return run.version, status, run.record(status), finishing
+
+    def _busy(self, run: RunState) -> bool:
+        """Whether a config of the run is measuring, or measured and not yet stored (under the lock)."""
+        return any(rid == run.run_id for rid, _ in [*self._in_flight.values(), *self._recording])
 
     def _record_and_publish(
         self, run: RunState, config: BenchmarkConfig, result: Measurement, fingerprint: str, *,
@@ -550,17 +555,25 @@ class Scheduler:
         run.failed_configs += sign * failed
 
     def _finish_if_done(self, run: RunState) -> None:
+        """End the run if its last config is stored; announce a cancel's end once its last
+        config is (each is called after a config leaves ``_in_flight`` or ``_recording``)."""
         with self._lock:
-            if run.terminal or run.completed_configs < run.total_configs:
-                return
-            if any(rid == run.run_id for rid, _ in [*self._in_flight.values(), *self._recording]):
-                return  # counted, but not yet stored: the recorder ends the run once it is
-            all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
-            run.status = run_states.FAILED if all_failed else run_states.COMPLETED
-            if all_failed:
-                failed = "its only config" if run.total_configs == 1 else f"all {run.total_configs} configs"
-                run.error = f"{failed} failed; each one's reason is in the run's failures"
-            run.current_step = None
-            run.completed_at = utc_now()
-            self._lock.notify_all()
+            if self._busy(run) or run.finishing:
+                return  # a config is measuring or being stored: the last of those ends the run
+            if not run.terminal:
+                if run.completed_configs < run.total_configs:
+                    return
+                self._complete(run)
+                self._lock.notify_all()
         self._publish(run)
+
+    @staticmethod
+    def _complete(run: RunState) -> None:
+        """Under the lock: every config of the run is stored, so it is completed (or failed)."""
+        all_failed = run.total_configs > 0 and run.failed_configs == run.total_configs
+        run.status = run_states.FAILED if all_failed else run_states.COMPLETED
+        if all_failed:
+            failed = "its only config" if run.total_configs == 1 else f"all {run.total_configs} configs"
+            run.error = f"{failed} failed; each one's reason is in the run's failures"
+        run.current_step = None
+        run.completed_at = utc_now()

@@ -198,3 +198,40 @@ def test_a_cancel_is_stored_even_when_a_newer_unstored_state_was_told_first(regi
     finally:
         scheduler.shutdown()
     assert store.runs[run.run_id].status == "cancelled"
+
+
+class FinishesAsItIsCancelled:
+    """A worker whose measurement ends well just as the run is cancelled (a real one's kill
+    cannot be timed to land there)."""
+
+    def __init__(self):
+        self.measuring, self.cancelled = threading.Event(), threading.Event()
+
+    def run(self, job, timeout_s=None):
+        self.measuring.set()
+        assert self.cancelled.wait(30)
+        time.sleep(0.1)  # the cancel's own state goes out first
+        return Measurement.of(job.config, throughput_items_per_second=100.0, p50_latency_ms=1.0, wall_seconds=0.1)
+
+    def cancel(self):
+        self.cancelled.set()
+
+    def close(self):
+        pass
+
+
+def test_a_result_that_ends_as_its_run_is_cancelled_is_stored_before_the_run_is_told_ended(registry):
+    store, worker = MemoryStore(), FinishesAsItIsCancelled()
+    stored_when_ended = []
+    events = StatusLog()
+    events.run_finished = lambda run_id, status: stored_when_ended.append(len(store.results))
+    scheduler = Scheduler(store=store, sink=events, worker_factory=lambda device: worker,
+                          parameters_million=lambda name: 0.2, free_memory_bytes=lambda device: 1024**4, settings=FAST)
+    try:
+        run = scheduler.submit(plan(registry, models=["bert-tiny"], batch_sizes=[1, 2], progressive_mode=False))
+        assert worker.measuring.wait(30)
+        assert scheduler.cancel(run.run_id).status == "cancelled"
+        assert scheduler.wait(run.run_id, timeout=30).finished.is_set()
+    finally:
+        scheduler.shutdown()
+    assert stored_when_ended == [1] and store.runs[run.run_id].status == "cancelled"
