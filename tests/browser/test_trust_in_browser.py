@@ -73,6 +73,7 @@ def test_a_chart_over_mixed_precisions_draws_a_separate_line_per_precision(open_
     assert {"bert-tiny · fp32 · seq 128", "bert-tiny · int8 · seq 128"} <= set(legend)
     # The noisy point (int8 at batch 4) is hollow; error bars come from the CI.
     assert chart.locator('g.mark-symbol path[fill="white"]').count() == 1
+    assert chart.locator('g.mark-symbol path[fill="white"]').get_attribute("stroke") not in (None, "none", "white")
     assert chart.locator("g.mark-rule path, g.mark-rule line").count() >= len(view_rows(page, "chart-scaling"))
 
     hardware = drawn(page, "chart-hardware")
@@ -261,3 +262,27 @@ PAGES = {
 def test_each_page_fits_a_phone_and_has_no_serious_accessibility_violation(open_page, seeded_server, sampled, name):
     url = PAGES[name] or f"/results/{sampled['result_id']}"
     assert_fits_a_phone_and_is_accessible(open_page, seeded_server, url, name)
+
+
+CHART_PAGES = {
+    "overview": "/",
+    "comparison": "/comparison",
+    "comparison-every-run": "/comparison?runs=all",
+    "sql": f"/sql?q={quote(SQL)}",
+    "report": "/api/benchmark/reports/seeded-int8/report.html",
+}
+
+
+@pytest.mark.parametrize("name", [*CHART_PAGES, "result"])
+def test_charts_draw_without_a_vega_warning(open_page, seeded_server, sampled, name):
+    # Vega-Lite logs a spec it had to correct (a dropped encoding, a sort it gave up on) as a
+    # console warning: each one meant a chart drawn otherwise than its spec says.
+    page = open_page(seeded_server)
+    warnings = []
+    page.on("console", lambda message: message.type in ("warning", "error") and warnings.append(message.text))
+    page.goto(CHART_PAGES.get(name) or f"/results/{sampled['result_id']}")
+    charts = page.locator("[data-vega-spec], #throughput-chart")
+    assert charts.count() >= 1
+    for chart in charts.all():
+        chart.locator("svg.marks").first.wait_for()
+    assert warnings == []

@@ -702,7 +702,7 @@ def test_batch_scaling_draws_one_line_per_precision_never_one_across_them(trust_
     assert {row["series"] for row in rows} == {"bert-tiny · fp32 · seq 128", "bert-tiny · int8 · seq 128"}
     line = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
     assert line["encoding"]["detail"]["field"] == "series"
-    assert spec["encoding"]["color"]["field"] == "series"
+    assert line["encoding"]["color"]["field"] == "series"
     # The latest result per config by default: batch 1 at fp32 is run-new's 8 ms alone.
     fp32_bs1 = next(row for row in rows if row["series"].endswith("fp32 · seq 128") and row["batch_size"] == 1)
     assert (fp32_bs1["n"], fp32_bs1["value"]) == (1, pytest.approx(1000 / 8.0))

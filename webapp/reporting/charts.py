@@ -38,6 +38,9 @@ from storage.dashboard import Metric
 
 NUMBER_FORMAT = ",.2~f"
 CHART_HEIGHT = 280
+HEATMAP_ROW_PX = 32
+AUTO_BAR_PX = 22  # a bar of a SQL result's chart; one of a group of bars is narrower
+AUTO_GROUPED_BAR_PX = 14
 # Beyond this many categories a bar chart of SQL results stops being readable.
 AUTO_CHART_MAX_BARS = 50
 DATASET = "rows"  # the named dataset every template reads
@@ -56,6 +59,13 @@ def _template(chart: alt.Chart | alt.LayerChart) -> dict:
         .configure_legend(orient="bottom", direction="horizontal", titleOrient="top", labelLimit=160)
     )
     return styled.to_dict()
+
+
+def _discrete_height(spec: dict, height: int) -> dict:
+    """A chart whose rows are categories, as tall as its rows need: a height in pixels, not a
+    {"step": ...} one, which Vega-Lite warns cannot go with the fit-x autosize (it drops it)."""
+    spec["height"] = height
+    return spec
 
 
 def _records(rows: pd.DataFrame | list[dict]) -> list[dict]:
@@ -134,7 +144,9 @@ def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
     # series, coloured by series, so no colour ever stands for two precisions.
     # Bars of one series side by side, batch sizes ascending (group_order, not the label's text).
     offset = (
-        alt.XOffset("group:N", sort=alt.EncodingSortField("group_order"))
+        # op="min" (one row a group): without an op the two layers' sorts differ, and Vega-Lite
+        # gives up sorting the shared offset scale (a console warning).
+        alt.XOffset("group:N", sort=alt.EncodingSortField("group_order", op="min"))
         if split
         else alt.XOffset("batch_size:O")
     )
@@ -192,18 +204,13 @@ def _batch_scaling_template(metric: Metric) -> dict:
         _value_tooltip(metric),
         *_trust_tooltips(bool(metric.ci_low)),
     ]
+    color = alt.Color("series:N", title="Model · precision · sequence length")
     # One line per series: a line never joins two precisions or sequence lengths.
-    line = alt.Chart().mark_line().encode(y=_value(metric), detail="series:N")
-    # Noisy points are hollow.
-    points = alt.Chart().mark_point(size=60, filled=True).encode(
-        y=_value(metric),
-        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N")),
-        tooltip=tooltip,
-    )
+    line = alt.Chart().mark_line().encode(y=_value(metric), detail="series:N", color=color)
     layers = [line]
     if metric.ci_low:
-        layers.append(alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q"))
-    layers.append(points)
+        layers.append(alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q", color=color))
+    layers.append(_series_points(_value(metric), tooltip, color))
     chart = alt.layer(*layers, data=_rows()).encode(
         x=alt.X(
             "batch_size:Q",
@@ -211,9 +218,21 @@ def _batch_scaling_template(metric: Metric) -> dict:
             scale=alt.Scale(type="log", base=2),
             axis=alt.Axis(format="d"),
         ),
-        color=alt.Color("series:N", title="Model · precision · sequence length"),
     )
     return _template(chart.properties(height=CHART_HEIGHT))
+
+
+def _series_points(y: alt.Y, tooltip: list[alt.Tooltip], color: alt.Color) -> alt.Chart:
+    """A point per row in its series' ``color``; a noisy one hollow: white, ringed in that colour.
+    Fill and stroke, never color: Vega-Lite drops a color beside a fill (so a noisy point had no
+    ring, white on white). Their title and legend are the color's, so the legends merge in one."""
+    series = {key: value for key, value in color.to_dict().items() if key in ("title", "legend")}
+    return alt.Chart().mark_point(size=60, filled=True).encode(
+        y=y,
+        fill=alt.condition(NOISY, alt.value("white"), alt.Fill("series:N", **series)),
+        stroke=alt.Stroke("series:N", **series),
+        tooltip=tooltip,
+    )
 
 
 def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
@@ -267,17 +286,12 @@ def _generation_scaling_template() -> dict:
     )
     # A line per model series and measure: color and strokeDash together group the lines, so
     # no line joins two models, two generation shapes, or TTFT with TPOT.
-    line = alt.Chart().mark_line().encode(y=y, strokeDash=dash)
-    errors = alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
-    points = alt.Chart().mark_point(size=60, filled=True).encode(
-        y=y,
-        fill=alt.condition(NOISY, alt.value("white"), alt.Color("series:N")),
-        tooltip=tooltip,
-    )
-    chart = alt.layer(line, errors, points, data=_rows()).encode(
+    # Series name four settings: room for them in full (a phone's width holds 240 px).
+    color = alt.Color("series:N", title="Model · precision · prompt · new tokens", legend=alt.Legend(labelLimit=240))
+    line = alt.Chart().mark_line().encode(y=y, strokeDash=dash, color=color)
+    errors = alt.Chart().mark_rule().encode(y="ci_low:Q", y2="ci_high:Q", color=color)
+    chart = alt.layer(line, errors, _series_points(y, tooltip, color), data=_rows()).encode(
         x=alt.X("batch_size:Q", title="Batch size", scale=alt.Scale(type="log", base=2), axis=alt.Axis(format="d")),
-        # Series name four settings: room for them in full (a phone's width holds 240 px).
-        color=alt.Color("series:N", title="Model · precision · prompt · new tokens", legend=alt.Legend(labelLimit=240)),
     )
     return _template(chart.properties(height=CHART_HEIGHT))
 
@@ -326,7 +340,7 @@ def _family_heatmap_template(metric: Metric) -> dict:
         color=alt.condition("datum.dark", alt.value("white"), alt.value("#1f2933")),
         tooltip=tooltip,
     )
-    return _template(alt.layer(cells, labels).properties(height={"step": 32}))
+    return _template(alt.layer(cells, labels))
 
 
 def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
@@ -349,7 +363,7 @@ def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
         ],
     )
     title = f"{metric.label} by model family and hardware, averaged over each family's models and batch sizes"
-    return _filled(_family_heatmap_template(metric), rows, title)
+    return _discrete_height(_filled(_family_heatmap_template(metric), rows, title), HEATMAP_ROW_PX * df["series"].nunique())
 
 
 # ---- one result's samples ----------------------------------------------------------------
@@ -543,11 +557,10 @@ def _category_score(name: str, kind: str | None) -> int | None:
 @lru_cache(maxsize=64)
 def _auto_chart_template(category: str, number: str, group: str | None, aggregated: bool) -> dict:
     tooltip = [alt.Tooltip("category:N", title=category)]
-    encoding, height = {}, {"step": 22}
+    encoding = {}
     if group is not None:
         encoding = {"color": alt.Color("group:N", title=group), "yOffset": alt.YOffset("group:N")}
         tooltip.append(alt.Tooltip("group:N", title=group))
-        height = {"step": 14, "for": "offset"}
     value_title = f"mean of {number}" if aggregated else number
     tooltip.append(alt.Tooltip("value:Q", title=value_title, format=NUMBER_FORMAT))
     if aggregated:
@@ -561,7 +574,6 @@ def _auto_chart_template(category: str, number: str, group: str | None, aggregat
             tooltip=tooltip,
             **encoding,
         )
-        .properties(height=height)
     )
 
 
@@ -619,7 +631,12 @@ def auto_chart(columns: Sequence[str], rows: Sequence[Sequence]) -> dict | None:
     averaged = f" ({len(rows)} rows averaged into {len(records)} bars; n in the tooltip)" if aggregated else ""
     measure = f"the mean {columns[number]}" if aggregated else columns[number]
     title = f"Chart: {measure} by {columns[category]}{colour}{averaged}."
-    return _filled(template, records, title)
+    categories = len({key[0] for key in cells})
+    height = (
+        AUTO_BAR_PX * categories if group is None
+        else AUTO_GROUPED_BAR_PX * categories * len({key[1] for key in cells})
+    )
+    return _discrete_height(_filled(template, records, title), height)
 
 
 COMPARE_SIDES = ("baseline", "contender")

@@ -72,7 +72,7 @@ def test_hardware_comparison_over_mixed_precisions_colours_by_series():
     assert layer(spec, "bar")["encoding"]["color"]["field"] == "series"
     assert [row["group"] for row in data_of(spec)] == ["fp32 · seq 128 · bs 1", "int8 · seq 128 · bs 8",
                                                        "fp32 · seq 128 · bs 1"]
-    assert spec["encoding"]["xOffset"]["sort"] == {"field": "group_order"}
+    assert spec["encoding"]["xOffset"]["sort"] == {"field": "group_order", "op": "min"}
     assert spec["description"] == "bert-tiny: Throughput (items/s) by hardware"
 
 
@@ -103,11 +103,12 @@ def test_batch_scaling_draws_a_line_per_series_on_a_log2_batch_axis():
     x = spec["encoding"]["x"]
     assert (x["scale"]["type"], x["scale"]["base"], x["axis"]["values"]) == ("log", 2, [1, 4, 16])
     # Colour and line identity are the series (model · precision · sequence length), never the model alone.
-    assert spec["encoding"]["color"]["field"] == "series"
+    assert layer(spec, "line")["encoding"]["color"]["field"] == "series"
     assert layer(spec, "line")["encoding"]["detail"]["field"] == "series"
     assert layer(spec, "rule")["encoding"]["y2"]["field"] == "ci_high"
     points = layer(spec, "point")
     assert points["encoding"]["fill"]["condition"] == {"test": "datum.noisy > 0", "value": "white"}  # hollow
+    assert points["encoding"]["stroke"]["field"] == "series"  # ringed in the series' colour
     assert len({row["series"] for row in data_of(spec)}) == 3
 
 
