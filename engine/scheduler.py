@@ -443,9 +443,9 @@ class Scheduler:
 
         Snapshots are versioned under the scheduler's lock, so one taken on another thread and
         handed over late never overwrites a newer one (a ``running`` row written over
-        ``cancelled``). The first terminal status, once published, goes to ``run_finished``
-        (reports) and then sets ``run.finished``. Never raises: a storage or sink failure is
-        logged, and the run goes on.
+        ``cancelled``). The snapshot that announces the run's end (``_snapshot``) goes on to
+        ``run_finished`` (reports) on the run-ends thread, which then sets ``run.finished``.
+        Never raises: a storage or sink failure is logged, and the run goes on.
         """
         with self._lock:
             version, status, record, finishing = self._snapshot(run)
