@@ -213,6 +213,23 @@ def test_a_model_input_reruns_the_panel(page):
     drawn_chart(page, key)
     assert "$model" in page.locator(f"#panel-{key}-query").text_content()
 
+    # Back and Forward: the input says what the URL and the panel hold.
+    def showing(model_name: str) -> str:
+        page.wait_for_url(re.compile(rf"model={model_name}"))
+        page.wait_for_function(
+            f"() => JSON.parse(document.getElementById('panel-{key}-spec').textContent)"
+            f".datasets.rows.every(row => row.model_name === '{model_name}')"
+        )
+        return page.locator("#param-model").input_value()
+
+    model.fill("bert-tiny")
+    model.press("Tab")  # a change, sent as the input loses the focus
+    assert showing("bert-tiny") == "bert-tiny"
+    page.go_back()
+    assert showing("gpt2-tiny") == "gpt2-tiny"
+    page.go_forward()
+    assert showing("bert-tiny") == "bert-tiny"
+
 
 def test_a_refused_query_cannot_be_saved(page):
     page.goto("/sql")

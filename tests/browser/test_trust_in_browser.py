@@ -286,3 +286,45 @@ def test_charts_draw_without_a_vega_warning(open_page, seeded_server, sampled, n
     for chart in charts.all():
         chart.locator("svg.marks").first.wait_for()
     assert warnings == []
+
+
+@pytest.mark.parametrize("url", ["/comparison", "/"])
+def test_back_and_forward_show_the_filters_of_the_url_they_return_to(open_page, seeded_server, url):
+    page = open_page(seeded_server)
+    page.goto(url)
+    precision = page.locator("form.filters [name=precision]")
+
+    def showing(choice: str) -> str:
+        """Once the URL and every chart's rows are of ``choice`` precision: the control's value."""
+        page.wait_for_url(re.compile(rf"precision={choice}"))
+        page.wait_for_function(
+            """choice => {
+                const charts = [...document.querySelectorAll('[data-vega-spec]')];
+                const rows = charts.flatMap(chart =>
+                    JSON.parse(document.getElementById(chart.dataset.vegaSpec).textContent).datasets.rows);
+                return rows.length > 0 && rows.every(row => row.series.includes(choice));
+            }""",
+            arg=choice,
+        )
+        return precision.input_value()
+
+    for choice in ("fp32", "int8"):
+        precision.select_option(choice)
+        assert showing(choice) == choice
+    page.go_back()
+    assert showing("fp32") == "fp32"
+    page.go_forward()
+    assert showing("int8") == "int8"
+
+
+def test_back_on_the_compare_page_shows_the_run_of_the_url_it_returns_to(open_page, seeded_server):
+    page = open_page(seeded_server)
+    page.goto("/compare")
+    for run_id in ("seeded-fp32", "seeded-int8"):
+        page.select_option("#compare-history", run_id)
+        page.click("#compare-history-submit")
+        page.locator("#compare-body", has_text=f"Run {run_id} against").wait_for()
+    page.go_back()
+    page.wait_for_url(re.compile("history=seeded-fp32"))
+    page.locator("#compare-body", has_text="Run seeded-fp32 against").wait_for()
+    assert page.locator("#compare-history").input_value() == "seeded-fp32"
