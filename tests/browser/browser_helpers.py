@@ -42,6 +42,20 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def warnings_while_charts_draw(page, url: str) -> list[str]:
+    """The console's warnings and errors while ``url`` draws its charts (there must be one).
+    Vega-Lite logs a spec it had to correct (a dropped encoding, a sort it gave up on) as a
+    warning: each one is a chart drawn otherwise than its spec says."""
+    warnings = []
+    page.on("console", lambda message: message.type in ("warning", "error") and warnings.append(message.text))
+    page.goto(url)
+    charts = page.locator("[data-vega-spec], #throughput-chart")  # #throughput-chart: the HTML report's
+    assert charts.count() >= 1, f"{url} draws no chart"
+    for chart in charts.all():
+        chart.locator("svg.marks").first.wait_for()
+    return warnings
+
+
 def serious_axe_violations(page) -> list[dict]:
     """Runs the vendored axe-core in the page; returns its serious and critical violations."""
     page.add_script_tag(path=str(AXE))

@@ -15,7 +15,13 @@ import re
 
 import httpx
 import pytest
-from browser_helpers import PHONE, RUN_TIMEOUT_S, assert_fits_a_phone_and_is_accessible, screenshot
+from browser_helpers import (
+    PHONE,
+    RUN_TIMEOUT_S,
+    assert_fits_a_phone_and_is_accessible,
+    screenshot,
+    warnings_while_charts_draw,
+)
 from seeded_generation import BATCH_SIZES, GENERATORS, NEW_TOKENS, PROMPT, seed
 
 pytestmark = pytest.mark.browser
@@ -281,3 +287,15 @@ def test_each_generation_view_fits_a_phone_and_has_no_serious_accessibility_viol
 ):
     url = PAGES[name] or f"/results/{stored[0]['result_id']}"
     assert_fits_a_phone_and_is_accessible(open_page, generation_server, url, name)
+
+
+# The pages above that draw charts, and the run's HTML report.
+CHART_PAGES = {name: PAGES[name] for name in ("overview-generation", "overview-ttft", "comparison-generation",
+                                              "result-generation")} | {
+    "report-generation": "/api/benchmark/reports/seeded-generate/report.html"}
+
+
+@pytest.mark.parametrize("name", list(CHART_PAGES))
+def test_generation_charts_draw_without_a_vega_warning(open_page, generation_server, stored, name):
+    url = CHART_PAGES[name] or f"/results/{stored[0]['result_id']}"
+    assert warnings_while_charts_draw(open_page(generation_server), url) == []

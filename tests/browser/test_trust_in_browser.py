@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from browser_helpers import PHONE, assert_fits_a_phone_and_is_accessible, screenshot
+from browser_helpers import PHONE, assert_fits_a_phone_and_is_accessible, screenshot, warnings_while_charts_draw
 from seeded import FINGERPRINT, NOISY, SAMPLE_COUNT, SAMPLED, samples, seed
 
 pytestmark = pytest.mark.browser
@@ -275,17 +275,8 @@ CHART_PAGES = {
 
 @pytest.mark.parametrize("name", [*CHART_PAGES, "result"])
 def test_charts_draw_without_a_vega_warning(open_page, seeded_server, sampled, name):
-    # Vega-Lite logs a spec it had to correct (a dropped encoding, a sort it gave up on) as a
-    # console warning: each one meant a chart drawn otherwise than its spec says.
-    page = open_page(seeded_server)
-    warnings = []
-    page.on("console", lambda message: message.type in ("warning", "error") and warnings.append(message.text))
-    page.goto(CHART_PAGES.get(name) or f"/results/{sampled['result_id']}")
-    charts = page.locator("[data-vega-spec], #throughput-chart")
-    assert charts.count() >= 1
-    for chart in charts.all():
-        chart.locator("svg.marks").first.wait_for()
-    assert warnings == []
+    url = CHART_PAGES.get(name) or f"/results/{sampled['result_id']}"
+    assert warnings_while_charts_draw(open_page(seeded_server), url) == []
 
 
 @pytest.mark.parametrize("url", ["/comparison", "/"])
