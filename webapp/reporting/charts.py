@@ -68,6 +68,15 @@ def _discrete_height(spec: dict, height: int) -> dict:
     return spec
 
 
+def _error_bars_where_known(spec: dict, df: pd.DataFrame) -> dict:
+    """No CI rule layer where no row has a CI (results stored without one): its scale would
+    have no extent, which Vega warns of (an infinite extent for ci_low and ci_high)."""
+    if "ci_low" in df and df["ci_low"].notna().any():
+        return spec
+    spec["layer"] = [layer for layer in spec["layer"] if layer["encoding"].get("y", {}).get("field") != "ci_low"]
+    return spec
+
+
 def _records(rows: pd.DataFrame | list[dict]) -> list[dict]:
     # to_json turns NaN into null, as JSON needs; numpy scalars into plain numbers.
     return json.loads(rows.to_json(orient="records", date_format="iso")) if isinstance(rows, pd.DataFrame) else rows
@@ -193,7 +202,7 @@ def hardware_comparison(df: pd.DataFrame, metric: Metric) -> dict | None:
     )
     series = "" if split else f" ({df['series'].iloc[0]})"
     title = f"{df['model_name'].iloc[0]}: {metric.label} by hardware{series}"
-    return _filled(_hardware_comparison_template(metric, split), rows, title)
+    return _error_bars_where_known(_filled(_hardware_comparison_template(metric, split), rows, title), df)
 
 
 @cache
@@ -248,7 +257,7 @@ def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
         _batch_scaling_template(metric), _described(df, bool(metric.ci_low)),
         f"{metric.label} vs batch size on {df['hardware'].iloc[0]}",
     )
-    return _log2_batch_axis(spec, df)
+    return _error_bars_where_known(_log2_batch_axis(spec, df), df)
 
 
 def _log2_batch_axis(spec: dict, df: pd.DataFrame) -> dict:
@@ -309,7 +318,7 @@ def generation_scaling(df: pd.DataFrame) -> dict | None:
         return None
     title = f"TTFT and TPOT vs batch size on {df['hardware'].iloc[0]}"
     rows = _described(df, True, digits=4)
-    return _log2_batch_axis(_filled(_generation_scaling_template(), rows, title), df)
+    return _error_bars_where_known(_log2_batch_axis(_filled(_generation_scaling_template(), rows, title), df), df)
 
 
 @cache

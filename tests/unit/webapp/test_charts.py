@@ -112,6 +112,12 @@ def test_batch_scaling_draws_a_line_per_series_on_a_log2_batch_axis():
     assert len({row["series"] for row in data_of(spec)}) == 3
 
 
+def test_results_without_a_ci_get_no_error_bars():
+    spec = batch_scaling(scaling_frame().assign(ci_low=None, ci_high=None), LATENCY)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "point"]
+    assert [layer["mark"]["type"] for layer in batch_scaling(scaling_frame(), LATENCY)["layer"]] == ["line", "rule", "point"]
+
+
 def test_batch_scaling_with_a_single_batch_size_still_has_a_valid_log_domain():
     df = scaling_frame().iloc[[0]].assign(batch_size=[8])
     assert batch_scaling(df, THROUGHPUT)["encoding"]["x"]["scale"]["domain"] == [4.0, 16]

@@ -38,8 +38,8 @@ def test_ttft_and_tpot_against_batch_size_draw_a_line_per_model_and_measure():
     x = spec["encoding"]["x"]
     assert (x["field"], x["scale"]["type"], x["scale"]["base"], x["axis"]["values"]) == ("batch_size", "log", 2, [1, 4])
     # A colour per model series; TTFT and TPOT told apart by the dash: together they split the lines.
-    assert spec["encoding"]["color"]["field"] == "series"
     line = layer(spec, "line")
+    assert line["encoding"]["color"]["field"] == "series"
     assert line["encoding"]["strokeDash"]["field"] == "measure"
     assert line["encoding"]["strokeDash"]["scale"]["domain"] == ["TTFT", "TPOT"]
     assert line["encoding"]["y"]["scale"]["type"] == "log"  # a prefill is many decoding steps long
