@@ -223,12 +223,45 @@ def test_a_model_input_reruns_the_panel(page):
         return page.locator("#param-model").input_value()
 
     model.fill("bert-tiny")
-    model.press("Tab")  # a change, sent as the input loses the focus
+    page.click("#tab-params-run")
     assert showing("bert-tiny") == "bert-tiny"
     page.go_back()
     assert showing("gpt2-tiny") == "gpt2-tiny"
     page.go_forward()
     assert showing("bert-tiny") == "bert-tiny"
+
+
+def test_enter_in_a_tab_input_reruns_the_tab_once_with_one_history_entry(page):
+    key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency of one model")
+    page.click(f"#panel-{key}-edit summary")
+    page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = $model GROUP BY"))
+    page.fill(f"#panel-{key}-edit-params", "model = bert-tiny")
+    page.click(f"#panel-{key}-save")
+    model = page.locator("#param-model")
+    model.wait_for()
+    drawn_chart(page, key)
+    tab_path = re.sub(r"\?.*", "", page.url.split("//", 1)[1].split("/", 1)[1])
+    sent = []
+    page.on("request", lambda request: f"/{tab_path}" in request.url and "/panels/" not in request.url
+            and sent.append(request.url))
+    entries = page.evaluate("history.length")
+
+    model.fill("gpt2-tiny")
+    model.press("Enter")  # the input's change, then the form's submit: one rerun, not two
+    page.wait_for_url(re.compile(r"model=gpt2-tiny"))
+    page.wait_for_function(
+        f"() => JSON.parse(document.getElementById('panel-{key}-spec').textContent)"
+        ".datasets.rows.every(row => row.model_name === 'gpt2-tiny')"
+    )
+    page.wait_for_timeout(500)  # time for a second request, were one sent
+    assert len(sent) == 1, sent
+    assert page.evaluate("history.length") == entries + 1
+
+    model.fill("bert-tiny")
+    page.click("#tab-params-run")  # the input's change as it loses the focus, then the submit
+    page.wait_for_url(re.compile(r"model=bert-tiny"))
+    page.wait_for_timeout(500)
+    assert len(sent) == 2, sent
 
 
 def test_the_overview_of_results_stored_without_a_ci_draws_without_a_vega_warning(page):
