@@ -261,11 +261,7 @@ class Scheduler:
             try:
                 self._execute(run, config, device)
             except Exception:  # a storage or sink failure must fail this config, not the device thread
-                log.exception("config %s of run %s failed outside the worker", config.key(), run.run_id)
-                with self._lock:
-                    counted = config.key() in run.finished_keys
-                if not counted:
-                    self._finish_config(run, config, measured_seconds=None, failed=True)
+                self._fail_unless_counted(run, config, "failed outside the worker")
             finally:
                 with self._lock:
                     self._in_flight.pop(device, None)
@@ -325,17 +321,21 @@ class Scheduler:
             if stopped_by:
                 self._skip_rest_of_escalation(run, config, stopped_by)
         except Exception:  # a storage or sink failure fails this config, not the recorder
-            log.exception("config %s of run %s could not be recorded", config.key(), run.run_id)
-            with self._lock:
-                counted = config.key() in run.finished_keys
-            if not counted:
-                self._finish_config(run, config, measured_seconds=None, failed=True)
+            self._fail_unless_counted(run, config, "could not be recorded")
         finally:
             with self._lock:
                 self._recording.discard((run.run_id, config.key()))
                 self._lock.notify_all()
         if not self._stopping:
             self._finish_if_done(run)
+
+    def _fail_unless_counted(self, run: RunState, config: BenchmarkConfig, what: str) -> None:
+        """Log the failure in hand and count the config as failed, unless it was counted already."""
+        log.exception("config %s of run %s %s", config.key(), run.run_id, what)
+        with self._lock:
+            counted = config.key() in run.finished_keys
+        if not counted:
+            self._finish_config(run, config, measured_seconds=None, failed=True)
 
     def _one_config_per_machine(self, device: str | None = None):
         if self.parallel_devices:

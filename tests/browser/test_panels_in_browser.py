@@ -13,6 +13,7 @@ import json
 import os
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -191,7 +192,8 @@ def test_editing_a_panels_sql_changes_its_chart(page):
     assert bar_count(page, key) == 1
 
 
-def test_a_model_input_reruns_the_panel(page):
+def tab_with_a_model_input(page):
+    """A new tab whose one panel filters by ``$model`` (bert-tiny): its key and the input, shown."""
     key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency of one model")
     page.click(f"#panel-{key}-edit summary")
     page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = $model GROUP BY"))
@@ -199,6 +201,11 @@ def test_a_model_input_reruns_the_panel(page):
     page.click(f"#panel-{key}-save")
     model = page.locator("#param-model")  # the tab is shown again with its new input
     model.wait_for()
+    return key, model
+
+
+def test_a_model_input_reruns_the_panel(page):
+    key, model = tab_with_a_model_input(page)
     assert model.input_value() == "bert-tiny"
     drawn_chart(page, key)
     assert [row["model_name"] for row in chart_rows(page, key)] == ["bert-tiny"]
@@ -232,18 +239,11 @@ def test_a_model_input_reruns_the_panel(page):
 
 
 def test_enter_in_a_tab_input_reruns_the_tab_once_with_one_history_entry(page):
-    key = save_from_sql_page(page, LATENCY_SQL, unique_tab(), "Latency of one model")
-    page.click(f"#panel-{key}-edit summary")
-    page.fill(f"#panel-{key}-edit-sql", LATENCY_SQL.replace("GROUP BY", "WHERE model_name = $model GROUP BY"))
-    page.fill(f"#panel-{key}-edit-params", "model = bert-tiny")
-    page.click(f"#panel-{key}-save")
-    model = page.locator("#param-model")
-    model.wait_for()
+    key, model = tab_with_a_model_input(page)
     drawn_chart(page, key)
-    tab_path = re.sub(r"\?.*", "", page.url.split("//", 1)[1].split("/", 1)[1])
+    tab_path = urlsplit(page.url).path
     sent = []
-    page.on("request", lambda request: f"/{tab_path}" in request.url and "/panels/" not in request.url
-            and sent.append(request.url))
+    page.on("request", lambda request: urlsplit(request.url).path == tab_path and sent.append(request.url))
     entries = page.evaluate("history.length")
 
     model.fill("gpt2-tiny")
