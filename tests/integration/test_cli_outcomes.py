@@ -1,5 +1,5 @@
 """What `benchboard run` leaves behind when a run does not simply succeed: its --json
-document as a whole, exit 1 for a failed run, exit 130 for Ctrl-C. Real subprocesses,
+document as a whole, exit 1 for a failed run, exit 130 for Ctrl-C, 143 for SIGTERM. Real subprocesses,
 real workers, a custom workload written to a tmp folder."""
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import sys
 import time
 
 import msgspec
+import pytest
 
-from engine.runs import RunResults
+from engine.runs import RunRecord, RunResults
+from storage.database import Database
+from storage.runs import get_run
 
 WORKLOADS = '''
 import time
@@ -83,7 +86,11 @@ def test_the_json_document_of_a_successful_run_holds_every_row(tmp_path):
         assert row.p50_latency_ms >= 50
 
 
-def test_ctrl_c_cancels_the_run_keeps_what_was_measured_and_exits_130(tmp_path):
+@pytest.mark.parametrize(("stop_signal", "exit_status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_cancels_the_run_keeps_what_was_measured_and_exits_130_or_143(
+    tmp_path, stop_signal, exit_status
+):
     command = run_command(tmp_path, "--models", "sleepy-workload", "--batch-sizes", "1", "2", "3", "4",
                           "--max-seconds", "3", "--json")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -93,14 +100,16 @@ def test_ctrl_c_cancels_the_run_keeps_what_was_measured_and_exits_130(tmp_path):
     while "1/4" not in progress:
         assert time.monotonic() < deadline, f"the run never finished a config: {progress}"
         progress += process.stderr.readline()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == exit_status, stderr
     outcome = msgspec.json.decode(stdout, type=RunResults)
     assert outcome.status == "cancelled"
     assert [row.batch_size for row in outcome.results][:1] == [1]
     assert len(outcome.results) < 4
     assert "Traceback" not in stderr
+    with Database(tmp_path / "b.duckdb") as db:  # stored as cancelled, not left running
+        assert get_run(db, outcome.run_id, RunRecord).status == "cancelled"
 
 
 def foreground_job() -> None:

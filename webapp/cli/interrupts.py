@@ -14,6 +14,8 @@ from __future__ import annotations
 import _thread
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 RETRY_S = 0.02
 
@@ -49,3 +51,29 @@ def install() -> None:
     """Take Ctrl-C over from Python's default handler (never from a handler someone else set)."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_ctrl_c)
+
+
+@contextmanager
+def cancelling_on_signals(cancel: Callable[[], object]) -> Iterator[list[int]]:
+    """While a run measures, Ctrl-C and SIGTERM (``kill``, ``docker stop``, a CI job's time limit)
+    both ``cancel`` it, so what was measured is stored as ``cancelled`` and reported; killed
+    outright, the run stayed ``running`` with no report. Yields the signals received, in order.
+    After the first SIGTERM its default is back: a second one ends the process at once, for a
+    cancel that cannot finish."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame) -> None:
+        received.append(signum)
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        cancel()
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, handle)}
+    # Never over a handler someone else set, nor a SIGTERM ignored on purpose.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

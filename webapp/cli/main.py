@@ -18,6 +18,7 @@ import msgspec
 from engine.config import ATTN_IMPLEMENTATIONS, SCENARIOS, TIMINGS
 from engine.errors import EngineError, InvalidRequestError
 from engine.runs import RunRequest, run_request
+from webapp.cli.interrupts import cancelling_on_signals
 from webapp.cli.progress import ProgressBar
 from webapp.wiring.settings import ENV_PREFIX, Settings, SettingsError, setting_problem
 
@@ -26,6 +27,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a run that failed, a query that failed, a database that cannot be opened or is in use
 EXIT_USAGE = 2  # a bad flag or argument, refused before anything starts
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM while a run measures (128 + 15, as a shell reports a SIGTERM death)
 
 
 class UsageError(Exception):
@@ -101,7 +103,8 @@ def _add_ray_flag(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchboard", description="Trustworthy ML inference benchmarks.",
                                      epilog="Exit status: 0 done, 1 failed (a run, a query, the database), "
-                                            "2 bad argument, 130 interrupted (Ctrl-C); compare: 1 a regression.")
+                                            "2 bad argument, 130 interrupted (Ctrl-C), 143 a run cancelled by SIGTERM; "
+                                            "compare: 1 a regression.")
     parser.add_argument("--version", action=_Version, help="print benchboard's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -270,10 +273,9 @@ def command_run(args: argparse.Namespace) -> int:
         # Once the run is known to be sound: the folder its report goes in.
         _make_folder(args, "results_dir", settings.results_dir)
         progress.start(run.total_configs)
-        previous_handler = signal.signal(signal.SIGINT, lambda *_: services.scheduler.cancel(run.run_id))
-        services.scheduler.submit(run)
-        services.scheduler.wait(run.run_id)
-        signal.signal(signal.SIGINT, previous_handler)
+        with cancelling_on_signals(lambda: services.scheduler.cancel(run.run_id)) as stopped_by:
+            services.scheduler.submit(run)
+            services.scheduler.wait(run.run_id)
         progress.close()
         outcome = services.run_results(run.run_id, with_samples=args.json)
     finally:
@@ -283,7 +285,9 @@ def command_run(args: argparse.Namespace) -> int:
         _print_json(outcome)
     else:
         _report(run, outcome)
-    return {"completed": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)
+    if outcome.status == "cancelled":
+        return EXIT_TERMINATED if stopped_by[:1] == [signal.SIGTERM] else EXIT_INTERRUPTED
+    return EXIT_OK if outcome.status == "completed" else EXIT_FAILED
 
 
 def _given_as(args: argparse.Namespace, name: str) -> str:

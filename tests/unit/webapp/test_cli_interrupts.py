@@ -72,3 +72,29 @@ def test_a_ctrl_c_while_a_module_body_runs_waits_for_the_import_to_end(installed
     assert benchboard_slow_module.PUT_OFF is True
     with pytest.raises(KeyboardInterrupt):
         time.sleep(5)
+
+
+def test_sigterm_while_a_run_measures_cancels_it_once_and_a_second_sigterm_is_left_to_kill():
+    cancels = []
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with interrupts.cancelling_on_signals(lambda: cancels.append("cancel")) as received:
+        signal.raise_signal(signal.SIGTERM)
+        assert cancels == ["cancel"] and received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the next one ends the process
+        signal.raise_signal(signal.SIGINT)
+        assert cancels == ["cancel", "cancel"] and received == [signal.SIGTERM, signal.SIGINT]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_sigterm_handler_someone_else_set_is_left_in_place():
+    def theirs(signum, frame):
+        theirs.called = True
+
+    previous = signal.signal(signal.SIGTERM, theirs)
+    try:
+        with interrupts.cancelling_on_signals(lambda: pytest.fail("cancelled on their SIGTERM")) as received:
+            signal.raise_signal(signal.SIGTERM)
+        assert theirs.called and received == []
+        assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, previous)
