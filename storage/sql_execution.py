@@ -387,9 +387,18 @@ def _collect(relation, caps: _Caps, deadline: _Deadline, timeout_s: float) -> _C
         for batch in reader:
             if not collected.add(batch):
                 break
+    except OSError as error:
+        # Past the first batch, DuckDB's errors reach us through Arrow's C stream as a plain
+        # OSError ("INTERRUPT Error: Interrupted!" when the time limit lands there, a 500 before).
+        raise _duckdb_error(error) from None
     finally:
         reader.close()  # before the ROLLBACK: a partly read reader holds the cursor
     return collected
+
+
+def _duckdb_error(error: OSError) -> duckdb.Error:
+    text = str(error)
+    return duckdb.InterruptException(text) if text.startswith("INTERRUPT Error") else duckdb.Error(text)
 
 
 class _Collected:

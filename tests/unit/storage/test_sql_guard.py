@@ -308,6 +308,15 @@ def test_query_past_the_time_limit_is_interrupted(crowded_db):
     assert run(crowded_db, "SELECT count(*) FROM models").rows == [[3]]
 
 
+def test_a_time_limit_that_lands_while_rows_stream_is_a_timeout(benchmark_db):
+    # The first batch (x < 300) comes at once; the next waits on a scan of minutes, where the
+    # interrupt lands and DuckDB reports it through Arrow's stream (CI under load: a 500).
+    streaming = "SELECT x FROM range(100000000000) t(x) WHERE x < 300 OR x % 100000007 = 0"
+    with pytest.raises(QueryTimeout):
+        execute_read_only(benchmark_db, streaming, timeout_s=0.5, row_cap=10**6)
+    assert run(benchmark_db, "SELECT count(*) FROM models").rows == [[3]]
+
+
 def test_default_time_limit_reads_as_whole_seconds():
     assert str(QueryTimeout(5.0)) == "query interrupted after 5 s"
 
