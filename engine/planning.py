@@ -127,6 +127,9 @@ def plan_run(
         hardware = resolve_hardware(request.hardware)
     except UnknownHardwareError as error:
         raise InvalidRequestError("hardware", str(error)) from None
+    # Recorded as resolved ("CPU" is cpu, "cuda" is cuda:0), as the batch sizes below, so that the
+    # run's config names its devices as its results do and filters on them find them.
+    request.hardware = hardware
     request.batch_sizes = sorted(set(request.batch_sizes)) if request.progressive_mode else list(
         dict.fromkeys(request.batch_sizes)
     )

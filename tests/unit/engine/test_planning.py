@@ -150,3 +150,9 @@ def test_the_config_key_names_timing_and_attention():
     config = BenchmarkConfig(model_name="m", hardware="cpu", batch_size=8, timing="throughput",
                              attn_implementation="eager")
     assert config.key() == "m|cpu|bs8|fp32|seq128|img-|throughput|attn-eager"
+
+
+def test_the_run_records_its_devices_as_resolved_so_filters_on_them_find_its_results(registry):
+    run = plan(registry, models=["bert-tiny"], hardware=["CPU", "cpu"], batch_sizes=[1])
+    assert run.request.hardware == ["cpu"]
+    assert {config.hardware for config in run.configs} == {"cpu"}
