@@ -77,7 +77,13 @@ def error_response(status_code: int, error: str, reason: str, field: str | None 
     return Response(ErrorBody(error=error, reason=reason, field=field), status_code=status_code, media_type=MediaType.JSON)
 
 
-def _validation_field(exc: ValidationException) -> tuple[str | None, str]:
+# A query or path parameter is always text: msgspec's "Expected `int`, got `str`" says only that
+# the text is not one.
+_NOT_PARSED = re.compile(r"Expected `(int|float|bool)( \| null)?`, got `str`")
+_PARSED_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _validation_field(request: Request, exc: ValidationException) -> tuple[str | None, str]:
     """Field and reason from Litestar's msgspec validation details."""
     for item in exc.extra or []:
         if isinstance(item, dict):
@@ -86,12 +92,17 @@ def _validation_field(exc: ValidationException) -> tuple[str | None, str]:
             parameter = re.match(r"[A-Za-z_]*", key).group(0) if key not in ("body", "data") else ""
             if not parameter and item.get("source") == "body":
                 parameter = "body"  # the body as a whole ("Expected `object`, got `array`")
-            return field_and_reason(str(item.get("message", exc.detail)), FIELD_CHOICES, parameter or None)
+            message = str(item.get("message", exc.detail))
+            not_parsed = _NOT_PARSED.fullmatch(message)
+            if not_parsed and item.get("source") in ("query", "path"):
+                given = (request.query_params if item["source"] == "query" else request.path_params).get(key)
+                return parameter, f"must be {_PARSED_KINDS[not_parsed[1]]}, not {given!r}"
+            return field_and_reason(message, FIELD_CHOICES, parameter or None)
     return None, str(exc.detail)
 
 
-def handle_validation(_: Request, exc: ValidationException) -> Response:
-    field, reason = _validation_field(exc)
+def handle_validation(request: Request, exc: ValidationException) -> Response:
+    field, reason = _validation_field(request, exc)
     return error_response(HTTP_400_BAD_REQUEST, "invalid request", reason, field)
 
 

@@ -118,7 +118,8 @@ def test_cancelling_an_unknown_run_is_404(client):
     [
         ("/api/benchmark/query?limit=0", "limit", "must be at least 1"),
         ("/api/benchmark/query?limit=1001", "limit", "must be at most 1000"),
-        ("/api/benchmark/query?batch_size=x", "batch_size", "got `str`"),
+        ("/api/benchmark/query?batch_size=x", "batch_size", "must be a whole number, not 'x'"),
+        ("/api/benchmark/query?limit=2.5", "limit", "must be a whole number, not '2.5'"),
         ("/api/benchmark/query?precision=fp64", "precision", "must be one of fp32, fp16, bf16, int8, not 'fp64'"),
         ("/api/benchmark/export?format=xml", "format", "must be one of csv, parquet, json, not 'xml'"),
         ("/api/benchmark/runs?offset=164605506839147610112", "offset", "must be at most "),
