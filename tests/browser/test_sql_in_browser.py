@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -190,3 +190,34 @@ def test_a_capped_answer_shows_its_first_page_rows_and_downloads_every_row(open_
     with page.expect_download() as csv_download:
         page.click("#sql-shown-csv")
     assert len(Path(csv_download.value.path()).read_text().splitlines()) == returned + 1
+
+
+def test_back_and_forward_show_the_query_of_the_url_they_return_to(open_page, sql_server):
+    """An htmx history snapshot keeps the textarea as first rendered (the default example), so
+    Back showed the URL's result under a query the user never ran, and Run would have run it."""
+    page = open_page(sql_server)
+    page.goto("/sql")
+
+    first, second = "SELECT 1 AS first_query", "SELECT 2 AS second_query"
+
+    def showing(sql: str) -> str:
+        """Once the URL and the result are those of ``sql``: the editor's text."""
+        page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("q") == [sql])
+        page.locator("#sql-table thead th", has_text=sql.split(" AS ")[1]).wait_for()
+        return page.input_value("#sql-input")
+
+    for sql in (first, second):
+        page.fill("#sql-input", sql)
+        page.click("#sql-run")
+        assert showing(sql) == sql
+    page.go_back()
+    assert showing(first) == first
+    page.go_forward()
+    assert showing(second) == second
+    page.go_back()
+    assert showing(first) == first
+    page.go_back()
+    # Back to /sql itself: the default example again, and no result.
+    page.wait_for_url(lambda url: urlsplit(url).query == "")
+    page.locator("#sql-table").wait_for(state="detached")
+    assert page.input_value("#sql-input").startswith("-- Get average throughput by model family and hardware")
