@@ -959,6 +959,16 @@ def test_the_run_form_groups_models_by_size_and_previews_the_run(trust_client):
     assert bad.by_id("run-preview-text").text() == "Not valid yet: batch_sizes: 'x' is not a whole number"
 
 
+def test_the_run_preview_counts_the_batch_sizes_the_run_measures(trust_client):
+    """The run measures a batch size once however often it is written (its page says "batch
+    sizes 1"); the preview said "× 3 batch sizes" for "1, 1, 1"."""
+    form = {"priority": "high", "hardware": "cpu", "models": "bert-tiny", "batch_sizes": "1, 1, 1",
+            "precision": "fp32", "sequence_length": "128", "_csrf_token": csrf_token(trust_client)}
+    preview = parse(trust_client.post("/runs/preview", data=form, headers={"HX-Request": "true"}).text)
+    assert preview.by_id("run-preview-configs").text() == "1 config"
+    assert "(1 model × 1 hardware × 1 batch size)" in preview.by_id("run-preview-text").text()
+
+
 def test_run_form_errors_are_tied_to_their_field_and_take_the_focus(trust_client):
     data = {"priority": "high", "hardware": "cpu", "batch_sizes": "1, x", "precision": "fp32",
             "sequence_length": "16", "_csrf_token": csrf_token(trust_client)}

@@ -134,7 +134,7 @@ def preview(services: Services, request: RunRequest) -> dict:
         "configs": len(keys),
         "models": len(run.model_names()),
         "hardware": len({config.hardware for config in run.configs}),
-        "batch_sizes": len(request.batch_sizes),
+        "batch_sizes": len(run.request.batch_sizes),  # as planned: each size once, as the run measures it
         "reused": len(reusable),
         "known_seconds": sum(known),
         "known": len(known),
