@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, head, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import File
+from litestar.response.file import ASGIFileResponse
 
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.parameters import RunId
@@ -42,6 +43,25 @@ class ReportController(Controller):
 
     @get("/{run_id:str}/{file_name:str}", operation_id="downloadReport", responses=ERROR_RESPONSES, sync_to_thread=True)
     def download(self, services: Services, run_id: RunId, file_name: str) -> File:
-        path = report_file(services.settings.results_path, run_id, file_name)
-        # Inline, so a browser shows each file (the Reports page previews report.html); saving stays one click.
-        return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type="inline")
+        return _report(services, run_id, file_name)
+
+    # HEAD is GET without the body, as HTTP has it: not an operation of its own in the schema.
+    @head("/{run_id:str}/{file_name:str}", include_in_schema=False, sync_to_thread=True)
+    def download_head(
+        self, request: Request, services: Services, run_id: RunId, file_name: str
+    ) -> ASGIFileResponse:
+        """GET's status and headers, no body. Litestar sends a handler's body on HEAD too (the
+        server is left to drop it) unless told, and told, it leaves out the Content-Type, which
+        GET's answer has: given here as GET gets it."""
+        report = _report(services, run_id, file_name)
+        media_type = MEDIA_TYPES[file_name]
+        content_type = f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
+        return report.to_asgi_response(
+            app=None, request=request, is_head_response=True, headers={"content-type": content_type}
+        )
+
+
+def _report(services: Services, run_id: str, file_name: str) -> File:
+    path = report_file(services.settings.results_path, run_id, file_name)
+    # Inline, so a browser shows each file (the Reports page previews report.html); saving stays one click.
+    return File(path=path, filename=file_name, media_type=MEDIA_TYPES[file_name], content_disposition_type="inline")

@@ -6,6 +6,7 @@ from disk or a download with no server and no network.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -29,6 +30,20 @@ VENDOR = Path(__file__).parent.parent / "static" / "vendor"
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _templates = Environment(loader=PackageLoader("webapp", "templates"), autoescape=lambda name: name.endswith(".html.j2"))
 _templates.filters["number"] = lambda value, spec: "-" if value is None else format(value, spec)
+FAVICON = Path(__file__).parent.parent / "static" / "favicon.ico"  # the dashboard's (webapp.pages.favicon)
+
+
+def _timestamp(value: datetime | None) -> str:
+    """As the dashboard's pages write a time (to the second), in UTC and saying so: a report is read
+    away from the server. A time without a zone is UTC already (engine.runs.utc_now)."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_templates.filters["timestamp"] = _timestamp
 
 
 class ReportNotFound(Exception):
@@ -134,6 +149,7 @@ def write_reports(
         # "</" inside inline JSON or JS would end the <script> element early.
         chart_json=json.dumps(chart).replace("</", "<\\/") if chart else None,
         scripts=[_vendored("vega"), _vendored("vega-lite"), _vendored("vega-embed")] if chart else [],
+        favicon=base64.b64encode(FAVICON.read_bytes()).decode("ascii"),  # inlined: the file opens from disk too
     )
     (folder / "report.html").write_text(html, encoding="utf-8")
     log.info("wrote reports for run %s to %s", run_id, folder)
