@@ -13,6 +13,7 @@ from benchboard_client.async_client import AsyncBenchmarkAPIClient
 from benchboard_client.errors import (
     BenchmarkAPIError,
     InvalidRequest,
+    InvalidServerAddress,
     NotFound,
     ServerUnreachable,
     Unauthorized,
@@ -33,6 +34,7 @@ __all__ = [
     "BenchmarkAPIError",
     "FollowPolicy",
     "InvalidRequest",
+    "InvalidServerAddress",
     "NotFound",
     "GENERATE_RESULT_COLUMNS",
     "RESULT_COLUMNS",

@@ -89,11 +89,14 @@ class AsyncBenchmarkAPIClient:
                               precision: str | None = None, progressive_mode: bool | None = None,
                               incremental: bool | None = None, sequence_length: int | None = None,
                               force: bool | None = None, scenario: str | None = None,
-                              new_tokens: int | None = None) -> dict:
+                              new_tokens: int | None = None, timing: str | None = None,
+                              attn_implementation: str | None = None, image_size: int | None = None,
+                              threads: int | None = None, repeats: int | None = None) -> dict:
         return await self._send(calls.start_benchmark(
             priority=priority, hardware=hardware, models=models, batch_sizes=batch_sizes, precision=precision,
             progressive_mode=progressive_mode, incremental=incremental, sequence_length=sequence_length,
-            force=force, scenario=scenario, new_tokens=new_tokens))
+            force=force, scenario=scenario, new_tokens=new_tokens, timing=timing,
+            attn_implementation=attn_implementation, image_size=image_size, threads=threads, repeats=repeats))
 
     async def get_status(self, run_id: str) -> dict:
         return await self._send(calls.get_status(run_id))

@@ -36,10 +36,13 @@ def segment(value: str, name: str) -> str:
 
 def start_benchmark(*, priority=None, hardware=None, models=None, batch_sizes=None, precision=None,
                     progressive_mode=None, incremental=None, sequence_length=None, force=None,
-                    scenario=None, new_tokens=None) -> Call:
+                    scenario=None, new_tokens=None, timing=None, attn_implementation=None, image_size=None,
+                    threads=None, repeats=None) -> Call:
     body = present(priority=priority, hardware=hardware, models=models, batch_sizes=batch_sizes,
                    precision=precision, progressive_mode=progressive_mode, incremental=incremental,
-                   sequence_length=sequence_length, force=force, scenario=scenario, new_tokens=new_tokens)
+                   sequence_length=sequence_length, force=force, scenario=scenario, new_tokens=new_tokens,
+                   timing=timing, attn_implementation=attn_implementation, image_size=image_size,
+                   threads=threads, repeats=repeats)
     return Call("POST", f"{API_PREFIX}/run", json=body)
 
 

@@ -39,6 +39,12 @@ class ServerUnreachable(BenchmarkAPIError):
     """Nothing answered at the server's address, or the connection broke."""
 
 
+class InvalidServerAddress(BenchmarkAPIError, ValueError):
+    """The client was made with a ``base_url`` nothing could be sent to (no http:// or https://, no
+    host, a port outside 1..65535, a malformed address): refused by the constructor, before any
+    request. ``field`` is "base_url"; ``reason`` says what is wrong, without the field's name."""
+
+
 ERRORS_BY_STATUS = {
     400: InvalidRequest, 422: InvalidRequest, 401: Unauthorized, 403: Unauthorized, 404: NotFound,
 }

@@ -58,11 +58,12 @@ def describe_progress(status: dict) -> str:
     return "  ".join(parts)
 
 
-# The columns a results table shows, in the order a reader compares them.
-RESULT_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "p50_latency_ms", "p90_latency_ms",
-                  "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb", "n_samples", "ci_met")
-# A generate result's own figures (time to first token, time per output token, end to end), as
-# ``benchboard run`` prints them.
+# The columns a results table shows, in the order a reader compares them: the one list, which
+# ``benchboard run`` prints too (webapp/cli/main.py), so `remote results` shows what `run` does.
+RESULT_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "timing", "p50_latency_ms",
+                  "p90_latency_ms", "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb",
+                  "n_samples", "ci_met")
+# A generate result's own figures (time to first token, time per output token, end to end).
 GENERATE_RESULT_COLUMNS = ("model_name", "hardware", "batch_size", "precision", "new_tokens", "ttft_ms",
                            "ttft_p99_ms", "tpot_ms", "tpot_p99_ms", "e2e_ms", "decode_tokens_per_second",
                            "prefill_tokens_per_second", "memory_peak_mb", "n_samples", "ci_met")

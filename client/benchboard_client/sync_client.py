@@ -93,18 +93,25 @@ class BenchmarkAPIClient:
                         precision: str | None = None, progressive_mode: bool | None = None,
                         incremental: bool | None = None, sequence_length: int | None = None,
                         force: bool | None = None, scenario: str | None = None,
-                        new_tokens: int | None = None) -> dict:
+                        new_tokens: int | None = None, timing: str | None = None,
+                        attn_implementation: str | None = None, image_size: int | None = None,
+                        threads: int | None = None, repeats: int | None = None) -> dict:
         """Queue a run; returns ``run_id, status, message, started_at, total_configs``.
 
         Arguments left at None take the server's defaults: priority "high", hardware
         ["cpu"], the priority's model tier, batch sizes [1, 8], fp32, progressive and
         incremental on, force off, scenario "forward" ("generate": greedy decoding of
-        ``new_tokens`` tokens, 32 by default, timed token by token).
+        ``new_tokens`` tokens, 32 by default, timed token by token), sequence length 128;
+        ``timing`` "latency" at batch size 1 and "throughput" above; ``attn_implementation``
+        "sdpa" ("eager", "flash_attention_2"); ``image_size`` each vision model's own;
+        ``threads`` (torch threads in the worker) the server's setting; ``repeats`` 1 (fresh
+        worker processes each config is measured in, their samples pooled).
         """
         return self._send(calls.start_benchmark(
             priority=priority, hardware=hardware, models=models, batch_sizes=batch_sizes, precision=precision,
             progressive_mode=progressive_mode, incremental=incremental, sequence_length=sequence_length,
-            force=force, scenario=scenario, new_tokens=new_tokens))
+            force=force, scenario=scenario, new_tokens=new_tokens, timing=timing,
+            attn_implementation=attn_implementation, image_size=image_size, threads=threads, repeats=repeats))
 
     def get_status(self, run_id: str) -> dict:
         return self._send(calls.get_status(run_id))

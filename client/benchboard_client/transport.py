@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from benchboard_client import calls
-from benchboard_client.errors import BenchmarkAPIError, ServerUnreachable, error_from_response
+from benchboard_client.errors import (
+    BenchmarkAPIError,
+    InvalidServerAddress,
+    ServerUnreachable,
+    error_from_response,
+)
 
 DEFAULT_BASE_URL = "http://localhost:8000"
 # Generous: a server that is starting its first worker process can take seconds to answer.
@@ -27,12 +33,13 @@ class ServerAddress:
 
     @classmethod
     def parse(cls, base_url: str, token: str | None, timeout: float) -> ServerAddress:
-        base_url = (base_url or "").strip().rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
+        given = (base_url or "").strip()
+        problem = address_problem(given)
+        if problem:
+            raise InvalidServerAddress(f"base_url {problem}", field="base_url", reason=problem)
         if timeout is None or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        return cls(base_url, token or None, float(timeout))
+        return cls(given.rstrip("/"), token or None, float(timeout))
 
     @property
     def headers(self) -> dict[str, str]:
@@ -47,6 +54,29 @@ class ServerAddress:
 
     def http_options(self) -> dict:
         return {"base_url": self.base_url, "headers": self.headers, "timeout": httpx.Timeout(self.timeout)}
+
+
+def address_problem(url: str) -> str | None:
+    """What makes ``url`` no server address, if anything. Checked when a client is made: httpx
+    would refuse some of these only at the first request (a port that is not a number), and pass
+    others on to the socket (port 99999, no host), which reads as an unreachable server."""
+    if not url.startswith(("http://", "https://")):
+        return f"must start with http:// or https:// (e.g. {DEFAULT_BASE_URL}), not {url!r}"
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL": a '[' without its ']'
+        return f"is not a valid URL: {url!r} ({error})"
+    if not parts.hostname:
+        return f"names no host: {url!r} (e.g. {DEFAULT_BASE_URL})"
+    # The text after the host's last ':' ("[::1]:8000" is host ::1, port 8000).
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port must be a number from 1 to 65535, not {port!r} (in {url!r})"
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as error:
+        return f"is not a valid URL: {url!r} ({error})"
+    return None
 
 
 @contextmanager

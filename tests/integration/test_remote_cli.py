@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -14,8 +15,12 @@ import sys
 import threading
 import time
 
+import msgspec
 import pytest
 
+from benchboard_client import BenchmarkAPIClient
+from benchboard_client.formatting import RESULT_COLUMNS
+from engine.runs import RunResults
 from tests.integration.cli_process import benchboard
 from tests.integration.server import REPO_ROOT, start_server
 from webapp.cli.remote import add_remote_parser, run_remote
@@ -107,6 +112,66 @@ def test_catalog_and_query_listings(server, watched, capsys):
     assert {(row["model_name"], row["batch_size"]) for row in rows} == {("bert-tiny", 1)}
 
 
+def test_results_and_query_print_the_columns_benchboard_run_prints(server, watched, capsys, monkeypatch):
+    run_id, _ = watched
+    assert remote("results", run_id, "--url", server.url) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    assert header.split() == list(RESULT_COLUMNS)
+    assert dict(zip(header.split(), row.split(), strict=True))["timing"] == "latency"  # batch size 1's default
+
+    # `benchboard run`'s own table of the same rows: the same columns, in the same order.
+    cli_main = importlib.import_module("webapp.cli.main")  # `webapp.cli.main` the attribute is the function
+    tables = []
+    monkeypatch.setattr(cli_main, "_print_table", lambda columns, rows, out=None: tables.append(columns))
+    with BenchmarkAPIClient(server.url) as client:
+        outcome = msgspec.convert(client.get_results(run_id), RunResults)
+    cli_main._report(argparse.Namespace(run_id=run_id, skipped_configs=0, total_configs=1), outcome)
+    assert tables == [header.split()]
+
+    assert remote("query", "--url", server.url, "--model", "bert-tiny", "--batch-size", "1", "--limit", "1") == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    assert header.split() == ["run_id", *RESULT_COLUMNS, "created_at"]
+    assert dict(zip(header.split(), row.split(), strict=True))["timing"] == "latency"
+
+
+def test_start_sends_the_run_request_flags_of_benchboard_run(server, capsys):
+    assert remote("start", "--url", server.url, "--models", "bert-tiny", "--batch-sizes", "2", "--force",
+                  "--timing", "latency", "--attn-implementation", "eager", "--image-size", "64", "--threads", "1",
+                  "--repeats", "2", "--sequence-length", "16", "--no-progressive", "--json") == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with BenchmarkAPIClient(server.url) as client:
+        asked = client.get_results(run_id)["config"]
+        client.cancel(run_id)  # what the server was sent is all this test asks; measuring it is run's tests'
+        client.monitor_progress(run_id, lambda status: None)
+    assert {name: asked[name] for name in ("timing", "attn_implementation", "image_size", "threads", "repeats",
+                                           "sequence_length", "progressive_mode")} == {
+        "timing": "latency", "attn_implementation": "eager", "image_size": 64, "threads": 1, "repeats": 2,
+        "sequence_length": 16, "progressive_mode": False}
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://127.0.0.1:abc", "port must be a number from 1 to 65535, not 'abc' (in 'http://127.0.0.1:abc')"),
+    ("http://127.0.0.1:99999", "port must be a number from 1 to 65535, not '99999' (in 'http://127.0.0.1:99999')"),
+    ("http://[::1", "is not a valid URL: 'http://[::1' (Invalid IPv6 URL)"),
+    ("http://", "names no host: 'http://' (e.g. http://localhost:8000)"),
+])
+def test_a_malformed_url_is_one_line_naming_the_flag_and_exit_2(capsys, url, reason):
+    # Refused before any connection: not a traceback, and a port out of range is not "Connection refused".
+    assert remote("status", "X", "--url", url) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --url: {reason}\n" and captured.out == ""
+
+
+def test_a_malformed_url_from_the_environment_or_given_to_compare_exits_2_in_one_line():
+    from_environment = benchboard("remote", "models", env={"BENCHBOARD_URL": "http://[::1"})
+    assert from_environment.returncode == 2
+    assert from_environment.stderr == "error: BENCHBOARD_URL: is not a valid URL: 'http://[::1' (Invalid IPv6 URL)\n"
+    compared = benchboard("compare", "A", "B", "--url", "http://127.0.0.1:abc")
+    assert compared.returncode == 2
+    assert compared.stderr == ("error: --url: port must be a number from 1 to 65535, not 'abc' "
+                               "(in 'http://127.0.0.1:abc')\n")
+
+
 def test_the_url_comes_from_the_environment_when_not_given(server, capsys, monkeypatch):
     monkeypatch.setenv("BENCHBOARD_URL", server.url)
     assert remote("hardware") == 0
@@ -134,15 +199,23 @@ def test_a_dead_address_is_one_line_on_stderr_and_exit_1(capsys):
 def test_start_refusals_exit_2_like_run_and_a_malformed_url_names_its_flag(server):
     # The command as a user runs it: each refusal is one line naming the field, exit 2 (`run`'s status).
     for argv, field in ((["--models", "nosuch"], "models"), (["--hardware", "tpu"], "hardware"),
-                        (["--precision", "fp64"], "precision"), (["--batch-sizes", "0"], "batch_sizes")):
+                        (["--precision", "fp64"], "precision"), (["--batch-sizes", "0"], "batch_sizes"),
+                        (["--threads", "0"], "threads"), (["--repeats", "0"], "repeats"),
+                        (["--image-size", "0"], "image_size"), (["--new-tokens", "1"], "new_tokens")):
         done = benchboard("remote", "start", "--url", server.url, *argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stderr.startswith(f"error: {field}: ") and done.stderr.count("\n") == 1, done.stderr
         assert done.stdout == ""
     malformed = benchboard("remote", "models", "--url", "notaurl")
     assert malformed.returncode == 2
-    assert malformed.stderr == ("error: --url: must start with http:// or https:// (e.g. http://127.0.0.1:8000), "
+    assert malformed.stderr == ("error: --url: must start with http:// or https:// (e.g. http://localhost:8000), "
                                 "not 'notaurl'\n")
+    # A choice `benchboard run` refuses is refused here with the same words, before any connection.
+    for flag, value in (("--timing", "fast"), ("--attn-implementation", "flash"), ("--scenario", "chat")):
+        chosen = benchboard("remote", "start", "--url", server.url, flag, value)
+        run = benchboard("run", flag, value)
+        assert chosen.returncode == run.returncode == 2
+        assert chosen.stderr.splitlines()[-1].split(": ", 1)[1] == run.stderr.splitlines()[-1].split(": ", 1)[1]
     from_environment = subprocess.run([sys.executable, "-m", "webapp.cli", "remote", "models"], capture_output=True,
                                       text=True, cwd=REPO_ROOT, timeout=60, env={**os.environ, "BENCHBOARD_URL": "x"})
     assert from_environment.returncode == 2 and from_environment.stderr.startswith("error: BENCHBOARD_URL: must")

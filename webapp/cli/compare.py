@@ -101,13 +101,14 @@ class _RemoteFailure(StorageError):
 
 
 def _remote(args: argparse.Namespace) -> RunComparison:
-    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError, InvalidRequest, NotFound
+    from benchboard_client import (
+        BenchmarkAPIClient,
+        BenchmarkAPIError,
+        InvalidRequest,
+        InvalidServerAddress,
+        NotFound,
+    )
 
-    from webapp.cli.remote import url_problem
-
-    problem = url_problem(args.url, "--url")
-    if problem:
-        raise InvalidRequestError("--url", problem)
     token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
     try:
         with BenchmarkAPIClient(args.url, token=token) as client:
@@ -116,8 +117,8 @@ def _remote(args: argparse.Namespace) -> RunComparison:
                 history=args.history, threshold=args.threshold, threshold_for=args.threshold_for or None,
                 lookback=args.lookback,
             )
-    except ValueError as error:  # a --url the client refuses still
-        raise InvalidRequestError("--url", str(error)) from None
+    except InvalidServerAddress as error:  # refused before any connection: no scheme, no host, a bad port
+        raise InvalidRequestError("--url", error.reason) from None
     except NotFound as error:
         # The server's reason already reads "no run with id 'X'", as a local comparison says it.
         raise _RemoteFailure(error.reason or str(error)) from None

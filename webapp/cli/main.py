@@ -230,10 +230,6 @@ def _numeric(text: str) -> bool:
     return text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()
 
 
-RESULT_TABLE = ("model_name", "hardware", "batch_size", "precision", "timing", "p50_latency_ms", "p90_latency_ms",
-                "p99_latency_ms", "throughput_items_per_second", "memory_peak_mb", "n_samples", "ci_met")
-
-
 def command_run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         db_path=args.db_path, results_dir=args.results_dir, models_dir=args.models_dir,
@@ -395,14 +391,12 @@ def _print_json(value) -> None:
     print(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
-# A generate result's own figures (issue 11): time to first token, time per output token, end to end.
-GENERATE_TABLE = ("model_name", "hardware", "batch_size", "precision", "new_tokens", "ttft_ms", "ttft_p99_ms",
-                  "tpot_ms", "tpot_p99_ms", "e2e_ms", "decode_tokens_per_second", "prefill_tokens_per_second",
-                  "memory_peak_mb", "n_samples", "ci_met")
-
-
 def _report(run, outcome) -> None:
-    for columns, scenario in ((RESULT_TABLE, "forward"), (GENERATE_TABLE, "generate")):
+    # The client's column lists, which `remote results` prints too; imported here, at the run's
+    # end, as the client brings httpx (issue 16).
+    from benchboard_client.formatting import GENERATE_RESULT_COLUMNS, RESULT_COLUMNS
+
+    for columns, scenario in ((RESULT_COLUMNS, "forward"), (GENERATE_RESULT_COLUMNS, "generate")):
         rows = [[getattr(r, c) for c in columns] for r in outcome.results if (r.scenario or "forward") == scenario]
         if rows:
             _print_table(list(columns), rows)

@@ -4,8 +4,9 @@
     benchboard remote results RUN_ID
     benchboard remote query --model bert-tiny --json
 
-Only the client is used here, never the engine or storage, so these commands work
-against any server the user can reach.
+Requests go through the client only, never the engine or storage, so these commands work
+against any server the user can reach; of the engine, only `benchboard run`'s flag choices
+and defaults are read, so `remote start` takes that command's flags.
 
 Exit status: 0; 1 when a followed run ends failed or cancelled, or the server cannot be reached or
 fails; 2 for what the command itself got wrong: a request the server refuses as invalid (an
@@ -21,11 +22,16 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
+from engine.config import ATTN_IMPLEMENTATIONS, SCENARIOS, TIMINGS
+from engine.runs import RunRequest
+
 if TYPE_CHECKING:
     from benchboard_client import BenchmarkAPIClient
 
 # benchboard_client (httpx, websockets) is imported by the actions only: `benchboard` builds
-# this parser for every command, `benchboard run` included (issue 16).
+# this parser for every command, `benchboard run` included (issue 16). engine.config and
+# engine.runs are light (msgspec), and `benchboard` has imported them already: the flags take
+# `run`'s choices and defaults from them, and the server checks every value again.
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1
@@ -62,21 +68,44 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
         _connection_flags(parser)
         return parser
 
+    # The fields of POST /api/benchmark/run, under `benchboard run`'s flag names; unset ones are
+    # not sent, so the server's defaults (RunRequest's) apply.
+    defaults = RunRequest()
     start = action("start", "start a run on the server")
     start.add_argument("--models", nargs="+", default=None, metavar="NAME",
                        help="model names (default: the priority's tier)")
     start.add_argument("--hardware", nargs="+", default=None, metavar="DEVICE",
-                       help="devices, e.g. cpu cuda:0 (default cpu)")
-    start.add_argument("--batch-sizes", nargs="+", type=int, default=None, metavar="N", help="(default 1 8)")
-    start.add_argument("--precision", default=None, help="fp32, fp16, bf16 or int8 (default fp32)")
-    start.add_argument("--priority", default=None, help="critical, high, medium, low or all (default high)")
-    start.add_argument("--sequence-length", type=int, default=None, metavar="N")
-    start.add_argument("--scenario", choices=("forward", "generate"), default=None,
-                       help="forward (default) or generate: greedy decoding timed token by token")
+                       help=f"devices, e.g. cpu cuda:0 (default {' '.join(defaults.hardware)})")
+    start.add_argument("--batch-sizes", nargs="+", type=int, default=None, metavar="N",
+                       help=f"default {' '.join(map(str, defaults.batch_sizes))}")
+    start.add_argument("--precision", default=None,
+                       help=f"fp32, fp16, bf16 or int8 (default {defaults.precision})")
+    start.add_argument("--priority", default=None,
+                       help=f"critical, high, medium, low or all (default {defaults.priority})")
+    start.add_argument("--sequence-length", type=int, default=None, metavar="N",
+                       help=f"default {defaults.sequence_length}")
+    start.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads in the server's worker (default: the server's setting)")
+    start.add_argument("--timing", choices=TIMINGS, default=None,
+                       help="latency: each call timed alone with a device sync; throughput: calls pipelined "
+                            "(default latency at batch size 1, throughput at larger batches)")
+    start.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default=None,
+                       help="attention transformers builds the models with (default sdpa)")
+    start.add_argument("--image-size", type=int, default=None, metavar="N",
+                       help="image size for vision models (default each model's own)")
+    start.add_argument("--scenario", choices=SCENARIOS, default=None,
+                       help="forward: one forward pass; generate: greedy decoding timed token by token "
+                            f"(default {defaults.scenario})")
     start.add_argument("--new-tokens", type=int, default=None, metavar="N",
-                       help="generate: tokens each generation produces (default 32)")
-    start.add_argument("--no-progressive", action="store_true",
-                       help="measure every config, in the order given")
+                       help="generate: tokens each generation produces, exactly "
+                            f"(default {defaults.new_tokens})")
+    start.add_argument("--repeats", type=int, default=None, metavar="R",
+                       help="measure each config in R fresh worker processes and pool the samples "
+                            f"(default {defaults.repeats})")
+    start.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None,
+                       help="cheap configs first; stop escalating batch sizes at OOM, timeout or plateau "
+                            f"(default {'on' if defaults.progressive_mode else 'off'}; --no-progressive "
+                            "measures every config, in the order given)")
     start.add_argument("--no-incremental", action="store_true",
                        help="measure again configs with recent results")
     start.add_argument("--force", action="store_true", help="measure every config, even with recent results")
@@ -99,29 +128,24 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
     return remote
 
 
-def url_problem(url: str, name: str) -> str | None:
-    """What is wrong with a server address given as ``name`` (a flag or variable), if anything."""
-    if not str(url).strip().startswith(("http://", "https://")):
-        return f"must start with http:// or https:// (e.g. {DEFAULT_URL}), not {url!r}"
-    return None
-
-
 def run_remote(args: argparse.Namespace) -> int:
     """Carry out one ``benchboard remote`` action; the exit code."""
     url, given_as = ((args.url, "--url") if args.url else
                      (os.environ["BENCHBOARD_URL"], "BENCHBOARD_URL") if os.environ.get("BENCHBOARD_URL") else
                      (DEFAULT_URL, "--url"))
     token = args.token or os.environ.get("BENCHBOARD_TOKEN") or None
-    problem = url_problem(url, given_as)
-    if problem:
-        print(f"error: {given_as}: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    from benchboard_client import BenchmarkAPIClient, BenchmarkAPIError, InvalidRequest, NotFound
+    from benchboard_client import (
+        BenchmarkAPIClient,
+        BenchmarkAPIError,
+        InvalidRequest,
+        InvalidServerAddress,
+        NotFound,
+    )
 
     try:
         client = BenchmarkAPIClient(url, token=token)
-    except ValueError as error:
-        print(f"error: {given_as}: {error}", file=sys.stderr)
+    except InvalidServerAddress as error:  # refused before any connection: no scheme, no host, a bad port
+        print(f"error: {given_as}: {error.reason}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with client:
@@ -171,9 +195,11 @@ _STATUS_PREFIX = re.compile(r"^benchmark run \w+: ")
 def action_start(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
     run = client.start_benchmark(
         priority=args.priority, hardware=args.hardware, models=args.models, batch_sizes=args.batch_sizes,
-        precision=args.precision, progressive_mode=False if args.no_progressive else None,
+        precision=args.precision, progressive_mode=args.progressive,
         incremental=False if args.no_incremental else None, sequence_length=args.sequence_length,
-        force=args.force or None, scenario=args.scenario, new_tokens=args.new_tokens,
+        force=args.force or None, scenario=args.scenario, new_tokens=args.new_tokens, timing=args.timing,
+        attn_implementation=args.attn_implementation, image_size=args.image_size, threads=args.threads,
+        repeats=args.repeats,
     )
     if args.json:
         _print_json(run)

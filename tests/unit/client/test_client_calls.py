@@ -1,8 +1,10 @@
 """client.calls describes each request once: path, query and body, leaving server defaults alone."""
 
+import inspect
+
 import pytest
 
-from benchboard_client import calls
+from benchboard_client import AsyncBenchmarkAPIClient, BenchmarkAPIClient, calls
 from benchboard_client.errors import InvalidRequest
 
 
@@ -10,6 +12,20 @@ def test_arguments_left_at_none_are_not_sent_so_the_servers_defaults_apply():
     call = calls.start_benchmark(models=["bert-tiny"], batch_sizes=[1], progressive_mode=False)
     assert call.method == "POST" and call.path == "/api/benchmark/run"
     assert call.json == {"models": ["bert-tiny"], "batch_sizes": [1], "progressive_mode": False}
+
+
+def test_start_benchmark_sends_every_field_of_a_run_request_it_is_given():
+    call = calls.start_benchmark(timing="throughput", attn_implementation="eager", image_size=64, threads=2,
+                                 repeats=3, scenario="generate", new_tokens=8, sequence_length=16)
+    assert call.json == {"timing": "throughput", "attn_implementation": "eager", "image_size": 64, "threads": 2,
+                         "repeats": 3, "scenario": "generate", "new_tokens": 8, "sequence_length": 16}
+
+
+@pytest.mark.parametrize("client_class", [BenchmarkAPIClient, AsyncBenchmarkAPIClient])
+def test_both_clients_start_benchmark_take_what_the_call_sends(client_class):
+    # The methods pass their arguments on one by one; a field added to one list alone is a TypeError.
+    takes = list(inspect.signature(client_class.start_benchmark).parameters)[1:]  # without self
+    assert takes == list(inspect.signature(calls.start_benchmark).parameters)
 
 
 def test_query_filters_go_in_the_query_string():

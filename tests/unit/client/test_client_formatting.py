@@ -66,3 +66,13 @@ def test_results_print_forward_rows_then_generate_rows_with_their_own_columns():
     only = format_results([forward], leading=("run_id",), trailing=("created_at",))
     assert "generate:" not in only and only.splitlines()[0].split() == ["run_id", *RESULT_COLUMNS, "created_at"]
     assert format_results([]) == "(no rows)"
+
+
+def test_forward_rows_show_how_they_were_timed_after_the_precision():
+    from benchboard_client.formatting import format_results
+
+    row = {"model_name": "bert-tiny", "hardware": "cpu", "batch_size": 8, "precision": "fp32",
+           "timing": "throughput", "p50_latency_ms": 2.5, "scenario": "forward"}
+    header, _, line = format_results([row]).splitlines()
+    assert header.split()[:5] == ["model_name", "hardware", "batch_size", "precision", "timing"]
+    assert line.split()[:6] == ["bert-tiny", "cpu", "8", "fp32", "throughput", "2.5"]
