@@ -5,7 +5,8 @@ peak-memory trackers in ``engine.memory``, the other processes' CPU time in
 ``engine.contention`` and the GPU's clocks, temperature and power in ``engine.nvml``.
 
 Throughput is a measured rate: the items the timed loop processed over its wall
-seconds (``total_timed_seconds``), never the batch size over a percentile.
+seconds (``total_timed_seconds``), never the batch size over a percentile. Its CI is
+therefore the mean latency's, not the median's (``engine.stats.throughput_ci``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from engine.hardware import HardwareInfo, get_hardware
 from engine.memory import peak_memory_tracker
 from engine.precision import incompatibility_reason, torch_dtype
 from engine.result import FAILED, INCOMPATIBLE, OK, Measurement
-from engine.stats import summarize
+from engine.stats import summarize, throughput_ci
 from engine.timing import GPU_EVENT_TYPES, NS_PER_MS, choose_timer, device_synchronizer, kept_samples, time_config, warm_up
 
 # torch's thread count when the worker started, restored for jobs that name none,
@@ -156,6 +157,7 @@ def _measure(job: Job, registry) -> Measurement:
 
     stats = summarize(loop.samples_ms, loop.total_seconds, settings.ci_target)
     items_per_second = config.batch_size * loop.calls / loop.total_seconds if loop.total_seconds > 0 else None
+    items_per_second_low, items_per_second_high = throughput_ci(items_per_second, loop.samples_ms)
     tokens_per_second = None
     generated = {}
     if session is not None:
@@ -169,6 +171,8 @@ def _measure(job: Job, registry) -> Measurement:
         **msgspec.structs.asdict(stats),
         status=OK,
         throughput_items_per_second=items_per_second,
+        throughput_ci_low_items_per_second=items_per_second_low,
+        throughput_ci_high_items_per_second=items_per_second_high,
         throughput_tokens_per_second=tokens_per_second,
         load_time_ms=load_time_ms,
         cold_latency_ms=cold_latency_ms,

@@ -18,7 +18,7 @@ import msgspec
 
 from engine.config import MeasurementSettings
 from engine.result import Measurement
-from engine.stats import summarize
+from engine.stats import summarize, throughput_ci
 
 
 def between_process_cv(medians: Sequence[float]) -> float | None:
@@ -67,10 +67,14 @@ def pool(results: Sequence[Measurement], settings: MeasurementSettings) -> Measu
     samples = [x for result in results for x in (result.samples_ms or [])]
     timed = _sum(r.total_timed_seconds for r in results) or 0.0
     stats = summarize(samples, timed, settings.ci_target)
+    items_per_second = _weighted_rate(results, "throughput_items_per_second")
+    items_per_second_low, items_per_second_high = throughput_ci(items_per_second, samples)
     pooled = {
         **msgspec.structs.asdict(stats),
         "samples_ms": kept_samples(samples, settings.keep_samples),
-        "throughput_items_per_second": _weighted_rate(results, "throughput_items_per_second"),
+        "throughput_items_per_second": items_per_second,
+        "throughput_ci_low_items_per_second": items_per_second_low,
+        "throughput_ci_high_items_per_second": items_per_second_high,
         "throughput_tokens_per_second": _weighted_rate(results, "throughput_tokens_per_second"),
         "memory_peak_mb": _maximum(r.memory_peak_mb for r in results),
         "wall_seconds": _sum(r.wall_seconds for r in results),

@@ -67,6 +67,11 @@ class Measurement(Statistics, kw_only=True):
     new_tokens: int | None = None  # generate: tokens each generation produced
     status: ResultStatus = OK
     throughput_items_per_second: float | None = None
+    # 95% CI of throughput_items_per_second, from the mean latency's (engine.stats.throughput_ci):
+    # the throughput is mean-based, so the median's CI says nothing of it. The high end is None
+    # where no finite rate is ruled out; both are None in rows stored before they were kept.
+    throughput_ci_low_items_per_second: float | None = None
+    throughput_ci_high_items_per_second: float | None = None
     throughput_tokens_per_second: float | None = None
     # generate (engine.generation), None for forward results. TTFT: from the call to the first
     # token's logits (the prefill). TPOT: a sample's mean gap between consecutive tokens after

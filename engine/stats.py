@@ -13,6 +13,12 @@ least 95% probability, and below the upper one with at least 95%). A bound
 that no order statistic reaches is None: the upper bound of p99 needs at
 least 299 samples (0.99**n <= 0.05), since below that even the maximum sits
 under the true p99 more than 5% of the time.
+
+Throughput is a mean-based figure (items over timed seconds, i.e. the batch over the mean
+call), so its CI comes from the mean's, not the median's: a Student t interval of the mean
+over the samples (each the mean call of its block), its lower end kept at or above the
+fastest sample. A few spikes that move the mean move this interval with it, where the
+median's CI would not see them at all.
 """
 
 from __future__ import annotations
@@ -29,6 +35,17 @@ CONFIDENCE = 0.95
 MIN_SAMPLES_FOR_CI = 6
 # The tail quantiles that get confidence bounds, as fractions.
 TAIL_QUANTILES = (0.90, 0.99)
+# Student's t two-sided 95% quantiles for 1..30 degrees of freedom (scipy.stats.t.ppf(0.975, df);
+# tests/unit/engine/test_stats.py checks them). Beyond 30 the Cornish-Fisher expansion in
+# _t_quantile is within 2e-8 of them, and scipy costs a second to import in every worker.
+_T_975 = (
+    12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
+    2.306004135, 2.262157163, 2.228138852, 2.200985160, 2.178812830, 2.160368656, 2.144786688,
+    2.131449546, 2.119905299, 2.109815578, 2.100922040, 2.093024054, 2.085963447, 2.079613845,
+    2.073873068, 2.068657610, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
+    2.045229642, 2.042272456,
+)
+_Z_975 = 1.959963984540054  # the normal's two-sided 95% quantile
 
 
 def percentile(sorted_samples: Sequence[float], q: float) -> float:
@@ -132,6 +149,62 @@ def median_ci(samples: Sequence[float]) -> tuple[float, float]:
 def ci_met(samples: Sequence[float], ci_target: float) -> bool:
     """Whether the median's CI half-width, relative to the median, is within ``ci_target``."""
     return _ci_met_of_sorted(sorted(samples), ci_target)
+
+
+def t_quantile(degrees_of_freedom: int) -> float:
+    """Student's t two-sided 95% quantile (the 97.5th percentile) for ``degrees_of_freedom`` >= 1."""
+    if degrees_of_freedom < 1:
+        raise ValueError("t_quantile needs at least one degree of freedom")
+    if degrees_of_freedom <= len(_T_975):
+        return _T_975[degrees_of_freedom - 1]
+    # Abramowitz & Stegun 26.7.5.
+    z, v = _Z_975, float(degrees_of_freedom)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
+
+
+def mean_ci(samples: Sequence[float]) -> tuple[float, float] | None:
+    """95% confidence interval of the mean latency, as (low, high); None for fewer than two samples.
+
+    Student's t interval, mean +/- t * sd / sqrt(n), with its lower end raised to the fastest
+    sample where it falls below: spikes can pull it under zero, where no latency lies, and for
+    right-skewed latencies the mean sits above the median, which the fastest of n >= 6 samples
+    undercuts with probability at least 1 - 0.5**n.
+    """
+    n = len(samples)
+    if n < 2:
+        return None
+    mean = math.fsum(samples) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in samples) / (n - 1))
+    half_width = t_quantile(n - 1) * std / math.sqrt(n)
+    # min(mean, ...): rounding must not lift the lower end above the mean it brackets.
+    return min(mean, max(mean - half_width, min(samples))), mean + half_width
+
+
+def throughput_ci(items_per_second: float | None, samples_ms: Sequence[float]) -> tuple[float | None, float | None]:
+    """95% confidence interval of a measured throughput, from the mean latency's (``mean_ci``).
+
+    Throughput is items over the timed loop's wall seconds: the batch over the mean call,
+    times the share of the wall the calls took. That share is taken as fixed, so the interval
+    is the throughput scaled by mean / mean_high and mean / mean_low, and always contains it.
+    The upper end is None where the mean's lower end is zero (a timer too coarse to see the
+    work): no finite rate is ruled out then. (None, None) without a throughput, or with fewer
+    than two samples.
+    """
+    interval = mean_ci(samples_ms) if items_per_second is not None else None
+    if interval is None:
+        return None, None
+    low_ms, high_ms = interval
+    mean = math.fsum(samples_ms) / len(samples_ms)
+    if high_ms <= 0:
+        return None, None  # every sample read zero: the rate comes from the wall seconds alone
+    low = items_per_second * mean / high_ms
+    high = items_per_second * mean / low_ms if low_ms > 0 else None
+    # Rounding must not put the throughput itself outside its interval.
+    return min(low, items_per_second), (max(high, items_per_second) if high is not None else None)
 
 
 def summarize(samples_ms: Sequence[float], total_seconds: float, ci_target: float) -> Statistics:

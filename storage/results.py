@@ -43,6 +43,8 @@ RESULT_VALUE_COLUMNS: dict[str, pa.DataType] = {
     "ci_met": pa.bool_(),
     "total_timed_seconds": pa.float64(),
     "throughput_items_per_second": pa.float64(),
+    "throughput_ci_low_items_per_second": pa.float64(),
+    "throughput_ci_high_items_per_second": pa.float64(),
     "throughput_tokens_per_second": pa.float64(),
     "memory_peak_mb": pa.float64(),
     "load_time_ms": pa.float64(),
@@ -110,6 +112,8 @@ RESULT_ROW_COLUMNS = (
     "scenario", "new_tokens", "ttft_ms", "ttft_p90_ms", "ttft_p99_ms", "ttft_ci_low_ms", "ttft_ci_high_ms",
     "tpot_ms", "tpot_p90_ms", "tpot_p99_ms", "tpot_ci_low_ms", "tpot_ci_high_ms", "e2e_ms",
     "decode_tokens_per_second", "prefill_tokens_per_second",
+    # the throughput's own CI (schema v6); repeats and their spread (issue 12)
+    "throughput_ci_low_items_per_second", "throughput_ci_high_items_per_second", "repeats", "between_process_cv",
 )
 
 

@@ -388,5 +388,42 @@ _V5 = [
         LEFT JOIN hardware_platforms h ON hc.hardware_id = h.hardware_id""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+# v6. The throughput's own 95% CI (engine.stats.throughput_ci, from the mean latency's): the
+# median's relative CI said nothing of a mean-based rate. Rows stored before read NULL: no CI.
+# results_view now shows repeats and between_process_cv too, so the API's rows, --json and
+# results.json carry them, as the comparisons always read them. Keep these, with the issue 11
+# columns, samples_ms, node and host, in any later CREATE OR REPLACE VIEW of results_view.
+_V6 = [
+    "ALTER TABLE performance_results ADD COLUMN throughput_ci_low_items_per_second DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN throughput_ci_high_items_per_second DOUBLE",
+    """CREATE OR REPLACE VIEW results_view AS
+        SELECT pr.result_id, pr.run_id, m.model_name, m.model_family, m.model_type, m.modality,
+               h.hardware_type, h.platform AS hardware, h.device_name,
+               pr.batch_size, pr.precision, pr.sequence_length, pr.image_size, pr.timing,
+               pr.attn_implementation, pr.weights, pr.n_samples,
+               pr.average_latency_ms, pr.std_latency_ms, pr.min_latency_ms, pr.p50_latency_ms,
+               pr.p90_latency_ms, pr.p95_latency_ms, pr.p99_latency_ms, pr.max_latency_ms,
+               pr.ci_low_ms, pr.ci_high_ms, pr.ci_met,
+               pr.p90_ci_low_ms, pr.p90_ci_high_ms, pr.p99_ci_low_ms, pr.p99_ci_high_ms,
+               pr.total_timed_seconds, pr.calls_per_sample,
+               pr.throughput_items_per_second, pr.throughput_ci_low_items_per_second,
+               pr.throughput_ci_high_items_per_second, pr.throughput_tokens_per_second,
+               pr.memory_peak_mb, pr.load_memory_peak_mb, pr.memory_reserved_peak_mb,
+               pr.process_device_memory_mb, pr.load_time_ms, pr.cold_latency_ms, pr.threads,
+               pr.sm_clock_mhz_before, pr.sm_clock_mhz_after, pr.temperature_c_before,
+               pr.temperature_c_after, pr.power_w_before, pr.power_w_after, pr.throttled,
+               pr.other_cpu_seconds, pr.contended,
+               pr.torch_version, pr.stop_reason, pr.wall_seconds, pr.config_key, pr.fingerprint,
+               m.parameters_million, pr.created_at, pr.samples_ms, pr.node, pr.host,
+               pr.scenario, pr.new_tokens, pr.ttft_ms, pr.ttft_p90_ms, pr.ttft_p99_ms,
+               pr.ttft_ci_low_ms, pr.ttft_ci_high_ms, pr.tpot_ms, pr.tpot_p90_ms, pr.tpot_p99_ms,
+               pr.tpot_ci_low_ms, pr.tpot_ci_high_ms, pr.e2e_ms, pr.decode_tokens_per_second,
+               pr.prefill_tokens_per_second, pr.ttft_samples_ms, pr.tpot_samples_ms,
+               pr.repeats, pr.between_process_cv
+        FROM performance_results pr
+        JOIN models m ON pr.model_id = m.model_id
+        JOIN hardware_platforms h ON pr.hardware_id = h.hardware_id""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 LATEST_VERSION = len(MIGRATIONS)

@@ -45,6 +45,9 @@ def test_bert_tiny_fp32_reports_consistent_statistics_and_throughput(registry):
     assert result.throughput_items_per_second == pytest.approx(
         result.n_samples * result.calls_per_sample / result.total_timed_seconds, rel=0.01
     )
+    # Its CI is the mean latency's, so it brackets the throughput shown.
+    assert result.throughput_ci_low_items_per_second <= result.throughput_items_per_second
+    assert result.throughput_items_per_second <= result.throughput_ci_high_items_per_second
     assert result.timing == "latency" and result.calls_per_sample == 1
     # bert-tiny's tokens per item are its sequence length.
     assert result.throughput_tokens_per_second == pytest.approx(result.throughput_items_per_second * 32)

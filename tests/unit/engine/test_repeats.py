@@ -15,7 +15,7 @@ from engine.repeats import between_process_cv, pool
 from engine.result import FAILED, OK, Measurement
 from engine.runs import RunRequest
 from engine.scheduler import Scheduler
-from engine.stats import summarize
+from engine.stats import summarize, throughput_ci
 
 CONFIG = BenchmarkConfig(model_name="bert-tiny", hardware="cpu", batch_size=2)
 SETTINGS = MeasurementSettings()
@@ -48,6 +48,12 @@ def test_pooling_merges_the_samples_and_records_the_spread():
     # Items over the summed timed seconds, not a mean of rates.
     items = sum(r.throughput_items_per_second * r.total_timed_seconds for r in results)
     assert pooled.throughput_items_per_second == pytest.approx(items / pooled.total_timed_seconds)
+    # The CI is the pooled throughput's (from the pooled samples' mean), not the first process's.
+    assert (pooled.throughput_ci_low_items_per_second, pooled.throughput_ci_high_items_per_second) == pytest.approx(
+        throughput_ci(pooled.throughput_items_per_second, pooled.samples_ms)
+    )
+    assert pooled.throughput_ci_low_items_per_second < pooled.throughput_items_per_second
+    assert pooled.throughput_items_per_second < pooled.throughput_ci_high_items_per_second
     assert pooled.memory_peak_mb == 13.0  # the highest peak
     assert pooled.load_time_ms == 101.0  # the first process's
     assert pooled.wall_seconds == pytest.approx(3.0)

@@ -1,5 +1,6 @@
 import math
 import random
+from statistics import fmean
 
 import pytest
 from hypothesis import given, settings
@@ -145,3 +146,81 @@ def test_p90_bounds_each_hold_about_95_percent_of_the_time():
         over_lower += stats.p90_ci_low_ms <= true_p90
     # Each bound is conservative (discrete ranks): at least 95%, with sampling slack.
     assert under_upper / trials >= 0.94 and over_lower / trials >= 0.94
+
+
+# The throughput's CI: from the mean latency's, since throughput is items over the timed seconds.
+
+
+def test_t_quantiles_agree_with_scipy():
+    t = pytest.importorskip("scipy.stats").t
+    from engine.stats import t_quantile
+
+    for degrees_of_freedom in (*range(1, 61), 100, 299, 1000, 100_000):
+        assert t_quantile(degrees_of_freedom) == pytest.approx(float(t.ppf(0.975, degrees_of_freedom)), rel=1e-7)
+
+
+def test_throughput_ci_contains_the_throughput_and_is_wide_when_spikes_move_the_mean():
+    from engine.stats import throughput_ci
+
+    # vit-tiny bs1 as QA saw it: a 0.7 ms median, and 5% of calls stalled 130 ms, which lift
+    # the mean tenfold. The median's CI is zero-wide; the throughput is not known to 3%.
+    samples = [0.7] * 95 + [130.0] * 5
+    stats = summarize(samples, total_seconds=sum(samples) / 1000, ci_target=0.02)
+    throughput = len(samples) / stats.total_timed_seconds  # batch 1: items over the timed seconds
+    assert stats.ci_low_ms == stats.ci_high_ms == 0.7
+    low, high = throughput_ci(throughput, samples)
+    assert low < throughput < high
+    assert low < 0.6 * throughput and high > 2 * throughput
+    # Nowhere near the median's rate: 1000 / 0.7 ms would be 1,429/s.
+    assert high < 1000 / 0.7
+
+
+def test_throughput_ci_of_steady_samples_is_narrow_and_the_throughput_keeps_its_overhead():
+    from engine.stats import mean_ci, throughput_ci
+
+    rng = random.Random(11)
+    samples = [rng.gauss(2.0, 0.02) for _ in range(400)]
+    # 10% of the wall went to the loop itself: the shown rate is below 1000 / mean, and stays inside.
+    throughput = 8 * len(samples) / (sum(samples) / 1000 * 1.1)
+    low, high = throughput_ci(throughput, samples)
+    assert low <= throughput <= high and (high - low) / throughput < 0.01
+    mean_low, mean_high = mean_ci(samples)
+    assert low == pytest.approx(throughput * fmean(samples) / mean_high)
+    assert high == pytest.approx(throughput * fmean(samples) / mean_low)
+
+
+def test_throughput_ci_covers_the_true_rate_about_95_percent_of_the_time():
+    from engine.stats import throughput_ci
+
+    rng = random.Random(2)
+    trials, n, covered = 2000, 200, 0
+    for _ in range(trials):
+        samples = [rng.expovariate(1.0) for _ in range(n)]  # mean 1 ms: the true rate is 1000/s
+        low, high = throughput_ci(1000 / fmean(samples), samples)
+        covered += low <= 1000 <= high
+    assert 0.93 <= covered / trials <= 0.975
+
+
+def test_throughput_ci_needs_two_samples_and_a_throughput_and_no_finite_rate_is_ruled_out_at_zero():
+    from engine.stats import mean_ci, throughput_ci
+
+    assert throughput_ci(500.0, [2.0]) == (None, None)
+    assert throughput_ci(None, [2.0, 2.1, 1.9]) == (None, None)
+    assert throughput_ci(500.0, [2.0] * 10) == (500.0, 500.0)
+    # A timer too coarse to see the work: the mean may be zero, so the rate has no upper bound.
+    low, high = throughput_ci(500.0, [0.0] * 9 + [1.0])
+    assert low < 500.0 and high is None
+    assert throughput_ci(500.0, [0.0] * 10) == (None, None)
+    # Spikes cannot pull the mean's lower end below the fastest sample.
+    assert mean_ci([1.0] * 19 + [1000.0])[0] == 1.0
+
+
+@settings(deadline=None)
+@given(latencies.filter(lambda samples: len(samples) >= 2), st.floats(min_value=1e-3, max_value=1e9))
+def test_throughput_ci_always_brackets_the_throughput(samples, throughput):
+    from engine.stats import throughput_ci
+
+    low, high = throughput_ci(throughput, samples)
+    if low is not None:
+        assert low <= throughput
+        assert high is None or throughput <= high

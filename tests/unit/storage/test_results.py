@@ -70,6 +70,27 @@ def test_bulk_insert_keeps_samples_and_links_models_and_hardware_once(tmp_path):
     assert samples == [1.9, 2.0, 2.1]
 
 
+def test_every_read_of_a_result_shows_its_throughput_ci_repeats_and_between_process_spread(tmp_path):
+    db = Database(tmp_path / "b.duckdb")
+    measurement = Measurement.of(
+        config(), n_samples=100, p50_latency_ms=0.7, average_latency_ms=7.1, throughput_items_per_second=140.1,
+        throughput_ci_low_items_per_second=78.2, throughput_ci_high_items_per_second=647.1, repeats=2,
+        between_process_cv=0.2185, samples_ms=[0.7] * 100,
+    )
+    insert_results(db, [stored(measurement, fingerprint="fp-a")])
+    insert_results(db, [stored(measurement, run_id="run-2", fingerprint="fp-a")] * 2)  # the Arrow path
+
+    expected = (140.1, 78.2, 647.1, 2, 0.2185)
+    for row in (*results_for_run(db, "run-1", ResultRow), *results_for_run(db, "run-2", ResultRow, with_samples=True),
+                *query_results(db, ResultRow)):
+        assert (row.throughput_items_per_second, row.throughput_ci_low_items_per_second,
+                row.throughput_ci_high_items_per_second, row.repeats, row.between_process_cv) == expected
+    exported = results_export(db, Filters(run_id="run-1")).read_all().to_pylist()[0]
+    assert (exported["throughput_ci_low_items_per_second"], exported["repeats"], exported["between_process_cv"]) == (
+        78.2, 2, 0.2185
+    )
+
+
 def test_incremental_lookup_honours_fingerprint_and_age(tmp_path):
     db = Database(tmp_path / "b.duckdb")
     insert_results(db, [result_row(key="k1")])
