@@ -5,9 +5,9 @@ strings only ever travel as bound parameters, never as SQL text.
 
 Two rules hold for every aggregate:
 
-- **like with like**: results are grouped by precision, sequence length and scenario as well
-  as by what the chart shows, so no average and no line ever mixes them; each group is a
-  ``series``, and a chart draws one series per line (or colour).
+- **like with like**: results are grouped by precision, sequence length, image size and
+  scenario as well as by what the chart shows, so no average and no line ever mixes them; each
+  group is a ``series``, and a chart draws one series per line (or colour).
 - **say how far it can be trusted**: each group says how many results it covers (``n``),
   how many of them are noisy, and the widest 95% CI among them (``ci_low``/``ci_high``)
   where the metric has one.
@@ -119,6 +119,7 @@ TABLE_COLUMNS: dict[str, str] = {
     "batch_size": "Batch",
     "precision": "Precision",
     "sequence_length": "Seq len",
+    "image_size": "Image size",
     "throughput_items_per_second": "Throughput (items/s)",
     "p50_latency_ms": "p50 (ms)",
     "ci_low_ms": "p50 CI low (ms)",
@@ -372,8 +373,12 @@ _GENERATE_LABEL = (
     "CASE WHEN scenario = 'generate' THEN 'generate ' || coalesce(CAST(new_tokens AS VARCHAR), '?') || ' tokens' "
     "WHEN scenario <> 'forward' THEN scenario END"
 )
-_SERIES = f"concat_ws(' · ', precision, 'seq ' || sequence_length, {_GENERATE_LABEL})"
-_SERIES_COLUMNS = "precision, sequence_length, scenario, new_tokens"
+# A vision model's input is its image (a result of one has an image_size; its sequence length is
+# the request's, unused), named as the compare page names it: img32.
+_INPUT_LABEL = "CASE WHEN image_size IS NOT NULL THEN 'img' || image_size ELSE 'seq ' || sequence_length END"
+_SERIES = f"concat_ws(' · ', precision, {_INPUT_LABEL}, {_GENERATE_LABEL})"
+_SERIES_COLUMNS = "precision, sequence_length, image_size, scenario, new_tokens"
+_SERIES_ORDER = "precision, sequence_length NULLS FIRST, image_size NULLS FIRST, scenario NULLS FIRST"
 
 
 def _trust(metric: Metric) -> str:
@@ -386,40 +391,48 @@ def _trust(metric: Metric) -> str:
     )
 
 
-def _most_measured(db: Database, filters: Filters, column: str) -> str | None:
-    # ``column`` is one of two literals below, never user input.
-    relation, params = _relation(db, filters)
+def _most_measured(db: Database, filters: Filters, column: str, *extra: str) -> str | None:
+    # ``column`` is one of two literals below, never user input; ``extra`` fixed clauses.
+    relation, params = _relation(db, filters, *extra)
     row = _query(
         db, f"SELECT {column} FROM {relation} r GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT 1", params
     ).fetchone()
     return row[0] if row else None
 
 
-def most_measured_model(db: Database, filters: Filters) -> str | None:
-    """The model with the most results under ``filters``: the default subject of the hardware chart."""
-    return _most_measured(db, filters, "model_name")
+def _measuring(metric: Metric | None) -> tuple[str, ...]:
+    return () if metric is None else (f"{metric.column} IS NOT NULL",)
 
 
-def most_measured_hardware(db: Database, filters: Filters) -> str | None:
-    """The hardware with the most results under ``filters``: the default for batch-size scaling."""
-    return _most_measured(db, filters, "hardware")
+def most_measured_model(db: Database, filters: Filters, metric: Metric | None = None) -> str | None:
+    """The model with the most results under ``filters`` (that have ``metric``, where one is
+    named): the default subject of the hardware chart. A model without the chart's metric (a
+    forward-only model for TTFT) would leave it empty while the other charts show results."""
+    return _most_measured(db, filters, "model_name", *_measuring(metric))
+
+
+def most_measured_hardware(db: Database, filters: Filters, metric: Metric | None = None) -> str | None:
+    """The hardware with the most results under ``filters`` (that have ``metric``, where one
+    is named): the default for batch-size scaling."""
+    return _most_measured(db, filters, "hardware", *_measuring(metric))
 
 
 HARDWARE_COLUMNS = [
-    "model_name", "hardware", "device_name", "batch_size", "precision", "sequence_length", "scenario", "new_tokens", "series",
+    "model_name", "hardware", "device_name", "batch_size", "precision", "sequence_length", "image_size", "scenario",
+    "new_tokens", "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
 
 def hardware_comparison(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
     """One model's average ``metric`` per hardware, batch size and series (precision,
-    sequence length, scenario).
+    sequence length, image size, scenario).
 
     The hardware filter is ignored: comparing hardware is the point. ``filters.model`` names the
-    model; without one, the most measured model is used.
+    model; without one, the most measured model among those with ``metric``.
     """
     filters = replace(filters, hardware=None)
-    model = filters.model or most_measured_model(db, filters)
+    model = filters.model or most_measured_model(db, filters, metric)
     if model is None:
         return pd.DataFrame(columns=HARDWARE_COLUMNS)
     relation, params = _relation(db, replace(filters, model=model), f"{metric.column} IS NOT NULL")
@@ -429,13 +442,14 @@ def hardware_comparison(db: Database, filters: Filters, metric: Metric) -> pd.Da
                    {_SERIES} AS series, avg({metric.column}) AS value, {_trust(metric)}
             FROM {relation} r
             GROUP BY model_name, hardware, batch_size, {_SERIES_COLUMNS}
-            ORDER BY hardware, precision, sequence_length NULLS FIRST, scenario NULLS FIRST, batch_size""",
+            ORDER BY hardware, {_SERIES_ORDER}, batch_size""",
         params,
     )
 
 
 TOP_COLUMNS = [
-    "hardware", "rank", "model_name", "model_family", "precision", "sequence_length", "scenario", "new_tokens", "series",
+    "hardware", "rank", "model_name", "model_family", "precision", "sequence_length", "image_size", "scenario",
+    "new_tokens", "series",
     "value", "batch_size", "ci_low", "ci_high", "ci_met", "contended", "noisy", "result_id", "n",
 ]
 
@@ -480,7 +494,8 @@ def top_models(db: Database, filters: Filters, metric: Metric, limit: int = 5) -
 
 
 SCALING_COLUMNS = [
-    "model_name", "hardware", "batch_size", "precision", "sequence_length", "scenario", "new_tokens", "series",
+    "model_name", "hardware", "batch_size", "precision", "sequence_length", "image_size", "scenario", "new_tokens",
+    "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
@@ -488,14 +503,15 @@ SCALING_COLUMNS = [
 def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: int = 8) -> pd.DataFrame:
     """Average ``metric`` per batch size for each model and series on one hardware.
 
-    ``series`` is "model · precision · seq N" (plus the scenario where results have one): a
-    line never joins points of another precision, sequence length or scenario.
+    ``series`` is "model · precision · seq N" ("imgN" for a vision model, plus the scenario
+    where results have one): a line never joins points of another precision, sequence length,
+    image size or scenario.
     The batch-size filter is ignored: batch size is the x axis. ``filters.hardware`` names the
-    hardware; without one, the most measured hardware is used. Only the ``max_models`` series
-    with the best values are kept, so the chart stays readable.
+    hardware; without one, the most measured hardware among results with ``metric``. Only the
+    ``max_models`` series with the best values are kept, so the chart stays readable.
     """
     filters = replace(filters, batch_size=None)
-    hardware = filters.hardware or most_measured_hardware(db, filters)
+    hardware = filters.hardware or most_measured_hardware(db, filters, metric)
     if hardware is None:
         return pd.DataFrame(columns=SCALING_COLUMNS)
     relation, params = _relation(db, replace(filters, hardware=hardware), f"{metric.column} IS NOT NULL")
@@ -521,7 +537,8 @@ def batch_scaling(db: Database, filters: Filters, metric: Metric, max_models: in
 
 
 GENERATION_COLUMNS = [
-    "model_name", "hardware", "batch_size", "precision", "sequence_length", "new_tokens", "series", "measure",
+    "model_name", "hardware", "batch_size", "precision", "sequence_length", "image_size", "new_tokens", "series",
+    "measure",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 # The figures generation_scaling draws: (measure label, column, its CI's columns).
@@ -556,18 +573,18 @@ def generation_scaling(db: Database, filters: Filters, max_models: int = 8) -> p
     relation, params = _relation(db, replace(filters, hardware=hardware), "ttft_ms IS NOT NULL")
     params["max_models"] = max_models
     measures = " UNION ALL ".join(
-        f"""SELECT model_name, hardware, batch_size, precision, sequence_length, new_tokens, series,
+        f"""SELECT model_name, hardware, batch_size, precision, sequence_length, image_size, new_tokens, series,
                    '{label}' AS measure, avg({column}) AS value, min({low}) AS ci_low, max({high}) AS ci_high,
                    count(*) AS n, count(*) FILTER (WHERE noisy) AS noisy,
                    CASE WHEN count(*) = 1 THEN any_value(result_id) END AS result_id, {order} AS measure_order
             FROM labelled WHERE {column} IS NOT NULL
-            GROUP BY model_name, hardware, batch_size, precision, sequence_length, new_tokens, series"""
+            GROUP BY model_name, hardware, batch_size, precision, sequence_length, image_size, new_tokens, series"""
         for order, (label, column, low, high) in enumerate(GENERATION_MEASURES)
     )
     return _frame(
         db,
         f"""WITH labelled AS (
-                SELECT *, concat_ws(' · ', model_name, precision, 'seq ' || sequence_length,
+                SELECT *, concat_ws(' · ', model_name, precision, {_INPUT_LABEL},
                                     coalesce(CAST(new_tokens AS VARCHAR), '?') || ' new tokens') AS series
                 FROM {relation} r),
             chosen AS (
@@ -582,7 +599,7 @@ def generation_scaling(db: Database, filters: Filters, max_models: int = 8) -> p
 
 
 HEATMAP_COLUMNS = [
-    "model_family", "hardware", "precision", "sequence_length", "scenario", "new_tokens", "series",
+    "model_family", "hardware", "precision", "sequence_length", "image_size", "scenario", "new_tokens", "series",
     "value", "ci_low", "ci_high", "n", "noisy", "result_id",
 ]
 
@@ -590,8 +607,8 @@ HEATMAP_COLUMNS = [
 def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFrame:
     """Average ``metric`` for every model family × series × hardware cell.
 
-    ``series`` is "family · precision · seq N": a cell never averages precisions or sequence
-    lengths together.
+    ``series`` is "family · precision · seq N" ("imgN" for vision): a cell never averages
+    precisions, sequence lengths, image sizes or scenarios together.
     """
     relation, params = _relation(db, filters, f"{metric.column} IS NOT NULL")
     # The series label is made per cell after grouping: grouping by it (GROUP BY ALL) built the
@@ -604,7 +621,7 @@ def family_heatmap(db: Database, filters: Filters, metric: Metric) -> pd.DataFra
                          avg({metric.column}) AS value, {_trust(metric)}
                   FROM {relation} r
                   GROUP BY coalesce(model_family, '(none)'), hardware, {_SERIES_COLUMNS}) cells
-            ORDER BY model_family, precision, sequence_length NULLS FIRST, scenario NULLS FIRST, hardware""",
+            ORDER BY model_family, {_SERIES_ORDER}, hardware""",
         params,
     )
 
@@ -745,36 +762,44 @@ def _filter_options(db: Database) -> FilterOptions:
 
 @dataclass(frozen=True)
 class Summary:
+    """The overview's header line. ``results`` to ``noisy`` count what the filters keep (the
+    latest of each config where they ask): the results, their models, hardware and runs, the
+    noisy ones among them, and the failed configs under the same filters. ``stored_results`` and
+    ``stored_runs`` are the database's totals, whatever the filters."""
+
     results: int
     models: int
     hardware: int
     runs: int
     failures: int
-    noisy: int = 0
+    noisy: int
+    stored_results: int
+    stored_runs: int
 
 
-def summary(db: Database) -> Summary:
-    """Counts for the overview's header line: models and hardware are those known (measured or
-    failed); the results' counts once per write, as filter_options. The runs are counted afresh:
-    a run's row is written without moving Database.generation (``runs_only``)."""
-    results, models, hardware, failures, noisy = _per_write(db, ("summary",), lambda: _result_counts(db))
+def summary(db: Database, filters: Filters = Filters()) -> Summary:
+    """Counts for the overview's header line, of the results under ``filters`` and of the whole
+    database; the results' counts once per write and filters, as filter_options. The stored runs
+    are counted afresh: a run's row is written without moving Database.generation (``runs_only``),
+    and a run that has measured nothing yet is still one."""
+    in_view = _per_write(db, ("summary", filters), lambda: _result_counts(db, filters))
     runs = db.cursor().execute("SELECT count(*) FROM test_runs").fetchone()[0]
-    return Summary(results, models, hardware, runs, failures, noisy)
+    return Summary(*in_view, stored_runs=runs)
 
 
-def _result_counts(db: Database) -> tuple[int, int, int, int, int]:
-    noisy = _noisy_sql(view_columns(db))
-    return (
-        db.cursor()
-        .execute(
-            f"""SELECT (SELECT count(*) FROM performance_results),
-                  (SELECT count(*) FROM models),
-                  (SELECT count(*) FROM hardware_platforms),
-                  (SELECT count(*) FROM hardware_compatibility WHERE NOT is_compatible),
-                  (SELECT count(*) FROM results_view WHERE {noisy})"""
-        )
-        .fetchone()
-    )
+def _result_counts(db: Database, filters: Filters) -> tuple[int, int, int, int, int, int, int]:
+    relation, params = _relation(db, filters)
+    # Failed configs have no result to be the latest of: every failure under the filters counts.
+    # Its parameters are the relation's own (the same names and values).
+    failures_where, _ = filters.where("NOT is_compatible")
+    return _query(
+        db,
+        f"""SELECT count(*), count(DISTINCT model_name), count(DISTINCT hardware), count(DISTINCT run_id),
+                   (SELECT count(*) FROM failures_view {failures_where}), count(*) FILTER (WHERE noisy),
+                   (SELECT count(*) FROM performance_results)
+            FROM {relation} r""",
+        params,
+    ).fetchone()
 
 
 # ---- one result: the result page -------------------------------------------------------

@@ -27,7 +27,7 @@ from webapp.wiring.services import Services
 METRIC_CHOICES = [(metric.key, metric.label) for metric in METRICS.values()]
 PAGE_SIZES = (25, 50, 100)
 NUMERIC_COLUMNS = frozenset(
-    {"batch_size", "sequence_length", "throughput_items_per_second", "p50_latency_ms", "ci_low_ms", "ci_high_ms",
+    {"batch_size", "sequence_length", "image_size", "throughput_items_per_second", "p50_latency_ms", "ci_low_ms", "ci_high_ms",
      "n_samples", "p99_latency_ms", "memory_peak_mb", *GENERATION_TABLE_COLUMNS}
 )
 # The results table's headings where storage.dashboard.TABLE_COLUMNS' short ones overstate
@@ -74,9 +74,9 @@ def filter_context(db: Database, filters: Filters, metric: Metric | None = None)
 
 def overview_context(db: Database, filters: Filters, metric: Metric) -> dict:
     """Everything the overview shows, from five small DuckDB aggregates."""
-    summary = dashboard.summary(db)
+    summary = dashboard.summary(db, filters)
     context = {"summary": summary, "metric": metric, "filters": filters}
-    if summary.results == 0:
+    if summary.stored_results == 0:
         return context | {"hardware_chart": None, "scaling_chart": None, "top_models": {}, "has_generate": False}
     by_hardware = dashboard.hardware_comparison(db, filters, metric)
     # Issue 11: TTFT and TPOT against batch size, a line per model, where generate results exist.

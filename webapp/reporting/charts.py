@@ -11,12 +11,13 @@ request only fills in its rows and title.
 
 A chart's title is its ``description``: the page prints it as an HTML heading, which wraps
 on a phone, where a Vega title would be cut off. Charts of aggregates never join unlike
-results: a ``series`` (precision, sequence length, scenario) is a line or a colour of its
-own, every point says how many results it covers (``n``) and draws an error bar where the
-metric has a CI, and a point with noisy results is drawn hollow or faded. A point of one
-result is that result: its bar is the result's 95% CI. A point of several is their mean, and
-its bar runs from the lowest to the highest bound of their 95% CIs (storage.dashboard's
-``_trust``): a range, not a confidence interval of the mean, and its tooltip says so.
+results: a ``series`` (precision, sequence length or image size, scenario) is a line or a
+colour of its own, every point says how many results it covers (``n``) and draws an error
+bar where the metric has a CI, and a point with noisy results is drawn hollow or faded. A
+point of one result is that result: its bar is the result's 95% CI. A point of several is
+their mean, and its bar runs from the lowest to the highest bound of their 95% CIs
+(storage.dashboard's ``_trust``): a range, not a confidence interval of the mean, and its
+tooltip says so.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
         else alt.XOffset("batch_size:O")
     )
     color = (
-        alt.Color("series:N", title="Precision · sequence length")
+        alt.Color("series:N", title="Precision · sequence length or image size")
         if split
         else alt.Color("batch_size:O", title="Batch size", scale=alt.Scale(scheme="blues"))
     )
@@ -172,7 +173,7 @@ def _hardware_comparison_template(metric: Metric, split: bool) -> dict:
             alt.Tooltip("hardware:N", title="Hardware"),
             alt.Tooltip("device_name:N", title="Device"),
             alt.Tooltip("batch_size:O", title="Batch size"),
-            alt.Tooltip("series:N", title="Precision · sequence length"),
+            alt.Tooltip("series:N", title="Precision · sequence length or image size"),
             _value_tooltip(metric),
             *_trust_tooltips(bool(metric.ci_low)),
         ],
@@ -213,8 +214,8 @@ def _batch_scaling_template(metric: Metric) -> dict:
         _value_tooltip(metric),
         *_trust_tooltips(bool(metric.ci_low)),
     ]
-    color = alt.Color("series:N", title="Model · precision · sequence length")
-    # One line per series: a line never joins two precisions or sequence lengths.
+    color = alt.Color("series:N", title="Model · precision · sequence length or image size")
+    # One line per series: a line never joins two precisions, sequence lengths or image sizes.
     line = alt.Chart().mark_line().encode(y=_value(metric), detail="series:N", color=color)
     layers = [line]
     if metric.ci_low:
@@ -246,7 +247,7 @@ def _series_points(y: alt.Y, tooltip: list[alt.Tooltip], color: alt.Color) -> al
 
 def batch_scaling(df: pd.DataFrame, metric: Metric) -> dict | None:
     """Lines of ``metric`` against batch size (log2 axis), one per series (model, precision,
-    sequence length, scenario), on one hardware.
+    sequence length or image size, scenario), on one hardware.
 
     ``df`` columns: storage.dashboard.SCALING_COLUMNS (model_name, hardware, batch_size, series,
     value, ci_low, ci_high, n, noisy, ...).
@@ -325,7 +326,7 @@ def generation_scaling(df: pd.DataFrame) -> dict | None:
 def _family_heatmap_template(metric: Metric) -> dict:
     base = alt.Chart(_rows()).encode(
         x=alt.X("hardware:N", title="Hardware", axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("series:N", title="Family · precision · sequence length", axis=alt.Axis(labelLimit=150)),
+        y=alt.Y("series:N", title="Family · precision · sequence length or image size", axis=alt.Axis(labelLimit=150)),
     )
     tooltip = [
         alt.Tooltip("model_family:N", title="Family"),
@@ -353,8 +354,8 @@ def _family_heatmap_template(metric: Metric) -> dict:
 
 
 def family_heatmap(df: pd.DataFrame, metric: Metric) -> dict | None:
-    """A (family · precision · sequence length) × hardware grid coloured by ``metric``; darker
-    is better. A cell is the mean of every result of its family, series and hardware (the
+    """A (family · precision · sequence length or image size) × hardware grid coloured by
+    ``metric``; darker is better. A cell is the mean of every result of its family, series and hardware (the
     family's models and batch sizes, every run's where the filters keep them), and its label
     carries its n; its tooltip says whether it is one result or a mean, and what its interval is.
 

@@ -211,7 +211,18 @@ def test_filter_options_list_known_models_and_hardware_and_measured_sizes(db):
 
 def test_summary_counts_results_models_and_hardware(db):
     counts = summary(db)
-    assert (counts.results, counts.models, counts.hardware, counts.runs, counts.failures) == (8, 3, 2, 0, 0)
+    assert (counts.results, counts.models, counts.hardware, counts.runs, counts.failures) == (8, 3, 2, 1, 0)
+    assert (counts.stored_results, counts.stored_runs) == (8, 0)  # the results' run has no test_runs row
+
+
+def test_summary_counts_what_the_filters_keep_and_the_stored_totals_whatever_they_are(db):
+    # QA: the overview's strip read the same on /, /?precision=int8 and /?run=zzz.
+    int8 = summary(db, Filters(precision="int8", latest_only=True))
+    assert (int8.results, int8.models, int8.hardware, int8.runs, int8.stored_results) == (1, 1, 1, 1, 8)
+    latest = summary(db, Filters(latest_only=True))
+    assert (latest.results, latest.stored_results) == (7, 8)  # bert-tiny's batch 1 on cpu twice
+    nothing = summary(db, Filters(run_id="zzz"))
+    assert (nothing.results, nothing.models, nothing.runs, nothing.noisy, nothing.stored_results) == (0, 0, 0, 0, 8)
 
 
 def test_a_run_saved_keeps_the_cached_reads_and_is_counted_at_once(db):
@@ -225,7 +236,7 @@ def test_a_run_saved_keeps_the_cached_reads_and_is_counted_at_once(db):
         total_configs=1, priority="medium", created_at=datetime(2026, 12, 2, tzinfo=UTC), completion_time=None,
     ))
     assert db.generation == generation
-    assert summary(db).runs == 1
+    assert summary(db).stored_runs == 1
     insert_results(db, [measured_row(BERT, 1, 3.0, run_id="run-new")])
     assert db.generation == generation + 1
     assert summary(db).results == 9

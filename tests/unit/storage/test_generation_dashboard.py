@@ -15,6 +15,8 @@ from storage.dashboard import (
     family_heatmap,
     generation_scaling,
     has_generate_results,
+    hardware_comparison,
+    most_measured_model,
     results_page,
     reused_results,
     sample_histogram,
@@ -93,6 +95,21 @@ def test_decode_tokens_per_second_carries_the_relative_ci_of_tpot(db):
     assert point.value == pytest.approx(4 * 1000 / 1.5)
     # tokens/s scale as 1/TPOT: TPOT's CI (0.8x..1.25x) turns into 1/1.25x..1/0.8x.
     assert (point.ci_low, point.ci_high) == pytest.approx((point.value / 1.25, point.value / 0.8))
+
+
+def test_the_hardware_chart_of_a_generation_metric_defaults_to_the_most_measured_model_that_has_it(db):
+    # QA: /?metric=ttft with Model "Most measured" picked bert-tiny, which has no TTFT, and
+    # said "No results match these filters" beside charts of gpt2-tiny's TTFT.
+    store = result_store(db, BERT)
+    for batch_size in (2, 4, 8):
+        store.record_result("fwd", *forward(BERT, batch_size, 2.0 * batch_size)[:1], "fp")
+    latest = Filters(latest_only=True)
+    assert most_measured_model(db, latest) == "bert-tiny"
+    assert most_measured_model(db, latest, METRICS["ttft"]) == "gpt2-tiny"  # two generations, as t5-tiny
+    df = hardware_comparison(db, latest, METRICS["ttft"])
+    assert list(zip(df.model_name, df.batch_size, df.value, strict=True)) == [("gpt2-tiny", 1, 3.0),
+                                                                             ("gpt2-tiny", 4, 6.0)]
+    assert set(hardware_comparison(db, latest, METRICS["throughput"]).model_name) == {"bert-tiny"}
 
 
 def test_forward_and_generate_results_of_one_model_are_series_of_their_own(db):
