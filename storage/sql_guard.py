@@ -28,14 +28,19 @@ Policy:
 - functions that build a list or string in one call (which interrupt() cannot stop
   midway, and whose memory DuckDB's memory limit does not count) are bounded in the SQL
   that runs, after sqlglot's rewrites: literal sizes over the limit are refused, computed
-  ones are clamped (``repeat(x, n)`` runs as ``repeat(x, least(n, ...))``), growing
-  replacements and the concatenations of a recursive CTE are checked at run time, and
-  none of them may run inside a lambda;
-- named parameters (``$model``) only, bound by DuckDB, never interpolated.
+  ones are checked at run time (``repeat(x, n)`` runs as ``repeat(x, CASE WHEN n > limit
+  THEN error('repeat(): <n> times is over the limit ...') WHEN NOT n IS NULL THEN least(n,
+  limit) END)``: over the limit the query fails saying so, never a clamped, wrong answer),
+  so are growing replacements and the concatenations of a recursive CTE, and none of them
+  may run inside a lambda;
+- named parameters (``$model``) only, bound by DuckDB, never interpolated;
+- the outermost SELECT's unaliased columns keep the names DuckDB gives the query as typed
+  (``list(i)``, not sqlglot's ``array_agg(i)``), read off DuckDB's parser.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -453,6 +458,7 @@ def inspect_query(
         rewritten = _reparse(dialect, _generate(root))
         parameters = _check_tree(rewritten, allowed, catalog)
         _bound_builders(rewritten)
+        _keep_column_names(rewritten, sql)
         final_sql = _generate(rewritten)
         final = _reparse(dialect, final_sql)
         _check_tree(final, allowed, catalog)
@@ -488,16 +494,21 @@ def _check_duckdb_parses(sql: str) -> None:
         raise QuerySyntaxError(message)
 
 
-def _duckdb_syntax_error(sql: str) -> str | None:
-    """DuckDB's parser's complaint about ``sql`` in plain words with its line and column, or
-    None if it parses. On a private in-memory connection that holds no data: only parsing
-    happens there, nothing is bound or run."""
+def _parser_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of the private in-memory connection that holds no data, for DuckDB's parser."""
     global _parser
     with _PARSER_LOCK:
         if _parser is None:
             _parser = duckdb.connect(":memory:", config={"enable_external_access": False})
             _parser.execute("SET lock_configuration = true")
-        cursor = _parser.cursor()
+        return _parser.cursor()
+
+
+def _duckdb_syntax_error(sql: str) -> str | None:
+    """DuckDB's parser's complaint about ``sql`` in plain words with its line and column, or
+    None if it parses. On a private in-memory connection that holds no data: only parsing
+    happens there, nothing is bound or run."""
+    cursor = _parser_cursor()
     try:
         try:
             cursor.extract_statements(sql)
@@ -521,6 +532,86 @@ def _duckdb_syntax_error(sql: str) -> str | None:
     if line_match:
         return f"syntax error at line {line_match.group(1)}: {detail}"
     return f"syntax error: {detail}"
+
+
+def _keep_column_names(root: exp.Expression, sql: str) -> None:
+    """Aliases each unaliased column of the outermost SELECT (the left-most one of a set
+    operation) whose name DuckDB would take from sqlglot's regeneration rather than from
+    what was typed, with the name DuckDB gives the typed query (in place): ``list(i)`` stays
+    ``list(i)``, not ``array_agg(i)``, and a bounded size does not show its CASE.
+
+    Both names come from DuckDB's parser alone (nothing is bound, as binding would evaluate
+    a constant the guard has not bounded yet). A column that a star or COLUMNS(...) expands,
+    and any query whose select lists do not line up, are left as they are.
+    """
+    select = root
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return
+    typed = _duckdb_column_names(sql)
+    if typed is None or len(typed) != len(select.expressions):
+        return
+    regenerated = _duckdb_column_names(_generate(root))
+    if regenerated is None or len(regenerated) != len(typed):
+        return
+    for projection, name, given in zip(list(select.expressions), typed, regenerated, strict=True):
+        if name is not None and given is not None and name != given and not isinstance(projection, exp.Alias):
+            projection.replace(exp.alias_(projection.copy(), name, quoted=True))
+
+
+def _duckdb_column_names(sql: str) -> list[str | None] | None:
+    """The name DuckDB gives each column of ``sql``'s outermost SELECT (its left-most one in a
+    set operation), read off DuckDB's parse of it: the alias, a column's own name, or else the
+    expression as DuckDB writes it back. None for a column a star expands; None for all where
+    the statement has no such select list (DESCRIBE, PIVOT) or DuckDB cannot say."""
+    cursor = _parser_cursor()
+    try:
+        parsed = json.loads(cursor.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()[0])
+        if parsed.get("error") or len(parsed.get("statements") or ()) != 1:
+            return None
+        node = parsed["statements"][0].get("node") or {}
+        while node.get("type") == "SET_OPERATION_NODE":  # its columns are named by its first query
+            node = node.get("left") or (node.get("children") or [{}])[0]
+        if node.get("type") != "SELECT_NODE":
+            return None
+        names: list[str | None] = []
+        written: list[tuple[int, str]] = []  # (index, the expression alone as a SELECT's JSON)
+        template = json.loads(cursor.execute("SELECT json_serialize_sql('SELECT 1')").fetchone()[0])
+        for index, expression in enumerate(node.get("select_list") or ()):
+            if _has_star(expression):
+                names.append(None)
+            elif expression.get("alias"):
+                names.append(expression["alias"])
+            elif expression.get("class") == "COLUMN_REF":
+                names.append(expression["column_names"][-1])
+            else:
+                names.append(None)
+                template["statements"][0]["node"]["select_list"] = [expression]
+                written.append((index, json.dumps(template)))
+        if written:
+            texts = cursor.execute("SELECT list_transform($json, lambda j: json_deserialize_sql(j))",
+                                   {"json": [text for _, text in written]}).fetchone()[0]
+            for (index, _), text in zip(written, texts, strict=True):
+                names[index] = text.removeprefix("SELECT ") if text.startswith("SELECT ") else None
+        return names
+    except (duckdb.Error, ValueError, KeyError, TypeError, IndexError):
+        return None
+    finally:
+        cursor.close()
+
+
+def _has_star(expression: Any) -> bool:
+    stack = [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "STAR":
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _bind_only(root: exp.Expression) -> str:
@@ -800,11 +891,18 @@ def _builder_kind(function: exp.Expression) -> str | None:
         return "resize"
     if isinstance(function, (exp.Replace, exp.RegexpReplace)) and _replacement_grows(function):
         return "replace"
-    if _concatenates(function) and _in_recursive_cte(function) and any(
+    if _concatenates(function) and _in_recursive_cte(function) and not _error_message(function) and any(
         not isinstance(part, exp.Literal) for part in function.iter_expressions()
     ):
         return "concat"
     return None
+
+
+def _error_message(node: exp.Expression) -> bool:
+    """Whether ``node`` is the message of error(), which raises it: it never becomes a value, so
+    a recursive CTE cannot feed it back (the guard's own messages name the size that was over)."""
+    parent = node.parent
+    return isinstance(parent, exp.Anonymous) and parent.name.lower() == "error" and parent.expressions == [node]
 
 
 def _concatenates(node: exp.Expression) -> bool:
@@ -886,7 +984,7 @@ _CONCATENATIONS = tuple(
     kind for kind in (
         getattr(exp, name, None) for name in (
             "DPipe", "Concat", "ConcatWs", "ArrayConcat", "Array", "Struct", "Tuple", "VarMap", "Map",
-            "ArrayAppend", "ArrayPrepend", "ArrayConcatAgg",
+            "ArrayAppend", "ArrayPrepend", "ArrayConcatAgg", "Format",
         )
     ) if kind is not None
 )
@@ -992,18 +1090,9 @@ def _bound_builders(root: exp.Expression) -> None:
         kind = _builder_kind(node)
         if kind is None or _bounded(node, kind):
             continue
-        if kind == "series":
-            end = node.args["end"]
-            end.replace(_series_limit(node, end.copy()))
-        elif kind == "repeat":
-            times = node.args["times"]
-            times.replace(_least(times.copy(), _repeat_limit(node)))
-        elif kind == "pad":
-            width = node.args["expression"]
-            width.replace(_least(width.copy(), exp.Literal.number(MAX_GENERATED_CHARACTERS)))
-        elif kind == "resize":
-            size = node.expressions[1]
-            size.replace(_least(size.copy(), *_resize_limits(node)))
+        if kind in _SIZED:
+            size = _sized_argument(node, kind)
+            size.replace(_size_checked(node, kind, size.copy()))
         elif kind == "replace":
             node.replace(_replace_checked(node.copy()))
         elif kind == "concat":
@@ -1019,26 +1108,31 @@ def _verify_bounded(root: exp.Expression) -> None:
 
 
 def _bounded(node: exp.Expression, kind: str) -> bool:
+    """Whether ``node``'s size is within its limit as written (a literal, or the user's own
+    LEAST with a literal), or carries the guard's run-time check (_size_checked)."""
     if kind == "series":
-        return _series_bounded(node)
+        return _series_within_limit(node) or _size_is_checked(node, kind)
     if kind == "repeat":
-        times = node.args.get("times")
         text = _literal_string(node.this)
-        if text is not None:
-            limit = _upper_bound(times)
-            return limit is not None and limit * max(len(text), 1) <= MAX_GENERATED_CHARACTERS
-        return _has_limit(times, _repeat_limit(node))
+        limit = _upper_bound(node.args.get("times"))
+        if text is not None and limit is not None and limit * max(len(text), 1) <= MAX_GENERATED_CHARACTERS:
+            return True
+        return _size_is_checked(node, kind)
     if kind == "pad":
         limit = _upper_bound(node.args.get("expression"))
-        return limit is not None and limit <= MAX_GENERATED_CHARACTERS
+        return (limit is not None and limit <= MAX_GENERATED_CHARACTERS) or _size_is_checked(node, kind)
     if kind == "resize":
         size = _argument(node, 1)
         if size is None:
             return True  # DuckDB's binder refuses the call
-        literal = _literal_number(size)
-        if literal is not None and _plain_fill(node):
-            return abs(literal) <= MAX_GENERATED_ELEMENTS
-        return all(_has_limit(size, limit) for limit in _resize_limits(node))
+        if _plain_fill(node):
+            literal = _literal_number(size)
+            if literal is not None:
+                return abs(literal) <= MAX_GENERATED_ELEMENTS
+            limit = _upper_bound(size)
+            if limit is not None and limit <= MAX_ROW_ELEMENTS:
+                return True
+        return _size_is_checked(node, kind)
     if kind in ("replace", "concat"):
         parent = node.parent
         checked = _replace_checked if kind == "replace" else _concat_checked
@@ -1047,8 +1141,111 @@ def _bounded(node: exp.Expression, kind: str) -> bool:
     return False
 
 
-def _least(value: exp.Expression, *limits: exp.Expression) -> exp.Expression:
-    return exp.Least(this=value, expressions=list(limits), ignore_nulls=True)
+# Builders whose size is one argument, which a computed value may set.
+_SIZED = ("series", "repeat", "pad", "resize")
+_OVER_THE_LIMIT = "is over the limit of {} a computed size may reach"
+
+
+@dataclass(frozen=True)
+class _SizeLimit:
+    most: exp.Expression  # the most the size may be (computed, for a repeat of a computed string)
+    message: exp.Expression  # text for error(), naming the function, the size and the limit
+
+
+def _sized_argument(node: exp.Expression, kind: str) -> exp.Expression | None:
+    """The argument that sets how much ``node`` builds: a series' end, repeat's count,
+    a pad's width, a resize's size."""
+    if kind == "series":
+        return node.args.get("end")
+    if kind == "repeat":
+        return node.args.get("times")
+    if kind == "pad":
+        return node.args.get("expression")
+    return _argument(node, 1)
+
+
+def _size_checked(node: exp.Expression, kind: str, size: exp.Expression) -> exp.Case:
+    """``size`` checked at run time, as the argument of ``node`` that sets its size:
+
+        CASE WHEN size > most THEN error('<function>(): <size> ... is over the limit ...')
+             WHEN NOT size IS NULL THEN LEAST(size, most) END
+
+    Over the limit, the query fails saying so, rather than answering with a clamped, wrong
+    value; NULL stays NULL, as the function itself takes it (LEAST alone ignores a NULL). The
+    LEAST keeps the bound in force whatever the first evaluation saw (random() is drawn again).
+    A series with a negative step goes down: size < most, GREATEST.
+    """
+    below = kind == "series" and _step_sign(node.args.get("step")) == -1
+    over, bound = (exp.LT, exp.Greatest) if below else (exp.GT, exp.Least)
+    limits = _size_limits(node, kind, size)
+    ifs = [exp.If(this=over(this=size.copy(), expression=limit.most.copy()),
+                  true=exp.Anonymous(this="error", expressions=[limit.message])) for limit in limits]
+    ifs.append(exp.If(this=exp.Not(this=exp.Is(this=size.copy(), expression=exp.Null())),
+                      true=bound(this=size.copy(), expressions=[limit.most.copy() for limit in limits],
+                                 ignore_nulls=True)))
+    return exp.Case(ifs=ifs)
+
+
+def _size_is_checked(node: exp.Expression, kind: str) -> bool:
+    """Whether ``node``'s size argument is exactly _size_checked's form, as the guard writes it."""
+    size = _sized_argument(node, kind)
+    if not isinstance(size, exp.Case) or not size.args.get("ifs"):
+        return False
+    clamp = size.args["ifs"][-1].args.get("true")
+    if not isinstance(clamp, (exp.Least, exp.Greatest)):
+        return False
+    return size == _size_checked(node, kind, clamp.this.copy())
+
+
+def _size_limits(node: exp.Expression, kind: str, size: exp.Expression) -> list[_SizeLimit]:
+    name = _function_name(node)
+    if kind == "series":
+        return [_SizeLimit(_series_reach(node), _series_message(node, name, size))]
+    if kind == "repeat":
+        return [_SizeLimit(_repeat_limit(node), _message(
+            f"{name}(): ", size, f" times {_OVER_THE_LIMIT.format(f'{MAX_GENERATED_CHARACTERS:,} characters')}"))]
+    if kind == "pad":
+        return [_SizeLimit(exp.Literal.number(MAX_GENERATED_CHARACTERS), _message(
+            f"{name}(): a width of ", size,
+            f" {_OVER_THE_LIMIT.format(f'{MAX_GENERATED_CHARACTERS:,} characters')}"))]
+    limits = [_SizeLimit(exp.Literal.number(MAX_ROW_ELEMENTS), _message(
+        f"{name}(): ", size, f" elements {_OVER_THE_LIMIT.format(f'{MAX_ROW_ELEMENTS:,}')}"))]
+    if not _plain_fill(node):  # each new element is a copy of the fill value
+        limits.append(_SizeLimit(
+            exp.IntDiv(this=exp.Literal.number(MAX_GENERATED_CHARACTERS), expression=_text_length(_argument(node, 2))),
+            _message(f"{name}(): ", size, " copies of the fill value "
+                     f"{_OVER_THE_LIMIT.format(f'{MAX_GENERATED_CHARACTERS:,} characters')}")))
+    return limits
+
+
+def _message(before: str, value: exp.Expression, after: str) -> exp.Expression:
+    """'<before><value><after>', as text for error()."""
+    return exp.Concat(expressions=[exp.Literal.string(before),
+                                   exp.Cast(this=exp.Paren(this=value.copy()), to=exp.DataType.build("TEXT")),
+                                   exp.Literal.string(after)], safe=True, coalesce=True)
+
+
+def _series_message(node: exp.GenerateSeries, name: str, end: exp.Expression) -> exp.Expression:
+    """How many elements the series would have (a numeric one), or where it runs from and to
+    (dates and times, whose step is an interval)."""
+    start, step = node.args.get("start"), node.args.get("step")
+    if step is not None and _literal_number(step) is None:
+        return exp.Concat(expressions=[
+            exp.Literal.string(f"{name}(): from "),
+            exp.Cast(this=exp.Paren(this=start.copy()), to=exp.DataType.build("TEXT")),
+            exp.Literal.string(" to "),
+            exp.Cast(this=exp.Paren(this=end.copy()), to=exp.DataType.build("TEXT")),
+            exp.Literal.string(f" {_OVER_THE_LIMIT.format(f'{MAX_ROW_ELEMENTS:,} elements')}"),
+        ], safe=True, coalesce=True)
+    distance = exp.Sub(this=exp.Paren(this=end.copy()), expression=exp.Paren(this=start.copy()))
+    steps = exp.Div(this=exp.Paren(this=distance),
+                    expression=step.copy() if step is not None else exp.Literal.number(1))
+    if node.args.get("is_end_exclusive"):
+        count: exp.Expression = exp.Ceil(this=steps)
+    else:
+        count = exp.Add(this=exp.Floor(this=steps), expression=exp.Literal.number(1))
+    return _message(f"{name}(): ", exp.Cast(this=count, to=exp.DataType.build("BIGINT")),
+                    f" elements {_OVER_THE_LIMIT.format(f'{MAX_ROW_ELEMENTS:,}')}")
 
 
 def _text_length(value: exp.Expression) -> exp.Expression:
@@ -1071,29 +1268,6 @@ def _plain_fill(node: exp.Expression) -> bool:
     return fill is None or isinstance(fill, (exp.Literal, exp.Null, exp.Boolean))
 
 
-def _resize_limits(node: exp.Expression) -> list[exp.Expression]:
-    limits: list[exp.Expression] = [exp.Literal.number(MAX_ROW_ELEMENTS)]
-    if not _plain_fill(node):  # each new element is a copy of the fill value
-        limits.append(exp.IntDiv(this=exp.Literal.number(MAX_GENERATED_CHARACTERS),
-                                 expression=_text_length(_argument(node, 2))))
-    return limits
-
-
-def _has_limit(value: exp.Expression | None, limit: exp.Expression) -> bool:
-    """Whether ``value`` is bounded by ``limit``: LEAST(..., limit, ...), or a literal
-    number within a literal limit."""
-    if value is None:
-        return False
-    literal_limit = _literal_number(limit)
-    if literal_limit is not None:
-        bound = _upper_bound(value)
-        return bound is not None and bound <= literal_limit
-    value = _unwrapped(value)
-    return isinstance(value, exp.Least) and any(
-        _unwrapped(argument) == _unwrapped(limit) for argument in (value.this, *value.expressions)
-    )
-
-
 def _upper_bound(value: exp.Expression | None) -> float | None:
     """An upper bound of a numeric expression the guard can read off its SQL: a literal,
     or a LEAST with a literal among its arguments."""
@@ -1105,6 +1279,18 @@ def _upper_bound(value: exp.Expression | None) -> float | None:
         bounds = [_upper_bound(argument) for argument in (value.this, *value.expressions)]
         known = [bound for bound in bounds if bound is not None]
         return min(known) if known else None
+    return None
+
+
+def _lower_bound(value: exp.Expression | None) -> float | None:
+    value = _unwrapped(value)
+    literal = _literal_number(value)
+    if literal is not None:
+        return literal
+    if isinstance(value, exp.Greatest):
+        bounds = [_lower_bound(argument) for argument in (value.this, *value.expressions)]
+        known = [bound for bound in bounds if bound is not None]
+        return max(known) if known else None
     return None
 
 
@@ -1147,46 +1333,36 @@ def _interval_count(value: exp.Expression | None) -> float | None:
     return _literal_number(value)
 
 
-def _series_limit(node: exp.GenerateSeries, end: exp.Expression) -> exp.Expression:
-    """end clamped to start + step * MAX_ROW_ELEMENTS, on the side the step goes."""
+def _series_reach(node: exp.GenerateSeries) -> exp.Expression:
+    """start + step * MAX_ROW_ELEMENTS (less one step where the end is in the series, as in
+    generate_series): as far as a computed end may go, on the side the step goes."""
     start, step = node.args.get("start"), node.args.get("step")
-    reach = exp.Add(
+    steps = MAX_ROW_ELEMENTS if node.args.get("is_end_exclusive") else MAX_ROW_ELEMENTS - 1
+    return exp.Add(
         this=exp.Paren(this=start.copy()),
         expression=exp.Mul(this=(step.copy() if step is not None else exp.Literal.number(1)),
-                           expression=exp.Literal.number(MAX_ROW_ELEMENTS)),
+                           expression=exp.Literal.number(steps)),
     )
-    bound = exp.Least if _step_sign(step) == 1 else exp.Greatest
-    return bound(this=end, expressions=[reach], ignore_nulls=True)
 
 
-def _series_bounded(node: exp.GenerateSeries) -> bool:
+def _series_within_limit(node: exp.GenerateSeries) -> bool:
+    """A literal start and step, and an end within the limit as written: a literal end within
+    MAX_GENERATED_ELEMENTS (the list is built once, then constant), or the user's own
+    LEAST (GREATEST, going down) with a literal within MAX_ROW_ELEMENTS, since a computed end
+    builds its list for every row."""
     start, end, step = (node.args.get(key) for key in ("start", "end", "step"))
     step_value = 1.0 if step is None else _literal_number(step)
     start_value = _literal_number(start)
-    if start_value is not None and step_value:
-        end_bound = _upper_bound(end) if step_value > 0 else _lower_bound(end)
-        if end_bound is not None and abs(end_bound - start_value) / abs(step_value) <= MAX_GENERATED_ELEMENTS:
-            return True
-    sign = _step_sign(step)
-    if sign is None or end is None:
+    if start_value is None or not step_value:
         return False
-    expected = _series_limit(node, exp.Null())
-    end = _unwrapped(end)
-    return isinstance(end, type(expected)) and any(
-        _unwrapped(argument) == expected.expressions[0] for argument in (end.this, *end.expressions)
-    )
-
-
-def _lower_bound(value: exp.Expression | None) -> float | None:
-    value = _unwrapped(value)
-    literal = _literal_number(value)
-    if literal is not None:
-        return literal
-    if isinstance(value, exp.Greatest):
-        bounds = [_lower_bound(argument) for argument in (value.this, *value.expressions)]
-        known = [bound for bound in bounds if bound is not None]
-        return max(known) if known else None
-    return None
+    literal_end = _literal_number(end)
+    if literal_end is not None:
+        return abs(literal_end - start_value) / abs(step_value) <= MAX_GENERATED_ELEMENTS
+    end_bound = _upper_bound(end) if step_value > 0 else _lower_bound(end)
+    if end_bound is None:
+        return False
+    end_included = 0 if node.args.get("is_end_exclusive") else 1
+    return (end_bound - start_value) / step_value + end_included <= MAX_ROW_ELEMENTS
 
 
 def _replace_checked(node: exp.Expression) -> exp.Case:

@@ -534,6 +534,63 @@ def test_a_growing_replacement_is_checked_when_it_runs(benchmark_db):
     assert run(benchmark_db, "SELECT replace('bert-tiny', 'tiny', 'small')").rows == [["bert-small"]]
 
 
+def test_a_recursive_cte_doubling_a_string_with_format_is_stopped_when_it_runs(benchmark_db):
+    # format('{}{}', s, s) concatenates as s || s does; it passed unchecked (at i < 40, 2^40
+    # characters; 2^20 here, enough to be over the limit).
+    with pytest.raises(QueryFailed) as failed:
+        run(benchmark_db, """WITH RECURSIVE r(s, i) AS (SELECT 'x', 0 UNION ALL SELECT format('{}{}', s, s), i + 1
+                             FROM r WHERE i < 20) SELECT max(length(s)) FROM r""")
+    assert "a concatenation in a recursive CTE could build a value over 10,000 characters" in failed.value.reason
+
+
+def test_the_message_of_error_is_exempt_from_the_concatenation_check_and_nothing_else_is(benchmark_db):
+    # error() raises its message, so a recursive CTE cannot feed it back; the guard's own
+    # messages name the size that was over. The doubling beside it is still checked.
+    with pytest.raises(QueryFailed) as failed:
+        run(benchmark_db, """WITH RECURSIVE r(s, i) AS (SELECT 'x', 0 UNION ALL
+                             SELECT CASE WHEN i > 50 THEN error(s || s) ELSE s || s END, i + 1 FROM r WHERE i < 40)
+                             SELECT max(length(s)) FROM r""")
+    assert "a concatenation in a recursive CTE could build a value over 10,000 characters" in failed.value.reason
+
+
+def test_a_computed_series_end_bounded_by_a_million_is_checked_for_every_row(benchmark_db):
+    # A literal end may reach a million elements: DuckDB builds it once. A computed end, even
+    # under the user's own least(..., 1000000), builds its list for every row: 16 GB a vector.
+    assert "CASE WHEN" in check_query("SELECT range(0, least(batch_size * 1000000, 1000000)) FROM performance_results",
+                                      ALLOWED_QUERY_TABLES)
+    with pytest.raises(QueryFailed) as failed:
+        run(benchmark_db, "SELECT len(range(0, least(batch_size * 1000000, 1000000))) FROM performance_results")
+    assert failed.value.reason.endswith("range(): 1000000 elements is over the limit of 1,024 a computed size may reach")
+    assert run(benchmark_db, "SELECT len(range(0, least(batch_size, 1024))) FROM performance_results "
+                             "WHERE result_id = 2").rows == [[8]]
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        "n",  # no bound at all
+        "LEAST(n, 2048)",  # a bound over the limit
+        "CASE WHEN n > 1024 THEN ERROR('x') WHEN NOT n IS NULL THEN LEAST(n, 1024) ELSE n END",  # an ELSE unbounded
+        "CASE WHEN n > 1024 THEN ERROR('x') WHEN NOT n IS NULL THEN n END",  # the check without LEAST
+        "CASE WHEN n > 1024 THEN ERROR('x') WHEN NOT n IS NULL THEN LEAST(n, 1024) END",  # not the guard's message
+        "CASE WHEN n > 2048 THEN ERROR(CONCAT('list_resize(): ', CAST((n) AS TEXT), ' elements is over the limit "
+        "of 1,024 a computed size may reach')) WHEN NOT n IS NULL THEN LEAST(n, 1024) END",  # another check
+        "CASE WHEN n > 1024 THEN ERROR(CONCAT('list_resize(): ', CAST((n) AS TEXT), ' elements is over the limit "
+        "of 1,024 a computed size may reach')) WHEN NOT n IS NULL THEN LEAST(m, 1024) END",  # clamps another value
+    ],
+)
+def test_the_verifier_takes_only_the_guards_own_bounded_form(size):
+    from sqlglot import parse_one
+
+    from storage.sql_guard import _verify_bounded
+
+    with pytest.raises(QueryRefused, match="function list_resize could not be bounded"):
+        _verify_bounded(parse_one(f"SELECT LIST_RESIZE([1], {size}) FROM t", read="duckdb"))
+    exact = ("CASE WHEN n > 1024 THEN ERROR(CONCAT('list_resize(): ', CAST((n) AS TEXT), ' elements is over the limit "
+             "of 1,024 a computed size may reach')) WHEN NOT n IS NULL THEN LEAST(n, 1024) END")
+    _verify_bounded(parse_one(f"SELECT LIST_RESIZE([1], {exact}) FROM t", read="duckdb"))
+
+
 # --- A bounded pool ------------------------------------------------------------------
 
 def test_a_query_past_the_pool_waits_then_is_refused_as_busy(crowded_db, reached_duckdb):
