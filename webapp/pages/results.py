@@ -64,6 +64,8 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "p99_latency_ms": ("p99 (ms)", "{:,.4f}"),
     "max_latency_ms": ("Max (ms)", "{:,.4f}"),
     "throughput_items_per_second": ("Throughput (items/s)", "{:,.2f}"),
+    "throughput_ci_low_items_per_second": ("Throughput's 95% CI, low (items/s)", "{:,.2f}"),
+    "throughput_ci_high_items_per_second": ("Throughput's 95% CI, high (items/s)", "{:,.2f}"),
     "throughput_tokens_per_second": ("Throughput (tokens/s)", "{:,.1f}"),
     "load_time_ms": ("Load time (ms)", "{:,.1f}"),
     "cold_latency_ms": ("Cold first iteration (ms)", "{:,.3f}"),

@@ -314,11 +314,24 @@ def test_all_runs_average_a_config_and_count_the_results_and_the_noisy_ones(runs
     assert (noisy.n, noisy.noisy, noisy.result_id) == (1, 1, 5)
 
 
-def test_throughput_error_bars_carry_the_medians_relative_ci(runs_db):
+def test_throughput_error_bars_are_the_throughputs_own_ci_not_the_medians(tmp_path):
+    # A spiky config: a narrow median CI (p50 ± 10%), but spikes that moved the mean, and with it
+    # the throughput, leave the throughput's own interval wide; the bar is that one.
+    database = Database(tmp_path / "spiky.duckdb")
+    insert_results(database, [measured_row(BERT, 1, 8.0, throughput_ci_low_items_per_second=40.0,
+                                           throughput_ci_high_items_per_second=300.0)])
+    df = hardware_comparison(database, Filters(latest_only=True), THROUGHPUT)
+    database.close()
+    bs1 = df[df.batch_size == 1].iloc[0]
+    assert bs1.value == pytest.approx(1000 / 8.0)
+    assert (bs1.ci_low, bs1.ci_high) == pytest.approx((40.0, 300.0))
+
+
+def test_throughput_stored_before_it_had_a_ci_draws_no_error_bar(runs_db):
     df = hardware_comparison(runs_db, Filters(latest_only=True, precision="fp32", sequence_length=128), THROUGHPUT)
     bs1 = df[df.batch_size == 1].iloc[0]
     assert bs1.value == pytest.approx(1000 / 8.0)
-    assert (bs1.ci_low, bs1.ci_high) == pytest.approx((1000 / (8.0 * 1.1), 1000 / (8.0 * 0.9)))
+    assert bs1.ci_low != bs1.ci_low and bs1.ci_high != bs1.ci_high  # NaN: no interval, not the median's
     assert set(df.series) == {"fp32 · seq 128"}
 
 
