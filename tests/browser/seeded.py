@@ -38,11 +38,16 @@ def samples() -> list[float]:
 
 def _measurement(model: str, batch_size: int, precision: str, p50: float, **fields) -> Measurement:
     config = BenchmarkConfig(model_name=model, hardware="cpu", batch_size=batch_size, precision=precision)
+    throughput = batch_size / p50 * 1000
+    # The mean is the median here, so the throughput's CI is the median's, inverted.
+    low_ms, high_ms = fields.get("ci_low_ms", p50 * 0.98), fields.get("ci_high_ms", p50 * 1.02)
     defaults = {
         "n_samples": 50, "average_latency_ms": p50, "std_latency_ms": p50 * 0.02, "min_latency_ms": p50 * 0.95,
         "p50_latency_ms": p50, "p90_latency_ms": p50 * 1.1, "p95_latency_ms": p50 * 1.15,
         "p99_latency_ms": p50 * 1.3, "max_latency_ms": p50 * 1.4, "ci_low_ms": p50 * 0.98,
-        "ci_high_ms": p50 * 1.02, "ci_met": True, "throughput_items_per_second": batch_size / p50 * 1000,
+        "ci_high_ms": p50 * 1.02, "ci_met": True, "throughput_items_per_second": throughput,
+        "throughput_ci_low_items_per_second": throughput * p50 / high_ms,
+        "throughput_ci_high_items_per_second": throughput * p50 / low_ms,
         "memory_peak_mb": 40.0 + batch_size, "load_time_ms": 120.0, "cold_latency_ms": p50 * 3,
         "wall_seconds": 1.2, "threads": 2, "torch_version": "2.x", "weights": "random",
     }

@@ -647,11 +647,13 @@ ENVIRONMENT = {"cpu_model": "Test CPU", "threads": 2, "torch_version": "2.x"}
 
 
 def measured(config, p50, **fields):
+    """A result whose mean is its median, so its throughput's CI is the median's, inverted."""
+    throughput = config.batch_size / p50 * 1000
     return Measurement.of(
         config, n_samples=fields.pop("n_samples", 10), average_latency_ms=p50, p50_latency_ms=p50,
         p99_latency_ms=p50 * 2, ci_low_ms=p50 * 0.98, ci_high_ms=p50 * 1.02, ci_met=True,
-        throughput_items_per_second=config.batch_size / p50 * 1000, memory_peak_mb=50.0, wall_seconds=1.5,
-        **fields,
+        throughput_items_per_second=throughput, throughput_ci_low_items_per_second=throughput / 1.02,
+        throughput_ci_high_items_per_second=throughput / 0.98, memory_peak_mb=50.0, wall_seconds=1.5, **fields,
     )
 
 
@@ -676,7 +678,8 @@ def trust_client(tmp_path_factory):
         store.record_result("run-new", measured(bs1, 8.0), fingerprint)
         store.record_result("run-new", measured(int8_bs1, 6.0), fingerprint)
         noisy = msgspec.structs.replace(
-            measured(int8_bs2, 7.0), ci_met=False, ci_low_ms=2.0, ci_high_ms=40.0)
+            measured(int8_bs2, 7.0), ci_met=False, ci_low_ms=2.0, ci_high_ms=40.0,
+            throughput_ci_low_items_per_second=2 / 40.0 * 1000, throughput_ci_high_items_per_second=2 / 2.0 * 1000)
         store.record_result("run-new", noisy, fingerprint)
         yield test_client
 

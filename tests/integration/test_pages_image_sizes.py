@@ -5,6 +5,7 @@ strip, which counts what the filters keep. Rows are stored directly: nothing mea
 import re
 
 import pytest
+from litestar.datastructures import FormMultiDict
 from litestar.testing import TestClient
 
 from descriptions import model_description, result_store, stored_run
@@ -13,6 +14,7 @@ from engine.result import Measurement
 from storage.runs import save_run
 from tests.integration.test_pages import column, parse, rows_of, settings, spec_of
 from webapp.app import create_app
+from webapp.pages.runs import form_request, submitted_values
 
 VIT = model_description("vit-tiny", "vit", modality="vision")
 BERT = model_description("bert-tiny", "bert")
@@ -76,6 +78,16 @@ def test_the_result_page_names_a_vision_results_image_size_not_a_sequence_length
         "SELECT result_id FROM results_view WHERE image_size = 64").fetchone()[0]
     config = parse(client.get(f"/results/{result_id}").text).by_id("result-config").text()
     assert config.startswith("batch 1 · fp32 · img64") and "seq" not in config
+
+
+def test_measure_again_on_a_vision_result_asks_for_its_image_size(client):
+    result_id = client.app.state.services.db.cursor().execute(
+        "SELECT result_id FROM results_view WHERE image_size = 64").fetchone()[0]
+    form = parse(client.get(f"/results/{result_id}").text).by_id("measure-again-form")
+    fields = FormMultiDict([(field.attrs["name"], field.attrs.get("value") or "") for field in form.find_all("input")])
+    request = form_request(submitted_values(fields))
+    assert (request.models, request.batch_sizes, request.image_size, request.timing) == (
+        ["vit-tiny"], [1], 64, "latency")
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,13 @@ def submitted_values(form: FormMultiDict) -> dict:
         "progressive_mode": "progressive_mode" in form,
         "incremental": "incremental" in form,
         "force": "force" in form,
+        # Not on the run form: a result page's "Measure again" names them, so that the run
+        # measures that very config (a vision model's image size, a chosen timing mode).
+        **{name: form[name] for name in CONFIG_ONLY_FIELDS if form.get(name)},
     }
+
+
+CONFIG_ONLY_FIELDS = ("image_size", "timing", "attn_implementation")
 
 
 def _whole_numbers(field: str, text: str) -> list[int]:
@@ -168,6 +174,7 @@ def form_request(values: dict) -> RunRequest:
         # A form without the scenario fields (an older page) takes the defaults.
         "scenario": values.get("scenario") or DEFAULT_SCENARIO,
         "new_tokens": _one_whole_number("new_tokens", values.get("new_tokens") or str(DEFAULT_NEW_TOKENS)),
+        "image_size": _one_whole_number("image_size", values["image_size"]) if values.get("image_size") else None,
     })
 
 
