@@ -189,7 +189,9 @@ class Filters:
         ):
             value = getattr(self, name)
             if value is not None and value != "":
-                clauses.append(f"{column} = ${name}")
+                # A device by its name or its type: "cuda" is every CUDA device.
+                clauses.append("(hardware = $hardware OR hardware_type = $hardware)" if name == "hardware"
+                               else f"{column} = ${name}")
                 params[name] = value
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 

@@ -7,7 +7,7 @@ back with ``msgspec.convert`` into the type the caller names.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 import pyarrow as pa
@@ -16,6 +16,9 @@ from storage.catalog import catalog_ids
 from storage.database import Database
 from storage.runs import write_run
 from storage.timestamps import read_back, stored, utc_now
+
+if TYPE_CHECKING:
+    from storage.dashboard import Filters
 
 Row = TypeVar("Row")
 
@@ -265,40 +268,13 @@ def samples_for_result(db: Database, result_id: int) -> list[float] | None:
     return row[0] if row else None
 
 
-def _filters(model: str | None, hardware: str | None, batch_size: int | None, precision: str | None) -> tuple[str, dict]:
-    clauses, params = [], {}
-    if model:
-        clauses.append("(model_name = $model OR model_family = $model)")
-        params["model"] = model
-    if hardware:
-        clauses.append("(hardware = $hardware OR hardware_type = $hardware)")
-        params["hardware"] = hardware
-    if batch_size is not None:
-        clauses.append("batch_size = $batch_size")
-        params["batch_size"] = batch_size
-    if precision:
-        clauses.append("precision = $precision")
-        params["precision"] = precision
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def query_results(
-    db: Database,
-    as_type: type[Row],
-    *,
-    model: str | None = None,
-    hardware: str | None = None,
-    batch_size: int | None = None,
-    precision: str | None = None,
-    limit: int = 100,
-) -> list[Row]:
-    """Newest results first, filtered; ``model`` matches a name or a family."""
-    where, params = _filters(model, hardware, batch_size, precision)
-    params["limit"] = limit
+def query_results(db: Database, as_type: type[Row], filters: Filters | None = None, *, limit: int = 100) -> list[Row]:
+    """Newest results first, narrowed as the dashboard and the export narrow them."""
+    where, params = filters.where() if filters is not None else ("", {})
     cursor = db.cursor().execute(
         f"SELECT {', '.join(RESULT_ROW_COLUMNS)} FROM results_view {where} "
         "ORDER BY created_at DESC, result_id DESC LIMIT $limit",
-        params,
+        params | {"limit": limit},
     )
     return _rows(cursor, RESULT_ROW_COLUMNS, as_type)
 

@@ -188,9 +188,9 @@ class AsyncBenchmarkAPIClient:
 
     async def query_results(self, model: str | None = None, hardware: str | None = None,
                             batch_size: int | None = None, precision: str | None = None,
-                            limit: int | None = None) -> list[dict]:
+                            limit: int | None = None, family: str | None = None) -> list[dict]:
         return await self._send(calls.query_results(model=model, hardware=hardware, batch_size=batch_size,
-                                                    precision=precision, limit=limit))
+                                                    precision=precision, limit=limit, family=family))
 
     async def compare_runs(self, baseline: str | None = None, contender: str | None = None, *,
                            history: str | None = None, threshold: str | float | None = None,

@@ -70,8 +70,9 @@ def download_report(run_id: str, name: str) -> Call:
     return Call("GET", f"{API_PREFIX}/reports/{segment(run_id, 'run_id')}/{segment(name, 'name')}")
 
 
-def query_results(*, model=None, hardware=None, batch_size=None, precision=None, limit=None) -> Call:
-    params = present(model=model, hardware=hardware, batch_size=batch_size, precision=precision, limit=limit)
+def query_results(*, model=None, hardware=None, batch_size=None, precision=None, limit=None, family=None) -> Call:
+    params = present(model=model, family=family, hardware=hardware, batch_size=batch_size, precision=precision,
+                     limit=limit)
     return Call("GET", f"{API_PREFIX}/query", params=params)
 
 

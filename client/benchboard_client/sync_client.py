@@ -210,10 +210,11 @@ class BenchmarkAPIClient:
 
     def query_results(self, model: str | None = None, hardware: str | None = None,
                       batch_size: int | None = None, precision: str | None = None,
-                      limit: int | None = None) -> list[dict]:
-        """Stored result rows matching every filter given, newest first (server default limit 100)."""
+                      limit: int | None = None, family: str | None = None) -> list[dict]:
+        """Stored result rows matching every filter given, newest first (server default limit 100):
+        ``model`` a model's name, ``family`` a model family, ``hardware`` a device's name or type."""
         return self._send(calls.query_results(model=model, hardware=hardware, batch_size=batch_size,
-                                              precision=precision, limit=limit))
+                                              precision=precision, limit=limit, family=family))
 
     def compare_runs(self, baseline: str | None = None, contender: str | None = None, *,
                      history: str | None = None, threshold: str | float | None = None,

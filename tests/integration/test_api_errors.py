@@ -338,7 +338,7 @@ def test_comparing_a_run_with_itself_is_refused_naming_the_contender(client):
 @pytest.mark.parametrize(
     ("url", "field", "takes"),
     [
-        ("/api/benchmark/query?modle=bert", "modle", "batch_size, hardware, limit, model, precision"),
+        ("/api/benchmark/query?modle=bert", "modle", "batch_size, family, hardware, limit, model, precision"),
         ("/api/benchmark/runs?limit=5&stauts=failed", "stauts", "limit, offset, status"),
         ("/api/benchmark/export?fromat=json", "fromat",
          "batch_size, family, format, hardware, model, precision, run_id"),

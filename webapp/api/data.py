@@ -33,14 +33,16 @@ class DataController(Controller):
         self,
         services: Services,
         model: str | None = None,
+        family: str | None = None,
         hardware: str | None = None,
         batch_size: Annotated[int | None, Parameter(ge=1, le=2**31 - 1)] = None,
         precision: Precision | None = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[ResultRow]:
-        return result_rows.query_results(
-            services.db, ResultRow, model=model, hardware=hardware, batch_size=batch_size, precision=precision, limit=limit
-        )
+        """Newest results first; ``model`` is a model name, ``family`` a model family, ``hardware`` a
+        device's name or type, as on /export and the dashboard."""
+        filters = Filters(family=family, model=model, hardware=hardware, batch_size=batch_size, precision=precision)
+        return result_rows.query_results(services.db, ResultRow, filters, limit=limit)
 
     @get("/export", operation_id="exportResults", responses=ERROR_RESPONSES, media_type="application/octet-stream")
     async def export(

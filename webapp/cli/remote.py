@@ -120,7 +120,8 @@ def add_remote_parser(subparsers) -> argparse.ArgumentParser:
     action("reports", "list the runs that have reports")
 
     query = action("query", "query stored results")
-    query.add_argument("--model", default=None, help="model name or family")
+    query.add_argument("--model", default=None, help="model name")
+    query.add_argument("--family", default=None, help="model family")
     query.add_argument("--hardware", default=None, help="hardware name or type")
     query.add_argument("--batch-size", type=int, default=None, metavar="N")
     query.add_argument("--precision", default=None)
@@ -292,7 +293,7 @@ def action_query(client: BenchmarkAPIClient, args: argparse.Namespace) -> int:
     from benchboard_client import format_results
 
     rows = client.query_results(model=args.model, hardware=args.hardware, batch_size=args.batch_size,
-                                precision=args.precision, limit=args.limit)
+                                precision=args.precision, limit=args.limit, family=args.family)
     if args.json:
         _print_json(rows)
     else:

@@ -10,6 +10,7 @@ from descriptions import CPU, model_description
 from engine.config import BenchmarkConfig
 from engine.result import FAILED, Measurement, ResultRow
 from storage.database import Database
+from storage.dashboard import Filters
 from storage.results import (
     failures_for_run,
     has_recent_result,
@@ -90,7 +91,7 @@ def test_a_v4_file_upgrades_keeps_its_rows_and_reads_them_as_forward_results(tmp
         )
 
     with Database(path) as upgraded:
-        rows = query_results(upgraded, ResultRow, model="bert-old")
+        rows = query_results(upgraded, ResultRow, Filters(model="bert-old"))
         assert sorted(row.batch_size for row in rows) == [1, 8]
         assert {row.scenario for row in rows} == {"forward"}
         assert all(row.ttft_ms is None and row.new_tokens is None for row in rows)

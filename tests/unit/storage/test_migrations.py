@@ -7,6 +7,7 @@ import pytest
 
 from engine.result import ResultRow
 from storage.database import Database, StorageError
+from storage.dashboard import Filters
 from storage.results import query_results
 from storage.schema import LATEST_VERSION
 
@@ -23,7 +24,7 @@ def test_results_view_reads_rows_stored_before_the_latest_schema(tmp_path):
         )
 
     with Database(path) as upgraded:
-        (row,) = query_results(upgraded, ResultRow, model="bert-old")
+        (row,) = query_results(upgraded, ResultRow, Filters(model="bert-old"))
         assert (row.model_name, row.model_family, row.hardware, row.device_name) == ("bert-old", "bert", "cpu", "Old CPU")
         assert (row.batch_size, row.n_samples, row.p50_latency_ms, row.ci_met) == (4, 50, 2.4, True)
         assert row.total_timed_seconds is None  # measured before it was kept: unknown, not zero
@@ -45,7 +46,7 @@ def test_a_v5_file_gets_the_throughput_ci_columns_and_its_rows_read_as_no_ci_wit
 
     with Database(path) as upgraded:
         assert upgraded.schema_version == LATEST_VERSION
-        (row,) = query_results(upgraded, ResultRow, model="bert-old")
+        (row,) = query_results(upgraded, ResultRow, Filters(model="bert-old"))
         assert row.throughput_items_per_second == 140.1
         # Measured before the throughput had a CI of its own: none, not the median's.
         assert (row.throughput_ci_low_items_per_second, row.throughput_ci_high_items_per_second) == (None, None)

@@ -4,7 +4,7 @@ from engine.runs import utc_now
 
 import msgspec
 
-from descriptions import CPU, model_description
+from descriptions import CPU, hardware_description, model_description
 from engine.config import BenchmarkConfig, fingerprint
 from engine.hardware import environment
 from engine.result import FAILED, Measurement, ResultRow
@@ -114,12 +114,27 @@ def test_failures_count_as_finished_for_resume(tmp_path):
     )
 
 
-def test_query_filters_by_family_hardware_and_batch_size(tmp_path):
+def test_query_and_export_filter_alike_by_name_family_hardware_and_batch_size(tmp_path):
     db = Database(tmp_path / "b.duckdb")
     insert_results(db, [result_row(batch_size=1), result_row(batch_size=8), result_row(model=GPT2, batch_size=8)])
-    assert {r.model_name for r in query_results(db, ResultRow, model="bert")} == {"bert-tiny"}
-    assert len(query_results(db, ResultRow, hardware="cpu", batch_size=8)) == 2
+
+    def queried(filters):
+        return {row.model_name for row in query_results(db, ResultRow, filters)}
+
+    def exported(filters):
+        return {row["model_name"] for row in results_export(db, filters).read_all().to_pylist()}
+
+    # QA: /query?model=bert matched the family, while /export?model=bert matched nothing.
+    for filters, names in ((Filters(family="bert"), {"bert-tiny"}), (Filters(model="bert-tiny"), {"bert-tiny"}),
+                           (Filters(model="bert"), set())):
+        assert queried(filters) == exported(filters) == names
+    assert len(query_results(db, ResultRow, Filters(hardware="cpu", batch_size=8))) == 2
     assert len(query_results(db, ResultRow, limit=1)) == 1
+    # A device by its name or its type: "cuda" is every CUDA device.
+    gpu = hardware_description("cuda:1", "cuda", "Test GPU")
+    insert_results(db, [{**result_row(), "hardware": gpu}])
+    for filters in (Filters(hardware="cuda"), Filters(hardware="cuda:1")):
+        assert len(query_results(db, ResultRow, filters)) == results_export(db, filters).read_all().num_rows == 1
     assert results_export(db, Filters(model="gpt2-tiny")).read_all().num_rows == 1
     assert results_export(db, Filters(run_id="run-1", batch_size=8)).read_all().num_rows == 2
     assert results_export(db, Filters(run_id="another-run")).read_all().num_rows == 0
