@@ -114,3 +114,16 @@ def measured(server):
         assert reply.status_code == 202, reply.text
         assert wait_for_run(server, reply.json()["run_id"])["status"] == "completed"
     return server
+
+
+@pytest.fixture(scope="module")
+def seeded_server(tmp_path_factory):
+    """A server of its own per module, on the database tests/browser/seeded.py writes (its results
+    folder holds each run's reports). No worker starts: nothing measures."""
+    from integration.server import start_server
+    from seeded import seed
+
+    folder = tmp_path_factory.mktemp("seeded-server")
+    seed(folder / "seeded.duckdb", folder / "results")  # the server's results folder (integration.server)
+    with start_server(folder, db_path=folder / "seeded.duckdb", max_seconds=0.3, prestart_workers=False) as running:
+        yield running

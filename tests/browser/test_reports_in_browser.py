@@ -2,36 +2,25 @@
 no serious violation in report.html, and neither file makes the browser log an error (the
 favicon it asks for included).
 
-One server for the module, on the database tests/browser/seeded.py writes (its results folder
-holds each run's reports). Every test fails if the page logged a JS error or a failed request
-(the ``open_page`` fixture).
+One server for the module (conftest's ``seeded_server``), on the database tests/browser/seeded.py
+writes, whose results folder holds each run's reports. Every test fails if the page logged a JS
+error or a failed request (the ``open_page`` fixture).
 """
 
 from __future__ import annotations
 
 import pytest
 from browser_helpers import LAPTOP, PHONE, serious_axe_violations
-from seeded import seed
 
 pytestmark = pytest.mark.browser
 
 REPORT = "/api/benchmark/reports/seeded-int8/{}"
 
 
-@pytest.fixture(scope="module")
-def reports_server(tmp_path_factory):
-    from integration.server import start_server
-
-    folder = tmp_path_factory.mktemp("reports-server")
-    seed(folder / "seeded.duckdb", folder / "results")  # the server's results folder (integration.server)
-    with start_server(folder, db_path=folder / "seeded.duckdb", max_seconds=0.3, prestart_workers=False) as running:
-        yield running
-
-
 @pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
-def test_the_html_report_has_no_serious_accessibility_violation(open_page, reports_server, viewport):
+def test_the_html_report_has_no_serious_accessibility_violation(open_page, seeded_server, viewport):
     """Its wide tables scroll sideways in a region the keyboard can reach and that says what it holds."""
-    page = open_page(reports_server, viewport)
+    page = open_page(seeded_server, viewport)
     page.goto(REPORT.format("report.html"))
     page.locator("#throughput-chart svg").first.wait_for()
     assert serious_axe_violations(page) == []
@@ -43,10 +32,10 @@ def test_the_html_report_has_no_serious_accessibility_violation(open_page, repor
 
 
 @pytest.mark.parametrize("name", ["report.md", "report.html"])
-def test_opening_a_report_file_logs_no_error(open_page, reports_server, console_errors, name):
+def test_opening_a_report_file_logs_no_error(open_page, seeded_server, console_errors, name):
     """A text file has no <link rel=icon>, so the browser asks for /favicon.ico, which was a 404
     (Playwright does not see that request: the console's error tells of it)."""
-    page = open_page(reports_server)
+    page = open_page(seeded_server)
     page.goto(REPORT.format(name))
     page.wait_for_load_state("networkidle")
     assert list(console_errors) == []

@@ -16,22 +16,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 from browser_helpers import PHONE, assert_fits_a_phone_and_is_accessible, screenshot, warnings_while_charts_draw
-from seeded import FINGERPRINT, NOISY, SAMPLE_COUNT, SAMPLED, samples, seed
+from seeded import FINGERPRINT, NOISY, SAMPLE_COUNT, SAMPLED, samples
 
 pytestmark = pytest.mark.browser
 
 HISTOGRAM_BINS = 30  # webapp.pages.results.HISTOGRAM_BINS
 SQL = "SELECT model_name, precision, avg(p50_latency_ms) AS p50_ms FROM results_view GROUP BY ALL ORDER BY 1, 2"
-
-
-@pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory):
-    from integration.server import start_server
-
-    folder = tmp_path_factory.mktemp("seeded-server")
-    seed(folder / "seeded.duckdb", folder / "results")  # the server's results folder (integration.server)
-    with start_server(folder, db_path=folder / "seeded.duckdb", max_seconds=0.3, prestart_workers=False) as running:
-        yield running
 
 
 def result_of(server, model: str, batch_size: int, precision: str) -> dict:
