@@ -11,7 +11,8 @@ Two runs (``compare_runs``). Configs are matched by config key. For each pair:
   fixed seed, so the same rows always give the same interval);
 - the two-sided Mann-Whitney U p-value over the raw samples (scipy);
 - each median's distribution-free 95% CI (``engine.stats.median_ci``), widened by the
-  between-process spread when the result pooled several worker processes (``repeats``);
+  between-process spread when the result pooled several worker processes (``repeats``),
+  on log latencies, so it stays above 0 (``_spread_factor``);
 - a verdict:
 
   * ``incomparable``: the environment fingerprints differ;
@@ -24,7 +25,11 @@ Two runs (``compare_runs``). Configs are matched by config key. For each pair:
     10th percentiles' ratio beyond the threshold: contention only adds time, and the fastest
     samples are those it spared, so a real change moves them too.
 
-Configs in one run only are listed as ``added`` (contender only) or ``removed``.
+Configs in one run only are listed as ``added`` (contender only) or ``removed``. A run's results
+are those it measured and those it reused (incremental mode: an earlier run's result of a config
+with the same environment, not measured again); a result both sides hold (the same result id:
+one run reused it from the other, or both from a third) is one measurement, listed as ``reused``
+with no verdict, neither compared with itself nor counted as removed.
 
 History (``compare_history``). Each config of a run against its last K results with the
 same fingerprint (earlier runs only), as conbench's lookback z-score: the baseline is the
@@ -34,7 +39,10 @@ mirror image; ``unchanged`` and ``noisy`` as for two runs, with the ratio's CI f
 contender's median CI over the history mean's t-interval. With fewer than ``MIN_HISTORY``
 earlier results there is no spread to score against, so the pair is compared with the
 latest of them by the two-run rules. A config with earlier results only under other
-fingerprints is ``incomparable``; one with none at all is ``added``.
+fingerprints is ``incomparable``; one with none at all is ``added``. A result the run reused is
+compared with the results before it, as the run that measured it was; that is the measuring
+run's comparison, not this run's, so it is shown (``reused_from``) but neither counted nor a
+regression of this run.
 """
 
 from __future__ import annotations
@@ -247,10 +255,14 @@ class ConfigComparison(ConfigIdentity, kw_only=True):
     threshold: float
     verdict: Verdict
     reason: str
+    # The run that measured the contender's result, where the contender reused it (incremental
+    # mode). Against a history such a line is that run's own comparison, so it is not counted.
+    reused_from: str | None = None
 
 
 class UnmatchedConfig(ConfigIdentity, kw_only=True):
-    """A config measured on one side only."""
+    """A config with no verdict: measured on one side only (``added``, ``removed``), or one
+    measurement on both sides (``reused``); ``run_id``: the run that measured it."""
 
     run_id: str | None = None
     result_id: int | None = None
@@ -260,7 +272,8 @@ class UnmatchedConfig(ConfigIdentity, kw_only=True):
 class RunComparison(msgspec.Struct, kw_only=True):
     """Two runs (``mode="runs"``), or a run against its history (``mode="history"``).
 
-    ``configs`` are sorted by ratio, the most slowed first; ``counts`` has every verdict."""
+    ``configs`` are sorted by ratio, the most slowed first; ``counts`` has every verdict (of the
+    configs the run measured, against a history: see ``ConfigComparison.reused_from``)."""
 
     mode: ComparisonMode
     baseline_run_id: str | None
@@ -273,6 +286,8 @@ class RunComparison(msgspec.Struct, kw_only=True):
     configs: list[ConfigComparison]
     added: list[UnmatchedConfig]
     removed: list[UnmatchedConfig]
+    # Results both runs hold (one reused the other's, or both a third run's): one measurement.
+    reused: list[UnmatchedConfig] = msgspec.field(default_factory=list)
     counts: dict[str, int]
     has_regression: bool
 
@@ -317,11 +332,19 @@ def _scipy_stats():
 _Z = 1.959963984540054
 
 
-def _spread_half_width(median: float, cv: float | None, repeats: int | None) -> float:
-    """The half-width the between-process spread adds to a pooled median's 95% CI."""
+def _spread_factor(cv: float | None, repeats: int | None) -> float:
+    """The factor the between-process spread puts on either side of a pooled median: its 95% CI
+    reaches at least from median / factor to median * factor.
+
+    The interval is taken on log latencies: the processes' medians scatter by a proportion of
+    the latency (``cv`` is relative), and ``cv`` is, to first order, the standard deviation of
+    their logs, so the log of the median is known to within t(R-1) * cv / sqrt(R), as the
+    ratio's CI takes it (``_log_cv_se``). Back on the millisecond scale the interval is
+    asymmetric and stays above 0. The additive median +- t * cv * median / sqrt(R) it replaces
+    went below 0 whenever t * cv / sqrt(R) > 1: with R = 2, t = 12.7, so from cv = 0.11 on."""
     if not cv or not repeats or repeats < 2:
-        return 0.0
-    return _t_quantile(repeats - 1) * cv * median / math.sqrt(repeats)
+        return 1.0
+    return math.exp(_t_quantile(repeats - 1) * cv / math.sqrt(repeats))
 
 
 def _side(row: ComparedResult, ordered: Sequence[float]) -> Side:
@@ -331,8 +354,8 @@ def _side(row: ComparedResult, ordered: Sequence[float]) -> Side:
     else:
         low, high = row.ci_low_ms, row.ci_high_ms
     if median is not None and low is not None and high is not None:
-        extra = _spread_half_width(median, row.between_process_cv, row.repeats)
-        low, high = min(low, median - extra), max(high, median + extra)
+        factor = _spread_factor(row.between_process_cv, row.repeats)
+        low, high = min(low, median / factor), max(high, median * factor)
     return Side(
         run_id=row.run_id, result_id=row.result_id, run_ids=[row.run_id] if row.run_id else [],
         fingerprint=row.fingerprint, median_ms=median, ci_low_ms=low, ci_high_ms=high,
@@ -539,22 +562,38 @@ def compare_runs(
     contender_run_id: str,
     thresholds: Thresholds | None = None,
 ) -> RunComparison:
-    """Every config of two runs, matched by config key (a key measured twice in one run: its latest)."""
+    """Every config of two runs, matched by config key (a key measured twice in one run: its latest).
+
+    Each side: the run's results, measured or reused (a reused row keeps the ``run_id`` of the run
+    that measured it); a key whose two rows are one result is ``reused``, not compared."""
     thresholds = thresholds or Thresholds()
     before, after = _latest_per_key(baseline), _latest_per_key(contender)
-    configs = [
-        compare_pair(before[key], row, thresholds.for_config(key, row.model_name))
-        for key, row in after.items()
-        if key in before
-    ]
+    configs, reused = [], []
+    for key, row in after.items():
+        if key not in before:
+            continue
+        if row.result_id is not None and row.result_id == before[key].result_id:
+            reused.append(_unmatched(row))
+            continue
+        pair = compare_pair(before[key], row, thresholds.for_config(key, row.model_name))
+        pair.reason = _reuse_note(before[key], baseline_run_id, "baseline") + _reuse_note(row, contender_run_id, "contender") + pair.reason
+        pair.reused_from = row.run_id if row.run_id and row.run_id != contender_run_id else None
+        configs.append(pair)
     configs.sort(key=_sort_key)
     return RunComparison(
         mode="runs", baseline_run_id=baseline_run_id, contender_run_id=contender_run_id,
         threshold=thresholds.default, threshold_overrides=dict(thresholds.overrides), configs=configs,
         added=[_unmatched(row) for key, row in after.items() if key not in before],
         removed=[_unmatched(row) for key, row in before.items() if key not in after],
-        counts=_counts(configs), has_regression=any(c.verdict == SLOWER for c in configs),
+        reused=reused, counts=_counts(configs), has_regression=any(c.verdict == SLOWER for c in configs),
     )
+
+
+def _reuse_note(row: ComparedResult, run_id: str, side: str) -> str:
+    """What a reason says first when a side's result is one its run reused, not measured."""
+    if not row.run_id or row.run_id == run_id:
+        return ""
+    return f"the {side} reused run {row.run_id}'s result; "
 
 
 # ---- history --------------------------------------------------------------------------
@@ -588,7 +627,10 @@ def compare_to_history(
     )
     if mean is not None and spread is not None:
         half = _t_quantile(k - 1) * spread / math.sqrt(k)
-        b_side.ci_low_ms, b_side.ci_high_ms = mean - half, mean + half
+        # A latency's mean is above 0, so the t-interval's part below 0 holds no value it could
+        # take: cut there, the interval covers the mean exactly as often (and a lower bound of 0
+        # leaves the ratio's CI open above, as it should be with medians that scattered so far).
+        b_side.ci_low_ms, b_side.ci_high_ms = max(0.0, mean - half), mean + half
     ratio = c_side.median_ms / mean if mean and c_side.median_ms is not None else None
     ratio_low = ratio_high = None
     if ratio is not None and c_side.ci_low_ms is not None and b_side.ci_high_ms:
@@ -643,7 +685,8 @@ def compare_history(
 ) -> RunComparison:
     """Each config of run ``run_id`` against its history.
 
-    ``history``: earlier results of the run's configs with the same fingerprint as the run's
+    ``contender``: the run's results, measured or reused (a reused row keeps the ``run_id`` of the
+    run that measured it, and is compared with the results before it). ``history``: earlier results of the run's configs with the same fingerprint as the run's
     result, any order (the newest ``lookback`` per config are used). ``other_environments``:
     per config key, how many earlier results it has under other fingerprints."""
     thresholds = thresholds or Thresholds()
@@ -660,7 +703,12 @@ def compare_history(
         mine = sorted(mine, key=lambda h: h.result_id or 0, reverse=True)[:lookback]
         threshold = thresholds.for_config(key, row.model_name)
         if mine:
-            configs.append(compare_to_history(row, mine, threshold))
+            pair = compare_to_history(row, mine, threshold)
+            if row.run_id and row.run_id != run_id:
+                pair.reused_from = row.run_id
+                pair.reason = (f"the run reused run {row.run_id}'s result: that run's comparison with its history, "
+                               f"not counted here; {pair.reason}")
+            configs.append(pair)
         elif other_environments.get(key):
             c_samples = _samples(row)
             count = other_environments[key]
@@ -672,11 +720,12 @@ def compare_history(
         else:
             added.append(_unmatched(row))
     configs.sort(key=_sort_key)
+    measured = [c for c in configs if c.reused_from is None]
     return RunComparison(
         mode="history", baseline_run_id=None, contender_run_id=run_id, threshold=thresholds.default,
         threshold_overrides=dict(thresholds.overrides), z_threshold=Z_THRESHOLD, lookback=lookback,
-        configs=configs, added=added, removed=[], counts=_counts(configs),
-        has_regression=any(c.verdict == SLOWER for c in configs),
+        configs=configs, added=added, removed=[], counts=_counts(measured),
+        has_regression=any(c.verdict == SLOWER for c in measured),
     )
 
 

@@ -55,6 +55,20 @@ def results_with_samples(db: Database, run_id: str, as_type: type[Row], *, with_
     return _convert(rows, names, as_type)
 
 
+def results_by_ids(db: Database, result_ids: Sequence[int], as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
+    """The results with these ids, in recording order, with their raw samples (what a run reused:
+    each keeps the run_id of the run that measured it)."""
+    if not result_ids:
+        return []
+    columns, names = _select(db, with_samples)
+    rows = db.cursor().execute(
+        f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
+        "WHERE list_contains($result_ids, rv.result_id) ORDER BY rv.result_id",
+        {"result_ids": list(result_ids)},
+    ).fetchall()
+    return _convert(rows, names, as_type)
+
+
 def results_for_runs(db: Database, run_ids: Sequence[str], as_type: type[Row], *, with_samples: bool = False) -> dict[str, list[Row]]:
     """Several runs' results at once, by run id (the runs list marks regressions from these)."""
     if not run_ids:
@@ -74,9 +88,12 @@ def results_for_runs(db: Database, run_ids: Sequence[str], as_type: type[Row], *
 # Each earlier run counts once per config (its latest result of it), so a config's history is
 # the results at the next ``lookback`` positions after the contender's in that ranking; joining
 # on those positions keeps the work at (contender results x lookback), however long the history.
+# The contenders: the runs' results, and the results in $result_ids (those a run reused: each is
+# its measuring run's latest of its config, so it has a position in the ranking too).
 _HISTORY = """
     WITH keyed AS (
-        SELECT DISTINCT config_key, fingerprint FROM performance_results WHERE list_contains($run_ids, run_id)
+        SELECT DISTINCT config_key, fingerprint FROM performance_results
+        WHERE list_contains($run_ids, run_id) OR list_contains($result_ids, result_id)
     ),
     latest AS (
         SELECT max(pr.result_id) AS result_id, pr.run_id, pr.config_key, pr.fingerprint
@@ -94,7 +111,7 @@ _HISTORY = """
         CROSS JOIN range(1, $lookback + 1) AS steps(step)
         JOIN ranked h ON h.config_key = c.config_key AND h.fingerprint = c.fingerprint
                      AND h.position = c.position + steps.step
-        WHERE list_contains($run_ids, c.run_id)
+        WHERE list_contains($run_ids, c.run_id) OR list_contains($result_ids, c.result_id)
     )
     SELECT {columns}
     FROM earlier e
@@ -104,6 +121,19 @@ _HISTORY = """
 """
 
 
+def _history_rows(
+    db: Database, run_ids: Sequence[str], result_ids: Sequence[int], lookback: int, as_type: type[Row], with_samples: bool
+) -> list[tuple[str, Row]]:
+    """(the contender's run id, an earlier result) for every contender of ``_HISTORY``."""
+    columns, names = _select(db, with_samples, leading=("e.contender_run_id",))
+    rows = db.cursor().execute(
+        _HISTORY.format(columns=columns),
+        {"run_ids": list(run_ids), "result_ids": list(result_ids), "lookback": lookback},
+    ).fetchall()
+    values = _convert([row[1:] for row in rows], names[1:], as_type)
+    return [(row[0], value) for row, value in zip(rows, values, strict=True)]
+
+
 def history_for_runs(
     db: Database, run_ids: Sequence[str], lookback: int, as_type: type[Row], *, with_samples: bool = False
 ) -> dict[str, list[Row]]:
@@ -111,39 +141,41 @@ def history_for_runs(
     config key and fingerprint (older result ids, one per earlier run: its latest), newest first."""
     if not run_ids:
         return {}
-    columns, names = _select(db, with_samples, leading=("e.contender_run_id",))
-    rows = db.cursor().execute(
-        _HISTORY.format(columns=columns), {"run_ids": list(run_ids), "lookback": lookback}
-    ).fetchall()
     grouped: dict[str, list[Row]] = {run_id: [] for run_id in run_ids}
-    values = _convert([row[1:] for row in rows], names[1:], as_type)
-    for row, value in zip(rows, values, strict=True):
-        grouped[row[0]].append(value)
+    for run_id, value in _history_rows(db, run_ids, (), lookback, as_type, with_samples):
+        grouped[run_id].append(value)
     return grouped
 
 
-def history_for_run(db: Database, run_id: str, lookback: int, as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
-    """The run's configs' histories (see ``history_for_runs``), with raw samples."""
-    return history_for_runs(db, [run_id], lookback, as_type, with_samples=with_samples)[run_id]
+def history_for_run(
+    db: Database, run_id: str, lookback: int, as_type: type[Row], *, with_samples: bool = True,
+    reused_result_ids: Sequence[int] = (),
+) -> list[Row]:
+    """The run's configs' histories (see ``history_for_runs``), with raw samples; with the
+    histories of ``reused_result_ids`` (the results the run reused), the results before each."""
+    return [value for _, value in _history_rows(db, [run_id], reused_result_ids, lookback, as_type, with_samples)]
 
 
-def other_environment_counts(db: Database, run_id: str) -> dict[str, int]:
-    """Per config key of the run: how many earlier results it has under another fingerprint."""
+def other_environment_counts(db: Database, run_id: str, reused_result_ids: Sequence[int] = ()) -> dict[str, int]:
+    """Per config key of the run (and of the results it reused): how many earlier results it has
+    under another fingerprint."""
     rows = db.cursor().execute(
         """SELECT c.config_key, count(*)
            FROM performance_results c
            JOIN performance_results pr
              ON pr.config_key = c.config_key AND pr.fingerprint IS DISTINCT FROM c.fingerprint
             AND pr.result_id < c.result_id AND pr.run_id <> c.run_id
-           WHERE c.run_id = $run_id
+           WHERE c.run_id = $run_id OR list_contains($result_ids, c.result_id)
            GROUP BY c.config_key""",
-        {"run_id": run_id},
+        {"run_id": run_id, "result_ids": list(reused_result_ids)},
     ).fetchall()
     return {key: count for key, count in rows}
 
 
-def previous_run_with_configs(db: Database, run_id: str) -> str | None:
-    """The latest earlier completed run that measured at least one of this run's configs."""
+def previous_run_with_configs(db: Database, run_id: str, reused_result_ids: Sequence[int] = ()) -> str | None:
+    """The latest earlier completed run that measured at least one of this run's configs: those
+    it measured, and those of ``reused_result_ids`` (the results it reused, which their own runs
+    measured, so a run that reused everything still has one)."""
     row = db.cursor().execute(
         """SELECT other.run_id
            FROM test_runs this
@@ -152,9 +184,10 @@ def previous_run_with_configs(db: Database, run_id: str) -> str | None:
              AND EXISTS (
                  SELECT 1 FROM performance_results mine JOIN performance_results theirs
                    ON theirs.config_key = mine.config_key
-                 WHERE mine.run_id = this.run_id AND theirs.run_id = other.run_id)
+                 WHERE (mine.run_id = this.run_id OR list_contains($result_ids, mine.result_id))
+                   AND theirs.run_id = other.run_id)
            ORDER BY other.created_at DESC, other.test_run_id DESC
            LIMIT 1""",
-        {"run_id": run_id},
+        {"run_id": run_id, "result_ids": list(reused_result_ids)},
     ).fetchone()
     return row[0] if row else None

@@ -281,7 +281,9 @@ def test_api_refusals_name_the_field(runs, served):
 
 def test_the_run_pages_link_to_comparisons_and_the_runs_list_marks_the_regression(runs, served):
     run_page = httpx.get(f"{served.url}/runs/{runs['c']}", timeout=30)
-    assert f'href="/compare?contender={runs["c"]}"' in run_page.text
+    assert f'hx-get="/compare/previous/{runs["c"]}"' in run_page.text
+    offer = httpx.get(f"{served.url}/compare/previous/{runs['c']}", timeout=30)
+    assert f'href="/compare?contender={runs["c"]}"' in offer.text
     previous = httpx.get(f"{served.url}/compare", params={"contender": runs["c"]}, timeout=30)
     assert previous.status_code == 200
     assert f"against run <a href=\"/runs/{runs['b']}\">" in previous.text

@@ -11,7 +11,7 @@ from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison
 from webapp.api.dependencies import require_allowed_origin
 from webapp.api.parameters import OptionalRunId
 from webapp.errors import ERROR_RESPONSES
-from webapp.wiring.comparisons import comparison_request
+from webapp.wiring.comparisons import comparison_request, reused_by_services
 from webapp.wiring.services import Services
 
 
@@ -37,8 +37,9 @@ class CompareController(Controller):
     ) -> RunComparison:
         """Two runs config by config (``baseline`` and ``contender``), or one run against the last
         ``lookback`` results of each of its configs (``history``): ratio of medians with its CI,
-        Mann-Whitney p, z-score (history) and a verdict per config; configs on one side only."""
+        Mann-Whitney p, z-score (history) and a verdict per config; configs on one side only, and
+        (``reused``) results both runs hold, one having reused it: one measurement, no verdict."""
         return comparison_request(
             services.db, baseline=baseline, contender=contender, history=history, threshold=threshold,
-            threshold_for=threshold_for or (), lookback=lookback,
+            threshold_for=threshold_for or (), lookback=lookback, reused_of=reused_by_services(services),
         )

@@ -21,7 +21,7 @@ import msgspec
 from engine.compare import DEFAULT_LOOKBACK, MAX_LOOKBACK, RunComparison, format_ratio, format_threshold, thresholds_from
 from engine.errors import InvalidRequestError, UnknownRunError
 from storage.errors import StorageError
-from webapp.cli.main import _print_json, _print_table
+from webapp.cli.main import _add_model_dir_flags, _print_json, _print_table
 from webapp.wiring.settings import Settings
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -49,6 +49,9 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     where.add_argument("--db-path", default=None, help="DuckDB file (env BENCHBOARD_DB_PATH; default benchmarks.duckdb)")
     where.add_argument("--url", default=None, help="a running server instead of a database file")
     compare.add_argument("--token", default=None, help="API token for --url (default: env BENCHBOARD_TOKEN)")
+    # With --db-path: the results a run reused are found by planning its request again, which
+    # needs the folders its models came from.
+    _add_model_dir_flags(compare)
     return compare
 
 
@@ -77,20 +80,28 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> RunComparison:
-    from storage.database import Database
-    from webapp.wiring.comparisons import history_comparison, run_comparison
+    from webapp.wiring.comparisons import history_comparison, reused_by_services, run_comparison
+    from webapp.wiring.services import Services
 
-    db_path = Settings.from_env(db_path=args.db_path).db_path
+    settings = Settings.from_env(db_path=args.db_path, models_dir=args.models_dir,
+                                 custom_benchmarks_dir=args.custom_benchmarks_dir)
+    db_path = settings.db_path
     if not Path(db_path).exists():
         raise StorageError(f"no database at {db_path} (pass --db-path, or --url for a server)")
     thresholds = thresholds_from(args.threshold, args.threshold_for)
     import duckdb
 
     try:
-        with Database(db_path) as db:
+        # Services, not just the database: which results a run reused (incremental mode) comes
+        # from planning its request again, as on the server, so both compare the same results.
+        services = Services(settings, allow_model_paths=True)
+        try:
+            reused_of = reused_by_services(services)
             if args.history:
-                return history_comparison(db, args.history, thresholds, args.lookback)
-            return run_comparison(db, args.runs[0], args.runs[1], thresholds)
+                return history_comparison(services.db, args.history, thresholds, args.lookback, reused_of)
+            return run_comparison(services.db, args.runs[0], args.runs[1], thresholds, reused_of)
+        finally:
+            services.close()
     except duckdb.Error as error:  # one Database does not translate (a file of another DuckDB version, say)
         raise StorageError(f"cannot read the database {db_path}: {error}") from None
 
@@ -148,14 +159,24 @@ def print_comparison(comparison: RunComparison, out=None) -> None:
         row = [config.label, _ms(config.baseline.median_ms), _ms(config.contender.median_ms), format_ratio(config)]
         if history:
             row.append("-" if config.z_score is None else f"{config.z_score:+.1f}")
-        rows.append(row + [_p(config.p_value), config.verdict])
+        verdict = f"{config.verdict} (reused from run {config.reused_from})" if config.reused_from else config.verdict
+        rows.append(row + [_p(config.p_value), verdict])
     if rows:
         _print_table(columns, rows, out=out)
     for title, unmatched in (("added", comparison.added), ("removed", comparison.removed)):
         for config in unmatched:
-            print(f"{title}: {config.label} (median {_ms(config.median_ms)} ms)", file=out)
+            reused = f", reused from run {config.run_id}" if title == "added" and config.run_id != comparison.contender_run_id else ""
+            print(f"{title}: {config.label} (median {_ms(config.median_ms)} ms{reused})", file=out)
+    for config in comparison.reused:
+        print(f"reused, same measurement: {config.label} (median {_ms(config.median_ms)} ms, "
+              f"measured by run {config.run_id})", file=out)
     what = (f"run {comparison.contender_run_id} against the last {comparison.lookback} results of each config"
             if history else f"run {comparison.contender_run_id} against run {comparison.baseline_run_id}")
     counts = ", ".join(f"{n} {verdict}" for verdict, n in comparison.counts.items() if n)
-    print(f"{what}: {len(comparison.configs)} matched ({counts or 'none'}), {len(comparison.added)} added, "
-          f"{len(comparison.removed)} removed; threshold {format_threshold(comparison.threshold)}", file=sys.stderr)
+    # Against a history a reused result is the measuring run's comparison: shown, not counted.
+    uncounted = sum(1 for config in comparison.configs if config.reused_from) if history else 0
+    matched = f"{len(comparison.configs) - uncounted} matched ({counts or 'none'})"
+    if uncounted:
+        matched += f", {uncounted} reused from earlier runs (not counted)"
+    print(f"{what}: {matched}, {len(comparison.added)} added, "
+          f"{len(comparison.removed)} removed{f', {len(comparison.reused)} reused' if comparison.reused else ''}; threshold {format_threshold(comparison.threshold)}", file=sys.stderr)

@@ -17,7 +17,7 @@ from engine.errors import InvalidRequestError
 from engine.runs import RunRecord
 from storage import comparisons
 from storage import runs as run_rows
-from webapp.wiring.comparisons import comparison_request
+from webapp.wiring.comparisons import ReusedOf, comparison_request, reused_by_services
 from webapp.pages.rendering import PAGE_EXCEPTION_HANDLERS, optional_text, render
 from webapp.reporting import charts
 from webapp.wiring.services import Services
@@ -37,6 +37,12 @@ def run_choices(services: Services) -> list[tuple[str, str]]:
         created = record.created_at.strftime("%Y-%m-%d %H:%M") if record.created_at else ""
         choices.append((record.run_id, f"{record.run_id} · {created} · {record.status} · {models}"))
     return choices
+
+
+def previous_run(services: Services, run_id: str, reused_of: ReusedOf) -> str | None:
+    """The latest earlier completed run that measured one of the run's configs, the configs it
+    reused included: what ``/compare?contender=RUN`` compares RUN with."""
+    return comparisons.previous_run_with_configs(services.db, run_id, reused_of(run_id))
 
 
 def _short(run_id: str | None) -> str:
@@ -86,10 +92,11 @@ class ComparePages(Controller):
         context = {"active": "compare", "values": values, "errors": {}, "runs": run_choices(services),
                    "comparison": None, "note": None}
         status_code = 200
+        reused_of = reused_by_services(services)
         if values["contender"] and not values["baseline"] and not values["history"]:
-            previous = comparisons.previous_run_with_configs(services.db, values["contender"])
+            services.run_status(values["contender"])  # an unknown run is a 404 page
+            previous = previous_run(services, values["contender"], reused_of)
             if previous is None:
-                services.run_status(values["contender"])  # an unknown run is a 404 page
                 context["note"] = ("No earlier completed run measured any of this run's configs; "
                                    "compare it with its history instead, or pick a baseline.")
             values["baseline"] = previous
@@ -104,6 +111,7 @@ class ComparePages(Controller):
                 comparison = comparison_request(
                     services.db, baseline=values["baseline"], contender=values["contender"],
                     history=values["history"], threshold=values["threshold"], lookback=lookback,
+                    reused_of=reused_of,
                 )
             except InvalidRequestError as error:
                 context["errors"] = {error.field: error.reason}
@@ -111,3 +119,12 @@ class ComparePages(Controller):
             else:
                 context |= comparison_view(comparison)
         return render(request, "pages/compare.html", "partials/compare_body.html", context, status_code=status_code)
+
+    @get("/compare/previous/{run_id:str}", name="compare-previous", sync_to_thread=True)
+    def previous(self, services: Services, run_id: str) -> Template:
+        """The run page's link to ``/compare?contender=RUN``, or nothing when no earlier completed
+        run measured any of its configs (the comparison would only say so). The run page asks for
+        it once loaded, so the page itself does not wait on planning the run again."""
+        services.run_status(run_id)  # an unknown run is a 404
+        previous = previous_run(services, run_id, reused_by_services(services))
+        return Template(template_name="partials/compare_previous.html", context={"run_id": run_id, "previous": previous})

@@ -3,13 +3,18 @@
 ``run_comparison`` and ``history_comparison`` read the rows and compare them; GET
 /api/benchmark/compare, ``benchboard compare`` and the Compare page all call
 ``comparison_request``, so the three show the same verdicts.
+
+A run's results are those it measured and those it reused (incremental mode); which it reused
+comes from planning its request again (webapp.wiring.reuse), so the callers that can plan hand
+in ``reused_of``: run id -> the ids of the results it reused.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,8 +30,12 @@ from engine.compare import (
 )
 from engine.errors import InvalidRequestError, UnknownRunError
 from storage import comparisons
+from storage import results as result_rows
 from storage import runs as run_rows
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from webapp.wiring.services import Services
 
 
 class _RunId(msgspec.Struct):
@@ -39,27 +48,61 @@ def require_run(db: Database, run_id: str, field: str = "run_id") -> None:
         raise UnknownRunError(run_id, field)
 
 
-def run_comparison(db: Database, baseline: str, contender: str, thresholds: Thresholds | None = None) -> RunComparison:
+ReusedOf = Callable[[str], Sequence[int]]
+
+
+def nothing_reused(run_id: str) -> Sequence[int]:
+    return ()
+
+
+def reused_by_services(services: Services) -> ReusedOf:
+    """``reused_of`` for a process that can plan (the server): the ids of the results the run
+    stood on instead of measuring them again, as its page lists them."""
+    # Imported here: reuse reads with the dashboard's queries (pandas), which `benchboard
+    # compare` on a database file never needs (issue 16).
+    from webapp.wiring import reuse
+
+    def reused_of(run_id: str) -> list[int]:
+        record = services.run_record(run_id)
+        shown = result_rows.finished_config_keys(services.db, run_id)
+        return [row["result_id"] for row in reuse.reused_configs(services, record, shown)]
+
+    return reused_of
+
+
+def compared_results(db: Database, run_id: str, reused_of: ReusedOf = nothing_reused) -> list[ComparedResult]:
+    """The run's results as a comparison takes them: measured, then reused (each reused one with
+    the run that measured it)."""
+    measured = comparisons.results_with_samples(db, run_id, ComparedResult)
+    return measured + comparisons.results_by_ids(db, reused_of(run_id), ComparedResult)
+
+
+def run_comparison(
+    db: Database, baseline: str, contender: str, thresholds: Thresholds | None = None,
+    reused_of: ReusedOf = nothing_reused,
+) -> RunComparison:
     """Run ``contender`` against run ``baseline``; UnknownRunError if either is not stored."""
     require_run(db, baseline, "baseline")
     require_run(db, contender, "contender")
     return compare_runs(
-        comparisons.results_with_samples(db, baseline, ComparedResult),
-        comparisons.results_with_samples(db, contender, ComparedResult),
+        compared_results(db, baseline, reused_of), compared_results(db, contender, reused_of),
         baseline_run_id=baseline, contender_run_id=contender, thresholds=thresholds,
     )
 
 
 def history_comparison(
-    db: Database, run_id: str, thresholds: Thresholds | None = None, lookback: int = DEFAULT_LOOKBACK
+    db: Database, run_id: str, thresholds: Thresholds | None = None, lookback: int = DEFAULT_LOOKBACK,
+    reused_of: ReusedOf = nothing_reused,
 ) -> RunComparison:
-    """Run ``run_id`` against the last ``lookback`` results of each of its configs."""
+    """Run ``run_id`` against the last ``lookback`` results of each of its configs (a reused
+    result: against the results before it)."""
     require_run(db, run_id, "history")
+    reused = list(reused_of(run_id))
     return compare_history(
-        comparisons.results_with_samples(db, run_id, ComparedResult),
-        comparisons.history_for_run(db, run_id, lookback, ComparedResult),
+        comparisons.results_with_samples(db, run_id, ComparedResult) + comparisons.results_by_ids(db, reused, ComparedResult),
+        comparisons.history_for_run(db, run_id, lookback, ComparedResult, reused_result_ids=reused),
         run_id=run_id, lookback=lookback, thresholds=thresholds,
-        other_environments=comparisons.other_environment_counts(db, run_id),
+        other_environments=comparisons.other_environment_counts(db, run_id, reused),
     )
 
 
@@ -107,6 +150,7 @@ def comparison_request(
     threshold: str | None,
     threshold_for: Iterable[str] = (),
     lookback: int = DEFAULT_LOOKBACK,
+    reused_of: ReusedOf = nothing_reused,
 ) -> RunComparison:
     """The comparison asked for by query parameters: ``baseline`` and ``contender``, or
     ``history``. InvalidRequestError names the field that is missing or wrong."""
@@ -116,7 +160,7 @@ def comparison_request(
     if history:
         if baseline or contender:
             raise InvalidRequestError("history", "give either history, or baseline and contender, not both")
-        return history_comparison(db, history, thresholds, lookback)
+        return history_comparison(db, history, thresholds, lookback, reused_of)
     if not baseline:
         raise InvalidRequestError("baseline", "required with contender (or give history=RUN_ID alone)")
     if not contender:
@@ -125,4 +169,4 @@ def comparison_request(
         # Every config would match itself at a ratio of exactly 1: a comparison that says nothing.
         raise InvalidRequestError("contender", "is the baseline itself: compare two different runs, "
                                   "or give history=RUN_ID to compare a run with its configs' history")
-    return run_comparison(db, baseline, contender, thresholds)
+    return run_comparison(db, baseline, contender, thresholds, reused_of)

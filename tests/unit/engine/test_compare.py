@@ -434,3 +434,79 @@ def test_a_result_stored_before_a_column_existed_still_gets_a_sensible_label():
     pair = compare_pair(row(normal(10, 0.02, seed=1), batch_size=8, sequence_length=None, scenario=None),
                         row(normal(10, 0.02, seed=2), batch_size=8, sequence_length=None, scenario=None))
     assert pair.label == "m · cpu · bs8 · fp32"
+
+
+# ---- reused results (incremental mode) ------------------------------------------------------
+
+
+def test_a_result_the_contender_reused_from_the_baseline_is_one_measurement_not_removed_nor_compared():
+    measured = row(normal(10, 0.02, seed=1), batch_size=1, run_id="a")
+    baseline = [measured, row(normal(20, 0.02, seed=2), batch_size=2, run_id="a")]
+    # The contender measured bs4 and reused the baseline's bs1 (the row keeps its measuring run).
+    contender = [row(normal(30, 0.02, seed=3), batch_size=4, run_id="b"), measured]
+    result = compare_runs(baseline, contender, baseline_run_id="a", contender_run_id="b")
+    assert result.configs == []
+    assert [(c.batch_size, c.run_id, c.result_id) for c in result.reused] == [(1, "a", measured.result_id)]
+    assert [c.batch_size for c in result.removed] == [2]
+    assert [c.batch_size for c in result.added] == [4]
+    assert sum(result.counts.values()) == 0 and not result.has_regression
+
+
+def test_a_result_reused_from_a_third_run_is_compared_and_says_where_it_came_from():
+    baseline = [row(normal(10, 0.02, seed=1), run_id="a")]
+    contender = [row(normal(11, 0.02, seed=2), run_id="third")]  # run b reused run third's result
+    result = compare_runs(baseline, contender, baseline_run_id="a", contender_run_id="b")
+    (config,) = result.configs
+    assert result.reused == []
+    assert config.verdict == SLOWER and result.has_regression  # a measurement the baseline does not hold
+    assert config.reused_from == "third"
+    assert config.reason.startswith("the contender reused run third's result; ")
+
+
+def test_history_compares_a_reused_result_with_the_results_before_it_but_counts_it_as_the_measurers():
+    earlier = history([10.0, 10.1, 9.9, 10.05, 9.95])
+    reused = row(normal(11.0, 0.02, seed=99), run_id="measurer")  # newer than the history
+    result = compare_history([reused], earlier, run_id="now")
+    (config,) = result.configs
+    assert config.verdict == SLOWER, config.reason
+    assert config.contender.run_id == config.reused_from == "measurer"
+    assert config.baseline.n_results == 5
+    assert config.reason.startswith("the run reused run measurer's result: that run's comparison with its history, "
+                                    "not counted here; ")
+    # The measurer's own comparison says slower; "now" measured nothing, so nothing of it regressed.
+    assert sum(result.counts.values()) == 0 and not result.has_regression
+    assert compare_history([reused], earlier, run_id="measurer").has_regression
+
+
+# ---- confidence intervals stay above 0 -------------------------------------------------------
+
+
+def test_a_wide_between_process_spread_widens_a_ci_by_a_factor_and_never_below_zero():
+    # Two processes whose medians differ by a third (cv 0.25): the QA case of ci_low_ms -157.86 at
+    # a median of 163.9. On log latencies the CI is median / f .. median * f, f = exp(t(1) * cv / sqrt(2)).
+    samples = normal(163.9, 0.02, seed=3)
+    pair = compare_pair(row(samples, repeats=2, between_process_cv=0.25), row(samples, repeats=2, between_process_cv=0.25))
+    side = pair.contender
+    factor = np.exp(12.706204736 * 0.25 / np.sqrt(2))
+    assert side.ci_low_ms == pytest.approx(side.median_ms / factor, rel=1e-6)
+    assert side.ci_high_ms == pytest.approx(side.median_ms * factor, rel=1e-6)
+    assert 0 < side.ci_low_ms < side.median_ms < side.ci_high_ms
+    assert pair.verdict == NOISY
+
+
+def test_a_small_between_process_spread_still_widens_the_cis_about_as_before():
+    samples = normal(10.0, 0.01, seed=4)
+    side = compare_pair(row(samples), row(samples, repeats=3, between_process_cv=0.02)).contender
+    half = 4.302652730 * 0.02 * side.median_ms / np.sqrt(3)  # the additive half-width it replaces
+    assert side.ci_low_ms == pytest.approx(side.median_ms - half, rel=0.003)
+    assert side.ci_high_ms == pytest.approx(side.median_ms + half, rel=0.003)
+
+
+def test_a_history_mean_of_scattered_medians_has_a_ci_that_stops_at_zero():
+    earlier = history([10.0, 300.0, 12.0])  # a t-interval of mean 107 +- 415
+    now = row(normal(11.0, 0.02, seed=99), run_id="now")
+    (config,) = compare_history([now], earlier, run_id="now").configs
+    assert config.baseline.ci_low_ms == 0.0
+    assert config.baseline.ci_high_ms > config.baseline.median_ms
+    assert config.ratio_ci_high is None  # open above: nothing bounds how much faster the history was
+    assert config.verdict == NOISY
