@@ -9,7 +9,11 @@ and websockets; ``benchmark_api_client`` is the same API under the seed's import
     results = client.get_results(run["run_id"])
 """
 
-from benchboard_client.async_client import AsyncBenchmarkAPIClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from benchboard_client.errors import (
     BenchmarkAPIError,
     InvalidRequest,
@@ -26,7 +30,27 @@ from benchboard_client.formatting import (
     format_results,
     format_table,
 )
-from benchboard_client.sync_client import BenchmarkAPIClient, RunMonitor
+
+if TYPE_CHECKING:
+    from benchboard_client.async_client import AsyncBenchmarkAPIClient
+    from benchboard_client.sync_client import BenchmarkAPIClient, RunMonitor
+
+# The clients, and httpx and websockets with them (0.2 s), load on first use: `benchboard run`
+# prints the column lists above at its end and sends nothing (issue 16).
+_CLIENTS = {
+    "AsyncBenchmarkAPIClient": "benchboard_client.async_client",
+    "BenchmarkAPIClient": "benchboard_client.sync_client",
+    "RunMonitor": "benchboard_client.sync_client",
+}
+
+
+def __getattr__(name: str):
+    if name in _CLIENTS:
+        value = getattr(importlib.import_module(_CLIENTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncBenchmarkAPIClient",

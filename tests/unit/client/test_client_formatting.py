@@ -1,5 +1,8 @@
 """Terminal views: tables line up, numbers read well, the progress line says where a run is."""
 
+import subprocess
+import sys
+
 from benchboard_client.formatting import describe_progress, format_table
 
 
@@ -76,3 +79,15 @@ def test_forward_rows_show_how_they_were_timed_after_the_precision():
     header, _, line = format_results([row]).splitlines()
     assert header.split()[:5] == ["model_name", "hardware", "batch_size", "precision", "timing"]
     assert line.split()[:6] == ["bert-tiny", "cpu", "8", "fp32", "throughput", "2.5"]
+
+
+def test_the_column_lists_load_without_the_clients_or_an_http_library():
+    # `benchboard run` prints these at its end and sends nothing: httpx and websockets cost it 0.2 s.
+    probe = ("import sys\n"
+             "from benchboard_client import GENERATE_RESULT_COLUMNS, RESULT_COLUMNS\n"
+             "print(sorted(m for m in ('httpx', 'websockets', 'benchboard_client.sync_client') if m in sys.modules))\n"
+             "from benchboard_client import BenchmarkAPIClient\n"
+             "print('httpx' in sys.modules, BenchmarkAPIClient.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "True BenchmarkAPIClient"]
