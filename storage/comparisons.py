@@ -44,15 +44,20 @@ def _convert(rows: list[tuple], names: tuple[str, ...], as_type: type[Row]) -> l
     return msgspec.convert([dict(zip(names, row, strict=True)) for row in rows], list[as_type])
 
 
-def results_with_samples(db: Database, run_id: str, as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
-    """A run's measured results, in recording order, with their raw samples."""
+def _results_where(db: Database, condition: str, params: dict, as_type: type[Row], with_samples: bool) -> list[Row]:
+    """Results matching ``condition`` (a fixed clause over ``rv``, never user input), in recording order."""
     columns, names = _select(db, with_samples)
     rows = db.cursor().execute(
         f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
-        "WHERE rv.run_id = $run_id ORDER BY rv.result_id",
-        {"run_id": run_id},
+        f"WHERE {condition} ORDER BY rv.result_id",
+        params,
     ).fetchall()
     return _convert(rows, names, as_type)
+
+
+def results_with_samples(db: Database, run_id: str, as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
+    """A run's measured results, in recording order, with their raw samples."""
+    return _results_where(db, "rv.run_id = $run_id", {"run_id": run_id}, as_type, with_samples)
 
 
 def results_by_ids(db: Database, result_ids: Sequence[int], as_type: type[Row], *, with_samples: bool = True) -> list[Row]:
@@ -60,27 +65,17 @@ def results_by_ids(db: Database, result_ids: Sequence[int], as_type: type[Row], 
     each keeps the run_id of the run that measured it)."""
     if not result_ids:
         return []
-    columns, names = _select(db, with_samples)
-    rows = db.cursor().execute(
-        f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
-        "WHERE list_contains($result_ids, rv.result_id) ORDER BY rv.result_id",
-        {"result_ids": list(result_ids)},
-    ).fetchall()
-    return _convert(rows, names, as_type)
+    return _results_where(db, "list_contains($result_ids, rv.result_id)", {"result_ids": list(result_ids)}, as_type,
+                          with_samples)
 
 
 def results_for_runs(db: Database, run_ids: Sequence[str], as_type: type[Row], *, with_samples: bool = False) -> dict[str, list[Row]]:
     """Several runs' results at once, by run id (the runs list marks regressions from these)."""
     if not run_ids:
         return {}
-    columns, names = _select(db, with_samples)
-    rows = db.cursor().execute(
-        f"SELECT {columns} FROM results_view rv JOIN performance_results pr ON pr.result_id = rv.result_id "
-        "WHERE list_contains($run_ids, rv.run_id) ORDER BY rv.result_id",
-        {"run_ids": list(run_ids)},
-    ).fetchall()
     grouped: dict[str, list[Row]] = {run_id: [] for run_id in run_ids}
-    for row in _convert(rows, names, as_type):
+    for row in _results_where(db, "list_contains($run_ids, rv.run_id)", {"run_ids": list(run_ids)}, as_type,
+                              with_samples):
         grouped[row.run_id].append(row)
     return grouped
 
