@@ -48,7 +48,6 @@ regression of this run.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
@@ -65,7 +64,7 @@ from engine.config import (
 )
 from engine.errors import InvalidRequestError
 from engine.result import ResultRow
-from engine.stats import MIN_SAMPLES_FOR_CI, median_ci, percentile
+from engine.stats import CONFIDENCE, MIN_SAMPLES_FOR_CI, Z_975, median_ci, percentile, t_quantile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,7 +80,6 @@ DEFAULT_LOOKBACK = 10
 MAX_LOOKBACK = 100
 Z_THRESHOLD = 5.0  # conbench's default
 MIN_HISTORY = 3  # fewer earlier results have no spread worth a z-score
-CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20240612
 # Points of each side's distribution kept for charts: its 0th, 5th, ..., 100th percentiles.
@@ -314,12 +312,6 @@ def _quantiles(ordered: Sequence[float]) -> list[float]:
     return [percentile(ordered, 100.0 * step / QUANTILE_STEPS) for step in range(QUANTILE_STEPS + 1)]
 
 
-@functools.lru_cache(maxsize=256)
-def _t_quantile(degrees_of_freedom: int) -> float:
-    """The two-sided 95% quantile of Student's t (scipy's ppf costs ~0.5 ms a call)."""
-    return float(_scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
-
-
 def _scipy_stats():
     """scipy.stats, imported on first use: it costs more than a second of CPU to import,
     and the CLI builds its parser from this module's names (issue 16)."""
@@ -327,9 +319,6 @@ def _scipy_stats():
 
     return stats
 
-
-# scipy.stats.norm.ppf(0.5 + CONFIDENCE / 2), written out (tests/unit/engine/test_compare.py checks it).
-_Z = 1.959963984540054
 
 
 def _spread_factor(cv: float | None, repeats: int | None) -> float:
@@ -344,7 +333,7 @@ def _spread_factor(cv: float | None, repeats: int | None) -> float:
     went below 0 whenever t * cv / sqrt(R) > 1: with R = 2, t = 12.7, so from cv = 0.11 on."""
     if not cv or not repeats or repeats < 2:
         return 1.0
-    return math.exp(_t_quantile(repeats - 1) * cv / math.sqrt(repeats))
+    return math.exp(t_quantile(repeats - 1) * cv / math.sqrt(repeats))
 
 
 def _side(row: ComparedResult, ordered: Sequence[float]) -> Side:
@@ -410,8 +399,8 @@ def ratio_ci(
     if extra_log_se > 0:
         logs = np.log(ratios)
         centre = float(np.median(logs))
-        boot_se = (math.log(high) - math.log(low)) / (2 * _Z)
-        half = _Z * math.hypot(boot_se, extra_log_se)
+        boot_se = (math.log(high) - math.log(low)) / (2 * Z_975)
+        half = Z_975 * math.hypot(boot_se, extra_log_se)
         low, high = math.exp(centre - half), math.exp(centre + half)
     return float(low), float(high)
 
@@ -626,7 +615,7 @@ def compare_to_history(
         n_samples=len(pooled), n_results=k, spread_ms=spread, quantiles_ms=_quantiles(pooled),
     )
     if mean is not None and spread is not None:
-        half = _t_quantile(k - 1) * spread / math.sqrt(k)
+        half = t_quantile(k - 1) * spread / math.sqrt(k)
         # A latency's mean is above 0, so the t-interval's part below 0 holds no value it could
         # take: cut there, the interval covers the mean exactly as often (and a lower bound of 0
         # leaves the ratio's CI open above, as it should be with medians that scattered so far).

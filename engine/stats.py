@@ -45,7 +45,7 @@ _T_975 = (
     2.073873068, 2.068657610, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
     2.045229642, 2.042272456,
 )
-_Z_975 = 1.959963984540054  # the normal's two-sided 95% quantile
+Z_975 = 1.959963984540054  # the normal's two-sided 95% quantile, scipy.stats.norm.ppf(0.975)
 
 
 def percentile(sorted_samples: Sequence[float], q: float) -> float:
@@ -158,7 +158,7 @@ def t_quantile(degrees_of_freedom: int) -> float:
     if degrees_of_freedom <= len(_T_975):
         return _T_975[degrees_of_freedom - 1]
     # Abramowitz & Stegun 26.7.5.
-    z, v = _Z_975, float(degrees_of_freedom)
+    z, v = Z_975, float(degrees_of_freedom)
     g1 = (z**3 + z) / 4
     g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384

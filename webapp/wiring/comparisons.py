@@ -70,11 +70,11 @@ def reused_by_services(services: Services) -> ReusedOf:
     return reused_of
 
 
-def compared_results(db: Database, run_id: str, reused_of: ReusedOf = nothing_reused) -> list[ComparedResult]:
-    """The run's results as a comparison takes them: measured, then reused (each reused one with
-    the run that measured it)."""
+def compared_results(db: Database, run_id: str, reused: Sequence[int]) -> list[ComparedResult]:
+    """The run's results as a comparison takes them: measured, then the ``reused`` ones (each
+    with the run that measured it)."""
     measured = comparisons.results_with_samples(db, run_id, ComparedResult)
-    return measured + comparisons.results_by_ids(db, reused_of(run_id), ComparedResult)
+    return measured + comparisons.results_by_ids(db, reused, ComparedResult)
 
 
 def run_comparison(
@@ -85,7 +85,7 @@ def run_comparison(
     require_run(db, baseline, "baseline")
     require_run(db, contender, "contender")
     return compare_runs(
-        compared_results(db, baseline, reused_of), compared_results(db, contender, reused_of),
+        compared_results(db, baseline, reused_of(baseline)), compared_results(db, contender, reused_of(contender)),
         baseline_run_id=baseline, contender_run_id=contender, thresholds=thresholds,
     )
 
@@ -99,7 +99,7 @@ def history_comparison(
     require_run(db, run_id, "history")
     reused = list(reused_of(run_id))
     return compare_history(
-        comparisons.results_with_samples(db, run_id, ComparedResult) + comparisons.results_by_ids(db, reused, ComparedResult),
+        compared_results(db, run_id, reused),
         comparisons.history_for_run(db, run_id, lookback, ComparedResult, reused_result_ids=reused),
         run_id=run_id, lookback=lookback, thresholds=thresholds,
         other_environments=comparisons.other_environment_counts(db, run_id, reused),

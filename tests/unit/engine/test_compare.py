@@ -302,12 +302,12 @@ def test_every_number_of_a_comparison_encodes_as_json():
 
 
 def test_the_written_out_normal_quantile_is_scipys():
-    # engine.compare imports scipy on first use only (issue 16), so its z is a constant.
+    # engine.compare imports scipy on first use only (issue 16), so its z is engine.stats' constant.
     from scipy import stats
 
     from engine import compare
 
-    assert compare._Z == float(stats.norm.ppf(0.5 + compare.CONFIDENCE / 2))
+    assert compare.Z_975 == float(stats.norm.ppf(0.5 + compare.CONFIDENCE / 2))
 
 
 # ---- labels -----------------------------------------------------------------------------
